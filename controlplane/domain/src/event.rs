@@ -1,0 +1,92 @@
+//! Events: the facts the log records.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The entity an event is about: `kind/name`, e.g. `namespace/research` or `member/2`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityKey {
+    pub kind: String,
+    pub name: String,
+}
+
+impl EntityKey {
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// Where in the Raft log a command sits; stamped into every event it produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub raft_index: u64,
+    pub raft_term: u64,
+}
+
+/// One event of the append-only log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Global, gapless, starting at 1.
+    pub sequence: u64,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    /// The leader's clock when it proposed the command (Unix milliseconds).
+    pub timestamp_ms: i64,
+    pub entity: EntityKey,
+    /// The entity's revision after this event, starting at 1.
+    pub entity_revision: u64,
+    pub actor: String,
+    pub correlation_id: String,
+    pub payload: EventPayload,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPayload {
+    MemberAdded {
+        node_id: u64,
+        address: String,
+        voter: bool,
+    },
+    MemberPromoted {
+        node_id: u64,
+    },
+    MemberRemoved {
+        node_id: u64,
+    },
+    NamespaceCreated {
+        labels: BTreeMap<String, String>,
+    },
+    /// The full label set after the change.
+    NamespaceLabelsChanged {
+        labels: BTreeMap<String, String>,
+    },
+    NamespaceDeleted,
+    NoteAdded {
+        text: String,
+    },
+}
+
+impl EventPayload {
+    /// The type name used by filters and indexes (the protobuf oneof field name).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventPayload::MemberAdded { .. } => "member_added",
+            EventPayload::MemberPromoted { .. } => "member_promoted",
+            EventPayload::MemberRemoved { .. } => "member_removed",
+            EventPayload::NamespaceCreated { .. } => "namespace_created",
+            EventPayload::NamespaceLabelsChanged { .. } => "namespace_labels_changed",
+            EventPayload::NamespaceDeleted => "namespace_deleted",
+            EventPayload::NoteAdded { .. } => "note_added",
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The state of the cluster: a pure fold of the event log (plus the Raft membership,
+//! which the log's membership entries carry).
+
+use std::collections::BTreeMap;
+
+use crate::event::{EntityKey, Event, EventPayload};
+use crate::kinds;
+
+/// Current view of one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntityState {
+    /// Revision of the entity's stream: the number of events about it so far.
+    pub revision: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub deleted: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Number of notes added to it.
+    pub notes: u64,
+}
+
+/// A Raft member as recorded by member events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub address: String,
+    pub voter: bool,
+}
+
+/// The Raft membership the log has applied (from membership entries, not events).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RaftMembers {
+    pub voters: BTreeMap<u64, String>,
+    pub learners: BTreeMap<u64, String>,
+}
+
+/// The fold of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    /// Sequence number the next event gets.
+    next_sequence: u64,
+    /// Every entity that ever existed, deleted ones included (their revision goes on).
+    entities: BTreeMap<EntityKey, EntityState>,
+    /// Members as recorded by `member_*` events.
+    members: BTreeMap<u64, MemberRecord>,
+    /// Membership as applied by Raft.
+    raft_members: RaftMembers,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            next_sequence: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Sequence number of the last event folded in (0 when none).
+    pub fn last_sequence(&self) -> u64 {
+        self.next_sequence.saturating_sub(1)
+    }
+
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence.max(1)
+    }
+
+    pub fn entity(&self, key: &EntityKey) -> Option<&EntityState> {
+        self.entities.get(key)
+    }
+
+    /// Current revision of `key` (0 if it never existed).
+    pub fn revision(&self, key: &EntityKey) -> u64 {
+        self.entities.get(key).map_or(0, |e| e.revision)
+    }
+
+    /// Whether `key` exists and is not deleted.
+    pub fn is_live(&self, key: &EntityKey) -> bool {
+        self.entities.get(key).is_some_and(|e| !e.deleted)
+    }
+
+    /// Entities of one kind, ordered by name.
+    pub fn entities_of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a EntityKey, &'a EntityState)> + 'a {
+        let start = EntityKey::new(kind, "");
+        self.entities
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind)
+    }
+
+    pub fn members(&self) -> &BTreeMap<u64, MemberRecord> {
+        &self.members
+    }
+
+    pub fn raft_members(&self) -> &RaftMembers {
+        &self.raft_members
+    }
+
+    /// Fold in a membership entry of the Raft log.
+    pub fn set_raft_members(&mut self, members: RaftMembers) {
+        self.raft_members = members;
+    }
+
+    /// Fold one event into the state. Events must arrive in sequence order, each
+    /// exactly once; a gap is a bug in the caller and panics.
+    pub fn evolve(&mut self, event: &Event) {
+        assert_eq!(
+            event.sequence,
+            self.next_sequence(),
+            "events must be folded in sequence order"
+        );
+        self.next_sequence = event.sequence + 1;
+        let e = self.entities.entry(event.entity.clone()).or_default();
+        e.revision = event.entity_revision;
+        e.updated_ms = event.timestamp_ms;
+        match &event.payload {
+            EventPayload::NamespaceCreated { labels } => {
+                *e = EntityState {
+                    revision: event.entity_revision,
+                    created_ms: event.timestamp_ms,
+                    updated_ms: event.timestamp_ms,
+                    deleted: false,
+                    labels: labels.clone(),
+                    notes: e.notes,
+                };
+            }
+            EventPayload::NamespaceLabelsChanged { labels } => e.labels = labels.clone(),
+            EventPayload::NamespaceDeleted => e.deleted = true,
+            EventPayload::NoteAdded { .. } => e.notes += 1,
+            EventPayload::MemberAdded {
+                node_id,
+                address,
+                voter,
+            } => {
+                if e.created_ms == 0 || e.deleted {
+                    e.created_ms = event.timestamp_ms;
+                }
+                e.deleted = false;
+                e.labels = member_labels(address, *voter);
+                self.members.insert(
+                    *node_id,
+                    MemberRecord {
+                        address: address.clone(),
+                        voter: *voter,
+                    },
+                );
+            }
+            EventPayload::MemberPromoted { node_id } => {
+                if let Some(m) = self.members.get_mut(node_id) {
+                    m.voter = true;
+                    e.labels = member_labels(&m.address, true);
+                }
+            }
+            EventPayload::MemberRemoved { node_id } => {
+                e.deleted = true;
+                self.members.remove(node_id);
+            }
+        }
+    }
+}
+
+/// The labels a member entity shows: its address and role.
+fn member_labels(address: &str, voter: bool) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("address".to_string(), address.to_string()),
+        (
+            "role".to_string(),
+            if voter { "voter" } else { "learner" }.to_string(),
+        ),
+    ])
+}
+
+/// The entity key of a Raft member.
+pub(crate) fn member_key(node_id: u64) -> EntityKey {
+    EntityKey::new(kinds::MEMBER, node_id.to_string())
+}

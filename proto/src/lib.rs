@@ -1,0 +1,45 @@
+//! Cairn's wire types: the `cairn.v1` protobuf schema and its generated tonic services.
+//!
+//! These types stay at the edge: the domain (`cairn-domain`) has its own types, and the
+//! conversions between the two live in the control plane's `convert` module.
+
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("cairn.v1");
+}
+
+pub use v1::*;
+
+impl v1::Event {
+    /// The event's type name, as in the payload oneof (`namespace_created`, ...).
+    pub fn type_name(&self) -> &'static str {
+        use v1::event::Payload;
+        match &self.payload {
+            Some(Payload::MemberAdded(_)) => "member_added",
+            Some(Payload::MemberPromoted(_)) => "member_promoted",
+            Some(Payload::MemberRemoved(_)) => "member_removed",
+            Some(Payload::NamespaceCreated(_)) => "namespace_created",
+            Some(Payload::NamespaceLabelsChanged(_)) => "namespace_labels_changed",
+            Some(Payload::NamespaceDeleted(_)) => "namespace_deleted",
+            Some(Payload::NoteAdded(_)) => "note_added",
+            None => "unknown",
+        }
+    }
+}
+
+/// Every event type name `Event::type_name` can return for a known payload.
+pub const EVENT_TYPES: &[&str] = &[
+    "member_added",
+    "member_promoted",
+    "member_removed",
+    "namespace_created",
+    "namespace_labels_changed",
+    "namespace_deleted",
+    "note_added",
+];
+
+impl std::fmt::Display for v1::EntityRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}

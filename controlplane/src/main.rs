@@ -1,1 +1,151 @@
-fn main() {}
+//! `cairn-server`: parse flags, load the configuration, start tracing, run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cairn_controlplane::config::{ServerConfig, DEV_ADDR};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn-server",
+    version,
+    about = "The Cairn control-plane server"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A single-node control plane with its data in ./.cairn, on 127.0.0.1:7420.
+    Dev {
+        #[arg(long, env = "CAIRN_DATA_DIR", default_value = ".cairn")]
+        data_dir: PathBuf,
+        #[arg(long, env = "CAIRN_LISTEN", default_value = DEV_ADDR)]
+        listen: String,
+    },
+    /// A member of a cluster: a configuration file and/or flags.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// TOML configuration file (flags and CAIRN_* variables override it).
+    #[arg(long, short = 'c', env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    node_id: Option<u64>,
+    #[arg(long, env = "CAIRN_LISTEN")]
+    listen: Option<String>,
+    #[arg(long, env = "CAIRN_ADVERTISE")]
+    advertise: Option<String>,
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The first voters, `1=host:port,2=host:port,...` (only used to create a new cluster).
+    #[arg(long, env = "CAIRN_INITIAL_MEMBERS")]
+    initial_members: Option<String>,
+    /// Largest client request in bytes.
+    #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<usize>,
+}
+
+fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (id, addr) = p
+                .split_once('=')
+                .with_context(|| format!("initial member {p:?} is not id=host:port"))?;
+            let id = id
+                .trim()
+                .parse()
+                .with_context(|| format!("node id in {p:?}"))?;
+            Ok((id, addr.trim().to_string()))
+        })
+        .collect()
+}
+
+fn load(args: RunArgs) -> anyhow::Result<ServerConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ServerConfig::from_toml(&text).map_err(|e| {
+                anyhow::anyhow!("invalid configuration file {}:\n{e}", path.display())
+            })?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(v) = args.node_id {
+        cfg.node_id = v;
+    }
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.advertise {
+        cfg.advertise = Some(v);
+    }
+    if let Some(v) = args.data_dir {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = args.initial_members {
+        cfg.initial_members = parse_members(&v)?;
+    }
+    if let Some(v) = args.max_request_bytes {
+        cfg.max_request_bytes = v;
+    }
+    Ok(cfg)
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let config = match cli.command {
+        Command::Dev { data_dir, listen } => ServerConfig {
+            node_id: 1,
+            initial_members: BTreeMap::from([(1, listen.clone())]),
+            listen,
+            data_dir,
+            ..ServerConfig::default()
+        },
+        Command::Run(args) => load(args)?,
+    };
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    cairn_controlplane::server::run(config, shutdown).await
+}

@@ -4,7 +4,7 @@ use thiserror::Error;
 
 /// Why `decide` refused a command. Every replica reaches the same verdict, so a
 /// rejection is an answer to the caller, not a failure of the node.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -1,0 +1,687 @@
+//! The client API (`cairn.v1.Cairn`), served by every member.
+//!
+//! - Writes go to the leader's [`Proposer`] (group commit). A member that is not the
+//!   leader forwards the request to the leader once; a request that was already
+//!   forwarded and still lands on a non-leader is answered `UNAVAILABLE` with a leader
+//!   hint, and the client retries.
+//! - Reads are linearizable by default: the leader confirms its leadership with a quorum
+//!   and waits until it has applied up to that point (openraft's read index) before it
+//!   reads; a follower forwards linearizable reads to the leader. A stale read is served
+//!   from the member's own applied state and says how far that was.
+//! - Every error goes through [`error::ApiError`], the one mapping to `tonic::Status`.
+
+pub mod error;
+pub mod proposer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_domain as domain;
+use cairn_proto as pb;
+use futures::Stream;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use pb::cairn_client::CairnClient;
+use pb::raft_transport_client::RaftTransportClient;
+use prost::Message;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::raft::transport::{Local, MemberReport};
+use crate::raft::{decode, network, Outcome, Raft};
+use crate::store::events::Filter;
+use error::ApiError;
+use proposer::Proposer;
+
+/// Metadata marking a request a member already forwarded (it is not forwarded again).
+const FORWARDED: &str = "x-cairn-forwarded";
+/// Largest page of events one ListEvents answer holds.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// The `Cairn` service of one member.
+#[derive(Clone)]
+pub struct Api {
+    local: Local,
+    proposer: Proposer,
+    max_message_bytes: usize,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    requests: Arc<AtomicU64>,
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+impl Api {
+    pub fn new(local: Local, proposer: Proposer, max_message_bytes: usize) -> Self {
+        Self {
+            local,
+            proposer,
+            max_message_bytes,
+            channels: Arc::default(),
+            requests: Arc::default(),
+        }
+    }
+
+    fn raft(&self) -> &Raft {
+        &self.local.raft
+    }
+
+    fn id(&self) -> u64 {
+        self.local.raft.metrics().borrow().id
+    }
+
+    /// The leader (id, address), waiting up to `wait` for one to be elected.
+    async fn leader(&self, wait: Duration) -> Result<(u64, String)> {
+        let mut rx = self.raft().metrics();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                if let Some(l) = m.current_leader {
+                    let addr = m
+                        .membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.addr.clone())
+                        .unwrap_or_default();
+                    return Ok((l, addr));
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(ApiError::Unavailable("the Raft node stopped".into())),
+                Err(_) => return Err(ApiError::NotLeader { leader: None }),
+            }
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = network::channel(addr)
+            .map_err(|e| ApiError::Internal(format!("bad member address {addr:?}: {e}")))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn client(&self, addr: &str) -> Result<CairnClient<Channel>> {
+        Ok(CairnClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
+
+    /// Where a leader-only request must go: `None` = handle it here.
+    async fn route<T>(&self, req: &Request<T>) -> Result<Option<CairnClient<Channel>>> {
+        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
+        if leader == self.id() {
+            return Ok(None);
+        }
+        if req.metadata().get(FORWARDED).is_some() {
+            return Err(ApiError::NotLeader {
+                leader: Some((leader, addr)),
+            });
+        }
+        Ok(Some(self.client(&addr)?))
+    }
+
+    fn read_info(&self, consistency: i32) -> pb::ReadInfo {
+        let inner = self.local.shared.read();
+        pb::ReadInfo {
+            applied_index: inner.last_applied.map_or(0, |l| l.index),
+            last_sequence: inner.state.last_sequence(),
+            consistency,
+            served_by: self.id(),
+        }
+    }
+
+    /// Make a linearizable read possible here, or say where to forward it.
+    async fn read_barrier<T>(
+        &self,
+        req: &Request<T>,
+        consistency: i32,
+    ) -> Result<Option<CairnClient<Channel>>> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(None);
+        }
+        if let Some(client) = self.route(req).await? {
+            return Ok(Some(client));
+        }
+        match self.raft().ensure_linearizable().await {
+            Ok(_) => Ok(None),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ApiError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(
+                ApiError::Unavailable(format!("cannot confirm leadership: {q}")),
+            ),
+            Err(RaftError::Fatal(f)) => {
+                Err(ApiError::Unavailable(format!("the Raft node stopped: {f}")))
+            }
+        }
+    }
+
+    fn new_correlation_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("req-{}-{ms}-{n}", self.id())
+    }
+
+    /// Propose a command on this member (the leader) and shape the answer.
+    async fn propose(&self, cmd: pb::Command) -> Result<pb::SubmitResponse> {
+        match self.proposer.submit(cmd).await? {
+            Outcome::Rejected(r) => Err(ApiError::Rejected(r)),
+            Outcome::Applied {
+                events,
+                entity_revision,
+                raft_index,
+            } => {
+                let events = events
+                    .iter()
+                    .map(|b| pb::Event::decode(b.as_slice()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| ApiError::Internal(format!("decoding an applied event: {e}")))?;
+                Ok(pb::SubmitResponse {
+                    events,
+                    entity_revision,
+                    raft_index,
+                })
+            }
+        }
+    }
+
+    /// Record the current Raft membership as member events.
+    pub async fn reconcile_members(&self) -> Result<()> {
+        let cmd = pb::Command {
+            actor: "system/membership".into(),
+            correlation_id: self.new_correlation_id(),
+            body: Some(pb::command::Body::ReconcileMembers(pb::ReconcileMembers {})),
+            ..Default::default()
+        };
+        self.propose(cmd).await.map(|_| ())
+    }
+
+    fn membership_response(&self, raft_index: u64) -> pb::MembershipResponse {
+        let m = self.raft().metrics().borrow().membership_config.clone();
+        pb::MembershipResponse {
+            voters: m.membership().voter_ids().collect(),
+            learners: m.membership().learner_ids().collect(),
+            raft_index,
+        }
+    }
+
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<u64, BasicNode>,
+    ) -> Result<pb::MembershipResponse> {
+        let resp = self
+            .raft()
+            .change_membership(change, false)
+            .await
+            .map_err(membership_error)?;
+        self.reconcile_members().await?;
+        Ok(self.membership_response(resp.log_id.index))
+    }
+}
+
+fn membership_error(
+    e: RaftError<u64, openraft::error::ClientWriteError<u64, BasicNode>>,
+) -> ApiError {
+    use openraft::error::ClientWriteError as W;
+    match e {
+        RaftError::APIError(W::ForwardToLeader(f)) => ApiError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        RaftError::APIError(W::ChangeMembershipError(c)) => {
+            ApiError::Rejected(domain::Rejection::FailedPrecondition(c.to_string()))
+        }
+        RaftError::Fatal(f) => ApiError::Unavailable(format!("the Raft node stopped: {f}")),
+    }
+}
+
+/// Forward `req` to the leader through `client`, marking it forwarded.
+fn forwarded<T>(req: Request<T>) -> Request<T> {
+    let mut req = Request::new(req.into_inner());
+    req.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    req
+}
+
+fn filter_from_pb(f: Option<pb::EventFilter>) -> Result<Filter> {
+    let f = f.unwrap_or_default();
+    let mut problems = Vec::new();
+    let (kind, name) = match f.entity {
+        None => (None, None),
+        Some(e) => {
+            if !domain::kinds::ALL.contains(&e.kind.as_str()) {
+                problems.push(format!(
+                    "filter.entity.kind: unknown kind {:?} (known: {})",
+                    e.kind,
+                    domain::kinds::ALL.join(", ")
+                ));
+            }
+            (Some(e.kind), (!e.name.is_empty()).then_some(e.name))
+        }
+    };
+    for (i, t) in f.types.iter().enumerate() {
+        if !pb::EVENT_TYPES.contains(&t.as_str()) {
+            problems.push(format!(
+                "filter.types[{i}]: unknown event type {t:?} (known: {})",
+                pb::EVENT_TYPES.join(", ")
+            ));
+        }
+    }
+    if let (Some(s), Some(u)) = (f.since_ms, f.until_ms) {
+        if s >= u {
+            problems.push("filter: since must be before until".into());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    Ok(Filter {
+        kind,
+        name,
+        types: f.types,
+        since_ms: f.since_ms,
+        until_ms: f.until_ms,
+        after_sequence: f.after_sequence,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+fn valid_address(a: &str) -> bool {
+    a.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::cairn_server::Cairn for Api {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> std::result::Result<Response<pb::SubmitResponse>, Status> {
+        let Some(mut cmd) = req.get_ref().command.clone() else {
+            return Err(ApiError::Invalid(vec!["command: required".into()]).into());
+        };
+        if matches!(cmd.body, Some(pb::command::Body::ReconcileMembers(_))) {
+            return Err(ApiError::Invalid(vec![
+                "command.body: reconcile_members is proposed by the leader only".into(),
+            ])
+            .into());
+        }
+        let parsed = convert::command_from_pb(&cmd).map_err(|m| ApiError::Invalid(m.0))?;
+        let problems = domain::validate::command_problems(&parsed);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems).into());
+        }
+        if let Some(mut client) = self.route(&req).await? {
+            return client.submit(forwarded(req)).await;
+        }
+        if cmd.actor.is_empty() {
+            cmd.actor = "anonymous".into();
+        }
+        if cmd.correlation_id.is_empty() {
+            cmd.correlation_id = self.new_correlation_id();
+        }
+        match self.propose(cmd).await {
+            // Leadership moved between routing and proposing: the command was not
+            // appended, so forwarding it once is safe.
+            Err(ApiError::NotLeader {
+                leader: Some((_, addr)),
+            }) if req.metadata().get(FORWARDED).is_none() => {
+                self.client(&addr)?.submit(forwarded(req)).await
+            }
+            r => Ok(Response::new(r?)),
+        }
+    }
+
+    async fn get_entity(
+        &self,
+        req: Request<pb::GetEntityRequest>,
+    ) -> std::result::Result<Response<pb::GetEntityResponse>, Status> {
+        let r = req.get_ref();
+        let Some(e) = r.entity.clone() else {
+            return Err(ApiError::Invalid(vec!["entity: required".into()]).into());
+        };
+        let key = domain::EntityKey::new(e.kind, e.name);
+        let mut problems = Vec::new();
+        domain::validate::entity_problems("entity", &key, &mut problems);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems).into());
+        }
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return client.get_entity(forwarded(req)).await;
+        }
+        let entity = {
+            let inner = self.local.shared.read();
+            inner
+                .state
+                .entity(&key)
+                .map(|s| convert::entity_state_to_pb(&key, s))
+        };
+        let Some(entity) = entity else {
+            return Err(ApiError::Rejected(domain::Rejection::NotFound(key.to_string())).into());
+        };
+        Ok(Response::new(pb::GetEntityResponse {
+            entity: Some(entity),
+            read: Some(self.read_info(r.consistency)),
+        }))
+    }
+
+    async fn list_entities(
+        &self,
+        req: Request<pb::ListEntitiesRequest>,
+    ) -> std::result::Result<Response<pb::ListEntitiesResponse>, Status> {
+        let r = req.get_ref();
+        if !domain::kinds::ALL.contains(&r.kind.as_str()) {
+            return Err(ApiError::Invalid(vec![format!(
+                "kind: unknown kind {:?} (known: {})",
+                r.kind,
+                domain::kinds::ALL.join(", ")
+            )])
+            .into());
+        }
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return client.list_entities(forwarded(req)).await;
+        }
+        let entities = {
+            let inner = self.local.shared.read();
+            inner
+                .state
+                .entities_of_kind(&r.kind)
+                .filter(|(_, s)| r.include_deleted || !s.deleted)
+                .map(|(k, s)| convert::entity_state_to_pb(k, s))
+                .collect()
+        };
+        Ok(Response::new(pb::ListEntitiesResponse {
+            entities,
+            read: Some(self.read_info(r.consistency)),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> std::result::Result<Response<pb::ListEventsResponse>, Status> {
+        let r = req.get_ref();
+        let filter = filter_from_pb(r.filter.clone())?;
+        let limit = if r.limit == 0 {
+            1000
+        } else {
+            r.limit.min(MAX_PAGE)
+        } as usize;
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return client.list_events(forwarded(req)).await;
+        }
+        let read = self.read_info(r.consistency);
+        // Read no further than the read point, so the page and its ReadInfo agree.
+        let (events, more) = self
+            .local
+            .shared
+            .events
+            .query(&filter, limit)
+            .map_err(internal)?;
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.sequence <= read.last_sequence)
+            .collect();
+        let next = if more {
+            events.last().map_or(0, |e| e.sequence)
+        } else {
+            0
+        };
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            next_after_sequence: next,
+            read: Some(read),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> std::result::Result<Response<EventStream>, Status> {
+        let filter = filter_from_pb(req.into_inner().filter)?;
+        let shared = self.local.shared.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut applied = shared.applied();
+            let mut filter = filter;
+            loop {
+                // Scan up to what has been applied; remember how far we looked.
+                let upto = applied.borrow_and_update().last_sequence;
+                let page = shared.events.query(&filter, 1000);
+                let (events, more) = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for e in events {
+                    filter.after_sequence = e.sequence;
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+                if !more {
+                    filter.after_sequence = filter.after_sequence.max(upto);
+                    tokio::select! {
+                        changed = applied.changed() => if changed.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> std::result::Result<Response<pb::ClusterStatusResponse>, Status> {
+        let me = self.local.report();
+        let membership = self.raft().metrics().borrow().membership_config.clone();
+        let m = membership.membership();
+        let mut members: BTreeMap<u64, (String, bool)> = BTreeMap::new();
+        for id in m.voter_ids() {
+            members.insert(
+                id,
+                (
+                    m.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default(),
+                    true,
+                ),
+            );
+        }
+        for id in m.learner_ids() {
+            members.insert(
+                id,
+                (
+                    m.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default(),
+                    false,
+                ),
+            );
+        }
+        let queries = members.iter().map(|(id, (addr, voter))| {
+            let (id, addr, voter, me) = (*id, addr.clone(), *voter, me.clone());
+            let this = self.clone();
+            async move {
+                let report: std::result::Result<MemberReport, String> = if id == me.node_id {
+                    Ok(me)
+                } else {
+                    this.remote_report(&addr).await
+                };
+                let mut s = pb::MemberStatus {
+                    node_id: id,
+                    address: addr,
+                    ..Default::default()
+                };
+                match report {
+                    Ok(r) => {
+                        s.role = if !voter && r.role != "leader" {
+                            "learner".into()
+                        } else {
+                            r.role
+                        };
+                        s.term = r.term;
+                        s.commit_index = r.commit_index;
+                        s.applied_index = r.applied_index;
+                        s.last_log_index = r.last_log_index;
+                        s.last_sequence = r.last_sequence;
+                        s.rss_bytes = r.rss_bytes;
+                    }
+                    Err(e) => {
+                        s.role = "unreachable".into();
+                        s.error = e;
+                    }
+                }
+                s
+            }
+        });
+        let members = futures::future::join_all(queries).await;
+        Ok(Response::new(pb::ClusterStatusResponse {
+            leader_id: me.leader.unwrap_or(0),
+            term: me.term,
+            members,
+            answered_by: me.node_id,
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> std::result::Result<Response<pb::MembershipResponse>, Status> {
+        let r = req.get_ref().clone();
+        let mut problems = Vec::new();
+        if r.node_id == 0 {
+            problems.push("node_id: must be > 0".to_string());
+        }
+        if !valid_address(&r.address) {
+            problems.push(format!("address: {:?} is not host:port", r.address));
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems).into());
+        }
+        if let Some(mut client) = self.route(&req).await? {
+            return client.add_learner(forwarded(req)).await;
+        }
+        let resp = self
+            .raft()
+            .add_learner(r.node_id, BasicNode::new(r.address), true)
+            .await
+            .map_err(membership_error)?;
+        self.reconcile_members().await?;
+        Ok(Response::new(self.membership_response(resp.log_id.index)))
+    }
+
+    async fn promote(
+        &self,
+        req: Request<pb::PromoteRequest>,
+    ) -> std::result::Result<Response<pb::MembershipResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if let Some(mut client) = self.route(&req).await? {
+            return client.promote(forwarded(req)).await;
+        }
+        let m = self.raft().metrics().borrow().membership_config.clone();
+        if !m.membership().learner_ids().any(|l| l == id) {
+            let why = if m.membership().voter_ids().any(|v| v == id) {
+                format!("node {id} is already a voter")
+            } else {
+                format!("node {id} is not a member; add it as a learner first")
+            };
+            return Err(ApiError::Rejected(domain::Rejection::FailedPrecondition(why)).into());
+        }
+        Ok(Response::new(
+            self.change_membership(ChangeMembers::AddVoterIds([id].into()))
+                .await?,
+        ))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> std::result::Result<Response<pb::MembershipResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if let Some(mut client) = self.route(&req).await? {
+            return client.remove_member(forwarded(req)).await;
+        }
+        let m = self.raft().metrics().borrow().membership_config.clone();
+        let change = if m.membership().voter_ids().any(|v| v == id) {
+            if m.membership().voter_ids().count() == 1 {
+                return Err(
+                    ApiError::Rejected(domain::Rejection::FailedPrecondition(format!(
+                        "node {id} is the last voter"
+                    )))
+                    .into(),
+                );
+            }
+            ChangeMembers::RemoveVoters([id].into())
+        } else if m.membership().learner_ids().any(|l| l == id) {
+            ChangeMembers::RemoveNodes([id].into())
+        } else {
+            return Err(
+                ApiError::Rejected(domain::Rejection::NotFound(format!("member/{id}"))).into(),
+            );
+        };
+        Ok(Response::new(self.change_membership(change).await?))
+    }
+}
+
+impl Api {
+    async fn remote_report(&self, addr: &str) -> std::result::Result<MemberReport, String> {
+        let channel = self.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = RaftTransportClient::new(channel);
+        let call = client.member_status(pb::RaftMessage::default());
+        match tokio::time::timeout(Duration::from_secs(1), call).await {
+            Err(_) => Err("no answer within 1s".into()),
+            Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+            Ok(Ok(r)) => decode(&r.into_inner().data).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Propose `ReconcileMembers` whenever this member becomes leader of a new term, so
+    /// membership changes made by an earlier leader are recorded too.
+    pub async fn record_membership_on_leadership(self) {
+        let mut rx = self.raft().metrics();
+        let mut done_term = 0;
+        loop {
+            let (leading, term) = {
+                let m = rx.borrow_and_update();
+                (m.state == ServerState::Leader, m.current_term)
+            };
+            if leading && term != done_term {
+                match self.reconcile_members().await {
+                    Ok(()) => done_term = term,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record the membership; will retry")
+                    }
+                }
+                if done_term != term {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

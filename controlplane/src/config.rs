@@ -1,0 +1,259 @@
+//! Server configuration: one documented struct. Defaults, then a TOML file, then
+//! `CAIRN_*` environment variables and command-line flags (see `main.rs`);
+//! [`ServerConfig::validate`] reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Default client port of `cairn-server dev`.
+pub const DEV_ADDR: &str = "127.0.0.1:7420";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// This member's Raft node id (> 0, unique in the cluster).
+    pub node_id: u64,
+    /// Address the gRPC server (client API and Raft transport) binds.
+    pub listen: String,
+    /// Address other members and clients use to reach this one (default: `listen`).
+    pub advertise: Option<String>,
+    /// Where the sled database and snapshots live.
+    pub data_dir: PathBuf,
+    /// The first voters, `id → address`. The member with the lowest id initializes the
+    /// cluster when its store is empty; a store that has a log ignores this.
+    #[serde(deserialize_with = "members_by_id")]
+    pub initial_members: BTreeMap<u64, String>,
+    /// Largest client request, in bytes (a larger one is refused, nothing changes).
+    pub max_request_bytes: usize,
+    pub raft: RaftSettings,
+    pub batch: BatchSettings,
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_logs: u64,
+    /// Entries kept in the log after a snapshot (for followers just behind).
+    pub logs_kept_after_snapshot: u64,
+    /// Largest Raft message between members, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Group commit: how the leader batches commands into Raft entries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    pub max_commands: usize,
+    pub max_bytes: usize,
+    /// Batches proposed but not yet committed, at most.
+    pub max_inflight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listen: DEV_ADDR.into(),
+            advertise: None,
+            data_dir: PathBuf::from(".cairn"),
+            initial_members: BTreeMap::new(),
+            max_request_bytes: 4 * 1024 * 1024,
+            raft: RaftSettings::default(),
+            batch: BatchSettings::default(),
+        }
+    }
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_after_logs: 20_000,
+            logs_kept_after_snapshot: 1_000,
+            max_message_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_commands: 4096,
+            max_bytes: 1024 * 1024,
+            max_inflight: 2,
+        }
+    }
+}
+
+/// TOML keys are strings: read `{ "1" = "host:port" }` as node ids.
+fn members_by_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<u64, String>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            k.parse::<u64>().map(|id| (id, v)).map_err(|_| {
+                serde::de::Error::custom(format!("initial_members: node id {k:?} is not a number"))
+            })
+        })
+        .collect()
+}
+
+fn is_host_port(a: &str) -> bool {
+    a.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+impl ServerConfig {
+    /// Parse a TOML configuration file's text (unknown keys are errors).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn advertise(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// Every problem with this configuration, one line each.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.node_id == 0 {
+            p.push("node_id: must be > 0".into());
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "listen: {:?} is not an ip:port socket address",
+                self.listen
+            ));
+        }
+        if let Some(a) = &self.advertise {
+            if !is_host_port(a) {
+                p.push(format!("advertise: {a:?} is not host:port"));
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            p.push("data_dir: must not be empty".into());
+        }
+        for (id, addr) in &self.initial_members {
+            if *id == 0 {
+                p.push("initial_members: node ids must be > 0".into());
+            }
+            if !is_host_port(addr) {
+                p.push(format!("initial_members.{id}: {addr:?} is not host:port"));
+            }
+        }
+        if !self.initial_members.is_empty() && !self.initial_members.contains_key(&self.node_id) {
+            p.push(format!(
+                "initial_members: does not contain this node ({}); a joining node starts with none and is added with `cairn cluster add-learner`",
+                self.node_id
+            ));
+        }
+        if self.max_request_bytes < 1024 {
+            p.push("max_request_bytes: must be at least 1024".into());
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 {
+            p.push("raft.heartbeat_ms: must be > 0".into());
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_ms {
+            p.push("raft.election_timeout_min_ms: must exceed raft.heartbeat_ms".into());
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            p.push("raft.election_timeout_max_ms: must exceed raft.election_timeout_min_ms".into());
+        }
+        if r.snapshot_after_logs == 0 {
+            p.push("raft.snapshot_after_logs: must be > 0".into());
+        }
+        if r.max_message_bytes < self.max_request_bytes * 2 {
+            p.push("raft.max_message_bytes: must be at least twice max_request_bytes".into());
+        }
+        let b = &self.batch;
+        if b.max_commands == 0 {
+            p.push("batch.max_commands: must be > 0".into());
+        }
+        if b.max_bytes == 0 {
+            p.push("batch.max_bytes: must be > 0".into());
+        }
+        if b.max_inflight == 0 {
+            p.push("batch.max_inflight: must be > 0".into());
+        }
+        p
+    }
+
+    /// openraft's configuration for this server.
+    pub fn openraft(&self) -> Result<openraft::Config, String> {
+        let r = &self.raft;
+        openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: r.heartbeat_ms,
+            election_timeout_min: r.election_timeout_min_ms,
+            election_timeout_max: r.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: r.logs_kept_after_snapshot,
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_config_lists_every_problem() {
+        let text = r#"
+            node_id = 0
+            listen = "nowhere"
+            [initial_members]
+            1 = "127.0.0.1"
+            [raft]
+            heartbeat_ms = 500
+            election_timeout_min_ms = 400
+        "#;
+        let cfg = ServerConfig::from_toml(text).expect("parses");
+        let p = cfg.validate();
+        assert!(p.iter().any(|s| s.starts_with("node_id")), "{p:?}");
+        assert!(p.iter().any(|s| s.starts_with("listen")), "{p:?}");
+        assert!(
+            p.iter().any(|s| s.starts_with("initial_members.1")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("initial_members: does not contain")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("raft.election_timeout_min_ms")),
+            "{p:?}"
+        );
+        assert_eq!(p.len(), 5, "{p:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = ServerConfig::from_toml("node_idd = 2").unwrap_err();
+        assert!(err.contains("unknown field `node_idd`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(ServerConfig::default().validate(), Vec::<String>::new());
+        assert!(ServerConfig::default().openraft().is_ok());
+    }
+}

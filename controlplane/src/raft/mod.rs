@@ -1,0 +1,79 @@
+//! Raft: openraft's type configuration, the sled log store, and the gRPC network.
+//!
+//! The concrete types are fixed once, in [`TypeConfig`]. A Raft entry's application
+//! payload is a [`Batch`]: the protobuf encoding of a `cairn.v1.CommandBatch`, so the
+//! durable log is versioned by protobuf field numbers like the events are. openraft's own
+//! records around it (log ids, votes, membership) are encoded with bincode.
+//!
+//! - [`log_store`]: the Raft log and vote in sled, durable before acknowledged.
+//! - [`network`]: the client side of the `RaftTransport` gRPC service.
+//! - [`transport`]: the server side, handing requests to the local `Raft`.
+
+pub mod log_store;
+pub mod network;
+pub mod transport;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::snapshot::SnapshotFile;
+
+pub type NodeId = u64;
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// Cairn's Raft types.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchOutcome,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = SnapshotFile,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+
+/// The application payload of one Raft entry: a protobuf-encoded `CommandBatch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    #[serde(with = "serde_bytes")]
+    pub encoded: Vec<u8>,
+}
+
+/// The result of applying one entry: one outcome per command of the batch, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    pub outcomes: Vec<Outcome>,
+}
+
+/// What became of one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Accepted: the protobuf-encoded events it appended, and the target's revision.
+    Applied {
+        events: Vec<serde_bytes::ByteBuf>,
+        entity_revision: u64,
+        raft_index: u64,
+    },
+    Rejected(cairn_domain::Rejection),
+}
+
+/// bincode, as used for every openraft record on disk and on the wire.
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
+    bincode::serialize(v)
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(b)
+}
+
+/// An io::Error from anything displayable (for `StorageIOError`).
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

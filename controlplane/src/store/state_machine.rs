@@ -1,0 +1,433 @@
+//! The Raft state machine: decides and applies command batches, stores the events, and
+//! builds and installs snapshots.
+//!
+//! The in-memory [`State`] is a fold of the stored events; at start it is rebuilt by
+//! folding them again. An applied batch's events, their index entries and the applied
+//! log id are one atomic sled batch. They need no fsync of their own: the entries they
+//! came from are durable in the Raft log, and every log flush (and every purge) makes
+//! them durable too, before any log entry they depend on is removed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use cairn_domain::{self as domain, Position, Rejection, State};
+use cairn_proto as pb;
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
+use prost::Message;
+use tokio::sync::watch;
+
+use super::durable::Flusher;
+use super::events::{decode_event, EventStore, StoreError};
+use super::snapshot::{self, SnapshotFile};
+use crate::raft::{
+    decode, encode, io_err, BatchOutcome, Entry, LogId, NodeId, Outcome, SnapshotMeta,
+    StorageError, StoredMembership, TypeConfig,
+};
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const SNAPSHOT: &str = "snapshot";
+
+/// How far this member has applied the log: what readers and watchers wait on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub last_sequence: u64,
+}
+
+/// What the state machine has applied, shared with the API for reads.
+pub struct Inner {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// State shared between the state machine (owned by openraft) and the API.
+pub struct Shared {
+    pub events: EventStore,
+    inner: RwLock<Inner>,
+    applied: watch::Sender<Applied>,
+    snapshot_dir: PathBuf,
+}
+
+impl Shared {
+    /// Read the applied state. Never hold the guard across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn applied(&self) -> watch::Receiver<Applied> {
+        self.applied.subscribe()
+    }
+
+    fn mark(inner: &Inner) -> Applied {
+        Applied {
+            index: inner.last_applied.map_or(0, |l| l.index),
+            last_sequence: inner.state.last_sequence(),
+        }
+    }
+}
+
+/// The state machine openraft drives.
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    flusher: Flusher,
+}
+
+fn sto_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+/// Fold stored or snapshotted events into a fresh state.
+fn fold(state: &mut State, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
+    let e = decode_event(key, bytes)?;
+    let e = crate::convert::event_from_pb(&e).map_err(|m| StoreError::Corrupt {
+        key: key.to_vec(),
+        why: m.to_string(),
+    })?;
+    state.evolve(&e);
+    Ok(())
+}
+
+fn raft_members(m: &openraft::Membership<NodeId, openraft::BasicNode>) -> domain::RaftMembers {
+    let addr = |id: &NodeId| m.get_node(id).map(|n| n.addr.clone()).unwrap_or_default();
+    domain::RaftMembers {
+        voters: m.voter_ids().map(|id| (id, addr(&id))).collect(),
+        learners: m.learner_ids().map(|id| (id, addr(&id))).collect(),
+    }
+}
+
+impl StateMachine {
+    /// Open the state machine of `db`, rebuilding the state from the stored events.
+    pub fn open(
+        db: &sled::Db,
+        flusher: Flusher,
+        snapshot_dir: PathBuf,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::Corrupt {
+            key: vec![],
+            why: format!("creating {}: {e}", snapshot_dir.display()),
+        })?;
+        let events = EventStore::open(db)?;
+        let meta = |name: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(events.meta(name)?.map(|v| v.to_vec()))
+        };
+        let corrupt = |name: &str, e: bincode::Error| StoreError::Corrupt {
+            key: name.as_bytes().to_vec(),
+            why: e.to_string(),
+        };
+        let last_applied: Option<LogId> = match meta(APPLIED)? {
+            Some(b) => decode(&b).map_err(|e| corrupt(APPLIED, e))?,
+            None => None,
+        };
+        let last_membership: StoredMembership = match meta(MEMBERSHIP)? {
+            Some(b) => decode(&b).map_err(|e| corrupt(MEMBERSHIP, e))?,
+            None => StoredMembership::default(),
+        };
+        let mut state = State::new();
+        state.set_raft_members(raft_members(last_membership.membership()));
+        for kv in events.raw_range(1, u64::MAX) {
+            let (seq, bytes) = kv?;
+            fold(&mut state, &seq.to_be_bytes(), &bytes)?;
+        }
+        let inner = Inner {
+            state,
+            last_applied,
+            last_membership,
+        };
+        let (applied, _) = watch::channel(Shared::mark(&inner));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                events,
+                inner: RwLock::new(inner),
+                applied,
+                snapshot_dir,
+            }),
+            flusher,
+        })
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.shared.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, inner: &Inner) {
+        self.shared.applied.send_replace(Shared::mark(inner));
+    }
+}
+
+/// Apply one command: decide, fold in, stage the events.
+fn apply_command(
+    state: &mut State,
+    c: &pb::Command,
+    pos: Position,
+    batch: &mut sled::Batch,
+) -> Outcome {
+    let cmd = match crate::convert::command_from_pb(c) {
+        Ok(cmd) => cmd,
+        Err(m) => return Outcome::Rejected(Rejection::InvalidArgument(m.to_string())),
+    };
+    match domain::decide(state, &cmd, pos) {
+        Err(r) => Outcome::Rejected(r),
+        Ok(events) => {
+            let mut encoded = Vec::with_capacity(events.len());
+            for e in &events {
+                state.evolve(e);
+                encoded.push(serde_bytes::ByteBuf::from(EventStore::stage(batch, e)));
+            }
+            Outcome::Applied {
+                events: encoded,
+                entity_revision: cmd.body.target().map_or(0, |t| state.revision(&t)),
+                raft_index: pos.raft_index,
+            }
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let inner = self.shared.read();
+        Ok((inner.last_applied, inner.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        let mut results = Vec::new();
+        let mut inner = self.write();
+        for entry in entries {
+            let log_id = entry.log_id;
+            inner.last_applied = Some(log_id);
+            let pos = Position {
+                raft_index: log_id.index,
+                raft_term: log_id.leader_id.term,
+            };
+            match entry.payload {
+                EntryPayload::Blank => results.push(BatchOutcome::default()),
+                EntryPayload::Normal(data) => {
+                    // Our own log: a batch that does not decode is corruption, and the
+                    // node must stop rather than diverge.
+                    let commands = pb::CommandBatch::decode(data.encoded.as_slice())
+                        .map_err(|e| StorageIOError::apply(log_id, &e))?;
+                    let outcomes = commands
+                        .commands
+                        .iter()
+                        .map(|c| apply_command(&mut inner.state, c, pos, &mut batch))
+                        .collect();
+                    results.push(BatchOutcome { outcomes });
+                }
+                EntryPayload::Membership(m) => {
+                    inner.state.set_raft_members(raft_members(&m));
+                    inner.last_membership = StoredMembership::new(Some(log_id), m);
+                    results.push(BatchOutcome::default());
+                }
+            }
+        }
+        EventStore::stage_meta(
+            &mut batch,
+            APPLIED,
+            encode(&inner.last_applied).map_err(sto_err)?,
+        );
+        EventStore::stage_meta(
+            &mut batch,
+            MEMBERSHIP,
+            encode(&inner.last_membership).map_err(sto_err)?,
+        );
+        self.shared.events.apply(batch).map_err(sto_err)?;
+        self.notify(&inner);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let inner = self.shared.read();
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            last_applied: inner.last_applied,
+            last_membership: inner.last_membership.clone(),
+            last_sequence: inner.state.last_sequence(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self.shared.snapshot_dir.join(format!("incoming-{n}.part"));
+        let file = SnapshotFile::create(path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let werr = |e: &dyn std::fmt::Display| -> StorageError {
+            StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)).into()
+        };
+        snapshot.sync().await.map_err(|e| werr(&e))?;
+        let path =
+            snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).map_err(|e| werr(&e))?;
+        tokio::fs::rename(&snapshot.path, &path)
+            .await
+            .map_err(|e| werr(&e))?;
+
+        // Replace the event store with the snapshot's events, folding them as we go.
+        let events = self.shared.events.clone();
+        let meta_owned = meta.clone();
+        let load_path = path.clone();
+        let state = tokio::task::spawn_blocking(move || -> Result<State, String> {
+            events.clear().map_err(|e| e.to_string())?;
+            let mut state = State::new();
+            state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
+            let mut batch = sled::Batch::default();
+            let mut staged = 0;
+            snapshot::read(&load_path, |bytes| {
+                let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
+                let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
+                state.evolve(&e);
+                EventStore::stage(&mut batch, &e);
+                staged += 1;
+                if staged % 10_000 == 0 {
+                    events.apply(std::mem::take(&mut batch)).map_err(io_err)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            EventStore::stage_meta(
+                &mut batch,
+                APPLIED,
+                encode(&meta_owned.last_log_id).map_err(|e| e.to_string())?,
+            );
+            EventStore::stage_meta(
+                &mut batch,
+                MEMBERSHIP,
+                encode(&meta_owned.last_membership).map_err(|e| e.to_string())?,
+            );
+            EventStore::stage_meta(
+                &mut batch,
+                SNAPSHOT,
+                encode(&meta_owned).map_err(|e| e.to_string())?,
+            );
+            events.apply(batch).map_err(|e| e.to_string())?;
+            Ok(state)
+        })
+        .await
+        .map_err(|e| werr(&e))?
+        .map_err(|e| werr(&e))?;
+        self.flusher.sync().await.map_err(|e| werr(&e))?;
+
+        let mut inner = self.write();
+        inner.state = state;
+        inner.last_applied = meta.last_log_id;
+        inner.last_membership = meta.last_membership.clone();
+        self.notify(&inner);
+        drop(inner);
+        remove_other_snapshots(&self.shared.snapshot_dir, &path);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let rerr = |e: &dyn std::fmt::Display| -> StorageError {
+            StorageIOError::read_snapshot(None, &io_err(e)).into()
+        };
+        let Some(bytes) = self.shared.events.meta(SNAPSHOT).map_err(|e| rerr(&e))? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta = decode(&bytes).map_err(|e| rerr(&e))?;
+        let path =
+            snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).map_err(|e| rerr(&e))?;
+        let file = SnapshotFile::open(path).await.map_err(|e| rerr(&e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Where the snapshot `id` lives; ids are ours (`<term>-<index>-<seq>`), anything else
+/// is refused rather than used as a path.
+fn snapshot_path(dir: &std::path::Path, id: &str) -> std::io::Result<PathBuf> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(std::io::Error::other(format!("invalid snapshot id {id:?}")));
+    }
+    Ok(dir.join(format!("{id}.snap")))
+}
+
+fn remove_other_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p != keep && p.extension().is_some_and(|x| x == "snap") {
+            if let Err(err) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), %err, "could not remove an old snapshot");
+            }
+        }
+    }
+}
+
+/// Builds a snapshot of the state machine as it was when the builder was made: the
+/// events up to `last_sequence` (events are append-only, so later applies do not
+/// disturb it).
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    last_sequence: u64,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (term, index) = self
+            .last_applied
+            .map_or((0, 0), |l| (l.leader_id.term, l.index));
+        let id = format!("{term}-{index}-{}", self.last_sequence);
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.last_membership.clone(),
+            snapshot_id: id.clone(),
+        };
+        let werr = |e: &dyn std::fmt::Display| -> StorageError {
+            StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)).into()
+        };
+        let path = snapshot_path(&self.shared.snapshot_dir, &id).map_err(|e| werr(&e))?;
+        let events = self.shared.events.clone();
+        let (count, write_path) = (self.last_sequence, path.clone());
+        tokio::task::spawn_blocking(move || {
+            let iter = events
+                .raw_range(1, count)
+                .map(|r| r.map(|(_, v)| v.to_vec()).map_err(io_err));
+            snapshot::write(&write_path, count, iter)
+        })
+        .await
+        .map_err(|e| werr(&e))?
+        .map_err(|e| werr(&e))?;
+        let mut batch = sled::Batch::default();
+        EventStore::stage_meta(&mut batch, SNAPSHOT, encode(&meta).map_err(|e| werr(&e))?);
+        self.shared.events.apply(batch).map_err(|e| werr(&e))?;
+        remove_other_snapshots(&self.shared.snapshot_dir, &path);
+        let file = SnapshotFile::open(path).await.map_err(|e| werr(&e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}

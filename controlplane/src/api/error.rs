@@ -12,7 +12,7 @@ pub const LEADER_ID_HINT: &str = "x-cairn-leader-id";
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Fix the input: every problem with its field path.
-    #[error("invalid request: {}", .0.join("; "))]
+    #[error("invalid argument: {}", .0.join("; "))]
     Invalid(Vec<String>),
     /// The state machine refused the command (deterministic).
     #[error(transparent)]

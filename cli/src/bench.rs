@@ -1,0 +1,333 @@
+//! `cairn bench append`: N concurrent clients append fixed-size payloads for a while,
+//! against Cairn or (with the `etcd` feature) against etcd, so both are measured the
+//! same way on the same machine. Every append is acknowledged only once it is durable
+//! on a quorum, in both systems.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_proto as pb;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::{self, Cluster};
+use crate::output::{self, table};
+
+#[derive(clap::Args, Clone)]
+pub struct AppendArgs {
+    /// Concurrent clients; a comma-separated list runs one round per value.
+    #[arg(long, default_value = "1,16,128", value_delimiter = ',')]
+    pub clients: Vec<usize>,
+    /// How long each round runs (after the warm-up).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Payload bytes per append.
+    #[arg(long, default_value_t = 256)]
+    pub payload: usize,
+    #[arg(long, value_enum, default_value = "cairn")]
+    pub backend: Backend,
+    /// etcd endpoints (with `--backend etcd`).
+    #[arg(long, default_value = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379")]
+    pub etcd_endpoints: String,
+    /// Server PIDs whose RSS to report (default for Cairn: what each member reports).
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// TCP connections the clients share.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: output::Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cairn,
+    Etcd,
+}
+
+/// One round's figures.
+#[derive(Debug, Serialize)]
+pub struct Round {
+    pub backend: Backend,
+    pub clients: usize,
+    pub seconds: f64,
+    pub acknowledged: u64,
+    pub errors: u64,
+    pub appends_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    /// RSS of each server after the round, bytes.
+    pub rss_bytes: Vec<u64>,
+}
+
+/// One client's way of appending a payload.
+trait Appender: Send + 'static {
+    fn append(&mut self, i: u64) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+struct CairnAppender {
+    client: pb::cairn_client::CairnClient<tonic::transport::Channel>,
+    text: Arc<String>,
+    actor: String,
+}
+
+impl Appender for CairnAppender {
+    async fn append(&mut self, _i: u64) -> anyhow::Result<()> {
+        let cmd = pb::Command {
+            actor: self.actor.clone(),
+            body: Some(pb::command::Body::AddNote(pb::AddNote {
+                entity: Some(pb::EntityRef {
+                    kind: "namespace".into(),
+                    name: "bench".into(),
+                }),
+                text: self.text.as_str().to_string(),
+            })),
+            ..Default::default()
+        };
+        self.client
+            .submit(pb::SubmitRequest { command: Some(cmd) })
+            .await?;
+        Ok(())
+    }
+}
+
+pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
+    if args.payload == 0 || args.clients.contains(&0) {
+        bail!("--payload and --clients must be > 0");
+    }
+    let mut rounds = Vec::new();
+    for &n in &args.clients {
+        let round = match args.backend {
+            Backend::Cairn => cairn_round(cluster, &args, n).await?,
+            Backend::Etcd => etcd_round(&args, n).await?,
+        };
+        if args.output == output::Format::Table {
+            eprintln!(
+                "{:?} clients={n}: {:.0} appends/s, p50 {:.2} ms, p99 {:.2} ms",
+                round.backend, round.appends_per_sec, round.p50_ms, round.p99_ms
+            );
+        }
+        rounds.push(round);
+    }
+    output::emit(args.output, &rounds, || {
+        let mut t = table(&[
+            "BACKEND",
+            "CLIENTS",
+            "APPENDS/S",
+            "P50 MS",
+            "P99 MS",
+            "P999 MS",
+            "ACKED",
+            "ERRORS",
+            "RSS PER SERVER",
+        ]);
+        for r in &rounds {
+            t.add_row(vec![
+                format!("{:?}", r.backend).to_lowercase(),
+                r.clients.to_string(),
+                format!("{:.0}", r.appends_per_sec),
+                format!("{:.2}", r.p50_ms),
+                format!("{:.2}", r.p99_ms),
+                format!("{:.2}", r.p999_ms),
+                r.acknowledged.to_string(),
+                r.errors.to_string(),
+                r.rss_bytes
+                    .iter()
+                    .map(|b| output::bytes(*b))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            ]);
+        }
+        t
+    })
+}
+
+async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
+    let mut cluster = cluster.clone();
+    let status = cluster
+        .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
+        .await?;
+    let leader = status
+        .members
+        .iter()
+        .find(|m| m.node_id == status.leader_id)
+        .map(|m| m.address.clone())
+        .context("the cluster has no leader")?;
+    // The namespace the notes go to (already there after the first round).
+    let create = pb::Command {
+        actor: "bench".into(),
+        body: Some(pb::command::Body::CreateNamespace(pb::CreateNamespace {
+            name: "bench".into(),
+            labels: Default::default(),
+        })),
+        ..Default::default()
+    };
+    match client::client(&leader)?
+        .submit(pb::SubmitRequest {
+            command: Some(create),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+        Err(s) => bail!("creating namespace/bench: {}", s.message()),
+    }
+    let text = Arc::new("x".repeat(args.payload));
+    let channels: Vec<_> = (0..args.connections.clamp(1, n))
+        .map(|_| client::channel(&leader))
+        .collect::<anyhow::Result<_>>()?;
+    let appenders = (0..n)
+        .map(|i| CairnAppender {
+            client: pb::cairn_client::CairnClient::new(channels[i % channels.len()].clone()),
+            text: text.clone(),
+            actor: format!("bench/{i}"),
+        })
+        .collect();
+    let mut round = drive(args, Backend::Cairn, appenders).await;
+    round.rss_bytes = if args.pids.is_empty() {
+        cluster
+            .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
+            .await?
+            .members
+            .iter()
+            .map(|m| m.rss_bytes)
+            .collect()
+    } else {
+        args.pids.iter().map(|p| pid_rss(*p)).collect()
+    };
+    Ok(round)
+}
+
+#[cfg(feature = "etcd")]
+struct EtcdAppender {
+    kv: etcd_client::KvClient,
+    value: Arc<Vec<u8>>,
+    prefix: String,
+}
+
+#[cfg(feature = "etcd")]
+impl Appender for EtcdAppender {
+    async fn append(&mut self, i: u64) -> anyhow::Result<()> {
+        let key = format!("{}/{i}", self.prefix);
+        self.kv
+            .put(key, self.value.as_slice().to_vec(), None)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd_round(args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
+    // Talk to the leader, as the Cairn round does.
+    let mut leader = None;
+    for ep in args.etcd_endpoints.split(',') {
+        let mut c = etcd_client::Client::connect([ep], None)
+            .await
+            .with_context(|| format!("connecting to etcd at {ep}"))?;
+        let s = c
+            .status()
+            .await
+            .with_context(|| format!("etcd status of {ep}"))?;
+        if s.header().is_some_and(|h| h.member_id() == s.leader()) {
+            leader = Some(ep.to_string());
+        }
+    }
+    let leader = leader.context("no etcd endpoint is the leader")?;
+    let value = Arc::new(vec![b'x'; args.payload]);
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.clamp(1, n) {
+        clients.push(etcd_client::Client::connect([leader.as_str()], None).await?);
+    }
+    let appenders = (0..n)
+        .map(|i| EtcdAppender {
+            kv: clients[i % clients.len()].kv_client(),
+            value: value.clone(),
+            prefix: format!("bench/{n}/{i}"),
+        })
+        .collect();
+    let mut round = drive(args, Backend::Etcd, appenders).await;
+    round.rss_bytes = args.pids.iter().map(|p| pid_rss(*p)).collect();
+    Ok(round)
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn etcd_round(_args: &AppendArgs, _n: usize) -> anyhow::Result<Round> {
+    bail!("this cairn was built without the etcd backend: build it with `--features etcd` (needs protoc)")
+}
+
+/// Run every appender until the round ends; latencies after the warm-up count.
+async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<A>) -> Round {
+    let n = appenders.len();
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let tasks: Vec<_> = appenders
+        .into_iter()
+        .map(|mut a| {
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .expect("valid histogram bounds");
+                let (mut ok, mut errors, mut i) = (0u64, 0u64, 0u64);
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let r = a.append(i).await;
+                    i += 1;
+                    if t0 < measure_from {
+                        continue;
+                    }
+                    match r {
+                        Ok(()) => {
+                            ok += 1;
+                            let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (hist, ok, errors)
+            })
+        })
+        .collect();
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let (mut ok, mut errors) = (0, 0);
+    for t in tasks {
+        if let Ok((h, o, e)) = t.await {
+            let _ = hist.add(&h);
+            ok += o;
+            errors += e;
+        }
+    }
+    let seconds = args.duration.as_secs_f64();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Round {
+        backend,
+        clients: n,
+        seconds,
+        acknowledged: ok,
+        errors,
+        appends_per_sec: ok as f64 / seconds,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        rss_bytes: Vec::new(),
+    }
+}
+
+fn pid_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

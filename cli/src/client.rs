@@ -1,0 +1,163 @@
+//! Talking to a cluster: try each endpoint, follow leader hints, retry while a leader is
+//! being elected, and say clearly when no endpoint answers.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use cairn_proto::cairn_client::CairnClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Response, Status};
+
+/// Largest message the CLI sends or accepts.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Metadata key of the leader hint on `UNAVAILABLE` answers.
+const LEADER_HINT: &str = "x-cairn-leader";
+
+/// The members the CLI may talk to.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    endpoints: Vec<String>,
+    /// Index of the endpoint that answered last.
+    current: usize,
+    /// How long one command keeps retrying.
+    pub deadline: Duration,
+}
+
+pub fn channel(addr: &str) -> anyhow::Result<Channel> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| anyhow!("bad endpoint {addr:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+pub fn client(addr: &str) -> anyhow::Result<CairnClient<Channel>> {
+    Ok(CairnClient::new(channel(addr)?)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+/// Whether a status means "try another member, or again later": nothing was done.
+pub fn retryable(s: &Status) -> bool {
+    s.code() == Code::Unavailable
+}
+
+impl Cluster {
+    pub fn new(endpoints: &str) -> anyhow::Result<Self> {
+        let endpoints: Vec<String> = endpoints
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(anyhow!(
+                "no endpoints given (--endpoints or CAIRN_ENDPOINTS)"
+            ));
+        }
+        Ok(Self {
+            endpoints,
+            current: 0,
+            deadline: Duration::from_secs(15),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Run `f` against a member, moving on to the next one (or the hinted leader) while
+    /// the answer is `UNAVAILABLE`, until the deadline.
+    pub async fn call<T, F, Fut>(&mut self, mut f: F) -> anyhow::Result<T>
+    where
+        F: FnMut(CairnClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut last_errors: Vec<String> = Vec::new();
+        let mut hinted: Option<String> = None;
+        let mut attempt = 0u32;
+        loop {
+            let addr = hinted
+                .take()
+                .unwrap_or_else(|| self.endpoints[self.current].clone());
+            match f(client(&addr)?).await {
+                Ok(r) => {
+                    if let Some(i) = self.endpoints.iter().position(|e| *e == addr) {
+                        self.current = i;
+                    }
+                    return Ok(r.into_inner());
+                }
+                Err(s) if retryable(&s) => {
+                    last_errors.push(format!("{addr}: {}", s.message()));
+                    hinted = s
+                        .metadata()
+                        .get(LEADER_HINT)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                        .filter(|h| *h != addr);
+                    if hinted.is_none() {
+                        self.current = (self.current + 1) % self.endpoints.len();
+                    }
+                }
+                Err(s) => return Err(status_error(&s)),
+            }
+            attempt += 1;
+            if start.elapsed() >= self.deadline {
+                last_errors.dedup();
+                let tail: Vec<_> = last_errors
+                    .iter()
+                    .rev()
+                    .take(self.endpoints.len())
+                    .rev()
+                    .cloned()
+                    .collect();
+                return Err(anyhow!(
+                    "no Cairn server answered within {}s (endpoints: {}):\n  {}",
+                    self.deadline.as_secs(),
+                    self.endpoints.join(", "),
+                    tail.join("\n  ")
+                ));
+            }
+            // Back off once every member has been tried.
+            if attempt as usize % self.endpoints.len() == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A refusal as the user reads it: the server's message already names what went wrong.
+pub fn status_error(s: &Status) -> anyhow::Error {
+    match s.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::Aborted
+        | Code::Unavailable
+        | Code::DeadlineExceeded => anyhow!("{}", s.message()),
+        c => anyhow!("{}: {}", code_name(c), s.message()),
+    }
+}
+
+/// The gRPC code as users read it in docs.
+pub fn code_name(c: Code) -> &'static str {
+    match c {
+        Code::InvalidArgument => "invalid argument",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "conflict",
+        Code::ResourceExhausted | Code::OutOfRange => "too large",
+        Code::Unavailable => "unavailable",
+        Code::DeadlineExceeded => "indeterminate",
+        Code::PermissionDenied | Code::Unauthenticated => "denied",
+        _ => "error",
+    }
+}

@@ -118,14 +118,14 @@ impl Cluster {
                     .cloned()
                     .collect();
                 return Err(anyhow!(
-                    "no Cairn server answered within {}s (endpoints: {}):\n  {}",
-                    self.deadline.as_secs(),
+                    "no Cairn server answered within {:?} (endpoints: {}):\n  {}",
+                    self.deadline,
                     self.endpoints.join(", "),
                     tail.join("\n  ")
                 ));
             }
             // Back off once every member has been tried.
-            if attempt as usize % self.endpoints.len() == 0 {
+            if (attempt as usize).is_multiple_of(self.endpoints.len()) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

@@ -15,6 +15,7 @@ use crate::{BenchCmd, Cli, ClusterCmd, Command, EventsCmd, FilterArgs, NoteCmd, 
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut cluster = Cluster::new(&cli.endpoints)?;
+    cluster.deadline = cli.timeout;
     let ctx = Ctx {
         format: cli.output,
         actor: cli.actor.unwrap_or_else(default_actor),

@@ -31,6 +31,9 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: output::Format,
+    /// How long a command keeps retrying while no member answers or a leader is elected.
+    #[arg(long, global = true, env = "CAIRN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
     /// Who is asking (recorded as the actor of every change).
     #[arg(long, global = true, env = "CAIRN_ACTOR")]
     pub actor: Option<String>,

@@ -75,8 +75,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 1_000,
             max_message_bytes: 128 * 1024 * 1024,

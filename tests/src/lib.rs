@@ -1,1 +1,352 @@
-//! Test support.
+//! Test support: real `cairn-server` processes on loopback, each with its own sled
+//! files, driven over real gRPC.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to the test
+//! executables (`target/<profile>/`); `CAIRN_BIN_DIR` overrides where to look.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use cairn_proto as pb;
+use pb::cairn_client::CairnClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Where the workspace's binaries are.
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("CAIRN_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binaries)",
+        path.display()
+    );
+    path
+}
+
+/// A port the OS had free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Extra `[raft]` settings for a test cluster's configuration files.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub snapshot_after_logs: u64,
+    pub logs_kept_after_snapshot: u64,
+    pub max_request_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            snapshot_after_logs: 20_000,
+            logs_kept_after_snapshot: 1_000,
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// One server process.
+pub struct Node {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("cairn.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(bin("cairn-server"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("CAIRN_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting cairn-server")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> CairnClient<Channel> {
+        client(&self.addr)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client(addr: &str) -> CairnClient<Channel> {
+    let ch = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    CairnClient::new(ch)
+}
+
+/// A cluster of real server processes in a temporary directory.
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Start `n` voters on loopback.
+    pub fn start(n: usize, settings: Settings) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let members: BTreeMap<u64, String> = (1..=n as u64)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            settings,
+            _dir: dir,
+        };
+        for (id, addr) in &members {
+            cluster.add_node(*id, addr.clone(), &members)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Write a node's configuration and start it (`initial` empty: a joining node).
+    pub fn add_node(
+        &mut self,
+        id: u64,
+        addr: String,
+        initial: &BTreeMap<u64, String>,
+    ) -> anyhow::Result<&mut Node> {
+        let node_dir = self._dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let mut toml = format!(
+            "node_id = {id}\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nmax_request_bytes = {}\n",
+            node_dir.join("data").display(),
+            self.settings.max_request_bytes
+        );
+        if !initial.is_empty() {
+            toml.push_str("[initial_members]\n");
+            for (i, a) in initial {
+                toml.push_str(&format!("\"{i}\" = \"{a}\"\n"));
+            }
+        }
+        toml.push_str(&format!(
+            "[raft]\nsnapshot_after_logs = {}\nlogs_kept_after_snapshot = {}\n",
+            self.settings.snapshot_after_logs, self.settings.logs_kept_after_snapshot
+        ));
+        let mut node = Node {
+            id,
+            addr,
+            dir: node_dir,
+            child: None,
+        };
+        std::fs::write(node.config_path(), toml)?;
+        node.start()?;
+        self.nodes.push(node);
+        Ok(self.nodes.last_mut().expect("just pushed"))
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("a node with that id")
+    }
+
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let n = self.node(id);
+        n.kill();
+        n.start()
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.addr.clone())
+            .collect()
+    }
+
+    /// Wait until a running member reports a leader; returns its id.
+    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for addr in self.endpoints() {
+                if let Ok(Ok(s)) = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    client(&addr).cluster_status(pb::ClusterStatusRequest {}),
+                )
+                .await
+                {
+                    let s = s.into_inner();
+                    let leader_running = self
+                        .nodes
+                        .iter()
+                        .any(|n| n.id == s.leader_id && n.is_running());
+                    if s.leader_id != 0 && leader_running {
+                        return Ok(s.leader_id);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("no leader within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every event a member has applied, read from that member alone (stale read).
+    pub async fn events_of(&self, id: u64) -> anyhow::Result<Vec<pb::Event>> {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        all_events(&mut n.client(), pb::ReadConsistency::Stale).await
+    }
+
+    /// Wait until every running member has applied `last_sequence` events.
+    pub async fn wait_converged(
+        &self,
+        last_sequence: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            loop {
+                let r = n
+                    .client()
+                    .list_events(pb::ListEventsRequest {
+                        filter: None,
+                        limit: 1,
+                        consistency: pb::ReadConsistency::Stale as i32,
+                    })
+                    .await;
+                if let Ok(r) = r {
+                    if r.into_inner()
+                        .read
+                        .is_some_and(|r| r.last_sequence >= last_sequence)
+                    {
+                        break;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "node {} did not reach sequence {last_sequence} within {timeout:?}",
+                        n.id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Page through every event of one member.
+pub async fn all_events(
+    c: &mut CairnClient<Channel>,
+    consistency: pb::ReadConsistency,
+) -> anyhow::Result<Vec<pb::Event>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = c
+            .list_events(pb::ListEventsRequest {
+                filter: Some(pb::EventFilter {
+                    after_sequence: after,
+                    ..Default::default()
+                }),
+                limit: 10_000,
+                consistency: consistency as i32,
+            })
+            .await?
+            .into_inner();
+        out.extend(page.events);
+        if page.next_after_sequence == 0 {
+            return Ok(out);
+        }
+        after = page.next_after_sequence;
+    }
+}
+
+/// A command creating namespace `name`.
+pub fn create_ns(name: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        command: Some(pb::Command {
+            actor: "test".into(),
+            body: Some(pb::command::Body::CreateNamespace(pb::CreateNamespace {
+                name: name.into(),
+                labels: Default::default(),
+            })),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A command adding a note to `namespace/<ns>`.
+pub fn note(ns: &str, text: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        command: Some(pb::Command {
+            actor: "test".into(),
+            body: Some(pb::command::Body::AddNote(pb::AddNote {
+                entity: Some(pb::EntityRef {
+                    kind: "namespace".into(),
+                    name: ns.into(),
+                }),
+                text: text.into(),
+            })),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The text of a note event, if it is one.
+pub fn note_text(e: &pb::Event) -> Option<&str> {
+    match &e.payload {
+        Some(pb::event::Payload::NoteAdded(n)) => Some(n.text.as_str()),
+        _ => None,
+    }
+}

@@ -5,6 +5,9 @@
 //! only once the flusher has made them durable; votes and truncations are durable
 //! before the call returns, so they take effect only once on disk.
 
+// openraft's StorageIOError is large, and it is what these helpers must return.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 

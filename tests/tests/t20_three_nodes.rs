@@ -1,0 +1,169 @@
+//! Three members: writes through any member; the leader SIGKILLed under load loses no
+//! acknowledged write, and a new leader serves writes within 2 s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_tests::{client, create_ns, note, note_text, Settings, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_member_reach_every_member() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, Settings::default())?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    for id in 1..=3 {
+        let r = cluster
+            .node(id)
+            .client()
+            .submit(create_ns(&format!("via-{id}")))
+            .await?;
+        assert_eq!(r.into_inner().events.len(), 1);
+    }
+    let last = cluster
+        .events_of(cluster.wait_leader(Duration::from_secs(5)).await?)
+        .await?
+        .len() as u64;
+    cluster
+        .wait_converged(last, Duration::from_secs(10))
+        .await?;
+    let reference = cluster.events_of(1).await?;
+    for id in 2..=3 {
+        assert_eq!(
+            cluster.events_of(id).await?,
+            reference,
+            "member {id} differs"
+        );
+    }
+    let created: Vec<_> = reference
+        .iter()
+        .filter(|e| e.type_name() == "namespace_created")
+        .filter_map(|e| e.entity.as_ref().map(|r| r.name.clone()))
+        .collect();
+    assert_eq!(created, ["via-1", "via-2", "via-3"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    cluster
+        .node(leader)
+        .client()
+        .submit(create_ns("load"))
+        .await?;
+
+    // --- steady load from 8 writers, each through every member in turn
+    let endpoints = cluster.endpoints();
+    // (text, when it was sent, when it was acknowledged)
+    let acked: Arc<Mutex<Vec<(String, Instant, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (endpoints, acked, stop) = (endpoints.clone(), acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut clients: Vec<_> = endpoints.iter().map(|a| client(a)).collect();
+            let mut k = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let text = format!("w{w}-{k}");
+                let n = clients.len();
+                let sent = Instant::now();
+                let call = clients[(w + k as usize) % n].submit(note("load", &text));
+                let r = tokio::time::timeout(Duration::from_millis(1500), call).await;
+                match r {
+                    Ok(Ok(_)) => acked
+                        .lock()
+                        .expect("lock")
+                        .push((text, sent, Instant::now())),
+                    // As a real client would: back off a little before the next try.
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+                // Each text is attempted once: a failed one may or may not be applied.
+                k += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // --- SIGKILL the leader
+    let killed_at = Instant::now();
+    cluster.node(leader).kill();
+    let new_leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    assert_ne!(new_leader, leader);
+    // The first write sent after the kill was acknowledged within 2 s of the kill.
+    let deadline = killed_at + Duration::from_secs(10);
+    let first_ack = loop {
+        let first = acked
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, sent, _)| *sent > killed_at)
+            .map(|(_, _, done)| *done)
+            .min();
+        if let Some(t) = first {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write acknowledged within 10 s of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let gap = first_ack - killed_at;
+    println!("first write sent after the kill acknowledged {gap:?} after the leader was killed");
+    assert!(
+        gap <= Duration::from_secs(2),
+        "writes resumed only after {gap:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await?;
+    }
+
+    // --- recovery: the old leader comes back and catches up
+    cluster.restart(leader)?;
+    let leader_now = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let reference = cluster.events_of(leader_now).await?;
+    let last = reference.last().map_or(0, |e| e.sequence);
+    cluster
+        .wait_converged(last, Duration::from_secs(20))
+        .await?;
+
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 50,
+        "the load acknowledged only {} writes",
+        acked.len()
+    );
+    for id in 1..=3 {
+        let events = cluster.events_of(id).await?;
+        let events: Vec<_> = events
+            .into_iter()
+            .take_while(|e| e.sequence <= last)
+            .collect();
+        assert_eq!(
+            events, reference,
+            "member {id}'s log differs from the leader's"
+        );
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for t in events.iter().filter_map(note_text) {
+            *seen.entry(t).or_default() += 1;
+        }
+        for (text, _, _) in &acked {
+            assert_eq!(
+                seen.get(text.as_str()),
+                Some(&1),
+                "acknowledged {text} is not present exactly once on member {id}"
+            );
+        }
+    }
+    println!(
+        "{} acknowledged writes, all present exactly once on every member",
+        acked.len()
+    );
+    Ok(())
+}

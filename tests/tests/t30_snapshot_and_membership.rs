@@ -1,0 +1,95 @@
+//! A member stopped while the log is purged past it catches up through a snapshot that
+//! carries the full history; a learner is added and promoted.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cairn_proto as pb;
+use cairn_tests::{create_ns, free_port, note, Settings, TestCluster};
+
+fn snapshot_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("data").join("snapshots"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> anyhow::Result<()> {
+    let settings = Settings {
+        snapshot_after_logs: 50,
+        logs_kept_after_snapshot: 0,
+        ..Settings::default()
+    };
+    let mut cluster = TestCluster::start(3, settings)?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let lagging = (1..=3).find(|id| *id != leader).expect("a follower");
+
+    // --- stop a follower, then write enough to snapshot and purge past it
+    cluster.node(lagging).kill();
+    let mut c = cluster.node(leader).client();
+    c.submit(create_ns("history")).await?;
+    for i in 0..300 {
+        c.submit(note("history", &format!("entry {i}"))).await?;
+    }
+    let reference = cluster.events_of(leader).await?;
+    let last = reference.last().map_or(0, |e| e.sequence);
+    assert!(last >= 301);
+    let leader_dir = cluster.node(leader).dir.clone();
+    assert!(
+        snapshot_files(&leader_dir) >= 1,
+        "the leader built no snapshot"
+    );
+
+    // --- the follower comes back and gets the whole history
+    cluster.restart(lagging)?;
+    cluster
+        .wait_converged(last, Duration::from_secs(30))
+        .await?;
+    let got = cluster.events_of(lagging).await?;
+    assert_eq!(&got[..reference.len()], &reference[..]);
+    let lagging_dir = cluster.node(lagging).dir.clone();
+    assert_eq!(
+        snapshot_files(&lagging_dir),
+        1,
+        "the follower did not install a snapshot"
+    );
+
+    // --- a new server joins as a learner and is promoted
+    let addr = format!("127.0.0.1:{}", free_port());
+    cluster.add_node(4, addr.clone(), &BTreeMap::new())?;
+    let r = c
+        .add_learner(pb::AddLearnerRequest {
+            node_id: 4,
+            address: addr,
+        })
+        .await?
+        .into_inner();
+    assert!(r.learners.contains(&4));
+    let r = c
+        .promote(pb::PromoteRequest { node_id: 4 })
+        .await?
+        .into_inner();
+    assert!(r.voters.contains(&4) && r.learners.is_empty(), "{r:?}");
+
+    let all = cluster.events_of(leader).await?;
+    let last = all.last().map_or(0, |e| e.sequence);
+    cluster
+        .wait_converged(last, Duration::from_secs(30))
+        .await?;
+    assert_eq!(cluster.events_of(4).await?[..all.len()], all[..]);
+    let member4: Vec<_> = all
+        .iter()
+        .filter(|e| {
+            e.entity
+                .as_ref()
+                .is_some_and(|r| r.kind == "member" && r.name == "4")
+        })
+        .map(|e| e.type_name())
+        .collect();
+    assert_eq!(member4, ["member_added", "member_promoted"]);
+    Ok(())
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A 3-member Cairn cluster on loopback (127.0.0.1:7421-7423), for trying things out.
+#
+#   deploy/local/cluster.sh start    build, start 3 members, wait for a leader
+#   deploy/local/cluster.sh stop     stop exactly the processes `start` started
+#   deploy/local/cluster.sh status   which members run, and the cluster's view
+#
+# Data and logs live under $CAIRN_LOCAL_DIR (default ./.cairn-local). Set
+# CAIRN_PROFILE=release to run release builds (default: debug).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DIR=${CAIRN_LOCAL_DIR:-$PWD/.cairn-local}
+PROFILE=${CAIRN_PROFILE:-debug}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/$PROFILE
+PORTS=(7421 7422 7423)
+MEMBERS="1=127.0.0.1:7421,2=127.0.0.1:7422,3=127.0.0.1:7423"
+ENDPOINTS="127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423"
+
+say() { printf '[cluster] %s\n' "$*"; }
+
+# The PID in a pid file, if that process is still the cairn-server we started.
+live_pid() {
+  local f=$1 pid
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "cairn-server run --node-id $2 " || return 1
+  echo "$pid"
+}
+
+build() {
+  local flag=()
+  [[ $PROFILE == release ]] && flag=(--release)
+  say "building ($PROFILE)"
+  (cd "$ROOT" && cargo build -q "${flag[@]}" -p cairn-controlplane -p cairn-cli)
+}
+
+start() {
+  build
+  mkdir -p "$DIR"
+  for i in 1 2 3; do
+    if pid=$(live_pid "$DIR/node$i.pid" "$i"); then
+      say "node $i already runs (pid $pid)"
+      continue
+    fi
+    "$BIN/cairn-server" run --node-id "$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
+      --data-dir "$DIR/node$i" --initial-members "$MEMBERS" \
+      >> "$DIR/node$i.log" 2>&1 &
+    echo $! > "$DIR/node$i.pid"
+    say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, data $DIR/node$i, log $DIR/node$i.log)"
+  done
+  for _ in $(seq 1 100); do
+    if out=$("$BIN/cairn" --endpoints "$ENDPOINTS" --timeout 1s cluster status -o json 2>/dev/null); then
+      leader=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader_id", 0))')
+      if [[ $leader != 0 ]]; then
+        say "leader elected: node $leader"
+        say "try: $BIN/cairn --endpoints $ENDPOINTS cluster status"
+        return 0
+      fi
+    fi
+    sleep 0.2
+  done
+  say "no leader after 20 s; see the logs in $DIR"
+  exit 1
+}
+
+stop() {
+  local any=0
+  for i in 1 2 3; do
+    if pid=$(live_pid "$DIR/node$i.pid" "$i"); then
+      kill "$pid"
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+      say "node $i stopped (pid $pid)"
+      any=1
+    fi
+    rm -f "$DIR/node$i.pid"
+  done
+  [[ $any == 1 ]] || say "nothing was running"
+}
+
+status() {
+  for i in 1 2 3; do
+    if pid=$(live_pid "$DIR/node$i.pid" "$i"); then say "node $i runs (pid $pid)"; else say "node $i is not running"; fi
+  done
+  "$BIN/cairn" --endpoints "$ENDPOINTS" --timeout 2s cluster status || true
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

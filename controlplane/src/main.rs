@@ -7,6 +7,11 @@ use anyhow::Context;
 use cairn_controlplane::config::{ServerConfig, DEV_ADDR};
 use clap::{Parser, Subcommand};
 
+/// Allocation-heavy paths (sled's copy-on-write nodes, protobuf, HTTP/2) run markedly
+/// faster with mimalloc than with glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cairn-server",

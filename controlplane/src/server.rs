@@ -75,7 +75,8 @@ pub async fn run(
                 .max_encoding_message_size(raft_bytes),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;

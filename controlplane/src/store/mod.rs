@@ -17,6 +17,9 @@ use state_machine::StateMachine;
 
 use crate::raft::log_store::LogStore;
 
+/// sled's page cache (its default is 1 GiB).
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Open (or create) the storage of a server in `data_dir`.
 pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
     use anyhow::Context;
@@ -25,6 +28,8 @@ pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
     let db_dir = data_dir.join("db");
     let db = sled::Config::new()
         .path(&db_dir)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(CACHE_BYTES)
         .open()
         .with_context(|| format!("opening the sled database in {}", db_dir.display()))?;
     let flusher = Flusher::start(db.clone(), &db_dir).context("starting the flusher")?;

@@ -18,7 +18,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use super::durable::Flusher;
-use super::events::{decode_event, EventStore, StoreError};
+use super::events::{decode_event, EventStore, StoreError, TimeRuns};
 use super::snapshot::{self, SnapshotFile};
 use crate::raft::{
     decode, encode, io_err, BatchOutcome, Entry, LogId, NodeId, Outcome, SnapshotMeta,
@@ -167,6 +167,7 @@ fn apply_command(
     c: &pb::Command,
     pos: Position,
     batch: &mut sled::Batch,
+    times: &mut TimeRuns,
 ) -> Outcome {
     let cmd = match crate::convert::command_from_pb(c) {
         Ok(cmd) => cmd,
@@ -178,7 +179,9 @@ fn apply_command(
             let mut encoded = Vec::with_capacity(events.len());
             for e in &events {
                 state.evolve(e);
-                encoded.push(serde_bytes::ByteBuf::from(EventStore::stage(batch, e)));
+                encoded.push(serde_bytes::ByteBuf::from(EventStore::stage(
+                    batch, times, e,
+                )));
             }
             Outcome::Applied {
                 events: encoded,
@@ -203,6 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut times = TimeRuns::default();
         let mut results = Vec::new();
         let mut inner = self.write();
         for entry in entries {
@@ -222,7 +226,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let outcomes = commands
                         .commands
                         .iter()
-                        .map(|c| apply_command(&mut inner.state, c, pos, &mut batch))
+                        .map(|c| apply_command(&mut inner.state, c, pos, &mut batch, &mut times))
                         .collect();
                     results.push(BatchOutcome { outcomes });
                 }
@@ -233,6 +237,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
+        times.finish(&mut batch);
         EventStore::stage_meta(
             &mut batch,
             APPLIED,
@@ -293,12 +298,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut state = State::new();
             state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
             let mut batch = sled::Batch::default();
+            let mut times = TimeRuns::default();
             let mut staged = 0;
             snapshot::read(&load_path, |bytes| {
                 let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
                 let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
                 state.evolve(&e);
-                EventStore::stage(&mut batch, &e);
+                EventStore::stage(&mut batch, &mut times, &e);
                 staged += 1;
                 if staged % 10_000 == 0 {
                     events.apply(std::mem::take(&mut batch)).map_err(io_err)?;
@@ -306,6 +312,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
+            times.finish(&mut batch);
             EventStore::stage_meta(
                 &mut batch,
                 APPLIED,

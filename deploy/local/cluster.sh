@@ -6,7 +6,8 @@
 #   deploy/local/cluster.sh status   which members run, and the cluster's view
 #
 # Data and logs live under $CAIRN_LOCAL_DIR (default ./.cairn-local). Set
-# CAIRN_PROFILE=release to run release builds (default: debug).
+# CAIRN_PROFILE=release to run release builds (default: debug); CAIRN_CLI_FEATURES adds
+# cargo features to the cairn CLI build (e.g. etcd).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,7 +35,7 @@ build() {
   local flag=()
   [[ $PROFILE == release ]] && flag=(--release)
   say "building ($PROFILE)"
-  (cd "$ROOT" && cargo build -q "${flag[@]}" -p cairn-controlplane -p cairn-cli)
+  (cd "$ROOT" && cargo build -q "${flag[@]}" -p cairn-controlplane -p cairn-cli ${CAIRN_CLI_FEATURES:+--features "$CAIRN_CLI_FEATURES"})
 }
 
 start() {

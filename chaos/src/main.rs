@@ -1,25 +1,94 @@
-//! `cairn-chaos`: the chaos harness's entry point.
+//! `cairn-chaos`: run a fault-injection campaign against a real Cairn cluster.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_chaos::campaign::{self, Settings};
 use clap::Parser;
 
 #[derive(Parser)]
 #[command(
     name = "cairn-chaos",
     version,
-    about = "Fault-injection campaigns against a Cairn cluster"
+    about = "Fault-injection campaigns against a Cairn cluster (needs root)"
 )]
 struct Cli {
-    /// Seed of the fault schedule (printed by every run, for replay).
+    /// Seed of the fault schedule and the workloads (printed; replay with the same seed).
     #[arg(long)]
     seed: Option<u64>,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Quiet time between faults.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    calm: Duration,
+    /// How long each fault lasts.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    fault: Duration,
+    #[arg(long, default_value_t = 4)]
+    set_clients: u32,
+    #[arg(long, default_value_t = 3)]
+    registers: usize,
+    #[arg(long, default_value_t = 3)]
+    clients_per_register: u32,
+    /// The cairn-server binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Where data, logs and the report go (default: a new temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Which 10.213.<net>.0/24 the simulated hosts use.
+    #[arg(long, default_value_t = 7)]
+    net: u8,
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    eprintln!(
-        "cairn-chaos: {} (seed {:?}); not starting",
-        cairn_chaos::STATUS,
-        cli.seed
-    );
-    std::process::exit(2);
+    let seed = cli.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let server_bin = match cli.server_bin {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("cairn-server"))
+            .ok_or_else(|| anyhow::anyhow!("cannot locate cairn-server; pass --server-bin"))?,
+    };
+    let dir = match cli.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("cairn-chaos-{seed}")),
+    };
+    let settings = Settings {
+        nodes: cli.nodes,
+        duration: cli.duration,
+        seed,
+        calm: cli.calm,
+        fault: cli.fault,
+        set_clients: cli.set_clients,
+        registers: cli.registers,
+        clients_per_register: cli.clients_per_register,
+        server_bin,
+        dir: dir.clone(),
+        net: cli.net,
+    };
+    let run = campaign::run(settings);
+    let report = tokio::select! {
+        r = run => r?,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the campaign future tears the namespaces and servers down.
+            anyhow::bail!("interrupted (seed {seed}); namespaces and servers removed");
+        }
+    };
+    print!("{}", campaign::render(&report));
+    let json = dir.join("report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    println!("report: {}", json.display());
+    if !report.ok {
+        anyhow::bail!("the campaign failed; replay with --seed {seed}");
+    }
+    Ok(())
 }

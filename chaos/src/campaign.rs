@@ -1,0 +1,672 @@
+//! One campaign: start the cluster in namespaces, run the workloads, inject faults from a
+//! seeded schedule, heal, then check everything and report.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_proto as pb;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::checker::{self, Register};
+use crate::cluster::{self, client, Server};
+use crate::net::Net;
+use crate::workload::{self, Clock, Outcome, RegisterOp, SetOp, SetVerdict, StreamVerdict};
+
+/// What a campaign runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nodes: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    /// Quiet time between faults.
+    pub calm: Duration,
+    /// How long each fault lasts.
+    pub fault: Duration,
+    pub set_clients: u32,
+    pub registers: usize,
+    pub clients_per_register: u32,
+    /// Where `cairn-server` is.
+    pub server_bin: PathBuf,
+    /// Data directories and logs.
+    pub dir: PathBuf,
+    /// Which 10.213.<net>.0/24 the hosts use.
+    pub net: u8,
+}
+
+/// The kinds of fault the nemesis picks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    PartitionLeader,
+    PartitionHalves,
+    PacketLoss,
+    KillLeader,
+    KillAny,
+    Pause,
+}
+
+const FAULTS: [FaultKind; 6] = [
+    FaultKind::PartitionLeader,
+    FaultKind::PartitionHalves,
+    FaultKind::PacketLoss,
+    FaultKind::KillLeader,
+    FaultKind::KillAny,
+    FaultKind::Pause,
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    pub kind: FaultKind,
+    pub detail: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Set-workload writes acknowledged during the fault, per second.
+    pub acked_per_sec_during: f64,
+    /// From healing until the next acknowledged write.
+    pub recovery_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterVerdict {
+    pub key: usize,
+    pub operations: usize,
+    pub indeterminate: usize,
+    pub linearizable: Option<bool>,
+    pub witness: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Convergence {
+    /// Per member: (id, last sequence, hash of its whole event log).
+    pub members: Vec<(u64, u64, String)>,
+    pub identical: bool,
+    pub gapless: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub duration_s: f64,
+    pub faults: Vec<FaultRecord>,
+    pub set: SetVerdict,
+    pub registers: Vec<RegisterVerdict>,
+    pub streams: Vec<StreamVerdict>,
+    pub convergence: Convergence,
+    /// From the last heal until the cluster acknowledged a write.
+    pub final_recovery_ms: Option<u64>,
+    pub ok: bool,
+}
+
+async fn find_leader(servers: &[Server]) -> Option<u64> {
+    for s in servers.iter().filter(|s| s.is_running() && !s.paused) {
+        if let Some(l) = cluster::leader_seen_by(&s.addr).await {
+            return Some(l);
+        }
+    }
+    None
+}
+
+/// Create `name` (retrying through any member until `deadline`); AlreadyExists is fine.
+async fn ensure_namespace(
+    endpoints: &[String],
+    name: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut i = 0;
+    loop {
+        let req = pb::SubmitRequest {
+            command: Some(pb::Command {
+                actor: "chaos/setup".into(),
+                body: Some(pb::command::Body::CreateNamespace(pb::CreateNamespace {
+                    name: name.into(),
+                    labels: Default::default(),
+                })),
+                ..Default::default()
+            }),
+        };
+        match client(&endpoints[i % endpoints.len()], Duration::from_secs(2))
+            .submit(req)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(()),
+            Err(s) if Instant::now() > deadline => bail!("creating {name}: {}", s.message()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        i += 1;
+    }
+}
+
+/// Every event of one member (stale read: exactly what it has applied).
+async fn member_log(addr: &str) -> anyhow::Result<Vec<pb::Event>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    let mut c = client(addr, Duration::from_secs(10));
+    loop {
+        let page = c
+            .list_events(pb::ListEventsRequest {
+                filter: Some(pb::EventFilter {
+                    after_sequence: after,
+                    ..Default::default()
+                }),
+                limit: 10_000,
+                consistency: pb::ReadConsistency::Stale as i32,
+            })
+            .await?
+            .into_inner();
+        out.extend(page.events);
+        if page.next_after_sequence == 0 {
+            return Ok(out);
+        }
+        after = page.next_after_sequence;
+    }
+}
+
+async fn last_sequence(addr: &str) -> Option<u64> {
+    let r = client(addr, Duration::from_secs(1))
+        .list_events(pb::ListEventsRequest {
+            filter: None,
+            limit: 1,
+            consistency: pb::ReadConsistency::Stale as i32,
+        })
+        .await
+        .ok()?;
+    r.into_inner().read.map(|r| r.last_sequence)
+}
+
+/// The namespace recovery probes write notes to (not a register: notes bump revisions).
+const PROBE: &str = "chaos-probe";
+
+/// Probe with a write until one is acknowledged; the time it took.
+async fn time_to_write(endpoints: &[String], tag: &str, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut i = 0usize;
+    while start.elapsed() < limit {
+        let req = pb::SubmitRequest {
+            command: Some(pb::Command {
+                actor: "chaos/probe".into(),
+                body: Some(pb::command::Body::AddNote(pb::AddNote {
+                    entity: Some(pb::EntityRef {
+                        kind: "namespace".into(),
+                        name: PROBE.into(),
+                    }),
+                    text: format!("probe {tag}"),
+                })),
+                ..Default::default()
+            }),
+        };
+        if client(&endpoints[i % endpoints.len()], Duration::from_millis(1000))
+            .submit(req)
+            .await
+            .is_ok()
+        {
+            return Some(start.elapsed());
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<Report> {
+    println!(
+        "cairn-chaos: seed {} ({} nodes, {:?})",
+        settings.seed, settings.nodes, settings.duration
+    );
+    // A campaign starts from empty stores: its checks assume so.
+    if settings.dir.exists() {
+        std::fs::remove_dir_all(&settings.dir)
+            .with_context(|| format!("clearing {}", settings.dir.display()))?;
+    }
+    std::fs::create_dir_all(&settings.dir)?;
+    let mut net = Net::create(settings.nodes, settings.net).context("creating the hosts")?;
+    let result = campaign(&settings, &net).await;
+    net.teardown();
+    result
+}
+
+async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut servers = cluster::start_all(net, &settings.dir, &settings.server_bin)?;
+    let endpoints: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    let setup_deadline = Instant::now() + Duration::from_secs(30);
+    while find_leader(&servers).await.is_none() {
+        if Instant::now() > setup_deadline {
+            bail!(
+                "no leader within 30 s; see the logs in {}",
+                settings.dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure_namespace(&endpoints, PROBE, setup_deadline).await?;
+    for k in 0..settings.registers {
+        ensure_namespace(&endpoints, &workload::register_name(k), setup_deadline).await?;
+    }
+
+    // --- workloads
+    let clock = Clock(Instant::now());
+    let until = Instant::now() + settings.duration;
+    let set_log: workload::Log<SetOp> = Arc::default();
+    let reg_log: workload::Log<RegisterOp> = Arc::default();
+    let mut tasks = Vec::new();
+    for id in 0..settings.set_clients {
+        tasks.push(tokio::spawn(workload::set_client(
+            id,
+            endpoints.clone(),
+            settings.seed,
+            clock,
+            until,
+            set_log.clone(),
+        )));
+    }
+    for key in 0..settings.registers {
+        for id in 0..settings.clients_per_register {
+            tasks.push(tokio::spawn(workload::register_client(
+                key,
+                id,
+                endpoints.clone(),
+                settings.seed,
+                clock,
+                until,
+                reg_log.clone(),
+            )));
+        }
+    }
+    let streams: Vec<_> = servers
+        .iter()
+        .map(|s| tokio::spawn(workload::stream_client(s.id, s.addr.clone(), until)))
+        .collect();
+
+    // --- nemesis
+    let mut faults = Vec::new();
+    while Instant::now() + settings.calm + settings.fault < until {
+        tokio::time::sleep(settings.calm).await;
+        let kind = FAULTS[rng.gen_range(0..FAULTS.len())];
+        let leader = find_leader(&servers).await.map(|l| (l - 1) as usize);
+        let n = servers.len();
+        let any = rng.gen_range(0..n);
+        let start_ms = clock.now() / 1000;
+        let detail = match kind {
+            FaultKind::PartitionLeader => {
+                let l = leader.unwrap_or(any);
+                for other in (0..n).filter(|o| *o != l) {
+                    net.cut(l, other)?;
+                }
+                format!("node {} isolated from its peers", l + 1)
+            }
+            FaultKind::PartitionHalves => {
+                let minority: Vec<usize> =
+                    (0..n).filter(|_| rng.gen_bool(0.5)).take(n / 2).collect();
+                let minority = if minority.is_empty() {
+                    vec![any]
+                } else {
+                    minority
+                };
+                for a in &minority {
+                    for b in (0..n).filter(|b| !minority.contains(b)) {
+                        net.cut(*a, b)?;
+                    }
+                }
+                format!(
+                    "nodes {:?} cut from the rest",
+                    minority.iter().map(|m| m + 1).collect::<Vec<_>>()
+                )
+            }
+            FaultKind::PacketLoss => {
+                let p = rng.gen_range(0.1..0.4);
+                for h in 0..n {
+                    net.lossy(h, p)?;
+                }
+                format!("{:.0}% packet loss between all members", p * 100.0)
+            }
+            FaultKind::KillLeader | FaultKind::KillAny => {
+                let victim = if kind == FaultKind::KillLeader {
+                    leader.unwrap_or(any)
+                } else {
+                    any
+                };
+                servers[victim].kill();
+                format!("node {} killed (SIGKILL)", victim + 1)
+            }
+            FaultKind::Pause => {
+                servers[any].pause();
+                format!("node {} paused (SIGSTOP)", any + 1)
+            }
+        };
+        println!("  {:>7.1}s  {:?}: {detail}", start_ms as f64 / 1000.0, kind);
+        tokio::time::sleep(settings.fault).await;
+        net.heal()?;
+        for s in servers.iter_mut() {
+            if s.paused {
+                s.resume();
+            }
+            if !s.is_running() {
+                s.start()?;
+            }
+        }
+        let end_ms = clock.now() / 1000;
+        let recovery = time_to_write(
+            &endpoints,
+            &format!("after fault {}", faults.len()),
+            Duration::from_secs(10),
+        )
+        .await;
+        faults.push(FaultRecord {
+            kind,
+            detail,
+            start_ms,
+            end_ms,
+            acked_per_sec_during: 0.0,
+            recovery_ms: recovery.map(|d| d.as_millis() as u64),
+        });
+    }
+
+    // --- heal everything, then check
+    net.heal()?;
+    for s in servers.iter_mut() {
+        if s.paused {
+            s.resume();
+        }
+        if !s.is_running() {
+            s.start()?;
+        }
+    }
+    let final_recovery = time_to_write(&endpoints, "final", Duration::from_secs(30)).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut stream_verdicts = Vec::new();
+    for s in streams {
+        if let Ok(v) = s.await {
+            stream_verdicts.push(v);
+        }
+    }
+
+    // Convergence: every member reaches the same last sequence.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut seqs = Vec::new();
+        for e in &endpoints {
+            seqs.push(last_sequence(e).await);
+        }
+        let first = seqs[0];
+        if first.is_some() && seqs.iter().all(|s| *s == first) {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut logs = Vec::new();
+    for s in &servers {
+        logs.push((s.id, member_log(&s.addr).await.unwrap_or_default()));
+    }
+    let members: Vec<(u64, u64, String)> = logs
+        .iter()
+        .map(|(id, events)| {
+            let mut h = DefaultHasher::new();
+            for e in events {
+                prost_bytes(e).hash(&mut h);
+            }
+            (
+                *id,
+                events.last().map_or(0, |e| e.sequence),
+                format!("{:016x}", h.finish()),
+            )
+        })
+        .collect();
+    let identical = members
+        .windows(2)
+        .all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2);
+    let gapless = logs.iter().all(|(_, ev)| {
+        ev.iter()
+            .enumerate()
+            .all(|(i, e)| e.sequence == i as u64 + 1)
+    });
+    let convergence = Convergence {
+        members,
+        identical,
+        gapless,
+    };
+
+    // Set: count creations in the final log.
+    let reference = &logs[0].1;
+    let mut created: HashMap<String, usize> = HashMap::new();
+    for e in reference
+        .iter()
+        .filter(|e| e.type_name() == "namespace_created")
+    {
+        if let Some(r) = &e.entity {
+            *created.entry(r.name.clone()).or_default() += 1;
+        }
+    }
+    let set_ops = set_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let set = workload::check_set(&set_ops, &created);
+
+    // Registers: one linearizability check per key. Values are unique, so the final log
+    // says which unanswered writes took effect (and at which revision): those become
+    // writes with an unknown completion time, the others are dropped.
+    let reg_ops = reg_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut registers = Vec::new();
+    for key in 0..settings.registers {
+        let name = workload::register_name(key);
+        let applied: HashMap<u64, u64> = reference
+            .iter()
+            .filter(|e| e.entity.as_ref().is_some_and(|r| r.name == name))
+            .filter_map(|e| match &e.payload {
+                Some(pb::event::Payload::NamespaceLabelsChanged(l)) => l
+                    .labels
+                    .get("v")
+                    .and_then(|v| v.parse().ok())
+                    .map(|v| (v, e.entity_revision)),
+                _ => None,
+            })
+            .collect();
+        let ops: Vec<&RegisterOp> = reg_ops.iter().filter(|o| o.key == key).collect();
+        let calls: Vec<checker::Call> = ops
+            .iter()
+            .filter_map(|o| o.call.clone())
+            .filter_map(|mut c| {
+                if c.ret == checker::Ret::Unknown {
+                    let value = match c.op {
+                        checker::Op::Write(v) | checker::Op::Cas { value: v, .. } => v,
+                        checker::Op::Read => return None,
+                    };
+                    c.ret = checker::Ret::Ok {
+                        revision: *applied.get(&value)?,
+                    };
+                }
+                Some(c)
+            })
+            .collect();
+        let unknown = ops.iter().filter(|o| o.end_us.is_none()).count();
+        let initial = Register {
+            value: None,
+            revision: 1,
+        };
+        let (linearizable, witness) = match checker::check(&calls, initial, 5_000_000) {
+            Ok(()) => (Some(true), Vec::new()),
+            Err(None) => (None, vec!["search budget exceeded".into()]),
+            Err(Some(v)) => {
+                let mut w: Vec<String> = v
+                    .linearized
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .rev()
+                    .map(|&i| format!("linearized: {:?}", calls[i]))
+                    .collect();
+                w.push(format!("state then: {:?}", v.state));
+                w.extend(
+                    v.stuck
+                        .iter()
+                        .map(|&i| format!("cannot follow: {:?}", calls[i])),
+                );
+                (Some(false), w)
+            }
+        };
+        registers.push(RegisterVerdict {
+            key,
+            operations: calls.len(),
+            indeterminate: unknown,
+            linearizable,
+            witness,
+        });
+    }
+
+    // Availability during each fault.
+    for f in faults.iter_mut() {
+        let acked = set_ops
+            .iter()
+            .filter(|o| {
+                o.outcome == Outcome::Ok
+                    && o.end_us / 1000 >= f.start_ms
+                    && o.end_us / 1000 < f.end_ms
+            })
+            .count();
+        let secs = (f.end_ms.saturating_sub(f.start_ms)).max(1) as f64 / 1000.0;
+        f.acked_per_sec_during = acked as f64 / secs;
+    }
+
+    let ok = set.ok
+        && registers.iter().all(|r| r.linearizable == Some(true))
+        && stream_verdicts.iter().all(|s| s.violations.is_empty())
+        && convergence.identical
+        && convergence.gapless
+        && final_recovery.is_some_and(|d| d <= Duration::from_secs(5));
+    Ok(Report {
+        seed: settings.seed,
+        nodes: settings.nodes,
+        duration_s: settings.duration.as_secs_f64(),
+        faults,
+        set,
+        registers,
+        streams: stream_verdicts,
+        convergence,
+        final_recovery_ms: final_recovery.map(|d| d.as_millis() as u64),
+        ok,
+    })
+}
+
+fn prost_bytes(e: &pb::Event) -> Vec<u8> {
+    use prost::Message;
+    e.encode_to_vec()
+}
+
+/// The report as text.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, t: String| {
+        s.push_str(&t);
+        s.push('\n');
+    };
+    line(
+        &mut s,
+        format!(
+            "seed {}  nodes {}  duration {:.0}s  verdict: {}",
+            r.seed,
+            r.nodes,
+            r.duration_s,
+            if r.ok { "PASS" } else { "FAIL" }
+        ),
+    );
+    line(&mut s, format!("faults ({}):", r.faults.len()));
+    for f in &r.faults {
+        line(
+            &mut s,
+            format!(
+                "  {:>7.1}s-{:>7.1}s  {:<17} {:<40} {:>7.1} acked/s during, recovered in {}",
+                f.start_ms as f64 / 1000.0,
+                f.end_ms as f64 / 1000.0,
+                serde_json::to_value(f.kind)
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .unwrap_or_default(),
+                f.detail,
+                f.acked_per_sec_during,
+                f.recovery_ms.map_or("never".into(), |m| format!("{m} ms"))
+            ),
+        );
+    }
+    let st = &r.set;
+    line(
+        &mut s,
+        format!(
+            "set: {} attempted, {} acknowledged, {} failed, {} indeterminate; lost {}, duplicated {}, unexpected {}",
+            st.attempted, st.acknowledged, st.failed, st.indeterminate, st.lost.len(), st.duplicated.len(), st.unexpected.len()
+        ),
+    );
+    for x in st.lost.iter().take(10) {
+        line(&mut s, format!("  LOST acknowledged {x}"));
+    }
+    for reg in &r.registers {
+        line(
+            &mut s,
+            format!(
+                "register {}: {} operations ({} indeterminate): {}",
+                reg.key,
+                reg.operations,
+                reg.indeterminate,
+                match reg.linearizable {
+                    Some(true) => "linearizable",
+                    Some(false) => "NOT linearizable",
+                    None => "undecided",
+                }
+            ),
+        );
+        for w in &reg.witness {
+            line(&mut s, format!("  {w}"));
+        }
+    }
+    for st in &r.streams {
+        line(
+            &mut s,
+            format!(
+                "stream from node {}: {} events, {} reconnects, {} violations",
+                st.member,
+                st.events,
+                st.reconnects,
+                st.violations.len()
+            ),
+        );
+        for v in st.violations.iter().take(5) {
+            line(&mut s, format!("  {v}"));
+        }
+    }
+    let c = &r.convergence;
+    line(
+        &mut s,
+        format!(
+            "convergence: {} (gapless: {}); {}",
+            if c.identical {
+                "identical logs"
+            } else {
+                "LOGS DIFFER"
+            },
+            c.gapless,
+            c.members
+                .iter()
+                .map(|(id, seq, h)| format!("node {id}: seq {seq} hash {h}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    line(
+        &mut s,
+        format!(
+            "writes accepted {} after the last fault healed",
+            r.final_recovery_ms
+                .map_or("never".into(), |m| format!("{m} ms"))
+        ),
+    );
+    s
+}

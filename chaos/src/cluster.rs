@@ -1,0 +1,145 @@
+//! Cairn servers running inside the simulated hosts, one per host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_proto as pb;
+use pb::cairn_client::CairnClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::net::Net;
+
+/// Client port every server listens on (each host has its own address).
+pub const PORT: u16 = 7420;
+
+pub struct Server {
+    pub id: u64,
+    pub addr: String,
+    ns: String,
+    data: PathBuf,
+    log: PathBuf,
+    members: String,
+    bin: PathBuf,
+    child: Option<Child>,
+    pub paused: bool,
+}
+
+impl Server {
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(&self.bin)
+            .args([
+                "run",
+                "--node-id",
+                &self.id.to_string(),
+                "--listen",
+                &self.addr,
+            ])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--initial-members", &self.members])
+            .env("CAIRN_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting cairn-server in its namespace")?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+        self.paused = true;
+    }
+
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+        self.paused = false;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// One server per host of `net`.
+pub fn start_all(net: &Net, dir: &Path, bin: &Path) -> anyhow::Result<Vec<Server>> {
+    let members: Vec<String> = net
+        .hosts
+        .iter()
+        .map(|h| format!("{}={}:{PORT}", h.index + 1, h.ip))
+        .collect();
+    let members = members.join(",");
+    let mut servers = Vec::new();
+    for h in &net.hosts {
+        let id = h.index as u64 + 1;
+        let mut s = Server {
+            id,
+            addr: format!("{}:{PORT}", h.ip),
+            ns: h.ns.clone(),
+            data: dir.join(format!("node{id}")),
+            log: dir.join(format!("node{id}.log")),
+            members: members.clone(),
+            bin: bin.to_path_buf(),
+            child: None,
+            paused: false,
+        };
+        s.start()?;
+        servers.push(s);
+    }
+    Ok(servers)
+}
+
+pub fn client(addr: &str, timeout: Duration) -> CairnClient<Channel> {
+    let ch = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid address")
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    CairnClient::new(ch)
+}
+
+/// The leader as one server reports it, if it answers.
+pub async fn leader_seen_by(addr: &str) -> Option<u64> {
+    let r = client(addr, Duration::from_millis(800))
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .ok()?;
+    Some(r.into_inner().leader_id).filter(|l| *l != 0)
+}

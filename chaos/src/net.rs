@@ -1,0 +1,178 @@
+//! Simulated hosts: network namespaces joined by veth pairs to a bridge that lives in a
+//! namespace of its own. The harness reaches every host from the root namespace through
+//! one more veth pair, so faults between hosts never cut the harness off (unless a
+//! nemesis isolates a host from it too).
+//!
+//! Addresses are `10.213.<net>.<host>/24`, only ever inside namespaces this harness
+//! created. Everything is removed by [`Net::teardown`], which `Drop` also calls.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// One simulated host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub index: usize,
+    pub ns: String,
+    pub ip: String,
+}
+
+/// The namespaces and links of one campaign.
+#[derive(Debug)]
+pub struct Net {
+    tag: String,
+    pub hosts: Vec<Host>,
+    /// The harness's own address on the bridge.
+    pub harness_ip: String,
+    torn_down: bool,
+}
+
+/// Run a command; fail with its stderr.
+pub fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Run a command inside namespace `ns`.
+pub fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    sh(&full)
+}
+
+impl Net {
+    /// Create `n` hosts. `net` picks the /24 (so concurrent campaigns do not collide).
+    pub fn create(n: usize, net: u8) -> anyhow::Result<Self> {
+        let tag = format!("{}", std::process::id() % 100_000);
+        let mut me = Self {
+            tag: tag.clone(),
+            hosts: Vec::new(),
+            harness_ip: format!("10.213.{net}.254"),
+            torn_down: false,
+        };
+        let sw = me.switch_ns();
+        sh(&["ip", "netns", "add", &sw])?;
+        in_ns(&sw, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        in_ns(&sw, &["ip", "link", "set", "br0", "up"])?;
+        in_ns(&sw, &["ip", "link", "set", "lo", "up"])?;
+        // The harness's link (root namespace side: ch<tag>).
+        let root_if = format!("ch{tag}");
+        sh(&[
+            "ip", "link", "add", &root_if, "type", "veth", "peer", "name", "up0", "netns", &sw,
+        ])?;
+        in_ns(&sw, &["ip", "link", "set", "up0", "master", "br0", "up"])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", me.harness_ip),
+            "dev",
+            &root_if,
+        ])?;
+        sh(&["ip", "link", "set", &root_if, "up"])?;
+        for i in 0..n {
+            let ns = format!("cairn-h{}-{tag}", i + 1);
+            let ip = format!("10.213.{net}.{}", i + 1);
+            sh(&["ip", "netns", "add", &ns])?;
+            let port = format!("p{}", i + 1);
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+                "netns", &sw,
+            ])?;
+            in_ns(&sw, &["ip", "link", "set", &port, "master", "br0", "up"])?;
+            in_ns(
+                &ns,
+                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
+            in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
+            in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
+            me.hosts.push(Host { index: i, ns, ip });
+        }
+        Ok(me)
+    }
+
+    fn switch_ns(&self) -> String {
+        format!("cairn-sw-{}", self.tag)
+    }
+
+    /// Drop all traffic between hosts `a` and `b` (both directions).
+    pub fn cut(&self, a: usize, b: usize) -> anyhow::Result<()> {
+        for (x, y) in [(a, b), (b, a)] {
+            let (hx, hy) = (&self.hosts[x], &self.hosts[y]);
+            in_ns(
+                &hx.ns,
+                &["iptables", "-A", "INPUT", "-s", &hy.ip, "-j", "DROP"],
+            )?;
+            in_ns(
+                &hx.ns,
+                &["iptables", "-A", "OUTPUT", "-d", &hy.ip, "-j", "DROP"],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Drop a random fraction of the packets a host receives from the other hosts.
+    pub fn lossy(&self, host: usize, probability: f64) -> anyhow::Result<()> {
+        let h = &self.hosts[host];
+        let p = format!("{probability:.3}");
+        for peer in self.hosts.iter().filter(|p| p.index != host) {
+            in_ns(
+                &h.ns,
+                &[
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-s",
+                    &peer.ip,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Remove every fault rule from every host.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        for h in &self.hosts {
+            in_ns(&h.ns, &["iptables", "-F"])?;
+        }
+        Ok(())
+    }
+
+    /// Remove everything this campaign created. Safe to call twice.
+    pub fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        for h in &self.hosts {
+            let _ = sh(&["ip", "netns", "del", &h.ns]);
+        }
+        let _ = sh(&["ip", "link", "del", &format!("ch{}", self.tag)]);
+        let _ = sh(&["ip", "netns", "del", &self.switch_ns()]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}

@@ -50,15 +50,21 @@ pub enum FaultKind {
     KillLeader,
     KillAny,
     Pause,
+    Bandwidth,
+    /// Remove a follower from the membership, then add it back as a learner and
+    /// promote it.
+    Membership,
 }
 
-const FAULTS: [FaultKind; 6] = [
+const FAULTS: [FaultKind; 8] = [
     FaultKind::PartitionLeader,
     FaultKind::PartitionHalves,
     FaultKind::PacketLoss,
     FaultKind::KillLeader,
     FaultKind::KillAny,
     FaultKind::Pause,
+    FaultKind::Bandwidth,
+    FaultKind::Membership,
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +186,73 @@ async fn last_sequence(addr: &str) -> Option<u64> {
         .await
         .ok()?;
     r.into_inner().read.map(|r| r.last_sequence)
+}
+
+enum Change {
+    Remove(u64),
+    AddLearner(u64, String),
+    Promote(u64),
+}
+
+/// One membership change through any member, retried for a while; whether it succeeded.
+async fn membership(endpoints: &[String], change: Change) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let mut c = client(&endpoints[i % endpoints.len()], Duration::from_secs(5));
+        let r = match &change {
+            Change::Remove(id) => {
+                c.remove_member(pb::RemoveMemberRequest { node_id: *id })
+                    .await
+            }
+            Change::AddLearner(id, addr) => {
+                c.add_learner(pb::AddLearnerRequest {
+                    node_id: *id,
+                    address: addr.clone(),
+                })
+                .await
+            }
+            Change::Promote(id) => c.promote(pb::PromoteRequest { node_id: *id }).await,
+        };
+        match r {
+            Ok(_) => return true,
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    || s.code() == tonic::Code::NotFound =>
+            {
+                return false
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Bring every node back as a voter (after a membership fault).
+async fn restore_membership(endpoints: &[String], n: usize) {
+    // The leader's view of the membership (a removed node's own view may be stale).
+    let mut voters = Vec::new();
+    for e in endpoints {
+        if let Ok(s) = client(e, Duration::from_secs(2))
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await
+        {
+            let s = s.into_inner();
+            if s.leader_id != 0 && s.leader_id == s.answered_by {
+                voters = s.members.iter().map(|m| m.node_id).collect();
+                break;
+            }
+        }
+    }
+    for id in 1..=n as u64 {
+        if !voters.contains(&id) {
+            let addr = endpoints[(id - 1) as usize].clone();
+            membership(endpoints, Change::AddLearner(id, addr)).await;
+        }
+        // Promote is refused for a voter: that is fine.
+        membership(endpoints, Change::Promote(id)).await;
+    }
 }
 
 /// The namespace recovery probes write notes to (not a register: notes bump revisions).
@@ -341,9 +414,28 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 servers[any].pause();
                 format!("node {} paused (SIGSTOP)", any + 1)
             }
+            FaultKind::Bandwidth => {
+                let kbit = rng.gen_range(256..2048);
+                let l = leader.unwrap_or(any);
+                net.throttle(l, kbit)?;
+                format!("node {} sends at most {kbit} kbit/s", l + 1)
+            }
+            FaultKind::Membership => {
+                let l = leader.unwrap_or(0);
+                let victim = (l + 1 + rng.gen_range(0..n - 1)) % n;
+                let id = victim as u64 + 1;
+                let removed = membership(&endpoints, Change::Remove(id)).await;
+                format!(
+                    "node {id} removed from the membership ({})",
+                    if removed { "done" } else { "refused" }
+                )
+            }
         };
         println!("  {:>7.1}s  {:?}: {detail}", start_ms as f64 / 1000.0, kind);
         tokio::time::sleep(settings.fault).await;
+        if kind == FaultKind::Membership {
+            restore_membership(&endpoints, n).await;
+        }
         net.heal()?;
         for s in servers.iter_mut() {
             if s.paused {

@@ -149,10 +149,24 @@ impl Net {
         Ok(())
     }
 
-    /// Remove every fault rule from every host.
+    /// Limit what a host sends to `kbit` kbit/s (token bucket filter).
+    pub fn throttle(&self, host: usize, kbit: u32) -> anyhow::Result<()> {
+        let rate = format!("{kbit}kbit");
+        in_ns(
+            &self.hosts[host].ns,
+            &[
+                "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", &rate, "burst",
+                "32kbit", "latency", "400ms",
+            ],
+        )
+    }
+
+    /// Remove every fault rule and bandwidth limit from every host.
     pub fn heal(&self) -> anyhow::Result<()> {
         for h in &self.hosts {
             in_ns(&h.ns, &["iptables", "-F"])?;
+            // No limit in place is fine.
+            let _ = in_ns(&h.ns, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
         }
         Ok(())
     }

@@ -25,8 +25,12 @@ pub enum Outcome {
     Unknown,
 }
 
-/// Classify an error: did the command certainly not take effect?
+/// Classify an error: did the command certainly not take effect? The server's
+/// "not applied" marker is taken at its word, so the set check tests that claim too.
 fn classify(s: &tonic::Status) -> Outcome {
+    if pb::certainly_not_applied(s) {
+        return Outcome::Failed;
+    }
     match s.code() {
         // Refused by validation or by decide: deterministic, nothing applied.
         Code::InvalidArgument

@@ -11,8 +11,7 @@ use tonic::{Code, Response, Status};
 
 /// Largest message the CLI sends or accepts.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-/// Metadata key of the leader hint on `UNAVAILABLE` answers.
-const LEADER_HINT: &str = "x-cairn-leader";
+use cairn_proto::LEADER_HINT;
 
 /// The members the CLI may talk to.
 #[derive(Debug, Clone)]
@@ -71,9 +70,29 @@ impl Cluster {
         &self.endpoints
     }
 
-    /// Run `f` against a member, moving on to the next one (or the hinted leader) while
-    /// the answer is `UNAVAILABLE`, until the deadline.
-    pub async fn call<T, F, Fut>(&mut self, mut f: F) -> anyhow::Result<T>
+    /// Run a read (or any call that may safely run twice) against a member, moving on
+    /// to the next one (or the hinted leader) while the answer is `UNAVAILABLE`, until
+    /// the deadline.
+    pub async fn call<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
+    where
+        F: FnMut(CairnClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call_with(false, f).await
+    }
+
+    /// Run a write: retried elsewhere only when it certainly changed nothing (the server
+    /// said so, or no connection was made). Any other failure is reported as
+    /// indeterminate rather than risk applying the write twice.
+    pub async fn call_write<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
+    where
+        F: FnMut(CairnClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call_with(true, f).await
+    }
+
+    async fn call_with<T, F, Fut>(&mut self, write: bool, mut f: F) -> anyhow::Result<T>
     where
         F: FnMut(CairnClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -92,6 +111,12 @@ impl Cluster {
                         self.current = i;
                     }
                     return Ok(r.into_inner());
+                }
+                Err(s) if write && retryable(&s) && !cairn_proto::certainly_not_applied(&s) => {
+                    return Err(anyhow!(
+                        "indeterminate: {addr} failed mid-request ({}); the change may or may not have been applied: check with `cairn events list` before retrying",
+                        s.message()
+                    ));
                 }
                 Err(s) if retryable(&s) => {
                     last_errors.push(format!("{addr}: {}", s.message()));

@@ -153,7 +153,7 @@ async fn submit(
         ..Default::default()
     };
     cluster
-        .call(|mut c| {
+        .call_write(|mut c| {
             let cmd = cmd.clone();
             async move { c.submit(pb::SubmitRequest { command: Some(cmd) }).await }
         })
@@ -225,7 +225,7 @@ async fn cluster_cmd(cluster: &mut Cluster, ctx: &Ctx, c: ClusterCmd) -> anyhow:
         }
         ClusterCmd::AddLearner { node_id, address } => {
             let r = cluster
-                .call(|mut c| {
+                .call_write(|mut c| {
                     let address = address.clone();
                     async move {
                         c.add_learner(pb::AddLearnerRequest { node_id, address })
@@ -237,17 +237,16 @@ async fn cluster_cmd(cluster: &mut Cluster, ctx: &Ctx, c: ClusterCmd) -> anyhow:
         }
         ClusterCmd::Promote { node_id } => {
             let r = cluster
-                .call(|mut c| async move { c.promote(pb::PromoteRequest { node_id }).await })
+                .call_write(|mut c| async move { c.promote(pb::PromoteRequest { node_id }).await })
                 .await?;
             print_membership(ctx, &r)
         }
         ClusterCmd::Remove { node_id } => {
-            let r =
-                cluster
-                    .call(|mut c| async move {
-                        c.remove_member(pb::RemoveMemberRequest { node_id }).await
-                    })
-                    .await?;
+            let r = cluster
+                .call_write(|mut c| async move {
+                    c.remove_member(pb::RemoveMemberRequest { node_id }).await
+                })
+                .await?;
             print_membership(ctx, &r)
         }
     }

@@ -43,3 +43,19 @@ impl std::fmt::Display for v1::EntityRef {
         write!(f, "{}/{}", self.kind, self.name)
     }
 }
+
+/// Metadata a server sets on an error when the request certainly changed nothing (it
+/// was never proposed), so a client may safely send it again, elsewhere.
+pub const NOT_APPLIED: &str = "x-cairn-not-applied";
+/// Metadata with the leader's address, on not-leader errors.
+pub const LEADER_HINT: &str = "x-cairn-leader";
+/// Metadata with the leader's node id, on not-leader errors.
+pub const LEADER_ID_HINT: &str = "x-cairn-leader-id";
+
+/// Whether a failed call certainly changed nothing: the server said so, or the
+/// connection was never made. Any other failure of a write is indeterminate: it may have
+/// been applied, and sending it again may apply it twice.
+pub fn certainly_not_applied(s: &tonic::Status) -> bool {
+    s.metadata().get(NOT_APPLIED).is_some()
+        || (s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect error"))
+}

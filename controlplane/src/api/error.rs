@@ -3,10 +3,7 @@
 use cairn_domain::Rejection;
 use tonic::{Code, Status};
 
-/// Metadata key of the leader's address on a not-leader error.
-pub const LEADER_HINT: &str = "x-cairn-leader";
-/// Metadata key of the leader's node id on a not-leader error.
-pub const LEADER_ID_HINT: &str = "x-cairn-leader-id";
+pub use cairn_proto::{LEADER_HINT, LEADER_ID_HINT, NOT_APPLIED};
 
 /// What went wrong, grouped by what the caller does next.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,10 +14,10 @@ pub enum ApiError {
     /// The state machine refused the command (deterministic).
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// Retry on the leader (the hint says which, when known).
+    /// Retry on the leader (the hint says which, when known). Nothing was proposed.
     #[error("this member is not the leader{}", .leader.as_ref().map(|(id, a)| format!("; the leader is node {id} at {a}")).unwrap_or_else(|| "; no leader is known yet".into()))]
     NotLeader { leader: Option<(u64, String)> },
-    /// Retry later, perhaps elsewhere.
+    /// Retry later, perhaps elsewhere. Nothing was proposed.
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// The outcome is unknown: the command may or may not have been applied.
@@ -47,6 +44,10 @@ impl From<ApiError> for Status {
             }
             ApiError::NotLeader { leader } => {
                 let mut s = Status::unavailable(msg);
+                s.metadata_mut().insert(
+                    NOT_APPLIED,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
                 if let Some((id, addr)) = leader {
                     if let Ok(v) = addr.parse() {
                         s.metadata_mut().insert(LEADER_HINT, v);
@@ -57,7 +58,14 @@ impl From<ApiError> for Status {
                 }
                 s
             }
-            ApiError::Unavailable(_) => Status::unavailable(msg),
+            ApiError::Unavailable(_) => {
+                let mut s = Status::unavailable(msg);
+                s.metadata_mut().insert(
+                    NOT_APPLIED,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                s
+            }
             ApiError::Indeterminate(_) => Status::deadline_exceeded(msg),
             ApiError::Internal(_) => Status::internal(msg),
         }
@@ -106,5 +114,8 @@ mod tests {
             Some("127.0.0.1:7422")
         );
         assert!(s.message().contains("node 2"));
+        assert!(cairn_proto::certainly_not_applied(&s));
+        let lost = Status::from(ApiError::Indeterminate("connection lost".into()));
+        assert!(!cairn_proto::certainly_not_applied(&lost));
     }
 }

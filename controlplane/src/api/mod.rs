@@ -247,6 +247,24 @@ fn membership_error(
     }
 }
 
+/// The answer to a forwarded write: a failure that does not say "not applied" may hide
+/// an applied command (the leader went away mid-request), so it is indeterminate.
+fn forwarded_write<T>(
+    r: std::result::Result<Response<T>, Status>,
+) -> std::result::Result<Response<T>, Status> {
+    r.map_err(|s| {
+        if s.code() == tonic::Code::Unavailable && !cairn_proto::certainly_not_applied(&s) {
+            ApiError::Indeterminate(format!(
+                "the leader did not answer the forwarded request: {}",
+                s.message()
+            ))
+            .into()
+        } else {
+            s
+        }
+    })
+}
+
 /// Forward `req` to the leader through `client`, marking it forwarded.
 fn forwarded<T>(req: Request<T>) -> Request<T> {
     let mut req = Request::new(req.into_inner());
@@ -329,7 +347,7 @@ impl pb::cairn_server::Cairn for Api {
             return Err(ApiError::Invalid(problems).into());
         }
         if let Some(mut client) = self.route(&req).await? {
-            return client.submit(forwarded(req)).await;
+            return forwarded_write(client.submit(forwarded(req)).await);
         }
         if cmd.actor.is_empty() {
             cmd.actor = "anonymous".into();
@@ -343,7 +361,7 @@ impl pb::cairn_server::Cairn for Api {
             Err(ApiError::NotLeader {
                 leader: Some((_, addr)),
             }) if req.metadata().get(FORWARDED).is_none() => {
-                self.client(&addr)?.submit(forwarded(req)).await
+                forwarded_write(self.client(&addr)?.submit(forwarded(req)).await)
             }
             r => Ok(Response::new(r?)),
         }
@@ -581,7 +599,7 @@ impl pb::cairn_server::Cairn for Api {
             return Err(ApiError::Invalid(problems).into());
         }
         if let Some(mut client) = self.route(&req).await? {
-            return client.add_learner(forwarded(req)).await;
+            return forwarded_write(client.add_learner(forwarded(req)).await);
         }
         let resp = self
             .raft()
@@ -598,7 +616,7 @@ impl pb::cairn_server::Cairn for Api {
     ) -> std::result::Result<Response<pb::MembershipResponse>, Status> {
         let id = req.get_ref().node_id;
         if let Some(mut client) = self.route(&req).await? {
-            return client.promote(forwarded(req)).await;
+            return forwarded_write(client.promote(forwarded(req)).await);
         }
         let m = self.raft().metrics().borrow().membership_config.clone();
         if !m.membership().learner_ids().any(|l| l == id) {
@@ -621,7 +639,7 @@ impl pb::cairn_server::Cairn for Api {
     ) -> std::result::Result<Response<pb::MembershipResponse>, Status> {
         let id = req.get_ref().node_id;
         if let Some(mut client) = self.route(&req).await? {
-            return client.remove_member(forwarded(req)).await;
+            return forwarded_write(client.remove_member(forwarded(req)).await);
         }
         let m = self.raft().metrics().borrow().membership_config.clone();
         let change = if m.membership().voter_ids().any(|v| v == id) {

@@ -38,6 +38,9 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Which 10.213.<net>.0/24 the hosts use.
     pub net: u8,
+    /// Size of each server's tmpfs data directory, MiB (0: no tmpfs and no disk-full
+    /// faults).
+    pub disk_mb: u32,
 }
 
 /// The kinds of fault the nemesis picks from.
@@ -51,12 +54,15 @@ pub enum FaultKind {
     KillAny,
     Pause,
     Bandwidth,
+    /// Fill a server's disk; it must fail its writes cleanly, stop, and come back
+    /// once space returns.
+    DiskFull,
     /// Remove a follower from the membership, then add it back as a learner and
     /// promote it.
     Membership,
 }
 
-const FAULTS: [FaultKind; 8] = [
+const FAULTS: [FaultKind; 9] = [
     FaultKind::PartitionLeader,
     FaultKind::PartitionHalves,
     FaultKind::PacketLoss,
@@ -65,6 +71,7 @@ const FAULTS: [FaultKind; 8] = [
     FaultKind::Pause,
     FaultKind::Bandwidth,
     FaultKind::Membership,
+    FaultKind::DiskFull,
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,8 +118,11 @@ pub struct Report {
     pub ok: bool,
 }
 
-async fn find_leader(servers: &[Server]) -> Option<u64> {
-    for s in servers.iter().filter(|s| s.is_running() && !s.paused) {
+async fn find_leader(servers: &mut [Server]) -> Option<u64> {
+    for s in servers.iter_mut().filter(|s| !s.paused) {
+        if !s.is_running() {
+            continue;
+        }
         if let Some(l) = cluster::leader_seen_by(&s.addr).await {
             return Some(l);
         }
@@ -308,10 +318,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
 
 async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     let mut rng = StdRng::seed_from_u64(settings.seed);
-    let mut servers = cluster::start_all(net, &settings.dir, &settings.server_bin)?;
+    let mut servers =
+        cluster::start_all(net, &settings.dir, &settings.server_bin, settings.disk_mb)?;
     let endpoints: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
     let setup_deadline = Instant::now() + Duration::from_secs(30);
-    while find_leader(&servers).await.is_none() {
+    while find_leader(&mut servers).await.is_none() {
         if Instant::now() > setup_deadline {
             bail!(
                 "no leader within 30 s; see the logs in {}",
@@ -361,10 +372,13 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
 
     // --- nemesis
     let mut faults = Vec::new();
-    while Instant::now() + settings.calm + settings.fault < until {
+    while Instant::now() + settings.calm + settings.fault * 3 < until {
         tokio::time::sleep(settings.calm).await;
-        let kind = FAULTS[rng.gen_range(0..FAULTS.len())];
-        let leader = find_leader(&servers).await.map(|l| (l - 1) as usize);
+        let mut kind = FAULTS[rng.gen_range(0..FAULTS.len())];
+        if kind == FaultKind::DiskFull && settings.disk_mb == 0 {
+            kind = FaultKind::KillAny;
+        }
+        let leader = find_leader(&mut servers).await.map(|l| (l - 1) as usize);
         let n = servers.len();
         let any = rng.gen_range(0..n);
         let start_ms = clock.now() / 1000;
@@ -420,6 +434,10 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 net.throttle(l, kbit)?;
                 format!("node {} sends at most {kbit} kbit/s", l + 1)
             }
+            FaultKind::DiskFull => {
+                cluster::fill_disk(servers[any].data_dir())?;
+                format!("node {}'s disk is full", any + 1)
+            }
             FaultKind::Membership => {
                 let l = leader.unwrap_or(0);
                 let victim = (l + 1 + rng.gen_range(0..n - 1)) % n;
@@ -432,12 +450,20 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             }
         };
         println!("  {:>7.1}s  {:?}: {detail}", start_ms as f64 / 1000.0, kind);
-        tokio::time::sleep(settings.fault).await;
+        // A full disk bites when the server next needs a new storage segment, which at
+        // this load takes a few seconds: hold that fault longer.
+        let hold = if kind == FaultKind::DiskFull {
+            settings.fault * 3
+        } else {
+            settings.fault
+        };
+        tokio::time::sleep(hold).await;
         if kind == FaultKind::Membership {
             restore_membership(&endpoints, n).await;
         }
         net.heal()?;
         for s in servers.iter_mut() {
+            cluster::free_disk(s.data_dir());
             if s.paused {
                 s.resume();
             }
@@ -465,6 +491,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     // --- heal everything, then check
     net.heal()?;
     for s in servers.iter_mut() {
+        cluster::free_disk(s.data_dir());
         if s.paused {
             s.resume();
         }
@@ -483,9 +510,15 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         }
     }
 
-    // Convergence: every member reaches the same last sequence.
+    // Convergence: every member reaches the same last sequence. A server that stopped
+    // on a full disk may still have been shutting down at the heal: restart it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        for s in servers.iter_mut() {
+            if !s.is_running() {
+                s.start()?;
+            }
+        }
         let mut seqs = Vec::new();
         for e in &endpoints {
             seqs.push(last_sequence(e).await);

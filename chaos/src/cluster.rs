@@ -58,8 +58,19 @@ impl Server {
         Ok(())
     }
 
-    pub fn is_running(&self) -> bool {
+    /// Whether the process runs (a server that exited on its own is reaped here).
+    pub fn is_running(&mut self) -> bool {
+        if let Some(c) = &mut self.child {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+            }
+        }
         self.child.is_some()
+    }
+
+    /// The server's data directory (a small tmpfs when the disk nemesis is on).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     fn signal(&self, sig: &str) {
@@ -94,11 +105,49 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.resume();
         self.kill();
+        // Unmount the tmpfs, if the data directory is one.
+        let _ = Command::new("umount")
+            .arg(&self.data)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
-/// One server per host of `net`.
-pub fn start_all(net: &Net, dir: &Path, bin: &Path) -> anyhow::Result<Vec<Server>> {
+/// The file that fills a server's disk.
+fn filler(data: &Path) -> PathBuf {
+    data.join("chaos-filler")
+}
+
+/// Fill the filesystem of `data`.
+pub fn fill_disk(data: &Path) -> anyhow::Result<()> {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(data)
+        .output()?;
+    let avail: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .context("reading the free space")?;
+    // Block rounding keeps the last few KiB out of reach; sled writes far larger
+    // segments, so the disk is full for it.
+    let size = avail.saturating_sub(64 * 1024);
+    crate::net::sh(&[
+        "fallocate",
+        "-l",
+        &size.to_string(),
+        &filler(data).to_string_lossy(),
+    ])
+}
+
+/// Give the space back.
+pub fn free_disk(data: &Path) {
+    let _ = std::fs::remove_file(filler(data));
+}
+
+/// One server per host of `net`; with `disk_mb`, each data directory is a tmpfs of
+/// that size, so a nemesis can fill it.
+pub fn start_all(net: &Net, dir: &Path, bin: &Path, disk_mb: u32) -> anyhow::Result<Vec<Server>> {
     let members: Vec<String> = net
         .hosts
         .iter()
@@ -119,6 +168,19 @@ pub fn start_all(net: &Net, dir: &Path, bin: &Path) -> anyhow::Result<Vec<Server
             child: None,
             paused: false,
         };
+        if disk_mb > 0 {
+            std::fs::create_dir_all(&s.data)?;
+            let size = format!("size={disk_mb}m");
+            crate::net::sh(&[
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                &size,
+                "tmpfs",
+                &s.data.to_string_lossy(),
+            ])?;
+        }
         s.start()?;
         servers.push(s);
     }

@@ -41,6 +41,10 @@ struct Cli {
     /// Which 10.213.<net>.0/24 the simulated hosts use.
     #[arg(long, default_value_t = 7)]
     net: u8,
+    /// Put each server's data on a tmpfs of this many MiB and add disk-full faults
+    /// (0: off).
+    #[arg(long, default_value_t = 0)]
+    disk_mb: u32,
 }
 
 #[tokio::main]
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         server_bin,
         dir: dir.clone(),
         net: cli.net,
+        disk_mb: cli.disk_mb,
     };
     let run = campaign::run(settings);
     let report = tokio::select! {

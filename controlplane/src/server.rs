@@ -16,6 +16,9 @@ use crate::raft::network::Network;
 use crate::raft::transport::{Local, TransportService};
 use crate::raft::Raft;
 
+/// How long in-flight requests may take to finish once the server stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Run a member until `shutdown` resolves. The listener is bound before this returns
 /// control to the runtime, so a caller that sees "listening" can connect.
 pub async fn run(
@@ -63,7 +66,33 @@ pub async fn run(
     tokio::spawn(log_leader_changes(raft.clone()));
 
     let raft_bytes = config.raft.max_message_bytes;
-    let result = tonic::transport::Server::builder()
+    // A storage error stops Raft for good (a replica must not go on after a failed
+    // write): then the process exits, for its supervisor to restart it.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(watch_for_fatal(raft.clone(), fatal_tx));
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // Once stopping, in-flight requests get a grace period; event streams never end on
+    // their own, so they are cut after it.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped_rx => {}
+            }
+            stopping.notify_one();
+        }
+    };
+    let fatal_to_shutdown = async move {
+        if let Ok(fatal) = (&mut fatal_rx).await {
+            let _ = stopped_tx.send(());
+            return Some(fatal);
+        }
+        None
+    };
+    let fatal_task = tokio::spawn(fatal_to_shutdown);
+    let serve = tonic::transport::Server::builder()
         .add_service(
             CairnServer::new(api)
                 .max_decoding_message_size(config.max_request_bytes)
@@ -78,12 +107,49 @@ pub async fn run(
             // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await;
+        );
+    let grace = async {
+        stopping.notified().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = serve => r,
+        _ = grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "closing the requests still open after the grace period");
+            Ok(())
+        }
+    };
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "Raft did not shut down cleanly");
     }
+    if fatal_task.is_finished() {
+        if let Ok(Some(fatal)) = fatal_task.await {
+            anyhow::bail!(
+                "the Raft node stopped: {fatal}; restart the server once the cause is fixed"
+            );
+        }
+    } else {
+        fatal_task.abort();
+    }
     result.context("serving gRPC")
+}
+
+/// Resolve with Raft's fatal error, if it ever stops on one.
+async fn watch_for_fatal(raft: Raft, tx: tokio::sync::oneshot::Sender<String>) {
+    let mut rx = raft.metrics();
+    loop {
+        if let Err(fatal) = &rx.borrow_and_update().running_state {
+            if matches!(fatal, openraft::error::Fatal::Stopped) {
+                return;
+            }
+            tracing::error!(error = %fatal, "Raft stopped on a fatal error");
+            let _ = tx.send(fatal.to_string());
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Initialize a new cluster: the lowest-id initial member does it, once, on an empty store.

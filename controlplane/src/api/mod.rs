@@ -247,6 +247,36 @@ fn membership_error(
     }
 }
 
+/// How long a member waits for the leader to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Forward a write to the leader. A leader that does not answer in time (it may be cut
+/// off from its quorum) leaves the write indeterminate.
+async fn forward_write<T>(
+    call: impl std::future::Future<Output = std::result::Result<Response<T>, Status>>,
+) -> std::result::Result<Response<T>, Status> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Ok(r) => forwarded_write(r),
+        Err(_) => Err(ApiError::Indeterminate(format!(
+            "the leader did not answer the forwarded request within {FORWARD_TIMEOUT:?}"
+        ))
+        .into()),
+    }
+}
+
+/// Forward a read to the leader; a leader that does not answer in time is unavailable.
+async fn forward_read<T>(
+    call: impl std::future::Future<Output = std::result::Result<Response<T>, Status>>,
+) -> std::result::Result<Response<T>, Status> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "the leader did not answer the forwarded read within {FORWARD_TIMEOUT:?}"
+        ))
+        .into()),
+    }
+}
+
 /// The answer to a forwarded write: a failure that does not say "not applied" may hide
 /// an applied command (the leader went away mid-request), so it is indeterminate.
 fn forwarded_write<T>(
@@ -347,7 +377,7 @@ impl pb::cairn_server::Cairn for Api {
             return Err(ApiError::Invalid(problems).into());
         }
         if let Some(mut client) = self.route(&req).await? {
-            return forwarded_write(client.submit(forwarded(req)).await);
+            return forward_write(client.submit(forwarded(req))).await;
         }
         if cmd.actor.is_empty() {
             cmd.actor = "anonymous".into();
@@ -361,7 +391,7 @@ impl pb::cairn_server::Cairn for Api {
             Err(ApiError::NotLeader {
                 leader: Some((_, addr)),
             }) if req.metadata().get(FORWARDED).is_none() => {
-                forwarded_write(self.client(&addr)?.submit(forwarded(req)).await)
+                forward_write(self.client(&addr)?.submit(forwarded(req))).await
             }
             r => Ok(Response::new(r?)),
         }
@@ -382,7 +412,7 @@ impl pb::cairn_server::Cairn for Api {
             return Err(ApiError::Invalid(problems).into());
         }
         if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
-            return client.get_entity(forwarded(req)).await;
+            return forward_read(client.get_entity(forwarded(req))).await;
         }
         let entity = {
             let inner = self.local.shared.read();
@@ -414,7 +444,7 @@ impl pb::cairn_server::Cairn for Api {
             .into());
         }
         if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
-            return client.list_entities(forwarded(req)).await;
+            return forward_read(client.list_entities(forwarded(req))).await;
         }
         let entities = {
             let inner = self.local.shared.read();
@@ -443,7 +473,7 @@ impl pb::cairn_server::Cairn for Api {
             r.limit.min(MAX_PAGE)
         } as usize;
         if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
-            return client.list_events(forwarded(req)).await;
+            return forward_read(client.list_events(forwarded(req))).await;
         }
         let read = self.read_info(r.consistency);
         // Read no further than the read point, so the page and its ReadInfo agree.

@@ -198,6 +198,21 @@ async fn last_sequence(addr: &str) -> Option<u64> {
     r.into_inner().read.map(|r| r.last_sequence)
 }
 
+/// Undo every fault: network rules, full disks, pauses, stopped servers.
+fn heal(net: &Net, servers: &mut [Server]) -> anyhow::Result<()> {
+    net.heal()?;
+    for s in servers.iter_mut() {
+        cluster::free_disk(s.data_dir());
+        if s.paused {
+            s.resume();
+        }
+        if !s.is_running() {
+            s.start()?;
+        }
+    }
+    Ok(())
+}
+
 enum Change {
     Remove(u64),
     AddLearner(u64, String),
@@ -461,16 +476,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         if kind == FaultKind::Membership {
             restore_membership(&endpoints, n).await;
         }
-        net.heal()?;
-        for s in servers.iter_mut() {
-            cluster::free_disk(s.data_dir());
-            if s.paused {
-                s.resume();
-            }
-            if !s.is_running() {
-                s.start()?;
-            }
-        }
+        heal(net, &mut servers)?;
         let end_ms = clock.now() / 1000;
         let recovery = time_to_write(
             &endpoints,
@@ -489,16 +495,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     }
 
     // --- heal everything, then check
-    net.heal()?;
-    for s in servers.iter_mut() {
-        cluster::free_disk(s.data_dir());
-        if s.paused {
-            s.resume();
-        }
-        if !s.is_running() {
-            s.start()?;
-        }
-    }
+    heal(net, &mut servers)?;
     let final_recovery = time_to_write(&endpoints, "final", Duration::from_secs(30)).await;
     for t in tasks {
         let _ = t.await;

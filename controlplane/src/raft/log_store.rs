@@ -62,6 +62,18 @@ impl LogStore {
         Ok(())
     }
 
+    /// Remove the entries whose keys fall in `range`, in one batch.
+    fn remove(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageIOError<NodeId>> {
+        let mut batch = sled::Batch::default();
+        for kv in self.log.range(range) {
+            let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.remove(k);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))
+    }
+
     /// The committed index last saved (0 when none).
     pub fn committed_index(&self) -> u64 {
         self.read_meta::<Option<LogId>>(COMMITTED)
@@ -173,14 +185,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(key(log_id.index)..) {
-            let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.remove(key(log_id.index)..)?;
         self.sync().await?;
         Ok(())
     }
@@ -189,14 +194,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash midway leaves entries below it, never a
         // log whose first entry is unexplained.
         self.write_meta(LAST_PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(..=key(log_id.index)) {
-            let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.remove(..=key(log_id.index))?;
         self.sync().await?;
         Ok(())
     }

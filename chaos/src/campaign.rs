@@ -41,10 +41,12 @@ pub struct Settings {
     /// Size of each server's tmpfs data directory, MiB (0: no tmpfs and no disk-full
     /// faults).
     pub disk_mb: u32,
+    /// The faults to draw from (empty: all).
+    pub faults: Vec<FaultKind>,
 }
 
 /// The kinds of fault the nemesis picks from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     PartitionLeader,
@@ -54,6 +56,8 @@ pub enum FaultKind {
     KillAny,
     Pause,
     Bandwidth,
+    /// Delay (with jitter) every message between members.
+    Delay,
     /// Fill a server's disk; it must fail its writes cleanly, stop, and come back
     /// once space returns.
     DiskFull,
@@ -62,7 +66,7 @@ pub enum FaultKind {
     Membership,
 }
 
-const FAULTS: [FaultKind; 9] = [
+pub const FAULTS: [FaultKind; 10] = [
     FaultKind::PartitionLeader,
     FaultKind::PartitionHalves,
     FaultKind::PacketLoss,
@@ -72,6 +76,7 @@ const FAULTS: [FaultKind; 9] = [
     FaultKind::Bandwidth,
     FaultKind::Membership,
     FaultKind::DiskFull,
+    FaultKind::Delay,
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -333,6 +338,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
 
 async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     let mut rng = StdRng::seed_from_u64(settings.seed);
+    let proxy = crate::proxy::DelayProxy::start(net)
+        .await
+        .context("starting the delay proxy")?;
     let mut servers =
         cluster::start_all(net, &settings.dir, &settings.server_bin, settings.disk_mb)?;
     let endpoints: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
@@ -389,7 +397,12 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     let mut faults = Vec::new();
     while Instant::now() + settings.calm + settings.fault * 3 < until {
         tokio::time::sleep(settings.calm).await;
-        let mut kind = FAULTS[rng.gen_range(0..FAULTS.len())];
+        let menu: &[FaultKind] = if settings.faults.is_empty() {
+            &FAULTS
+        } else {
+            &settings.faults
+        };
+        let mut kind = menu[rng.gen_range(0..menu.len())];
         if kind == FaultKind::DiskFull && settings.disk_mb == 0 {
             kind = FaultKind::KillAny;
         }
@@ -449,6 +462,12 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 net.throttle(l, kbit)?;
                 format!("node {} sends at most {kbit} kbit/s", l + 1)
             }
+            FaultKind::Delay => {
+                let delay = Duration::from_millis(rng.gen_range(20..120));
+                let jitter = Duration::from_millis(rng.gen_range(0..60));
+                proxy.delay(net, delay, jitter)?;
+                format!("{delay:?} +0..{jitter:?} delay between all members")
+            }
             FaultKind::DiskFull => {
                 cluster::fill_disk(servers[any].data_dir())?;
                 format!("node {}'s disk is full", any + 1)
@@ -476,6 +495,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         if kind == FaultKind::Membership {
             restore_membership(&endpoints, n).await;
         }
+        proxy.clear(net)?;
         heal(net, &mut servers)?;
         let end_ms = clock.now() / 1000;
         let recovery = time_to_write(
@@ -495,6 +515,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     }
 
     // --- heal everything, then check
+    proxy.clear(net)?;
     heal(net, &mut servers)?;
     let final_recovery = time_to_write(&endpoints, "final", Duration::from_secs(30)).await;
     for t in tasks {

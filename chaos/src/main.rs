@@ -45,6 +45,9 @@ struct Cli {
     /// (0: off).
     #[arg(long, default_value_t = 0)]
     disk_mb: u32,
+    /// Draw faults only from these (comma-separated; default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<campaign::FaultKind>,
 }
 
 #[tokio::main]
@@ -79,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         dir: dir.clone(),
         net: cli.net,
         disk_mb: cli.disk_mb,
+        faults: cli.faults,
     };
     let run = campaign::run(settings);
     let report = tokio::select! {

@@ -122,6 +122,8 @@ fn fingerprint(bits: &[u64], state: Register) -> u128 {
 /// branches only on calls that change the register. Calls are visited in order of
 /// their start, and a scan stops at the first call that starts after the earliest
 /// pending completion, so each step looks at a window, not the whole history.
+// Positions in start order index the bitset and `by_start` alike.
+#[allow(clippy::needless_range_loop)]
 pub fn check(calls: &[Call], initial: Register, budget: usize) -> Result<(), Option<Violation>> {
     let n = calls.len();
     // Visit in start order; `by_start[k]` is an index into `calls`.

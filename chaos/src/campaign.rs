@@ -463,8 +463,8 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 format!("node {} sends at most {kbit} kbit/s", l + 1)
             }
             FaultKind::Delay => {
-                let delay = Duration::from_millis(rng.gen_range(20..120));
-                let jitter = Duration::from_millis(rng.gen_range(0..60));
+                let delay = Duration::from_millis(rng.gen_range(10..50));
+                let jitter = Duration::from_millis(rng.gen_range(0..20));
                 proxy.delay(net, delay, jitter)?;
                 format!("{delay:?} +0..{jitter:?} delay between all members")
             }

@@ -74,9 +74,9 @@ impl Default for ServerConfig {
 impl Default for RaftSettings {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 200,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_ms: 125,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 450,
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 1_000,
             max_message_bytes: 128 * 1024 * 1024,

@@ -129,15 +129,19 @@ pub fn fill_disk(data: &Path) -> anyhow::Result<()> {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .context("reading the free space")?;
-    // Block rounding keeps the last few KiB out of reach; sled writes far larger
-    // segments, so the disk is full for it.
-    let size = avail.saturating_sub(64 * 1024);
-    crate::net::sh(&[
-        "fallocate",
-        "-l",
-        &size.to_string(),
-        &filler(data).to_string_lossy(),
-    ])
+    // Block rounding keeps the last few KiB out of reach, and the server may write
+    // meanwhile: back off a little until it fits. sled writes far larger segments, so
+    // the disk is full for it.
+    let path = filler(data);
+    let mut last = None;
+    for margin in [64u64 << 10, 1 << 20, 4 << 20, 16 << 20] {
+        let size = avail.saturating_sub(margin).to_string();
+        match crate::net::sh(&["fallocate", "-l", &size, &path.to_string_lossy()]) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("could not fill {}", data.display())))
 }
 
 /// Give the space back.

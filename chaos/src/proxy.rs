@@ -122,16 +122,21 @@ impl DelayProxy {
         }
         self.shared.delay_ms.store(0, Ordering::Relaxed);
         self.shared.jitter_ms.store(0, Ordering::Relaxed);
-        for c in self
+        self.close_connections();
+        Ok(())
+    }
+}
+
+impl DelayProxy {
+    fn close_connections(&self) {
+        let mut conns = self
             .shared
             .connections
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+            .unwrap_or_else(|p| p.into_inner());
+        for c in conns.drain(..) {
             c.abort();
         }
-        Ok(())
     }
 }
 
@@ -140,15 +145,7 @@ impl Drop for DelayProxy {
         for l in &self.listeners {
             l.abort();
         }
-        for c in self
-            .shared
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            c.abort();
-        }
+        self.close_connections();
     }
 }
 

@@ -733,3 +733,49 @@ impl Api {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_write_that_lost_its_leader_is_indeterminate() {
+        // The leader answered "not the leader": nothing happened, the client may retry.
+        let not_leader: Status = ApiError::NotLeader { leader: None }.into();
+        let s = forwarded_write::<()>(Err(not_leader)).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(cairn_proto::certainly_not_applied(&s));
+        // The connection to the leader broke mid-request: it may have applied it.
+        let s = forwarded_write::<()>(Err(Status::unavailable("transport error"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
+        assert!(!cairn_proto::certainly_not_applied(&s));
+        // The leader could not even be reached: nothing was sent.
+        let s = forwarded_write::<()>(Err(Status::unavailable("tcp connect error"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        // Rejections pass through unchanged.
+        let s = forwarded_write::<()>(Err(Status::not_found("namespace/x"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+    }
+
+    #[test]
+    fn filters_are_validated_with_field_paths() {
+        let err = filter_from_pb(Some(pb::EventFilter {
+            entity: Some(pb::EntityRef {
+                kind: "gadget".into(),
+                name: String::new(),
+            }),
+            types: vec!["note_added".into(), "exploded".into()],
+            since_ms: Some(10),
+            until_ms: Some(5),
+            after_sequence: 0,
+        }))
+        .unwrap_err();
+        let ApiError::Invalid(problems) = err else {
+            panic!("expected an invalid-argument error, got {err:?}");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("filter.entity.kind"));
+        assert!(problems[1].starts_with("filter.types[1]"));
+        assert!(problems[2].contains("since must be before until"));
+    }
+}

@@ -168,27 +168,8 @@ async fn ensure_namespace(
 
 /// Every event of one member (stale read: exactly what it has applied).
 async fn member_log(addr: &str) -> anyhow::Result<Vec<pb::Event>> {
-    let mut out = Vec::new();
-    let mut after = 0;
     let mut c = client(addr, Duration::from_secs(10));
-    loop {
-        let page = c
-            .list_events(pb::ListEventsRequest {
-                filter: Some(pb::EventFilter {
-                    after_sequence: after,
-                    ..Default::default()
-                }),
-                limit: 10_000,
-                consistency: pb::ReadConsistency::Stale as i32,
-            })
-            .await?
-            .into_inner();
-        out.extend(page.events);
-        if page.next_after_sequence == 0 {
-            return Ok(out);
-        }
-        after = page.next_after_sequence;
-    }
+    Ok(pb::all_events(&mut c, pb::ReadConsistency::Stale).await?)
 }
 
 async fn last_sequence(addr: &str) -> Option<u64> {

@@ -59,3 +59,30 @@ pub fn certainly_not_applied(s: &tonic::Status) -> bool {
     s.metadata().get(NOT_APPLIED).is_some()
         || (s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect error"))
 }
+
+/// Every event a member answers with, paging through `ListEvents` from the start.
+pub async fn all_events(
+    client: &mut v1::cairn_client::CairnClient<tonic::transport::Channel>,
+    consistency: v1::ReadConsistency,
+) -> Result<Vec<v1::Event>, tonic::Status> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .list_events(v1::ListEventsRequest {
+                filter: Some(v1::EventFilter {
+                    after_sequence: after,
+                    ..Default::default()
+                }),
+                limit: 10_000,
+                consistency: consistency as i32,
+            })
+            .await?
+            .into_inner();
+        out.extend(page.events);
+        if page.next_after_sequence == 0 {
+            return Ok(out);
+        }
+        after = page.next_after_sequence;
+    }
+}

@@ -290,26 +290,7 @@ pub async fn all_events(
     c: &mut CairnClient<Channel>,
     consistency: pb::ReadConsistency,
 ) -> anyhow::Result<Vec<pb::Event>> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = c
-            .list_events(pb::ListEventsRequest {
-                filter: Some(pb::EventFilter {
-                    after_sequence: after,
-                    ..Default::default()
-                }),
-                limit: 10_000,
-                consistency: consistency as i32,
-            })
-            .await?
-            .into_inner();
-        out.extend(page.events);
-        if page.next_after_sequence == 0 {
-            return Ok(out);
-        }
-        after = page.next_after_sequence;
-    }
+    Ok(pb::all_events(c, consistency).await?)
 }
 
 /// A command creating namespace `name`.

@@ -86,6 +86,16 @@ fn fold(state: &mut State, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
         key: key.to_vec(),
         why: m.to_string(),
     })?;
+    if e.sequence != state.next_sequence() {
+        return Err(StoreError::Corrupt {
+            key: key.to_vec(),
+            why: format!(
+                "event {} where {} was due",
+                e.sequence,
+                state.next_sequence()
+            ),
+        });
+    }
     state.evolve(&e);
     Ok(())
 }
@@ -303,6 +313,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot::read(&load_path, |bytes| {
                 let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
                 let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
+                if e.sequence != state.next_sequence() {
+                    return Err(io_err(format!(
+                        "the snapshot holds event {} where {} was due",
+                        e.sequence,
+                        state.next_sequence()
+                    )));
+                }
                 state.evolve(&e);
                 EventStore::stage(&mut batch, &mut times, &e);
                 staged += 1;

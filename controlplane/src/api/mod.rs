@@ -480,7 +480,7 @@ impl pb::cairn_server::Cairn for Api {
         let (events, more) = self
             .local
             .shared
-            .events
+            .events()
             .query(&filter, limit)
             .map_err(internal)?;
         let events: Vec<_> = events
@@ -514,7 +514,7 @@ impl pb::cairn_server::Cairn for Api {
             loop {
                 // Scan up to what has been applied; remember how far we looked.
                 let upto = applied.borrow_and_update().last_sequence;
-                let page = shared.events.query(&filter, 1000);
+                let page = shared.events().query(&filter, 1000);
                 let (events, more) = match page {
                     Ok(p) => p,
                     Err(e) => {

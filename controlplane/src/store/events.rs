@@ -60,9 +60,19 @@ pub enum StoreError {
     Corrupt { key: Vec<u8>, why: String },
 }
 
+/// The tree whose `current` key names the event store in use.
+const POINTER_TREE: &str = "state_machine_pointer";
+/// The first event store's tree; later generations are `state_machine.<id>`.
+const FIRST_TREE: &str = "state_machine";
+
 /// The event log and its indexes.
+///
+/// A snapshot install fills a new generation beside the current one and then switches
+/// the pointer with one write, so a crash midway leaves the old store whole.
 #[derive(Clone)]
 pub struct EventStore {
+    db: sled::Db,
+    name: String,
     tree: sled::Tree,
 }
 
@@ -100,10 +110,52 @@ fn seq_suffix(key: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl EventStore {
+    /// The event store the pointer names; leftovers of an unfinished install go.
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        let name = match db.open_tree(POINTER_TREE)?.get("current")? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => FIRST_TREE.to_string(),
+        };
+        for t in db.tree_names() {
+            if t.starts_with(FIRST_TREE.as_bytes())
+                && t.as_ref() != name.as_bytes()
+                && t.as_ref() != POINTER_TREE.as_bytes()
+            {
+                db.drop_tree(&t)?;
+            }
+        }
         Ok(Self {
-            tree: db.open_tree("state_machine")?,
+            db: db.clone(),
+            tree: db.open_tree(&name)?,
+            name,
         })
+    }
+
+    /// A new, empty generation beside this one, for a snapshot to fill.
+    pub fn next_generation(&self) -> Result<Self, sled::Error> {
+        let name = format!("{FIRST_TREE}.{}", self.db.generate_id()?);
+        let tree = self.db.open_tree(&name)?;
+        tree.clear()?;
+        Ok(Self {
+            db: self.db.clone(),
+            name,
+            tree,
+        })
+    }
+
+    /// Point at this generation from now on (one write; make it durable before
+    /// dropping the old one).
+    pub fn make_current(&self) -> Result<(), sled::Error> {
+        self.db
+            .open_tree(POINTER_TREE)?
+            .insert("current", self.name.as_bytes())?;
+        Ok(())
+    }
+
+    /// Remove this generation (once another is current).
+    pub fn drop_generation(self) -> Result<(), sled::Error> {
+        self.db.drop_tree(self.name.as_bytes())?;
+        Ok(())
     }
 
     /// Stage one event and its index entries into `batch`; returns its encoding.
@@ -133,11 +185,6 @@ impl EventStore {
 
     pub fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
         Ok(self.tree.apply_batch(batch)?)
-    }
-
-    /// Remove everything (before installing a snapshot).
-    pub fn clear(&self) -> Result<(), StoreError> {
-        Ok(self.tree.clear()?)
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<pb::Event>, StoreError> {
@@ -351,6 +398,71 @@ mod tests {
                 }
             },
         }
+    }
+
+    /// Found by a chaos campaign: a member killed while it replaced its event store
+    /// with a snapshot's restarted with the front of its log deleted.
+    #[test]
+    fn regression_interrupted_snapshot_install_keeps_the_old_event_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let store = EventStore::open(&db).expect("store");
+        let mut batch = sled::Batch::default();
+        let mut times = TimeRuns::default();
+        for seq in 1..=5 {
+            EventStore::stage(
+                &mut batch,
+                &mut times,
+                &event(seq, 1000, "namespace", "a", false),
+            );
+        }
+        times.finish(&mut batch);
+        store.apply(batch).expect("apply");
+
+        // --- an install fills a new generation, then "crashes" before switching
+        let fresh = store.next_generation().expect("generation");
+        let mut batch = sled::Batch::default();
+        let mut times = TimeRuns::default();
+        EventStore::stage(
+            &mut batch,
+            &mut times,
+            &event(1, 9, "namespace", "z", false),
+        );
+        times.finish(&mut batch);
+        fresh.apply(batch).expect("apply");
+        drop((store, fresh));
+        let reopened = EventStore::open(&db).expect("reopen");
+        let (events, _) = reopened.query(&Filter::default(), 100).expect("query");
+        assert_eq!(
+            events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            db.tree_names().len(),
+            3,
+            "the unfinished generation was not removed"
+        );
+
+        // --- a finished install switches over whole
+        let fresh = reopened.next_generation().expect("generation");
+        let mut batch = sled::Batch::default();
+        let mut times = TimeRuns::default();
+        EventStore::stage(
+            &mut batch,
+            &mut times,
+            &event(1, 9, "namespace", "z", false),
+        );
+        times.finish(&mut batch);
+        fresh.apply(batch).expect("apply");
+        fresh.make_current().expect("switch");
+        reopened.drop_generation().expect("drop");
+        let after = EventStore::open(&db).expect("reopen");
+        let (events, _) = after.query(&Filter::default(), 100).expect("query");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].entity.as_ref().map(|r| r.name.as_str()),
+            Some("z")
+        );
     }
 
     /// Every index answers exactly what a scan of all events with the filter would.

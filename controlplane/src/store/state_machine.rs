@@ -45,13 +45,21 @@ pub struct Inner {
 
 /// State shared between the state machine (owned by openraft) and the API.
 pub struct Shared {
-    pub events: EventStore,
+    events: RwLock<EventStore>,
     inner: RwLock<Inner>,
     applied: watch::Sender<Applied>,
     snapshot_dir: PathBuf,
 }
 
 impl Shared {
+    /// The current event store (a snapshot install may replace it).
+    pub fn events(&self) -> EventStore {
+        self.events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Read the applied state. Never hold the guard across an await.
     pub fn read(&self) -> RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
@@ -149,7 +157,7 @@ impl StateMachine {
         let (applied, _) = watch::channel(Shared::mark(&inner));
         Ok(Self {
             shared: Arc::new(Shared {
-                events,
+                events: RwLock::new(events),
                 inner: RwLock::new(inner),
                 applied,
                 snapshot_dir,
@@ -258,7 +266,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             MEMBERSHIP,
             encode(&inner.last_membership).map_err(sto_err)?,
         );
-        self.shared.events.apply(batch).map_err(sto_err)?;
+        self.shared.events().apply(batch).map_err(sto_err)?;
         self.notify(&inner);
         Ok(results)
     }
@@ -300,11 +308,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| werr(&e))?;
 
         // Replace the event store with the snapshot's events, folding them as we go.
-        let events = self.shared.events.clone();
+        // Fill a new generation of the event store, then switch to it: a crash midway
+        // leaves the current one whole.
+        let current = self.shared.events();
+        let events = current.next_generation().map_err(|e| werr(&e))?;
+        let fresh = events.clone();
         let meta_owned = meta.clone();
         let load_path = path.clone();
         let state = tokio::task::spawn_blocking(move || -> Result<State, String> {
-            events.clear().map_err(|e| e.to_string())?;
             let mut state = State::new();
             state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
             let mut batch = sled::Batch::default();
@@ -352,6 +363,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| werr(&e))?
         .map_err(|e| werr(&e))?;
         self.flusher.sync().await.map_err(|e| werr(&e))?;
+        // The switch is one durable write; only then does the old generation go.
+        fresh.make_current().map_err(|e| werr(&e))?;
+        self.flusher.sync().await.map_err(|e| werr(&e))?;
+        *self
+            .shared
+            .events
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = fresh;
+        if let Err(e) = current.drop_generation() {
+            tracing::warn!(error = %e, "could not drop the replaced event store; it goes at the next start");
+        }
 
         let mut inner = self.write();
         inner.state = state;
@@ -367,7 +389,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let rerr = |e: &dyn std::fmt::Display| -> StorageError {
             StorageIOError::read_snapshot(None, &io_err(e)).into()
         };
-        let Some(bytes) = self.shared.events.meta(SNAPSHOT).map_err(|e| rerr(&e))? else {
+        let Some(bytes) = self.shared.events().meta(SNAPSHOT).map_err(|e| rerr(&e))? else {
             return Ok(None);
         };
         let meta: SnapshotMeta = decode(&bytes).map_err(|e| rerr(&e))?;
@@ -433,7 +455,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)).into()
         };
         let path = snapshot_path(&self.shared.snapshot_dir, &id).map_err(|e| werr(&e))?;
-        let events = self.shared.events.clone();
+        let events = self.shared.events();
         let (count, write_path) = (self.last_sequence, path.clone());
         tokio::task::spawn_blocking(move || {
             let iter = events
@@ -446,7 +468,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| werr(&e))?;
         let mut batch = sled::Batch::default();
         EventStore::stage_meta(&mut batch, SNAPSHOT, encode(&meta).map_err(|e| werr(&e))?);
-        self.shared.events.apply(batch).map_err(|e| werr(&e))?;
+        self.shared.events().apply(batch).map_err(|e| werr(&e))?;
         remove_other_snapshots(&self.shared.snapshot_dir, &path);
         let file = SnapshotFile::open(path).await.map_err(|e| werr(&e))?;
         Ok(Snapshot {

@@ -400,6 +400,17 @@ mod tests {
         }
     }
 
+    /// Stage `events` with their indexes and apply them as one batch.
+    fn apply_events(store: &EventStore, events: &[domain::Event]) {
+        let mut batch = sled::Batch::default();
+        let mut times = TimeRuns::default();
+        for e in events {
+            EventStore::stage(&mut batch, &mut times, e);
+        }
+        times.finish(&mut batch);
+        store.apply(batch).expect("apply");
+    }
+
     /// Found by a chaos campaign: a member killed while it replaced its event store
     /// with a snapshot's restarted with the front of its log deleted.
     #[test]
@@ -407,29 +418,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new().path(dir.path()).open().expect("sled");
         let store = EventStore::open(&db).expect("store");
-        let mut batch = sled::Batch::default();
-        let mut times = TimeRuns::default();
-        for seq in 1..=5 {
-            EventStore::stage(
-                &mut batch,
-                &mut times,
-                &event(seq, 1000, "namespace", "a", false),
-            );
-        }
-        times.finish(&mut batch);
-        store.apply(batch).expect("apply");
+        let first: Vec<_> = (1..=5)
+            .map(|seq| event(seq, 1000, "namespace", "a", false))
+            .collect();
+        apply_events(&store, &first);
 
         // --- an install fills a new generation, then "crashes" before switching
         let fresh = store.next_generation().expect("generation");
-        let mut batch = sled::Batch::default();
-        let mut times = TimeRuns::default();
-        EventStore::stage(
-            &mut batch,
-            &mut times,
-            &event(1, 9, "namespace", "z", false),
-        );
-        times.finish(&mut batch);
-        fresh.apply(batch).expect("apply");
+        apply_events(&fresh, &[event(1, 9, "namespace", "z", false)]);
         drop((store, fresh));
         let reopened = EventStore::open(&db).expect("reopen");
         let (events, _) = reopened.query(&Filter::default(), 100).expect("query");
@@ -445,15 +441,7 @@ mod tests {
 
         // --- a finished install switches over whole
         let fresh = reopened.next_generation().expect("generation");
-        let mut batch = sled::Batch::default();
-        let mut times = TimeRuns::default();
-        EventStore::stage(
-            &mut batch,
-            &mut times,
-            &event(1, 9, "namespace", "z", false),
-        );
-        times.finish(&mut batch);
-        fresh.apply(batch).expect("apply");
+        apply_events(&fresh, &[event(1, 9, "namespace", "z", false)]);
         fresh.make_current().expect("switch");
         reopened.drop_generation().expect("drop");
         let after = EventStore::open(&db).expect("reopen");

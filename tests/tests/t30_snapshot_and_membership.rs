@@ -93,3 +93,49 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
     assert_eq!(member4, ["member_added", "member_promoted"]);
     Ok(())
 }
+
+/// Found by a 30-minute chaos campaign: with one voter of three down, removing another
+/// voter appended a joint configuration whose new half ({leader, dead voter}) could never
+/// reach a majority, and the cluster accepted no write from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_removing_a_voter_while_another_is_down_is_refused() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (down, alive) = (followers[0], followers[1]);
+    cluster.node(down).kill();
+
+    let mut c = cluster.node(leader).client();
+    let refused = c
+        .remove_member(pb::RemoveMemberRequest { node_id: alive })
+        .await
+        .expect_err("a removal leaving no live majority must be refused");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("no live majority"),
+        "{refused:?}"
+    );
+
+    // Nothing was appended: the cluster still takes writes and still has three voters.
+    c.submit(create_ns("still-writable")).await?;
+    let status = c
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(status.members.len(), 3, "{status:?}");
+
+    // Removing the member that is down leaves a live majority and goes through.
+    let r = c
+        .remove_member(pb::RemoveMemberRequest { node_id: down })
+        .await?
+        .into_inner();
+    assert_eq!(r.voters.len(), 2, "{r:?}");
+    assert!(!r.voters.contains(&down), "{r:?}");
+    c.submit(note("still-writable", "after the removal"))
+        .await?;
+    Ok(())
+}

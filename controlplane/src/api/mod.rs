@@ -13,7 +13,7 @@
 pub mod error;
 pub mod proposer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -209,6 +209,39 @@ impl Api {
         self.propose(cmd).await.map(|_| ())
     }
 
+    /// Refuse a voter change whose new voter set has no live majority: Raft would
+    /// append the joint configuration and then never commit it, and with it nothing
+    /// else (etcd's strict reconfiguration check does the same). A voter is live when
+    /// it answers a status probe.
+    async fn ensure_live_quorum(&self, voters: &BTreeSet<u64>) -> Result<()> {
+        let me = self.local.report().node_id;
+        let membership = self.raft().metrics().borrow().membership_config.clone();
+        let probes = voters.iter().map(|id| {
+            let addr = membership
+                .membership()
+                .get_node(id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default();
+            let (id, this) = (*id, self.clone());
+            async move {
+                let live = id == me || this.remote_report(&addr).await.is_ok();
+                (id, live)
+            }
+        });
+        let answers = futures::future::join_all(probes).await;
+        let live: Vec<u64> = answers.iter().filter(|a| a.1).map(|a| a.0).collect();
+        if live.len() * 2 > voters.len() {
+            return Ok(());
+        }
+        let down: Vec<u64> = answers.iter().filter(|a| !a.1).map(|a| a.0).collect();
+        Err(ApiError::Rejected(domain::Rejection::FailedPrecondition(
+            format!(
+                "the new voters {voters:?} would have no live majority (not answering: {down:?}); \
+                 bring those members back or remove them first"
+            ),
+        )))
+    }
+
     fn membership_response(&self, raft_index: u64) -> pb::MembershipResponse {
         let m = self.raft().metrics().borrow().membership_config.clone();
         pb::MembershipResponse {
@@ -221,7 +254,9 @@ impl Api {
     async fn change_membership(
         &self,
         change: ChangeMembers<u64, BasicNode>,
+        new_voters: BTreeSet<u64>,
     ) -> Result<pb::MembershipResponse> {
+        self.ensure_live_quorum(&new_voters).await?;
         let resp = self
             .raft()
             .change_membership(change, false)
@@ -657,8 +692,10 @@ impl pb::cairn_server::Cairn for Api {
             };
             return Err(ApiError::Rejected(domain::Rejection::FailedPrecondition(why)).into());
         }
+        let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
+        voters.insert(id);
         Ok(Response::new(
-            self.change_membership(ChangeMembers::AddVoterIds([id].into()))
+            self.change_membership(ChangeMembers::AddVoterIds([id].into()), voters)
                 .await?,
         ))
     }
@@ -672,7 +709,8 @@ impl pb::cairn_server::Cairn for Api {
             return forwarded_write(client.remove_member(forwarded(req)).await);
         }
         let m = self.raft().metrics().borrow().membership_config.clone();
-        let change = if m.membership().voter_ids().any(|v| v == id) {
+        let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
+        let change = if voters.remove(&id) {
             if m.membership().voter_ids().count() == 1 {
                 return Err(
                     ApiError::Rejected(domain::Rejection::FailedPrecondition(format!(
@@ -689,7 +727,7 @@ impl pb::cairn_server::Cairn for Api {
                 ApiError::Rejected(domain::Rejection::NotFound(format!("member/{id}"))).into(),
             );
         };
-        Ok(Response::new(self.change_membership(change).await?))
+        Ok(Response::new(self.change_membership(change, voters).await?))
     }
 }
 

@@ -22,6 +22,16 @@ impl v1::Event {
             Some(Payload::NamespaceLabelsChanged(_)) => "namespace_labels_changed",
             Some(Payload::NamespaceDeleted(_)) => "namespace_deleted",
             Some(Payload::NoteAdded(_)) => "note_added",
+            Some(Payload::NodeRegistered(_)) => "node_registered",
+            Some(Payload::NodeLost(_)) => "node_lost",
+            Some(Payload::NodeRecovered(_)) => "node_recovered",
+            Some(Payload::GpuHealthChanged(_)) => "gpu_health_changed",
+            Some(Payload::NodeCordoned(_)) => "node_cordoned",
+            Some(Payload::NodeUncordoned(_)) => "node_uncordoned",
+            Some(Payload::PortLeaseGranted(_)) => "port_lease_granted",
+            Some(Payload::PortLeasesRenewed(_)) => "port_leases_renewed",
+            Some(Payload::PortLeaseReleased(_)) => "port_lease_released",
+            Some(Payload::PortLeaseViolation(_)) => "port_lease_violation",
             None => "unknown",
         }
     }
@@ -36,7 +46,20 @@ pub const EVENT_TYPES: &[&str] = &[
     "namespace_labels_changed",
     "namespace_deleted",
     "note_added",
+    "node_registered",
+    "node_lost",
+    "node_recovered",
+    "gpu_health_changed",
+    "node_cordoned",
+    "node_uncordoned",
+    "port_lease_granted",
+    "port_leases_renewed",
+    "port_lease_released",
+    "port_lease_violation",
 ];
+
+/// Metadata carrying an agent's node token.
+pub const NODE_TOKEN: &str = "x-cairn-node-token";
 
 impl std::fmt::Display for v1::EntityRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

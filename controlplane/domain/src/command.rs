@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::EntityKey;
+use crate::node::{GpuHealth, NodeInventory};
 
 /// A command as proposed by the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,63 @@ pub enum CommandBody {
     },
     /// Record the applied Raft membership as member events.
     ReconcileMembers,
+    /// An agent registers its node. `token_digest` is the SHA-256 of the token the
+    /// request carried, set by the server's edge.
+    RegisterNode {
+        node: String,
+        inventory: NodeInventory,
+        token_digest: Vec<u8>,
+    },
+    /// An agent's full view of its GPUs' health.
+    ReportGpuHealth {
+        node: String,
+        gpus: Vec<GpuHealth>,
+        token_digest: Vec<u8>,
+    },
+    /// The leader heard nothing from the node for longer than `grace_ms`.
+    MarkNodeLost {
+        node: String,
+        last_heartbeat_ms: i64,
+        grace_ms: u64,
+    },
+    MarkNodeRecovered {
+        node: String,
+    },
+    /// Cordon the node (`gpu_uuid` None) or one GPU.
+    CordonNode {
+        node: String,
+        gpu_uuid: Option<String>,
+        reason: String,
+        drain: bool,
+    },
+    UncordonNode {
+        node: String,
+        gpu_uuid: Option<String>,
+    },
+    AcquirePortLeases {
+        node: String,
+        holder: String,
+        count: u32,
+        ttl_ms: u64,
+    },
+    RenewPortLeases {
+        node: String,
+        ttl_ms: u64,
+        token_digest: Vec<u8>,
+    },
+    ReleasePortLeases {
+        node: String,
+        holder: String,
+    },
+    /// Release every lease that expired before the command's timestamp.
+    ExpirePortLeases,
+    ReportPortViolation {
+        node: String,
+        port: u32,
+        pid: u32,
+        process: String,
+        token_digest: Vec<u8>,
+    },
 }
 
 impl CommandBody {
@@ -50,7 +108,32 @@ impl CommandBody {
                 Some(EntityKey::new(crate::kinds::NAMESPACE, name.clone()))
             }
             CommandBody::AddNote { entity, .. } => Some(entity.clone()),
-            CommandBody::ReconcileMembers => None,
+            CommandBody::RegisterNode { node, .. }
+            | CommandBody::ReportGpuHealth { node, .. }
+            | CommandBody::MarkNodeLost { node, .. }
+            | CommandBody::MarkNodeRecovered { node }
+            | CommandBody::CordonNode { node, .. }
+            | CommandBody::UncordonNode { node, .. }
+            | CommandBody::AcquirePortLeases { node, .. }
+            | CommandBody::RenewPortLeases { node, .. }
+            | CommandBody::ReleasePortLeases { node, .. }
+            | CommandBody::ReportPortViolation { node, .. } => {
+                Some(EntityKey::new(crate::kinds::NODE, node.clone()))
+            }
+            CommandBody::ReconcileMembers | CommandBody::ExpirePortLeases => None,
         }
+    }
+}
+
+impl CommandBody {
+    /// Commands only the leader proposes; clients may not submit them.
+    pub fn leader_only(&self) -> bool {
+        matches!(
+            self,
+            CommandBody::ReconcileMembers
+                | CommandBody::MarkNodeLost { .. }
+                | CommandBody::MarkNodeRecovered { .. }
+                | CommandBody::ExpirePortLeases
+        )
     }
 }

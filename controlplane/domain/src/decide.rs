@@ -82,6 +82,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
             );
         }
         CommandBody::ReconcileMembers => reconcile_members(state, &mut out),
+        _ => nodes::decide(state, cmd, &mut out).unwrap_or(Ok(()))?,
     }
     Ok(out.events)
 }
@@ -164,5 +165,8 @@ impl<'a> Emitter<'a> {
     }
 }
 
+mod nodes;
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::node::{GpuHealth, NodeInventory};
+
 /// The entity an event is about: `kind/name`, e.g. `namespace/research` or `member/2`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntityKey {
@@ -74,6 +76,47 @@ pub enum EventPayload {
     NoteAdded {
         text: String,
     },
+    NodeRegistered {
+        inventory: NodeInventory,
+        token_digest: Vec<u8>,
+    },
+    NodeLost {
+        last_heartbeat_ms: i64,
+        grace_ms: u64,
+    },
+    NodeRecovered,
+    GpuHealthChanged {
+        health: GpuHealth,
+    },
+    /// `gpu_uuid` empty: the whole node.
+    NodeCordoned {
+        gpu_uuid: String,
+        reason: String,
+        drain: bool,
+    },
+    NodeUncordoned {
+        gpu_uuid: String,
+    },
+    PortLeaseGranted {
+        holder: String,
+        ports: Vec<u32>,
+        expires_ms: i64,
+    },
+    PortLeasesRenewed {
+        expires_ms: i64,
+    },
+    /// `reason`: "released" or "expired".
+    PortLeaseReleased {
+        holder: String,
+        ports: Vec<u32>,
+        reason: String,
+    },
+    PortLeaseViolation {
+        port: u32,
+        holder: String,
+        pid: u32,
+        process: String,
+    },
 }
 
 impl EventPayload {
@@ -87,6 +130,16 @@ impl EventPayload {
             EventPayload::NamespaceLabelsChanged { .. } => "namespace_labels_changed",
             EventPayload::NamespaceDeleted => "namespace_deleted",
             EventPayload::NoteAdded { .. } => "note_added",
+            EventPayload::NodeRegistered { .. } => "node_registered",
+            EventPayload::NodeLost { .. } => "node_lost",
+            EventPayload::NodeRecovered => "node_recovered",
+            EventPayload::GpuHealthChanged { .. } => "gpu_health_changed",
+            EventPayload::NodeCordoned { .. } => "node_cordoned",
+            EventPayload::NodeUncordoned { .. } => "node_uncordoned",
+            EventPayload::PortLeaseGranted { .. } => "port_lease_granted",
+            EventPayload::PortLeasesRenewed { .. } => "port_leases_renewed",
+            EventPayload::PortLeaseReleased { .. } => "port_lease_released",
+            EventPayload::PortLeaseViolation { .. } => "port_lease_violation",
         }
     }
 }

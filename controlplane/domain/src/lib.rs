@@ -17,6 +17,7 @@
 mod command;
 mod decide;
 mod event;
+pub mod node;
 mod rejection;
 mod state;
 pub mod validate;
@@ -31,5 +32,6 @@ pub use state::{EntityState, MemberRecord, RaftMembers, State};
 pub mod kinds {
     pub const NAMESPACE: &str = "namespace";
     pub const MEMBER: &str = "member";
-    pub const ALL: &[&str] = &[NAMESPACE, MEMBER];
+    pub const NODE: &str = "node";
+    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE];
 }

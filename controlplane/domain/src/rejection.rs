@@ -14,6 +14,8 @@ pub enum Rejection {
     NotFound(String),
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("wrong expected revision for {entity}: expected {expected}, current {actual}")]
     WrongRevision {
         entity: String,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::event::{EntityKey, Event, EventPayload};
 use crate::kinds;
+use crate::node::{Cordon, NodeState, PortLease};
 
 /// Current view of one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -44,6 +45,8 @@ pub struct State {
     members: BTreeMap<u64, MemberRecord>,
     /// Membership as applied by Raft.
     raft_members: RaftMembers,
+    /// GPU nodes, by name.
+    nodes: BTreeMap<String, NodeState>,
 }
 
 impl State {
@@ -90,6 +93,14 @@ impl State {
 
     pub fn members(&self) -> &BTreeMap<u64, MemberRecord> {
         &self.members
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.get(name)
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<String, NodeState> {
+        &self.nodes
     }
 
     pub fn raft_members(&self) -> &RaftMembers {
@@ -155,7 +166,109 @@ impl State {
                 e.deleted = true;
                 self.members.remove(node_id);
             }
+            EventPayload::NodeRegistered {
+                inventory,
+                token_digest,
+            } => {
+                if e.created_ms == 0 {
+                    e.created_ms = event.timestamp_ms;
+                }
+                e.labels = inventory.labels.clone();
+                let registered_ms = e.created_ms;
+                match self.nodes.get_mut(&event.entity.name) {
+                    Some(n) => {
+                        n.inventory = inventory.clone();
+                        n.token_digest = token_digest.clone();
+                    }
+                    None => {
+                        self.nodes.insert(
+                            event.entity.name.clone(),
+                            NodeState {
+                                inventory: inventory.clone(),
+                                token_digest: token_digest.clone(),
+                                registered_ms,
+                                lost: false,
+                                cordon: None,
+                                cordoned_gpus: Default::default(),
+                                health: Default::default(),
+                                leases: Default::default(),
+                                violations: 0,
+                            },
+                        );
+                    }
+                }
+            }
+            payload => {
+                if let Some(n) = self.nodes.get_mut(&event.entity.name) {
+                    evolve_node(n, payload);
+                }
+            }
         }
+    }
+}
+
+/// Fold a node event (other than its registration) into the node.
+fn evolve_node(n: &mut NodeState, payload: &EventPayload) {
+    match payload {
+        EventPayload::NodeLost { .. } => n.lost = true,
+        EventPayload::NodeRecovered => n.lost = false,
+        EventPayload::GpuHealthChanged { health } => {
+            if health.healthy {
+                n.health.remove(&health.uuid);
+            } else {
+                n.health.insert(health.uuid.clone(), health.clone());
+            }
+        }
+        EventPayload::NodeCordoned {
+            gpu_uuid,
+            reason,
+            drain,
+        } => {
+            if gpu_uuid.is_empty() {
+                n.cordon = Some(Cordon {
+                    reason: reason.clone(),
+                    drain: *drain,
+                });
+            } else {
+                n.cordoned_gpus.insert(gpu_uuid.clone());
+            }
+        }
+        EventPayload::NodeUncordoned { gpu_uuid } => {
+            if gpu_uuid.is_empty() {
+                n.cordon = None;
+            } else {
+                n.cordoned_gpus.remove(gpu_uuid);
+            }
+        }
+        EventPayload::PortLeaseGranted {
+            holder,
+            ports,
+            expires_ms,
+        } => {
+            for p in ports {
+                n.leases.insert(
+                    *p,
+                    PortLease {
+                        holder: holder.clone(),
+                        expires_ms: *expires_ms,
+                    },
+                );
+            }
+        }
+        EventPayload::PortLeasesRenewed { expires_ms } => {
+            for l in n.leases.values_mut() {
+                l.expires_ms = *expires_ms;
+            }
+        }
+        EventPayload::PortLeaseReleased { holder, ports, .. } => {
+            for p in ports {
+                if n.leases.get(p).is_some_and(|l| l.holder == *holder) {
+                    n.leases.remove(p);
+                }
+            }
+        }
+        EventPayload::PortLeaseViolation { .. } => n.violations += 1,
+        _ => {}
     }
 }
 

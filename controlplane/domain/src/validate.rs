@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::command::{Command, CommandBody};
 use crate::event::EntityKey;
+use crate::node;
 
 /// Longest name of an entity (a DNS label).
 pub const MAX_NAME_LEN: usize = 63;
@@ -56,9 +57,167 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
                 ));
             }
         }
-        CommandBody::ReconcileMembers => {}
+        CommandBody::ReconcileMembers | CommandBody::ExpirePortLeases => {}
+        CommandBody::RegisterNode {
+            node, inventory, ..
+        } => {
+            node_name_problems("register_node.node", node, &mut p);
+            inventory_problems("register_node.inventory", inventory, &mut p);
+        }
+        CommandBody::ReportGpuHealth { node, gpus, .. } => {
+            node_name_problems("report_gpu_health.node", node, &mut p);
+            if gpus.len() > node::MAX_GPUS {
+                p.push(format!(
+                    "report_gpu_health.gpus: {} entries, at most {}",
+                    gpus.len(),
+                    node::MAX_GPUS
+                ));
+            }
+            for (i, g) in gpus.iter().enumerate() {
+                if g.reason.len() > MAX_ID_LEN {
+                    p.push(format!(
+                        "report_gpu_health.gpus[{i}].reason: longer than {MAX_ID_LEN} bytes"
+                    ));
+                }
+            }
+        }
+        CommandBody::MarkNodeLost { node, .. } | CommandBody::MarkNodeRecovered { node } => {
+            node_name_problems("node", node, &mut p)
+        }
+        CommandBody::CordonNode { node, reason, .. } => {
+            node_name_problems("cordon_node.node", node, &mut p);
+            if reason.len() > MAX_ID_LEN {
+                p.push(format!(
+                    "cordon_node.reason: longer than {MAX_ID_LEN} bytes"
+                ));
+            }
+        }
+        CommandBody::UncordonNode { node, .. } => {
+            node_name_problems("uncordon_node.node", node, &mut p)
+        }
+        CommandBody::AcquirePortLeases {
+            node,
+            holder,
+            count,
+            ttl_ms,
+        } => {
+            node_name_problems("acquire_port_leases.node", node, &mut p);
+            holder_problems("acquire_port_leases.holder", holder, &mut p);
+            if *count == 0 || *count > node::MAX_PORTS_PER_LEASE {
+                p.push(format!(
+                    "acquire_port_leases.count: must be 1..={}",
+                    node::MAX_PORTS_PER_LEASE
+                ));
+            }
+            if *ttl_ms > node::MAX_LEASE_TTL_MS {
+                p.push(format!(
+                    "acquire_port_leases.ttl_ms: at most {}",
+                    node::MAX_LEASE_TTL_MS
+                ));
+            }
+        }
+        CommandBody::RenewPortLeases { node, ttl_ms, .. } => {
+            node_name_problems("renew_port_leases.node", node, &mut p);
+            if *ttl_ms > node::MAX_LEASE_TTL_MS {
+                p.push(format!(
+                    "renew_port_leases.ttl_ms: at most {}",
+                    node::MAX_LEASE_TTL_MS
+                ));
+            }
+        }
+        CommandBody::ReleasePortLeases { node, holder } => {
+            node_name_problems("release_port_leases.node", node, &mut p);
+            holder_problems("release_port_leases.holder", holder, &mut p);
+        }
+        CommandBody::ReportPortViolation {
+            node, port, process, ..
+        } => {
+            node_name_problems("report_port_violation.node", node, &mut p);
+            if *port == 0 || *port > 65535 {
+                p.push("report_port_violation.port: must be 1..=65535".into());
+            }
+            if process.len() > MAX_ID_LEN {
+                p.push(format!(
+                    "report_port_violation.process: longer than {MAX_ID_LEN} bytes"
+                ));
+            }
+        }
     }
     p
+}
+
+/// A node name is a DNS subdomain: dot-separated DNS labels, at most 253 characters.
+pub fn node_name_problems(field: &str, name: &str, p: &mut Vec<String>) {
+    if name.len() > 253 {
+        p.push(format!("{field}: longer than 253 characters"));
+        return;
+    }
+    if name.is_empty() {
+        p.push(format!("{field}: must not be empty"));
+        return;
+    }
+    if let Some(why) = name
+        .split('.')
+        .find_map(|label| dns_label_problem(label, MAX_NAME_LEN))
+    {
+        p.push(format!("{field}: {name:?}: {why}"));
+    }
+}
+
+/// A lease holder names a job replica (`job/replica`), or anything an operator uses:
+/// 1-253 of letters, digits, `-`, `_`, `.`, `/`.
+fn holder_problems(field: &str, holder: &str, p: &mut Vec<String>) {
+    if holder.is_empty() || holder.len() > 253 {
+        p.push(format!("{field}: must be 1-253 characters"));
+    } else if !holder
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        p.push(format!(
+            "{field}: {holder:?} may only hold letters, digits, '-', '_', '.', '/'"
+        ));
+    }
+}
+
+fn inventory_problems(field: &str, inv: &node::NodeInventory, p: &mut Vec<String>) {
+    label_problems(&format!("{field}.labels"), &inv.labels, p);
+    if inv.hostname.len() > 253 {
+        p.push(format!("{field}.hostname: longer than 253 characters"));
+    }
+    if inv.gpus.len() > node::MAX_GPUS {
+        p.push(format!(
+            "{field}.gpus: {} GPUs, at most {}",
+            inv.gpus.len(),
+            node::MAX_GPUS
+        ));
+    }
+    let (lo, hi) = (inv.port_range_start, inv.port_range_end);
+    if lo == 0 || hi > 65535 || lo > hi {
+        p.push(format!(
+            "{field}.port_range: {lo}-{hi} is not a range within 1-65535"
+        ));
+    }
+    let mut uuids = std::collections::BTreeSet::new();
+    let mut indexes = std::collections::BTreeSet::new();
+    for (i, g) in inv.gpus.iter().enumerate() {
+        if g.uuid.is_empty() || g.uuid.len() > MAX_ID_LEN {
+            p.push(format!("{field}.gpus[{i}].uuid: must be 1-{MAX_ID_LEN} bytes"));
+        }
+        if !uuids.insert(g.uuid.as_str()) {
+            p.push(format!("{field}.gpus[{i}].uuid: {:?} appears twice", g.uuid));
+        }
+        if !indexes.insert(g.index) {
+            p.push(format!("{field}.gpus[{i}].index: {} appears twice", g.index));
+        }
+    }
+    for (i, l) in inv.links.iter().enumerate() {
+        if l.a >= l.b || !indexes.contains(&l.a) || !indexes.contains(&l.b) {
+            p.push(format!(
+                "{field}.links[{i}]: {}-{} is not a pair of known GPU indexes a < b",
+                l.a, l.b
+            ));
+        }
+    }
 }
 
 /// Problems with an entity reference: a known kind and a well-formed name.

@@ -39,6 +39,7 @@ impl From<ApiError> for Status {
                     Rejection::NotFound(_) => Code::NotFound,
                     Rejection::FailedPrecondition(_) => Code::FailedPrecondition,
                     Rejection::WrongRevision { .. } => Code::Aborted,
+                    Rejection::PermissionDenied(_) => Code::PermissionDenied,
                 };
                 Status::new(code, msg)
             }

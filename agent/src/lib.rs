@@ -1,10 +1,16 @@
-//! The Cairn node agent (`cairn-agent`).
+//! The Cairn node agent (`cairn-agent`): the control plane's eyes and hands on a GPU node.
 //!
-//! On every GPU node the agent will report the node's GPUs, their interconnect and
-//! health, heartbeat to the control plane, run the workload replicas assigned to the
-//! node, and enforce host-network port leases. This version only carries the binary's
-//! command line; it refuses to start rather than pretend to work.
+//! It reports the node's GPUs, their interconnect and health (through NVML, or simulated
+//! GPUs), heartbeats to the leader, and enforces the host-network port leases the control
+//! plane allocates on the node. Everything it learns becomes a command; only changes
+//! become events (a heartbeat is not one).
+//!
+//! - [`gpu`]: the provider trait, NVML and simulated GPUs, the health policy;
+//! - [`ports`]: holding leased ports and naming processes that take them;
+//! - [`control`]: the connection to the control plane (leader hints, node token);
+//! - [`agent`]: the loop that ties them together.
 
-/// What this version of the agent can do.
-pub const STATUS: &str =
-    "GPU inventory, heartbeats, replica execution and port leases are not implemented in this version";
+pub mod agent;
+pub mod control;
+pub mod gpu;
+pub mod ports;

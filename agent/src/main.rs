@@ -1,6 +1,20 @@
 //! `cairn-agent`: the node agent's entry point.
 
-use clap::Parser;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_agent::agent::{self, AgentConfig};
+use cairn_agent::gpu::{HealthPolicy, ProviderChoice};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GpuProviderArg {
+    /// Real GPUs through NVML; the agent stops if NVML does not load.
+    Nvml,
+    /// Simulated GPUs (see --sim-topology).
+    Sim,
+}
 
 #[derive(Parser)]
 #[command(name = "cairn-agent", version, about = "The Cairn node agent")]
@@ -8,15 +22,117 @@ struct Cli {
     /// Control-plane members to report to, comma-separated host:port.
     #[arg(long, env = "CAIRN_ENDPOINTS", default_value = "127.0.0.1:7420")]
     endpoints: String,
+    /// This node's name (default: the host name).
+    #[arg(long, env = "CAIRN_NODE_NAME")]
+    node_name: Option<String>,
+    /// Where the agent keeps its node token.
+    #[arg(
+        long,
+        env = "CAIRN_AGENT_STATE_DIR",
+        default_value = "/var/lib/cairn-agent"
+    )]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, env = "CAIRN_GPU_PROVIDER", default_value = "nvml")]
+    gpu_provider: GpuProviderArg,
+    /// Simulated topology: a preset (nvswitch-8, cube-mesh-8, pcie-4) or a JSON file.
+    #[arg(long, default_value = "nvswitch-8")]
+    sim_topology: String,
+    /// JSON file of faults injected into simulated GPUs, re-read continuously.
+    #[arg(long)]
+    sim_faults: Option<PathBuf>,
+    /// Node labels, key=value, repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Host-network port range leases come from, e.g. 20000-29999.
+    #[arg(long, default_value = "20000-29999", value_parser = parse_range)]
+    port_range: (u32, u32),
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
+    /// XIDs that do not make a GPU unhealthy (comma-separated; default: the
+    /// application XIDs 13, 31, 43, 45, 68, 109).
+    #[arg(long, value_delimiter = ',')]
+    ignore_xids: Option<Vec<u32>>,
+    /// A GPU unhealthy by an XID recovers after this long without another.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    xid_recovery: Duration,
 }
 
-fn main() {
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+    let a: u32 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u32 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    if a == 0 || b > 65535 || a > b {
+        return Err(format!("{s:?} is not a port range within 1-65535"));
+    }
+    Ok((a, b))
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let cli = Cli::parse();
-    eprintln!(
-        "cairn-agent {}: {} (endpoints {}); not starting",
-        env!("CARGO_PKG_VERSION"),
-        cairn_agent::STATUS,
-        cli.endpoints
-    );
-    std::process::exit(2);
+    let node = cli
+        .node_name
+        .clone()
+        .unwrap_or_else(agent::default_node_name);
+    let endpoints = cli
+        .endpoints
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut cfg = AgentConfig::new(&node, endpoints, cli.state_dir.clone());
+    cfg.gpus = match cli.gpu_provider {
+        GpuProviderArg::Nvml => ProviderChoice::Nvml,
+        GpuProviderArg::Sim => ProviderChoice::Sim {
+            topology: cli.sim_topology.clone(),
+        },
+    };
+    cfg.sim_faults = cli.sim_faults.clone();
+    cfg.labels = cli.labels.iter().cloned().collect::<BTreeMap<_, _>>();
+    cfg.heartbeat = cli.heartbeat;
+    cfg.port_range = cli.port_range;
+    cfg.lease_ttl = cli.lease_ttl;
+    let mut policy = HealthPolicy {
+        xid_recovery: cli.xid_recovery,
+        ..HealthPolicy::default()
+    };
+    if let Some(x) = &cli.ignore_xids {
+        policy.ignored_xids = x.iter().copied().collect();
+    }
+    cfg.policy = policy;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = agent::run(cfg, shutdown).await {
+        let hint = if cli.gpu_provider == GpuProviderArg::Nvml
+            && e.to_string().contains("NVML is not available")
+        {
+            "\n(on a machine without NVIDIA GPUs, run with --gpu-provider=sim)"
+        } else {
+            ""
+        };
+        eprintln!("cairn-agent: {e:#}{hint}");
+        std::process::exit(1);
+    }
 }

@@ -54,12 +54,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             get_entity(&mut cluster, &ctx, entity, &read).await
         }
         Command::Bench(BenchCmd::Append(args)) => crate::bench::append(&cluster, args).await,
+        Command::Node(c) => crate::nodes::node_cmd(&mut cluster, &ctx, c).await,
+        Command::Gpu(c) => crate::nodes::gpu_cmd(&mut cluster, &ctx, c).await,
+        Command::Lease(c) => crate::nodes::lease_cmd(&mut cluster, &ctx, c).await,
     }
 }
 
-struct Ctx {
-    format: Format,
-    actor: String,
+pub(crate) struct Ctx {
+    pub format: Format,
+    pub actor: String,
 }
 
 fn default_actor() -> String {
@@ -68,7 +71,7 @@ fn default_actor() -> String {
         .unwrap_or_else(|_| "user/unknown".into())
 }
 
-fn consistency(r: &ReadArgs) -> i32 {
+pub(crate) fn consistency(r: &ReadArgs) -> i32 {
     if r.stale {
         pb::ReadConsistency::Stale as i32
     } else {
@@ -140,7 +143,7 @@ fn filter(f: &FilterArgs, after: u64) -> anyhow::Result<pb::EventFilter> {
     })
 }
 
-async fn submit(
+pub(crate) async fn submit(
     cluster: &mut Cluster,
     ctx: &Ctx,
     body: Body,
@@ -160,7 +163,7 @@ async fn submit(
         .await
 }
 
-fn print_submitted(ctx: &Ctx, resp: &pb::SubmitResponse) -> anyhow::Result<()> {
+pub(crate) fn print_submitted(ctx: &Ctx, resp: &pb::SubmitResponse) -> anyhow::Result<()> {
     let views: Vec<EventView> = resp.events.iter().map(EventView::from).collect();
     emit(ctx.format, &views, || events_table(&views))?;
     if ctx.format == Format::Table && views.is_empty() {

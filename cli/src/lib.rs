@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod client;
 mod commands;
+mod nodes;
 pub mod output;
 pub mod views;
 
@@ -61,6 +62,15 @@ pub enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// GPU nodes: inventory, state, cordons and drains.
+    #[command(subcommand)]
+    Node(nodes::NodeCmd),
+    /// GPUs across nodes: health and interconnect.
+    #[command(subcommand)]
+    Gpu(nodes::GpuCmd),
+    /// Host-network port leases.
+    #[command(subcommand)]
+    Lease(nodes::LeaseCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),

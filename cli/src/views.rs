@@ -37,6 +37,23 @@ impl From<&pb::Event> for EventView {
                     .map(|l| serde_json::json!({ "labels": l })),
                 Some(P::NamespaceDeleted(x)) => serde_json::to_value(x),
                 Some(P::NoteAdded(x)) => serde_json::to_value(x),
+                Some(P::NodeRegistered(x)) => {
+                    let inv = x.inventory.clone().unwrap_or_default();
+                    Ok(serde_json::json!({
+                        "hostname": inv.hostname,
+                        "gpus": inv.gpus.len(),
+                        "gpu_provider": inv.gpu_provider,
+                        "port_range": format!("{}-{}", inv.port_range_start, inv.port_range_end),
+                    }))
+                }
+                Some(other) => serde_json::to_value(other).map(|v| match v {
+                    // The oneof serializes as {"Variant": payload}: keep the payload.
+                    serde_json::Value::Object(m) => m
+                        .into_iter()
+                        .next()
+                        .map_or(serde_json::Value::Null, |(_, v)| v),
+                    v => v,
+                }),
                 None => Ok(serde_json::Value::Null),
             }
             .unwrap_or(serde_json::Value::Null);

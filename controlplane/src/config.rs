@@ -29,6 +29,24 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     pub raft: RaftSettings,
     pub batch: BatchSettings,
+    pub nodes: NodeSettings,
+}
+
+/// How the leader watches the GPU nodes' agents.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// A node whose agent sent no heartbeat for this long is recorded lost. A new
+    /// leader waits this long before declaring anyone lost.
+    pub lost_after_ms: u64,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            lost_after_ms: 10_000,
+        }
+    }
 }
 
 /// Raft timing and log compaction.
@@ -67,6 +85,7 @@ impl Default for ServerConfig {
             max_request_bytes: 4 * 1024 * 1024,
             raft: RaftSettings::default(),
             batch: BatchSettings::default(),
+            nodes: NodeSettings::default(),
         }
     }
 }
@@ -185,6 +204,9 @@ impl ServerConfig {
         }
         if b.max_inflight == 0 {
             p.push("batch.max_inflight: must be > 0".into());
+        }
+        if self.nodes.lost_after_ms < 500 {
+            p.push("nodes.lost_after_ms: must be at least 500".into());
         }
         p
     }

@@ -55,6 +55,57 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             text: x.text.clone(),
         },
         Some(Body::ReconcileMembers(_)) => B::ReconcileMembers,
+        Some(Body::RegisterNode(x)) => B::RegisterNode {
+            node: x.node.clone(),
+            inventory: inventory_from_pb(x.inventory.as_ref(), "register_node.inventory")?,
+            token_digest: c.token_digest.clone(),
+        },
+        Some(Body::ReportGpuHealth(x)) => B::ReportGpuHealth {
+            node: x.node.clone(),
+            gpus: x.gpus.iter().map(health_from_pb).collect(),
+            token_digest: c.token_digest.clone(),
+        },
+        Some(Body::MarkNodeLost(x)) => B::MarkNodeLost {
+            node: x.node.clone(),
+            last_heartbeat_ms: x.last_heartbeat_ms,
+            grace_ms: x.grace_ms,
+        },
+        Some(Body::MarkNodeRecovered(x)) => B::MarkNodeRecovered {
+            node: x.node.clone(),
+        },
+        Some(Body::CordonNode(x)) => B::CordonNode {
+            node: x.node.clone(),
+            gpu_uuid: (!x.gpu_uuid.is_empty()).then(|| x.gpu_uuid.clone()),
+            reason: x.reason.clone(),
+            drain: x.drain,
+        },
+        Some(Body::UncordonNode(x)) => B::UncordonNode {
+            node: x.node.clone(),
+            gpu_uuid: (!x.gpu_uuid.is_empty()).then(|| x.gpu_uuid.clone()),
+        },
+        Some(Body::AcquirePortLeases(x)) => B::AcquirePortLeases {
+            node: x.node.clone(),
+            holder: x.holder.clone(),
+            count: x.count,
+            ttl_ms: x.ttl_ms,
+        },
+        Some(Body::RenewPortLeases(x)) => B::RenewPortLeases {
+            node: x.node.clone(),
+            ttl_ms: x.ttl_ms,
+            token_digest: c.token_digest.clone(),
+        },
+        Some(Body::ReleasePortLeases(x)) => B::ReleasePortLeases {
+            node: x.node.clone(),
+            holder: x.holder.clone(),
+        },
+        Some(Body::ExpirePortLeases(_)) => B::ExpirePortLeases,
+        Some(Body::ReportPortViolation(x)) => B::ReportPortViolation {
+            node: x.node.clone(),
+            port: x.port,
+            pid: x.pid,
+            process: x.process.clone(),
+            token_digest: c.token_digest.clone(),
+        },
     };
     Ok(domain::Command {
         timestamp_ms: c.timestamp_ms,
@@ -95,6 +146,68 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
         }
         P::NamespaceDeleted => Payload::NamespaceDeleted(pb::NamespaceDeleted {}),
         P::NoteAdded { text } => Payload::NoteAdded(pb::NoteAdded { text: text.clone() }),
+        P::NodeRegistered {
+            inventory,
+            token_digest,
+        } => Payload::NodeRegistered(pb::NodeRegistered {
+            inventory: Some(inventory_to_pb(inventory)),
+            token_digest: token_digest.clone(),
+        }),
+        P::NodeLost {
+            last_heartbeat_ms,
+            grace_ms,
+        } => Payload::NodeLost(pb::NodeLost {
+            last_heartbeat_ms: *last_heartbeat_ms,
+            grace_ms: *grace_ms,
+        }),
+        P::NodeRecovered => Payload::NodeRecovered(pb::NodeRecovered {}),
+        P::GpuHealthChanged { health } => Payload::GpuHealthChanged(pb::GpuHealthChanged {
+            health: Some(health_to_pb(health)),
+        }),
+        P::NodeCordoned {
+            gpu_uuid,
+            reason,
+            drain,
+        } => Payload::NodeCordoned(pb::NodeCordoned {
+            gpu_uuid: gpu_uuid.clone(),
+            reason: reason.clone(),
+            drain: *drain,
+        }),
+        P::NodeUncordoned { gpu_uuid } => Payload::NodeUncordoned(pb::NodeUncordoned {
+            gpu_uuid: gpu_uuid.clone(),
+        }),
+        P::PortLeaseGranted {
+            holder,
+            ports,
+            expires_ms,
+        } => Payload::PortLeaseGranted(pb::PortLeaseGranted {
+            holder: holder.clone(),
+            ports: ports.clone(),
+            expires_ms: *expires_ms,
+        }),
+        P::PortLeasesRenewed { expires_ms } => Payload::PortLeasesRenewed(pb::PortLeasesRenewed {
+            expires_ms: *expires_ms,
+        }),
+        P::PortLeaseReleased {
+            holder,
+            ports,
+            reason,
+        } => Payload::PortLeaseReleased(pb::PortLeaseReleased {
+            holder: holder.clone(),
+            ports: ports.clone(),
+            reason: reason.clone(),
+        }),
+        P::PortLeaseViolation {
+            port,
+            holder,
+            pid,
+            process,
+        } => Payload::PortLeaseViolation(pb::PortLeaseViolation {
+            port: *port,
+            holder: holder.clone(),
+            pid: *pid,
+            process: process.clone(),
+        }),
     };
     pb::Event {
         sequence: e.sequence,
@@ -136,6 +249,45 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         Some(Payload::NoteAdded(x)) => P::NoteAdded {
             text: x.text.clone(),
         },
+        Some(Payload::NodeRegistered(x)) => P::NodeRegistered {
+            inventory: inventory_from_pb(x.inventory.as_ref(), "node_registered.inventory")?,
+            token_digest: x.token_digest.clone(),
+        },
+        Some(Payload::NodeLost(x)) => P::NodeLost {
+            last_heartbeat_ms: x.last_heartbeat_ms,
+            grace_ms: x.grace_ms,
+        },
+        Some(Payload::NodeRecovered(_)) => P::NodeRecovered,
+        Some(Payload::GpuHealthChanged(x)) => P::GpuHealthChanged {
+            health: x.health.as_ref().map(health_from_pb).unwrap_or_default(),
+        },
+        Some(Payload::NodeCordoned(x)) => P::NodeCordoned {
+            gpu_uuid: x.gpu_uuid.clone(),
+            reason: x.reason.clone(),
+            drain: x.drain,
+        },
+        Some(Payload::NodeUncordoned(x)) => P::NodeUncordoned {
+            gpu_uuid: x.gpu_uuid.clone(),
+        },
+        Some(Payload::PortLeaseGranted(x)) => P::PortLeaseGranted {
+            holder: x.holder.clone(),
+            ports: x.ports.clone(),
+            expires_ms: x.expires_ms,
+        },
+        Some(Payload::PortLeasesRenewed(x)) => P::PortLeasesRenewed {
+            expires_ms: x.expires_ms,
+        },
+        Some(Payload::PortLeaseReleased(x)) => P::PortLeaseReleased {
+            holder: x.holder.clone(),
+            ports: x.ports.clone(),
+            reason: x.reason.clone(),
+        },
+        Some(Payload::PortLeaseViolation(x)) => P::PortLeaseViolation {
+            port: x.port,
+            holder: x.holder.clone(),
+            pid: x.pid,
+            process: x.process.clone(),
+        },
     };
     Ok(domain::Event {
         sequence: e.sequence,
@@ -148,6 +300,180 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         correlation_id: e.correlation_id.clone(),
         payload,
     })
+}
+
+pub fn health_from_pb(h: &pb::GpuHealth) -> domain::node::GpuHealth {
+    domain::node::GpuHealth {
+        uuid: h.uuid.clone(),
+        healthy: h.healthy,
+        reason: h.reason.clone(),
+        xid: h.xid,
+    }
+}
+
+pub fn health_to_pb(h: &domain::node::GpuHealth) -> pb::GpuHealth {
+    pb::GpuHealth {
+        uuid: h.uuid.clone(),
+        healthy: h.healthy,
+        reason: h.reason.clone(),
+        xid: h.xid,
+    }
+}
+
+fn pcie_from_pb(v: i32) -> domain::node::PcieLevel {
+    use domain::node::PcieLevel as L;
+    match pb::PcieLevel::try_from(v) {
+        Ok(pb::PcieLevel::SameBoard) => L::SameBoard,
+        Ok(pb::PcieLevel::SingleSwitch) => L::SingleSwitch,
+        Ok(pb::PcieLevel::MultipleSwitches) => L::MultipleSwitches,
+        Ok(pb::PcieLevel::HostBridge) => L::HostBridge,
+        Ok(pb::PcieLevel::SameNuma) => L::SameNuma,
+        Ok(pb::PcieLevel::CrossSocket) => L::CrossSocket,
+        Ok(pb::PcieLevel::Unspecified) | Err(_) => L::Unknown,
+    }
+}
+
+fn pcie_to_pb(l: domain::node::PcieLevel) -> i32 {
+    use domain::node::PcieLevel as L;
+    (match l {
+        L::Unknown => pb::PcieLevel::Unspecified,
+        L::SameBoard => pb::PcieLevel::SameBoard,
+        L::SingleSwitch => pb::PcieLevel::SingleSwitch,
+        L::MultipleSwitches => pb::PcieLevel::MultipleSwitches,
+        L::HostBridge => pb::PcieLevel::HostBridge,
+        L::SameNuma => pb::PcieLevel::SameNuma,
+        L::CrossSocket => pb::PcieLevel::CrossSocket,
+    }) as i32
+}
+
+pub fn inventory_from_pb(
+    inv: Option<&pb::NodeInventory>,
+    field: &str,
+) -> Result<domain::node::NodeInventory, Malformed> {
+    let Some(inv) = inv else {
+        return Err(Malformed(vec![format!("{field}: required")]));
+    };
+    Ok(domain::node::NodeInventory {
+        hostname: inv.hostname.clone(),
+        labels: labels(&inv.labels),
+        cpu_millis: inv.cpu_millis,
+        memory_bytes: inv.memory_bytes,
+        gpus: inv
+            .gpus
+            .iter()
+            .map(|g| domain::node::GpuInfo {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                name: g.name.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                memory_total_mib: g.memory_total_mib,
+                compute_capability: g.compute_capability.clone(),
+                numa_node: g.numa_node,
+                cpu_affinity: g.cpu_affinity.clone(),
+                mig_enabled: g.mig_enabled,
+                mig_instances: g.mig_instances,
+            })
+            .collect(),
+        links: inv
+            .links
+            .iter()
+            .map(|l| domain::node::GpuLink {
+                a: l.a,
+                b: l.b,
+                nvlinks: l.nvlinks,
+                pcie: pcie_from_pb(l.pcie),
+            })
+            .collect(),
+        port_range_start: inv.port_range_start,
+        port_range_end: inv.port_range_end,
+        driver_version: inv.driver_version.clone(),
+        cuda_version: inv.cuda_version.clone(),
+        gpu_provider: inv.gpu_provider.clone(),
+    })
+}
+
+pub fn inventory_to_pb(inv: &domain::node::NodeInventory) -> pb::NodeInventory {
+    pb::NodeInventory {
+        hostname: inv.hostname.clone(),
+        labels: inv
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cpu_millis: inv.cpu_millis,
+        memory_bytes: inv.memory_bytes,
+        gpus: inv
+            .gpus
+            .iter()
+            .map(|g| pb::GpuInfo {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                name: g.name.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                memory_total_mib: g.memory_total_mib,
+                compute_capability: g.compute_capability.clone(),
+                numa_node: g.numa_node,
+                cpu_affinity: g.cpu_affinity.clone(),
+                mig_enabled: g.mig_enabled,
+                mig_instances: g.mig_instances,
+            })
+            .collect(),
+        links: inv
+            .links
+            .iter()
+            .map(|l| pb::GpuLink {
+                a: l.a,
+                b: l.b,
+                nvlinks: l.nvlinks,
+                pcie: pcie_to_pb(l.pcie),
+            })
+            .collect(),
+        port_range_start: inv.port_range_start,
+        port_range_end: inv.port_range_end,
+        driver_version: inv.driver_version.clone(),
+        cuda_version: inv.cuda_version.clone(),
+        gpu_provider: inv.gpu_provider.clone(),
+    }
+}
+
+/// The API's view of a node.
+pub fn node_to_pb(
+    name: &str,
+    n: &domain::node::NodeState,
+    e: Option<&domain::EntityState>,
+) -> pb::NodeView {
+    pb::NodeView {
+        name: name.to_string(),
+        inventory: Some(inventory_to_pb(&n.inventory)),
+        state: if n.lost { "lost" } else { "ready" }.into(),
+        cordoned: n.cordon.is_some(),
+        draining: n.cordon.as_ref().is_some_and(|c| c.drain),
+        cordon_reason: n
+            .cordon
+            .as_ref()
+            .map(|c| c.reason.clone())
+            .unwrap_or_default(),
+        health: n
+            .inventory
+            .gpus
+            .iter()
+            .map(|g| health_to_pb(&n.gpu_health(&g.uuid)))
+            .collect(),
+        cordoned_gpus: n.cordoned_gpus.iter().cloned().collect(),
+        leases: n
+            .leases
+            .iter()
+            .map(|(port, l)| pb::PortLease {
+                port: *port,
+                holder: l.holder.clone(),
+                expires_ms: l.expires_ms,
+            })
+            .collect(),
+        revision: e.map_or(0, |e| e.revision),
+        registered_ms: n.registered_ms,
+        updated_ms: e.map_or(0, |e| e.updated_ms),
+        violations: n.violations,
+    }
 }
 
 pub fn entity_state_to_pb(k: &domain::EntityKey, s: &domain::EntityState) -> pb::Entity {

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cairn_agent::agent::AgentConfig;
+use cairn_agent::gpu::ProviderChoice;
 use cairn_controlplane::config::{ServerConfig, DEV_ADDR};
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,16 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, env = "CAIRN_LISTEN", default_value = DEV_ADDR)]
         listen: String,
+        /// Do not run the local agent.
+        #[arg(long)]
+        no_agent: bool,
+        /// GPUs of the local agent: NVML when it loads, else simulated (`auto`), or
+        /// always simulated (`sim`).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "sim"])]
+        gpus: String,
+        /// Simulated topology: nvswitch-8, cube-mesh-8, pcie-4, or a JSON file.
+        #[arg(long, default_value = "nvswitch-8")]
+        sim_topology: String,
     },
     /// A member of a cluster: a configuration file and/or flags.
     Run(RunArgs),
@@ -126,16 +138,48 @@ fn init_tracing(format: &str) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
-    let config = match cli.command {
-        Command::Dev { data_dir, listen } => ServerConfig {
-            node_id: 1,
-            initial_members: BTreeMap::from([(1, listen.clone())]),
-            listen,
+    let (config, agent) = match cli.command {
+        Command::Dev {
             data_dir,
-            ..ServerConfig::default()
-        },
-        Command::Run(args) => load(args)?,
+            listen,
+            no_agent,
+            gpus,
+            sim_topology,
+        } => {
+            let agent = (!no_agent).then(|| {
+                let node = cairn_agent::agent::default_node_name();
+                let mut a = AgentConfig::new(&node, vec![listen.clone()], data_dir.join("agent"));
+                a.gpus = if gpus == "sim" {
+                    ProviderChoice::Sim {
+                        topology: sim_topology.clone(),
+                    }
+                } else {
+                    ProviderChoice::NvmlOrSim {
+                        topology: sim_topology.clone(),
+                    }
+                };
+                a.sim_faults = Some(data_dir.join("agent").join("gpu-faults.json"));
+                a
+            });
+            let config = ServerConfig {
+                node_id: 1,
+                initial_members: BTreeMap::from([(1, listen.clone())]),
+                listen,
+                data_dir,
+                ..ServerConfig::default()
+            };
+            (config, agent)
+        }
+        Command::Run(args) => (load(args)?, None),
     };
+    // The embedded agent reports to this server as soon as it answers.
+    if let Some(agent) = agent {
+        tokio::spawn(async move {
+            if let Err(e) = cairn_agent::agent::run(agent, std::future::pending()).await {
+                tracing::error!(error = %format!("{e:#}"), "the local agent stopped");
+            }
+        });
+    }
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -61,8 +61,14 @@ pub async fn run(
             max_inflight: config.batch.max_inflight,
         },
     );
-    let api = Api::new(local.clone(), proposer, config.max_request_bytes);
+    let api = Api::new(
+        local.clone(),
+        proposer,
+        config.max_request_bytes,
+        config.nodes.lost_after_ms,
+    );
     tokio::spawn(api.clone().record_membership_on_leadership());
+    tokio::spawn(api.clone().watch_nodes());
     tokio::spawn(log_leader_changes(raft.clone()));
 
     let raft_bytes = config.raft.max_message_bytes;

@@ -48,6 +48,8 @@ pub struct Settings {
     pub snapshot_after_logs: u64,
     pub logs_kept_after_snapshot: u64,
     pub max_request_bytes: usize,
+    /// Silence after which the leader records a node lost.
+    pub node_lost_after_ms: u64,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 1_000,
             max_request_bytes: 4 * 1024 * 1024,
+            node_lost_after_ms: 10_000,
         }
     }
 }
@@ -173,8 +176,10 @@ impl TestCluster {
             }
         }
         toml.push_str(&format!(
-            "[raft]\nsnapshot_after_logs = {}\nlogs_kept_after_snapshot = {}\n",
-            self.settings.snapshot_after_logs, self.settings.logs_kept_after_snapshot
+            "[raft]\nsnapshot_after_logs = {}\nlogs_kept_after_snapshot = {}\n[nodes]\nlost_after_ms = {}\n",
+            self.settings.snapshot_after_logs,
+            self.settings.logs_kept_after_snapshot,
+            self.settings.node_lost_after_ms
         ));
         let mut node = Node {
             id,
@@ -199,6 +204,11 @@ impl TestCluster {
         let n = self.node(id);
         n.kill();
         n.start()
+    }
+
+    /// The temporary directory the cluster lives in.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -282,6 +292,113 @@ impl TestCluster {
             }
         }
         Ok(())
+    }
+}
+
+/// A `cairn-agent` process with simulated GPUs.
+pub struct TestAgent {
+    pub node: String,
+    pub dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestAgent {
+    /// Start an agent for node `node` on a simulated `topology`, leasing ports from
+    /// `ports` (inclusive), heartbeating every 200 ms.
+    pub fn start(
+        dir: &Path,
+        node: &str,
+        topology: &str,
+        ports: (u16, u16),
+        endpoints: &[String],
+    ) -> anyhow::Result<Self> {
+        let dir = dir.join(format!("agent-{node}"));
+        std::fs::create_dir_all(&dir)?;
+        let args = vec![
+            "--node-name".to_string(),
+            node.to_string(),
+            "--endpoints".into(),
+            endpoints.join(","),
+            "--state-dir".into(),
+            dir.display().to_string(),
+            "--gpu-provider".into(),
+            "sim".into(),
+            "--sim-topology".into(),
+            topology.into(),
+            "--sim-faults".into(),
+            dir.join("faults.json").display().to_string(),
+            "--port-range".into(),
+            format!("{}-{}", ports.0, ports.1),
+            "--heartbeat".into(),
+            "200ms".into(),
+        ];
+        let mut a = Self {
+            node: node.to_string(),
+            dir,
+            args,
+            child: None,
+        };
+        a.restart()?;
+        Ok(a)
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))?;
+        self.child = Some(
+            Command::new(bin("cairn-agent"))
+                .args(&self.args)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting cairn-agent")?,
+        );
+        Ok(())
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Inject simulated GPU faults (the agent's fault file; `{}` clears them).
+    pub fn set_faults(&self, json: &str) -> anyhow::Result<()> {
+        let tmp = self.dir.join("faults.json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, self.dir.join("faults.json"))?;
+        Ok(())
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Wait until `check` returns `Some`, polling every 50 ms, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -165,8 +165,8 @@ impl<'a> Emitter<'a> {
     }
 }
 
-mod nodes;
 #[cfg(test)]
 mod node_tests;
+mod nodes;
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,16 @@ pub struct GpuInfo {
 
 /// How two GPUs reach each other over PCIe, nearest first (`nvidia-smi topo -m` legend).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub enum PcieLevel {
     #[default]

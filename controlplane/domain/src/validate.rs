@@ -130,7 +130,10 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
             holder_problems("release_port_leases.holder", holder, &mut p);
         }
         CommandBody::ReportPortViolation {
-            node, port, process, ..
+            node,
+            port,
+            process,
+            ..
         } => {
             node_name_problems("report_port_violation.node", node, &mut p);
             if *port == 0 || *port > 65535 {
@@ -201,13 +204,21 @@ fn inventory_problems(field: &str, inv: &node::NodeInventory, p: &mut Vec<String
     let mut indexes = std::collections::BTreeSet::new();
     for (i, g) in inv.gpus.iter().enumerate() {
         if g.uuid.is_empty() || g.uuid.len() > MAX_ID_LEN {
-            p.push(format!("{field}.gpus[{i}].uuid: must be 1-{MAX_ID_LEN} bytes"));
+            p.push(format!(
+                "{field}.gpus[{i}].uuid: must be 1-{MAX_ID_LEN} bytes"
+            ));
         }
         if !uuids.insert(g.uuid.as_str()) {
-            p.push(format!("{field}.gpus[{i}].uuid: {:?} appears twice", g.uuid));
+            p.push(format!(
+                "{field}.gpus[{i}].uuid: {:?} appears twice",
+                g.uuid
+            ));
         }
         if !indexes.insert(g.index) {
-            p.push(format!("{field}.gpus[{i}].index: {} appears twice", g.index));
+            p.push(format!(
+                "{field}.gpus[{i}].index: {} appears twice",
+                g.index
+            ));
         }
     }
     for (i, l) in inv.links.iter().enumerate() {

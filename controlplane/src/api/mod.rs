@@ -11,6 +11,7 @@
 //! - Every error goes through [`error::ApiError`], the one mapping to `tonic::Status`.
 
 pub mod error;
+mod liveness;
 pub mod proposer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,7 +36,7 @@ use crate::raft::transport::{Local, MemberReport};
 use crate::raft::{decode, network, Outcome, Raft};
 use crate::store::events::Filter;
 use error::ApiError;
-use proposer::Proposer;
+use proposer::{now_ms, Proposer};
 
 /// Metadata marking a request a member already forwarded (it is not forwarded again).
 const FORWARDED: &str = "x-cairn-forwarded";
@@ -50,18 +51,29 @@ pub struct Api {
     max_message_bytes: usize,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     requests: Arc<AtomicU64>,
+    /// Agents' heartbeats, while this member leads.
+    heartbeats: Arc<liveness::Heartbeats>,
+    /// Silence after which a node is lost.
+    lost_after_ms: u64,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
 
 impl Api {
-    pub fn new(local: Local, proposer: Proposer, max_message_bytes: usize) -> Self {
+    pub fn new(
+        local: Local,
+        proposer: Proposer,
+        max_message_bytes: usize,
+        lost_after_ms: u64,
+    ) -> Self {
         Self {
             local,
             proposer,
             max_message_bytes,
             channels: Arc::default(),
             requests: Arc::default(),
+            heartbeats: Arc::default(),
+            lost_after_ms,
         }
     }
 
@@ -330,12 +342,27 @@ fn forwarded_write<T>(
     })
 }
 
-/// Forward `req` to the leader through `client`, marking it forwarded.
+/// Forward `req` to the leader through `client`, marking it forwarded (an agent's
+/// token goes along).
 fn forwarded<T>(req: Request<T>) -> Request<T> {
+    let token = req.metadata().get(pb::NODE_TOKEN).cloned();
     let mut req = Request::new(req.into_inner());
     req.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(t) = token {
+        req.metadata_mut().insert(pb::NODE_TOKEN, t);
+    }
     req
+}
+
+/// SHA-256 of the agent token a request carries; empty without one.
+fn token_digest(m: &tonic::metadata::MetadataMap) -> Vec<u8> {
+    match m.get(pb::NODE_TOKEN) {
+        Some(t) => ring::digest::digest(&ring::digest::SHA256, t.as_bytes())
+            .as_ref()
+            .to_vec(),
+        None => Vec::new(),
+    }
 }
 
 fn filter_from_pb(f: Option<pb::EventFilter>) -> Result<Filter> {
@@ -400,13 +427,14 @@ impl pb::cairn_server::Cairn for Api {
         let Some(mut cmd) = req.get_ref().command.clone() else {
             return Err(ApiError::Invalid(vec!["command: required".into()]).into());
         };
-        if matches!(cmd.body, Some(pb::command::Body::ReconcileMembers(_))) {
+        cmd.token_digest = token_digest(req.metadata());
+        let parsed = convert::command_from_pb(&cmd).map_err(|m| ApiError::Invalid(m.0))?;
+        if parsed.body.leader_only() {
             return Err(ApiError::Invalid(vec![
-                "command.body: reconcile_members is proposed by the leader only".into(),
+                "command.body: this command is proposed by the leader only".into(),
             ])
             .into());
         }
-        let parsed = convert::command_from_pb(&cmd).map_err(|m| ApiError::Invalid(m.0))?;
         let problems = domain::validate::command_problems(&parsed);
         if !problems.is_empty() {
             return Err(ApiError::Invalid(problems).into());
@@ -728,6 +756,85 @@ impl pb::cairn_server::Cairn for Api {
             );
         };
         Ok(Response::new(self.change_membership(change, voters).await?))
+    }
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> std::result::Result<Response<pb::HeartbeatResponse>, Status> {
+        let node = req.get_ref().node.clone();
+        let mut problems = Vec::new();
+        domain::validate::node_name_problems("node", &node, &mut problems);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems).into());
+        }
+        if let Some(mut client) = self.route(&req).await? {
+            return forward_read(client.heartbeat(forwarded(req))).await;
+        }
+        let digest = token_digest(req.metadata());
+        let lost = {
+            let inner = self.local.shared.read();
+            let Some(n) = inner.state.node(&node) else {
+                return Err(ApiError::Rejected(domain::Rejection::NotFound(format!(
+                    "node/{node}"
+                )))
+                .into());
+            };
+            if n.token_digest != digest {
+                return Err(
+                    ApiError::Rejected(domain::Rejection::PermissionDenied(format!(
+                        "node/{node} is registered with another agent token"
+                    )))
+                    .into(),
+                );
+            }
+            n.lost
+        };
+        self.heartbeats.record(&node);
+        Ok(Response::new(pb::HeartbeatResponse {
+            leader_id: self.id(),
+            lost,
+            grace_ms: self.lost_after_ms,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> std::result::Result<Response<pb::ListNodesResponse>, Status> {
+        let r = req.get_ref();
+        if !r.name.is_empty() {
+            let mut problems = Vec::new();
+            domain::validate::node_name_problems("name", &r.name, &mut problems);
+            if !problems.is_empty() {
+                return Err(ApiError::Invalid(problems).into());
+            }
+        }
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return forward_read(client.list_nodes(forwarded(req))).await;
+        }
+        let inner = self.local.shared.read();
+        let nodes: Vec<pb::NodeView> = inner
+            .state
+            .nodes()
+            .iter()
+            .filter(|(name, _)| r.name.is_empty() || **name == r.name)
+            .map(|(name, n)| {
+                let key = domain::EntityKey::new(domain::kinds::NODE, name.clone());
+                convert::node_to_pb(name, n, inner.state.entity(&key))
+            })
+            .collect();
+        drop(inner);
+        if !r.name.is_empty() && nodes.is_empty() {
+            return Err(ApiError::Rejected(domain::Rejection::NotFound(format!(
+                "node/{}",
+                r.name
+            )))
+            .into());
+        }
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes,
+            read: Some(self.read_info(r.consistency)),
+        }))
     }
 }
 

@@ -91,12 +91,24 @@ fn acquire(holder: &str, count: u32) -> Command {
 #[test]
 fn registration_binds_the_token_and_only_changes_make_events() {
     let mut s = State::new();
-    assert_eq!(apply(&mut s, &register("n1", inventory(8, (20000, 20010)), b"t1")).unwrap().len(), 1);
+    assert_eq!(
+        apply(&mut s, &register("n1", inventory(8, (20000, 20010)), b"t1"))
+            .unwrap()
+            .len(),
+        1
+    );
     // The same inventory again (an agent restart): nothing new.
-    assert!(apply(&mut s, &register("n1", inventory(8, (20000, 20010)), b"t1")).unwrap().is_empty());
+    assert!(
+        apply(&mut s, &register("n1", inventory(8, (20000, 20010)), b"t1"))
+            .unwrap()
+            .is_empty()
+    );
     // Another agent claiming the node is refused.
     let denied = apply(&mut s, &register("n1", inventory(8, (20000, 20010)), b"t2")).unwrap_err();
-    assert!(matches!(denied, Rejection::PermissionDenied(_)), "{denied:?}");
+    assert!(
+        matches!(denied, Rejection::PermissionDenied(_)),
+        "{denied:?}"
+    );
     // A changed inventory is recorded.
     let ev = apply(&mut s, &register("n1", inventory(4, (20000, 20010)), b"t1")).unwrap();
     assert_eq!(ev[0].payload.type_name(), "node_registered");
@@ -113,7 +125,9 @@ fn gpu_health_changes_only_on_change_and_recovers() {
     let mut s = State::new();
     apply(&mut s, &register("n1", inventory(2, (20000, 20010)), b"t")).unwrap();
     let all_healthy = vec![health("GPU-0", true, 0), health("GPU-1", true, 0)];
-    assert!(apply(&mut s, &report("n1", all_healthy.clone(), b"t")).unwrap().is_empty());
+    assert!(apply(&mut s, &report("n1", all_healthy.clone(), b"t"))
+        .unwrap()
+        .is_empty());
     let xid = vec![health("GPU-0", true, 0), health("GPU-1", false, 79)];
     let ev = apply(&mut s, &report("n1", xid.clone(), b"t")).unwrap();
     assert_eq!(ev.len(), 1);
@@ -124,11 +138,17 @@ fn gpu_health_changes_only_on_change_and_recovers() {
     assert!(s.node("n1").unwrap().gpu_health("GPU-1").healthy);
     // Reports about another node, or an unknown GPU, are refused.
     assert!(matches!(
-        apply(&mut s, &report("n1", vec![health("GPU-0", false, 48)], b"other")),
+        apply(
+            &mut s,
+            &report("n1", vec![health("GPU-0", false, 48)], b"other")
+        ),
         Err(Rejection::PermissionDenied(_))
     ));
     assert!(matches!(
-        apply(&mut s, &report("n1", vec![health("GPU-9", false, 48)], b"t")),
+        apply(
+            &mut s,
+            &report("n1", vec![health("GPU-9", false, 48)], b"t")
+        ),
         Err(Rejection::InvalidArgument(_))
     ));
 }
@@ -165,8 +185,15 @@ fn cordons_of_nodes_and_gpus() {
     };
     assert_eq!(apply(&mut s, &cordon(None, false)).unwrap().len(), 1);
     assert!(apply(&mut s, &cordon(None, false)).unwrap().is_empty());
-    assert_eq!(apply(&mut s, &cordon(None, true)).unwrap().len(), 1, "a drain is news");
-    assert_eq!(apply(&mut s, &cordon(Some("GPU-1"), false)).unwrap().len(), 1);
+    assert_eq!(
+        apply(&mut s, &cordon(None, true)).unwrap().len(),
+        1,
+        "a drain is news"
+    );
+    assert_eq!(
+        apply(&mut s, &cordon(Some("GPU-1"), false)).unwrap().len(),
+        1
+    );
     assert!(matches!(
         apply(&mut s, &cordon(Some("GPU-7"), false)),
         Err(Rejection::NotFound(_))
@@ -192,23 +219,43 @@ fn leases_take_the_lowest_free_ports_and_expire() {
     let n = s.node("n1").unwrap();
     assert_eq!(n.ports_of("job-a/0"), [20000, 20001]);
     assert_eq!(n.ports_of("job-b/0"), [20002, 20003]);
-    assert!(matches!(apply(&mut s, &acquire("job-a/0", 1)), Err(Rejection::AlreadyExists(_))));
+    assert!(matches!(
+        apply(&mut s, &acquire("job-a/0", 1)),
+        Err(Rejection::AlreadyExists(_))
+    ));
     assert!(matches!(
         apply(&mut s, &acquire("job-c/0", 2)),
         Err(Rejection::FailedPrecondition(_))
     ));
     // Released ports are reused.
-    apply(&mut s, &cmd(CommandBody::ReleasePortLeases { node: "n1".into(), holder: "job-a/0".into() })).unwrap();
+    apply(
+        &mut s,
+        &cmd(CommandBody::ReleasePortLeases {
+            node: "n1".into(),
+            holder: "job-a/0".into(),
+        }),
+    )
+    .unwrap();
     apply(&mut s, &acquire("job-c/0", 3)).unwrap();
-    assert_eq!(s.node("n1").unwrap().ports_of("job-c/0"), [20000, 20001, 20004]);
+    assert_eq!(
+        s.node("n1").unwrap().ports_of("job-c/0"),
+        [20000, 20001, 20004]
+    );
     // The agent renews; only what is past its expiry is reclaimed.
-    let renew = cmd_at(5_000, CommandBody::RenewPortLeases {
-        node: "n1".into(),
-        ttl_ms: 10_000,
-        token_digest: b"t".to_vec(),
-    });
+    let renew = cmd_at(
+        5_000,
+        CommandBody::RenewPortLeases {
+            node: "n1".into(),
+            ttl_ms: 10_000,
+            token_digest: b"t".to_vec(),
+        },
+    );
     apply(&mut s, &renew).unwrap();
-    assert!(apply(&mut s, &cmd_at(14_999, CommandBody::ExpirePortLeases)).unwrap().is_empty());
+    assert!(
+        apply(&mut s, &cmd_at(14_999, CommandBody::ExpirePortLeases))
+            .unwrap()
+            .is_empty()
+    );
     let ev = apply(&mut s, &cmd_at(15_000, CommandBody::ExpirePortLeases)).unwrap();
     assert_eq!(ev.len(), 2, "one release per holder: {ev:?}");
     assert!(s.node("n1").unwrap().leases.is_empty());
@@ -229,8 +276,13 @@ fn a_violation_names_the_lessee() {
         })
     };
     let ev = apply(&mut s, &violation(20000)).unwrap();
-    assert!(matches!(&ev[0].payload, EventPayload::PortLeaseViolation { holder, .. } if holder == "job-a/0"));
-    assert!(matches!(apply(&mut s, &violation(20001)), Err(Rejection::InvalidArgument(_))));
+    assert!(
+        matches!(&ev[0].payload, EventPayload::PortLeaseViolation { holder, .. } if holder == "job-a/0")
+    );
+    assert!(matches!(
+        apply(&mut s, &violation(20001)),
+        Err(Rejection::InvalidArgument(_))
+    ));
     assert_eq!(s.node("n1").unwrap().violations, 1);
 }
 
@@ -252,7 +304,7 @@ proptest! {
                 let _ = apply(&mut s, &c);
                 let n = s.node("n1").unwrap();
                 let mut seen = BTreeSet::new();
-                for (port, _) in &n.leases {
+                for port in n.leases.keys() {
                     prop_assert!(seen.insert(*port));
                     prop_assert!((20000..=20031).contains(port));
                 }

@@ -68,10 +68,11 @@ pub(super) fn decide(
                     now.healthy || now.reason != g.reason || now.xid != g.xid
                 };
                 if changed {
-                    out.emit(
-                        key(node),
-                        EventPayload::GpuHealthChanged { health: g.clone() },
-                    );
+                    let mut health = g.clone();
+                    if health.healthy && health.reason.is_empty() {
+                        health.reason = format!("recovered from: {}", now.reason);
+                    }
+                    out.emit(key(node), EventPayload::GpuHealthChanged { health });
                 }
             }
             Ok(())

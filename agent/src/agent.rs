@@ -1,0 +1,344 @@
+//! The agent's loop: register the node, heartbeat, report GPU health changes, renew and
+//! enforce port leases. Shutdown is a future passed in, so tests and the embedded agent
+//! of `cairn-server dev` control it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_proto as pb;
+use pb::command::Body;
+use tonic::Code;
+
+use crate::control::Control;
+use crate::gpu::{self, GpuProvider, HealthPolicy, ProviderChoice};
+use crate::ports::PortGuard;
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node's name (default: the host name).
+    pub node: String,
+    pub endpoints: Vec<String>,
+    /// Where the node token is kept.
+    pub state_dir: PathBuf,
+    pub gpus: ProviderChoice,
+    /// Control file of injected faults (simulated GPUs).
+    pub sim_faults: Option<PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    pub heartbeat: Duration,
+    /// How often GPU health is looked at.
+    pub health_every: Duration,
+    /// Lease lifetime the agent renews to; it renews every third of it.
+    pub lease_ttl: Duration,
+    /// How often leased ports are checked on the host.
+    pub port_scan_every: Duration,
+    pub port_range: (u32, u32),
+    pub policy: HealthPolicy,
+}
+
+impl AgentConfig {
+    pub fn new(node: &str, endpoints: Vec<String>, state_dir: PathBuf) -> Self {
+        Self {
+            node: node.to_string(),
+            endpoints,
+            state_dir,
+            gpus: ProviderChoice::NvmlOrSim {
+                topology: "nvswitch-8".into(),
+            },
+            sim_faults: None,
+            labels: BTreeMap::new(),
+            heartbeat: Duration::from_secs(1),
+            health_every: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(60),
+            port_scan_every: Duration::from_secs(2),
+            port_range: (20000, 29999),
+            policy: HealthPolicy::default(),
+        }
+    }
+}
+
+/// The host name as a node name: lowercase, with anything but letters, digits, '-' and
+/// '.' replaced by '-'.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches(|c| c == '-' || c == '.').to_string();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// The node token: made once, kept in the state directory, sent with every report.
+pub fn load_or_create_token(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("node-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let token: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let tmp = dir.join("node-token.tmp");
+    std::fs::write(&tmp, &token).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// What this node registers.
+pub fn node_inventory(cfg: &AgentConfig, gpus: &gpu::Inventory) -> pb::NodeInventory {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    pb::NodeInventory {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        labels: cfg.labels.clone().into_iter().collect(),
+        cpu_millis: cpus * 1000,
+        memory_bytes: host_memory_bytes(),
+        gpus: gpus.gpus.clone(),
+        links: gpus.links.clone(),
+        port_range_start: cfg.port_range.0,
+        port_range_end: cfg.port_range.1,
+        driver_version: gpus.driver_version.clone(),
+        cuda_version: gpus.cuda_version.clone(),
+        gpu_provider: gpus.provider.clone(),
+    }
+}
+
+/// Run the agent until `shutdown` completes. Errors only for what retrying cannot fix
+/// (another agent owns the node, the GPUs cannot be read).
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let token = load_or_create_token(&cfg.state_dir)?;
+    let provider = gpu::open(&cfg.gpus, cfg.sim_faults.clone(), &cfg.node)?;
+    let inventory = provider.inventory()?;
+    tracing::info!(
+        node = %cfg.node,
+        gpus = inventory.gpus.len(),
+        provider = %inventory.provider,
+        "cairn-agent starting"
+    );
+    let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token)?;
+    let mut agent = Agent {
+        inventory: node_inventory(&cfg, &inventory),
+        cfg,
+        provider,
+        control,
+        registered: false,
+        reported: None,
+        guard: PortGuard::default(),
+    };
+    tokio::pin!(shutdown);
+    let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat);
+    let mut health = tokio::time::interval(agent.cfg.health_every);
+    let mut renew = tokio::time::interval(agent.cfg.lease_ttl / 3);
+    let mut scan = tokio::time::interval(agent.cfg.port_scan_every);
+    for t in [&mut heartbeat, &mut health, &mut renew, &mut scan] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let step = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = heartbeat.tick() => agent.heartbeat().await,
+            _ = health.tick() => agent.report_health().await,
+            _ = renew.tick() => agent.renew_leases().await,
+            _ = scan.tick() => agent.enforce_leases().await,
+        };
+        match step {
+            Ok(()) => {}
+            Err(Step::Fatal(e)) => return Err(e),
+            Err(Step::Retry(e)) => tracing::debug!(error = %e, "will retry"),
+        }
+    }
+}
+
+/// Why a step of the loop failed: retry on the next tick, or stop.
+enum Step {
+    Retry(tonic::Status),
+    Fatal(anyhow::Error),
+}
+
+impl From<tonic::Status> for Step {
+    fn from(s: tonic::Status) -> Self {
+        if s.code() == Code::PermissionDenied {
+            Step::Fatal(anyhow::anyhow!(
+                "the control plane refused this agent: {} (is another agent running for this node, or was its token file replaced?)",
+                s.message()
+            ))
+        } else {
+            Step::Retry(s)
+        }
+    }
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    inventory: pb::NodeInventory,
+    provider: Box<dyn GpuProvider>,
+    control: Control,
+    registered: bool,
+    /// The health last accepted by the control plane.
+    reported: Option<Vec<pb::GpuHealth>>,
+    guard: PortGuard,
+}
+
+impl Agent {
+    async fn register(&mut self) -> Result<(), Step> {
+        if self.registered {
+            return Ok(());
+        }
+        let node = self.control.node().to_string();
+        self.control
+            .submit(Body::RegisterNode(pb::RegisterNode {
+                node,
+                inventory: Some(self.inventory.clone()),
+            }))
+            .await?;
+        tracing::info!(node = %self.cfg.node, "node registered");
+        self.registered = true;
+        self.reported = None;
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), Step> {
+        self.register().await?;
+        let req = pb::HeartbeatRequest {
+            node: self.cfg.node.clone(),
+        };
+        match self
+            .control
+            .call(req, |mut c, r| async move { c.heartbeat(r).await })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => {
+                // The log does not know the node (a wiped cluster): register again.
+                self.registered = false;
+                Err(Step::Retry(s))
+            }
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    async fn report_health(&mut self) -> Result<(), Step> {
+        self.register().await?;
+        let observed = match self.provider.observe() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read GPU health");
+                return Ok(());
+            }
+        };
+        let health: Vec<pb::GpuHealth> =
+            observed.iter().map(|o| self.cfg.policy.judge(o)).collect();
+        if self.reported.as_ref() == Some(&health) {
+            return Ok(());
+        }
+        for h in health.iter().filter(|h| !h.healthy) {
+            tracing::warn!(gpu = %h.uuid, reason = %h.reason, "GPU unhealthy");
+        }
+        self.control
+            .submit(Body::ReportGpuHealth(pb::ReportGpuHealth {
+                node: self.cfg.node.clone(),
+                gpus: health.clone(),
+            }))
+            .await?;
+        self.reported = Some(health);
+        Ok(())
+    }
+
+    async fn renew_leases(&mut self) -> Result<(), Step> {
+        self.register().await?;
+        self.control
+            .submit(Body::RenewPortLeases(pb::RenewPortLeases {
+                node: self.cfg.node.clone(),
+                ttl_ms: self.cfg.lease_ttl.as_millis() as u64,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    async fn enforce_leases(&mut self) -> Result<(), Step> {
+        self.register().await?;
+        let req = pb::ListNodesRequest {
+            name: self.cfg.node.clone(),
+            consistency: pb::ReadConsistency::Stale as i32,
+        };
+        let view = self
+            .control
+            .call(req, |mut c, r| async move { c.list_nodes(r).await })
+            .await?;
+        let leased: BTreeSet<u16> = view
+            .nodes
+            .iter()
+            .flat_map(|n| n.leases.iter())
+            .filter_map(|l| u16::try_from(l.port).ok())
+            .collect();
+        let found = self.guard.enforce(&leased);
+        for port in &found.taken_by_unknown {
+            tracing::warn!(
+                port,
+                "a leased port is taken by a process this agent cannot see"
+            );
+        }
+        for v in found.violations {
+            tracing::warn!(port = v.port, pid = v.pid, process = %v.process, "a process holds a port leased to someone else");
+            self.control
+                .submit(Body::ReportPortViolation(pb::ReportPortViolation {
+                    node: self.cfg.node.clone(),
+                    port: v.port as u32,
+                    pid: v.pid,
+                    process: v.process,
+                }))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = load_or_create_token(dir.path()).expect("made");
+        let b = load_or_create_token(dir.path()).expect("read");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        let other = tempfile::tempdir().expect("tempdir");
+        assert_ne!(a, load_or_create_token(other.path()).expect("made"));
+    }
+}

@@ -321,7 +321,7 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
     }
 }
 
-fn pid_rss(pid: u32) -> u64 {
+pub(crate) fn pid_rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -54,6 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             get_entity(&mut cluster, &ctx, entity, &read).await
         }
         Command::Bench(BenchCmd::Append(args)) => crate::bench::append(&cluster, args).await,
+        Command::Bench(BenchCmd::Agents(args)) => {
+            crate::bench_agents::agents(&mut cluster, args).await
+        }
         Command::Node(c) => crate::nodes::node_cmd(&mut cluster, &ctx, c).await,
         Command::Gpu(c) => crate::nodes::gpu_cmd(&mut cluster, &ctx, c).await,
         Command::Lease(c) => crate::nodes::lease_cmd(&mut cluster, &ctx, c).await,

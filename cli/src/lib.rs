@@ -4,6 +4,7 @@
 //! reach the leader through it. Output is a table, or JSON/YAML with `-o`.
 
 pub mod bench;
+pub mod bench_agents;
 pub mod client;
 mod commands;
 mod nodes;
@@ -187,4 +188,6 @@ pub enum BenchCmd {
     /// Concurrent durable appends of a fixed-size payload; prints throughput, latency
     /// percentiles and each server's RSS.
     Append(bench::AppendArgs),
+    /// Simulated agents at scale: heartbeats, health changes, false `node_lost`, CPU.
+    Agents(bench_agents::AgentsArgs),
 }

@@ -4,6 +4,7 @@
 #   deploy/local/cluster.sh start    build, start 3 members, wait for a leader
 #   deploy/local/cluster.sh stop     stop exactly the processes `start` started
 #   deploy/local/cluster.sh status   which members run, and the cluster's view
+#   deploy/local/cluster.sh pids     the members' PIDs in node order
 #
 # Data and logs live under $CAIRN_LOCAL_DIR (default ./.cairn-local). Set
 # CAIRN_PROFILE=release to run release builds (default: debug); CAIRN_CLI_FEATURES adds
@@ -89,9 +90,20 @@ status() {
   "$BIN/cairn" --endpoints "$ENDPOINTS" --timeout 2s cluster status || true
 }
 
+# The members' PIDs in node order, comma-separated (for benchmarks).
+pids() {
+  local out=()
+  for i in 1 2 3; do
+    pid=$(live_pid "$DIR/node$i.pid" "$i") || { echo "node $i is not running" >&2; exit 1; }
+    out+=("$pid")
+  done
+  (IFS=,; echo "${out[*]}")
+}
+
 case ${1:-} in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  pids) pids ;;
+  *) echo "usage: $0 start|stop|status|pids" >&2; exit 2 ;;
 esac

@@ -767,8 +767,14 @@ impl pb::cairn_server::Cairn for Api {
         if !problems.is_empty() {
             return Err(ApiError::Invalid(problems).into());
         }
-        if let Some(mut client) = self.route(&req).await? {
-            return forward_read(client.heartbeat(forwarded(req))).await;
+        // Heartbeats are not forwarded: the agent follows the hint and beats to the
+        // leader directly, so followers carry none of that load.
+        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
+        if leader != self.id() {
+            return Err(ApiError::NotLeader {
+                leader: Some((leader, addr)),
+            }
+            .into());
         }
         let digest = token_digest(req.metadata());
         let lost = {

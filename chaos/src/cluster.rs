@@ -135,7 +135,12 @@ pub fn fill_disk(data: &Path) -> anyhow::Result<()> {
     let path = filler(data);
     let mut last = None;
     for margin in [64u64 << 10, 1 << 20, 4 << 20, 16 << 20] {
-        let size = avail.saturating_sub(margin).to_string();
+        let size = avail.saturating_sub(margin);
+        if size == 0 {
+            // Less than the margin is left: the disk is already full for sled.
+            return Ok(());
+        }
+        let size = size.to_string();
         match crate::net::sh(&["fallocate", "-l", &size, &path.to_string_lossy()]) {
             Ok(()) => return Ok(()),
             Err(e) => last = Some(e),

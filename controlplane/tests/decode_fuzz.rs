@@ -43,6 +43,134 @@ fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Node commands with arbitrary field values (names, ranges, counts, tokens).
+fn node_command() -> impl Strategy<Value = pb::Command> {
+    use pb::command::Body;
+    let name = prop_oneof![
+        Just("n1".to_string()),
+        Just("n2".to_string()),
+        "[a-zA-Z0-9._-]{0,12}"
+    ];
+    let holder = prop_oneof![Just("job/0".to_string()), "[a-z/]{0,6}"];
+    let body = prop_oneof![
+        (name.clone(), any::<u32>(), any::<u32>(), 0u32..4).prop_map(|(node, lo, hi, gpus)| {
+            Body::RegisterNode(pb::RegisterNode {
+                node,
+                inventory: Some(pb::NodeInventory {
+                    port_range_start: lo % 70000,
+                    port_range_end: hi % 70000,
+                    gpus: (0..gpus)
+                        .map(|i| pb::GpuInfo {
+                            index: i,
+                            uuid: format!("GPU-{i}"),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    links: vec![pb::GpuLink {
+                        a: 0,
+                        b: gpus,
+                        nvlinks: 1,
+                        pcie: 99,
+                    }],
+                    ..Default::default()
+                }),
+            })
+        }),
+        (name.clone(), 0u32..5, any::<bool>(), any::<u32>()).prop_map(
+            |(node, gpu, healthy, xid)| {
+                Body::ReportGpuHealth(pb::ReportGpuHealth {
+                    node,
+                    gpus: vec![pb::GpuHealth {
+                        uuid: format!("GPU-{gpu}"),
+                        healthy,
+                        reason: String::new(),
+                        xid,
+                    }],
+                })
+            }
+        ),
+        (name.clone(), holder.clone(), any::<u32>(), any::<u64>()).prop_map(
+            |(node, holder, count, ttl_ms)| {
+                Body::AcquirePortLeases(pb::AcquirePortLeases {
+                    node,
+                    holder,
+                    count: count % 80,
+                    ttl_ms,
+                })
+            }
+        ),
+        (name.clone(), holder).prop_map(|(node, holder)| {
+            Body::ReleasePortLeases(pb::ReleasePortLeases { node, holder })
+        }),
+        (name.clone(), any::<u64>()).prop_map(|(node, ttl_ms)| {
+            Body::RenewPortLeases(pb::RenewPortLeases { node, ttl_ms })
+        }),
+        (name.clone(), any::<u32>()).prop_map(|(node, port)| {
+            Body::ReportPortViolation(pb::ReportPortViolation {
+                node,
+                port,
+                pid: 1,
+                process: "p".into(),
+            })
+        }),
+        (name.clone(), 0u32..5, any::<bool>()).prop_map(|(node, gpu, drain)| {
+            Body::CordonNode(pb::CordonNode {
+                node,
+                gpu_uuid: if gpu == 4 {
+                    String::new()
+                } else {
+                    format!("GPU-{gpu}")
+                },
+                reason: "r".into(),
+                drain,
+            })
+        }),
+        name.clone()
+            .prop_map(|node| Body::MarkNodeLost(pb::MarkNodeLost {
+                node,
+                last_heartbeat_ms: 0,
+                grace_ms: 1
+            })),
+        Just(Body::ExpirePortLeases(pb::ExpirePortLeases {})),
+    ];
+    (body, any::<i64>(), prop::collection::vec(any::<u8>(), 0..2)).prop_map(|(body, ts, token)| {
+        pb::Command {
+            timestamp_ms: ts,
+            body: Some(body),
+            token_digest: token,
+            ..Default::default()
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Whatever node commands arrive, `decide` answers and the fold keeps its
+    /// invariants: leased ports are real ports with a named holder.
+    #[test]
+    fn decided_node_commands_never_panic(cmds in prop::collection::vec(node_command(), 1..40)) {
+        let mut state = cairn_domain::State::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let bytes = pb::CommandBatch { commands: vec![cmd.clone()] }.encode_to_vec();
+            let batch = pb::CommandBatch::decode(bytes.as_slice()).expect("round trip");
+            let Ok(c) = convert::command_from_pb(&batch.commands[0]) else { continue };
+            let pos = cairn_domain::Position { raft_index: i as u64 + 1, raft_term: 1 };
+            if let Ok(events) = cairn_domain::decide(&state, &c, pos) {
+                for e in &events {
+                    state.evolve(e);
+                }
+            }
+        }
+        for n in state.nodes().values() {
+            for (port, lease) in &n.leases {
+                prop_assert!((1..=65535).contains(port));
+                prop_assert!(!lease.holder.is_empty());
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 

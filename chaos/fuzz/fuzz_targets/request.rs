@@ -1,0 +1,26 @@
+//! Client requests as the gRPC server decodes them, then the edge's conversion and
+//! validation: a typed error or a value, never a panic.
+#![no_main]
+
+use cairn_controlplane::convert;
+use cairn_domain::validate;
+use cairn_proto as pb;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(req) = pb::SubmitRequest::decode(data) {
+        if let Some(cmd) = req.command {
+            if let Ok(c) = convert::command_from_pb(&cmd) {
+                let _ = validate::command_problems(&c);
+            }
+        }
+    }
+    let _ = pb::ListEventsRequest::decode(data);
+    let _ = pb::GetEntityRequest::decode(data);
+    let _ = pb::ListEntitiesRequest::decode(data);
+    let _ = pb::WatchEventsRequest::decode(data);
+    let _ = pb::HeartbeatRequest::decode(data);
+    let _ = pb::ListNodesRequest::decode(data);
+    let _ = pb::AddLearnerRequest::decode(data);
+});

@@ -57,7 +57,7 @@ async fn event_types_of(cluster: &TestCluster, leader: u64, node: &str) -> Vec<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(
+    let mut cluster = TestCluster::start(
         3,
         Settings {
             node_lost_after_ms: 2_000,
@@ -183,7 +183,37 @@ async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow
     assert_eq!(violation.port, 21200);
     assert_eq!(violation.holder, "job-x/0");
     assert_eq!(violation.pid, std::process::id());
+
+    // --- the leader fails: its successor waits a full grace period before judging
+    // anyone, so no live node is declared lost, and the leases are still there
+    let lost_before = lost_events(&cluster, leader).await;
+    cluster.node(leader).kill();
+    let new_leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    tokio::time::sleep(Duration::from_millis(2_000 + 1_500)).await;
+    assert_eq!(
+        lost_events(&cluster, new_leader).await,
+        lost_before,
+        "a failover declared a live node lost"
+    );
+    let leases: Vec<pb::PortLease> = nodes(&cluster)
+        .await
+        .iter()
+        .filter(|n| n.name == "gpu-c")
+        .flat_map(|n| n.leases.clone())
+        .collect();
+    assert_eq!(leases.len(), 1, "the lease survives the failover: {leases:?}");
+    assert_eq!(leases[0].holder, "job-x/0");
     Ok(())
+}
+
+async fn lost_events(cluster: &TestCluster, member: u64) -> usize {
+    cluster
+        .events_of(member)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.type_name() == "node_lost")
+        .count()
 }
 
 fn lease_request(node: &str, holder: &str, count: u32) -> pb::SubmitRequest {

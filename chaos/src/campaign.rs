@@ -61,12 +61,13 @@ pub enum FaultKind {
     /// Fill a server's disk; it must fail its writes cleanly, stop, and come back
     /// once space returns.
     DiskFull,
+    SlowDisk,
     /// Remove a follower from the membership, then add it back as a learner and
     /// promote it.
     Membership,
 }
 
-pub const FAULTS: [FaultKind; 10] = [
+pub const FAULTS: [FaultKind; 11] = [
     FaultKind::PartitionLeader,
     FaultKind::PartitionHalves,
     FaultKind::PacketLoss,
@@ -76,6 +77,7 @@ pub const FAULTS: [FaultKind; 10] = [
     FaultKind::Bandwidth,
     FaultKind::Membership,
     FaultKind::DiskFull,
+    FaultKind::SlowDisk,
     FaultKind::Delay,
 ];
 
@@ -189,6 +191,7 @@ fn heal(net: &Net, servers: &mut [Server]) -> anyhow::Result<()> {
     net.heal()?;
     for s in servers.iter_mut() {
         cluster::free_disk(s.data_dir());
+        s.fast_disk();
         if s.paused {
             s.resume();
         }
@@ -384,7 +387,9 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             &settings.faults
         };
         let mut kind = menu[rng.gen_range(0..menu.len())];
-        if kind == FaultKind::DiskFull && settings.disk_mb == 0 {
+        if matches!(kind, FaultKind::DiskFull | FaultKind::SlowDisk) && settings.disk_mb == 0
+            || kind == FaultKind::SlowDisk && !servers.iter().all(|s| s.can_slow_disk())
+        {
             kind = FaultKind::KillAny;
         }
         let leader = find_leader(&mut servers).await.map(|l| (l - 1) as usize);
@@ -452,6 +457,17 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             FaultKind::DiskFull => {
                 cluster::fill_disk(servers[any].data_dir())?;
                 format!("node {}'s disk is full", any + 1)
+            }
+            FaultKind::SlowDisk => {
+                // The leader half the time: its fsyncs gate every commit.
+                let victim = if rng.gen_bool(0.5) {
+                    leader.unwrap_or(any)
+                } else {
+                    any
+                };
+                let iops = rng.gen_range(5..50);
+                servers[victim].slow_disk(iops, 1 << 20)?;
+                format!("node {}'s disk does {iops} writes/s, 1 MiB/s", victim + 1)
             }
             FaultKind::Membership => {
                 let l = leader.unwrap_or(0);

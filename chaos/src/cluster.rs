@@ -24,9 +24,116 @@ pub struct Server {
     bin: PathBuf,
     child: Option<Child>,
     pub paused: bool,
+    /// The loop device the data directory is mounted from (with a disk size).
+    disk: Option<Disk>,
 }
 
+/// A small ext4 filesystem on a loop device: a disk the nemeses can fill or slow down.
+struct Disk {
+    image: PathBuf,
+    device: String,
+    /// `major:minor` of the loop device, for the blkio throttle.
+    dev_id: String,
+    /// The blkio cgroup that slows this server's writes.
+    cgroup: PathBuf,
+}
+
+impl Disk {
+    fn create(image: &Path, mount: &Path, mb: u32, cgroup: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cgroup)
+            .with_context(|| format!("creating the blkio cgroup {}", cgroup.display()))?;
+        std::fs::create_dir_all(mount)?;
+        let file = std::fs::File::create(image)?;
+        file.set_len(u64::from(mb) << 20)?;
+        drop(file);
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image)
+            .output()
+            .context("running losetup")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "losetup {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let disk = Self {
+            image: image.to_path_buf(),
+            device: device.clone(),
+            dev_id: std::fs::read_to_string(format!(
+                "/sys/block/{}/dev",
+                device.trim_start_matches("/dev/")
+            ))?
+            .trim()
+            .to_string(),
+            cgroup,
+        };
+        // No blocks reserved for root: the server runs as root and must see the disk full.
+        crate::net::sh(&["mkfs.ext4", "-q", "-F", "-m", "0", &device])?;
+        crate::net::sh(&["mount", &device, &mount.to_string_lossy()])?;
+        Ok(disk)
+    }
+
+    fn release(&self, mount: &Path) {
+        let _ = Command::new("umount")
+            .arg(mount)
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("losetup")
+            .args(["-d", &self.device])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&self.image);
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+/// The root of the blkio hierarchy (cgroup v1), where throttled servers return.
+const BLKIO_ROOT: &str = "/sys/fs/cgroup/blkio";
+
 impl Server {
+    /// Throttle this server's writes to its disk to `iops` operations and `bps` bytes per
+    /// second (a slow disk). Only with a disk size.
+    pub fn slow_disk(&mut self, iops: u32, bps: u64) -> anyhow::Result<()> {
+        let (Some(d), Some(c)) = (&self.disk, &self.child) else {
+            anyhow::bail!("node {} has no disk of its own to slow down", self.id);
+        };
+        std::fs::write(
+            d.cgroup.join("blkio.throttle.write_iops_device"),
+            format!("{} {iops}", d.dev_id),
+        )?;
+        std::fs::write(
+            d.cgroup.join("blkio.throttle.write_bps_device"),
+            format!("{} {bps}", d.dev_id),
+        )?;
+        std::fs::write(d.cgroup.join("cgroup.procs"), c.id().to_string())?;
+        Ok(())
+    }
+
+    /// Whether the server has a disk of its own that can be slowed down.
+    pub fn can_slow_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Give the server its disk's full speed back.
+    pub fn fast_disk(&mut self) {
+        if let (Some(d), Some(c)) = (&self.disk, &self.child) {
+            let _ = std::fs::write(
+                Path::new(BLKIO_ROOT).join("cgroup.procs"),
+                c.id().to_string(),
+            );
+            let _ = std::fs::write(
+                d.cgroup.join("blkio.throttle.write_iops_device"),
+                format!("{} 0", d.dev_id),
+            );
+            let _ = std::fs::write(
+                d.cgroup.join("blkio.throttle.write_bps_device"),
+                format!("{} 0", d.dev_id),
+            );
+        }
+    }
+
     pub fn start(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {
             return Ok(());
@@ -68,7 +175,8 @@ impl Server {
         self.child.is_some()
     }
 
-    /// The server's data directory (a small tmpfs when the disk nemesis is on).
+    /// The server's data directory (on a small loop-device disk when the disk nemeses
+    /// are on).
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
@@ -103,13 +211,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.fast_disk();
         self.resume();
         self.kill();
-        // Unmount the tmpfs, if the data directory is one.
-        let _ = Command::new("umount")
-            .arg(&self.data)
-            .stderr(Stdio::null())
-            .status();
+        match self.disk.take() {
+            Some(d) => d.release(&self.data),
+            None => {
+                let _ = Command::new("umount")
+                    .arg(&self.data)
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
@@ -154,8 +267,8 @@ pub fn free_disk(data: &Path) {
     let _ = std::fs::remove_file(filler(data));
 }
 
-/// One server per host of `net`; with `disk_mb`, each data directory is a tmpfs of
-/// that size, so a nemesis can fill it.
+/// One server per host of `net`; with `disk_mb`, each data directory is an ext4
+/// filesystem of that size on a loop device, so a nemesis can fill it or slow it down.
 pub fn start_all(net: &Net, dir: &Path, bin: &Path, disk_mb: u32) -> anyhow::Result<Vec<Server>> {
     let members: Vec<String> = net
         .hosts
@@ -176,19 +289,33 @@ pub fn start_all(net: &Net, dir: &Path, bin: &Path, disk_mb: u32) -> anyhow::Res
             bin: bin.to_path_buf(),
             child: None,
             paused: false,
+            disk: None,
         };
         if disk_mb > 0 {
-            std::fs::create_dir_all(&s.data)?;
-            let size = format!("size={disk_mb}m");
-            crate::net::sh(&[
-                "mount",
-                "-t",
-                "tmpfs",
-                "-o",
-                &size,
-                "tmpfs",
-                &s.data.to_string_lossy(),
-            ])?;
+            let cgroup = Path::new(BLKIO_ROOT).join(format!("{}-node{id}", net.name()));
+            let image = dir.join(format!("node{id}.img"));
+            match Disk::create(&image, &s.data, disk_mb, cgroup) {
+                Ok(d) => s.disk = Some(d),
+                Err(e) => {
+                    // No loop devices (or no blkio cgroup) here: a tmpfs still fills up,
+                    // but it cannot be slowed down.
+                    eprintln!(
+                        "no loop-device disk ({e:#}); using a tmpfs, without slow-disk faults"
+                    );
+                    let _ = std::fs::remove_file(&image);
+                    std::fs::create_dir_all(&s.data)?;
+                    let size = format!("size={disk_mb}m");
+                    crate::net::sh(&[
+                        "mount",
+                        "-t",
+                        "tmpfs",
+                        "-o",
+                        &size,
+                        "tmpfs",
+                        &s.data.to_string_lossy(),
+                    ])?;
+                }
+            }
         }
         s.start()?;
         servers.push(s);

@@ -6,15 +6,16 @@
 //! (the leader alone, random halves), packet loss (iptables `statistic`), bandwidth
 //! limits (`tc tbf`), delay with jitter (a user-space TCP proxy, [`proxy`]: this kernel
 //! has no netem), SIGKILL and restart of the leader or any member, SIGSTOP/SIGCONT
-//! pauses, a full disk (data on a small tmpfs, filled up), and membership changes (a
-//! follower removed, then added back and promoted). After healing it checks
+//! pauses, a full disk (data on a small ext4 loop-device disk, filled up), a slow disk
+//! (that disk's writes throttled by a blkio cgroup: a few writes per second), and
+//! membership changes (a follower removed, then added back and promoted). After healing it checks
 //! that no acknowledged creation was lost or duplicated, that every register history is
 //! linearizable ([`checker`]), that event streams were gapless, and that every member
 //! holds the same log.
 //!
 //! Not covered: reordering within a connection (TCP forbids it; the proxy's jitter
-//! reorders only across connections), slow disks, and clock jumps (a time namespace
-//! cannot move `CLOCK_REALTIME`, and libfaketime breaks `clock_nanosleep` here).
+//! reorders only across connections), and clock jumps (a time namespace cannot move
+//! `CLOCK_REALTIME`, and libfaketime breaks `clock_nanosleep` here).
 
 pub mod campaign;
 pub mod checker;

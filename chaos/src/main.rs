@@ -41,8 +41,8 @@ struct Cli {
     /// Which 10.213.<net>.0/24 the simulated hosts use.
     #[arg(long, default_value_t = 7)]
     net: u8,
-    /// Put each server's data on a tmpfs of this many MiB and add disk-full faults
-    /// (0: off).
+    /// Put each server's data on an ext4 loop-device disk of this many MiB and add
+    /// disk-full and slow-disk faults (0: off).
     #[arg(long, default_value_t = 0)]
     disk_mb: u32,
     /// Draw faults only from these (comma-separated; default: all).

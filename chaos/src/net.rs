@@ -52,6 +52,11 @@ pub fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl Net {
+    /// A name unique to this campaign's network (for host-side resources).
+    pub fn name(&self) -> String {
+        format!("cairn-chaos-{}", self.tag)
+    }
+
     /// Create `n` hosts. `net` picks the /24 (so concurrent campaigns do not collide).
     pub fn create(n: usize, net: u8) -> anyhow::Result<Self> {
         let tag = format!("{}", std::process::id() % 100_000);

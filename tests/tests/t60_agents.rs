@@ -201,7 +201,11 @@ async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow
         .filter(|n| n.name == "gpu-c")
         .flat_map(|n| n.leases.clone())
         .collect();
-    assert_eq!(leases.len(), 1, "the lease survives the failover: {leases:?}");
+    assert_eq!(
+        leases.len(),
+        1,
+        "the lease survives the failover: {leases:?}"
+    );
     assert_eq!(leases[0].holder, "job-x/0");
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_agents;
 pub mod client;
 mod commands;
+mod jobs;
 mod nodes;
 pub mod output;
 pub mod views;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Host-network port leases.
     #[command(subcommand)]
     Lease(nodes::LeaseCmd),
+    /// Training jobs: submit, inspect, cancel, history.
+    #[command(subcommand)]
+    Job(jobs::JobCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),

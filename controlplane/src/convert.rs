@@ -99,6 +99,14 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             holder: x.holder.clone(),
         },
         Some(Body::ExpirePortLeases(_)) => B::ExpirePortLeases,
+        Some(Body::SubmitJob(x)) => B::SubmitJob {
+            spec_json: x.spec_json.clone(),
+        },
+        Some(Body::CancelJob(x)) => B::CancelJob {
+            name: x.name.clone(),
+            reason: x.reason.clone(),
+        },
+        Some(Body::ScheduleJobs(_)) => B::ScheduleJobs,
         Some(Body::ReportPortViolation(x)) => B::ReportPortViolation {
             node: x.node.clone(),
             port: x.port,
@@ -197,6 +205,18 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
             ports: ports.clone(),
             reason: reason.clone(),
         }),
+        P::JobSubmitted { spec_json } => Payload::JobSubmitted(pb::JobSubmitted {
+            spec_json: spec_json.clone(),
+        }),
+        P::JobWaiting { reason } => Payload::JobWaiting(pb::JobWaiting {
+            reason: reason.clone(),
+        }),
+        P::JobScheduled { placements } => Payload::JobScheduled(pb::JobScheduled {
+            placements: placements.iter().map(placement_to_pb).collect(),
+        }),
+        P::JobCancelled { reason } => Payload::JobCancelled(pb::JobCancelled {
+            reason: reason.clone(),
+        }),
         P::PortLeaseViolation {
             port,
             holder,
@@ -282,6 +302,18 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
             ports: x.ports.clone(),
             reason: x.reason.clone(),
         },
+        Some(Payload::JobSubmitted(x)) => P::JobSubmitted {
+            spec_json: x.spec_json.clone(),
+        },
+        Some(Payload::JobWaiting(x)) => P::JobWaiting {
+            reason: x.reason.clone(),
+        },
+        Some(Payload::JobScheduled(x)) => P::JobScheduled {
+            placements: x.placements.iter().map(placement_from_pb).collect(),
+        },
+        Some(Payload::JobCancelled(x)) => P::JobCancelled {
+            reason: x.reason.clone(),
+        },
         Some(Payload::PortLeaseViolation(x)) => P::PortLeaseViolation {
             port: x.port,
             holder: x.holder.clone(),
@@ -300,6 +332,54 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         correlation_id: e.correlation_id.clone(),
         payload,
     })
+}
+
+fn placement_to_pb(p: &domain::job::Placement) -> pb::ReplicaPlacement {
+    pb::ReplicaPlacement {
+        role: p.replica.role.clone(),
+        index: p.replica.index,
+        node: p.node.clone(),
+        gpus: p.gpus.clone(),
+        ports: p.ports.clone(),
+        score: p.score,
+    }
+}
+
+fn placement_from_pb(p: &pb::ReplicaPlacement) -> domain::job::Placement {
+    domain::job::Placement {
+        replica: domain::job::ReplicaId {
+            role: p.role.clone(),
+            index: p.index,
+        },
+        node: p.node.clone(),
+        gpus: p.gpus.clone(),
+        ports: p.ports.clone(),
+        score: p.score,
+    }
+}
+
+/// The API's view of a job.
+pub fn job_to_pb(
+    name: &str,
+    j: &domain::job::JobState,
+    e: Option<&domain::EntityState>,
+) -> pb::JobView {
+    let replicas = j.replicas();
+    pb::JobView {
+        name: name.to_string(),
+        phase: j.phase.name().into(),
+        reason: j.reason.clone(),
+        spec_json: serde_json::to_string(&j.doc).unwrap_or_default(),
+        placements: j.placements.iter().map(placement_to_pb).collect(),
+        revision: e.map_or(0, |e| e.revision),
+        submitted_ms: j.submitted_ms,
+        updated_ms: e.map_or(0, |e| e.updated_ms),
+        queue: j.doc.spec.scheduling.queue.clone(),
+        priority: j.doc.spec.scheduling.priority,
+        framework: format!("{:?}", j.doc.spec.framework).to_lowercase(),
+        replicas: replicas.len() as u32,
+        gpus: replicas.iter().map(|r| r.1.gpus.max(0) as u32).sum(),
+    }
 }
 
 pub fn health_from_pb(h: &pb::GpuHealth) -> domain::node::GpuHealth {

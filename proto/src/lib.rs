@@ -32,6 +32,10 @@ impl v1::Event {
             Some(Payload::PortLeasesRenewed(_)) => "port_leases_renewed",
             Some(Payload::PortLeaseReleased(_)) => "port_lease_released",
             Some(Payload::PortLeaseViolation(_)) => "port_lease_violation",
+            Some(Payload::JobSubmitted(_)) => "job_submitted",
+            Some(Payload::JobWaiting(_)) => "job_waiting",
+            Some(Payload::JobScheduled(_)) => "job_scheduled",
+            Some(Payload::JobCancelled(_)) => "job_cancelled",
             None => "unknown",
         }
     }
@@ -56,6 +60,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "port_leases_renewed",
     "port_lease_released",
     "port_lease_violation",
+    "job_submitted",
+    "job_waiting",
+    "job_scheduled",
+    "job_cancelled",
 ];
 
 /// Metadata carrying an agent's node token.

@@ -96,6 +96,16 @@ pub enum CommandBody {
         process: String,
         token_digest: Vec<u8>,
     },
+    /// A training job document (JSON).
+    SubmitJob {
+        spec_json: String,
+    },
+    CancelJob {
+        name: String,
+        reason: String,
+    },
+    /// Place what fits from the queue (proposed by the leader when capacity changed).
+    ScheduleJobs,
 }
 
 impl CommandBody {
@@ -120,7 +130,15 @@ impl CommandBody {
             | CommandBody::ReportPortViolation { node, .. } => {
                 Some(EntityKey::new(crate::kinds::NODE, node.clone()))
             }
-            CommandBody::ReconcileMembers | CommandBody::ExpirePortLeases => None,
+            CommandBody::SubmitJob { spec_json } => crate::job::parse(spec_json)
+                .ok()
+                .map(|d| EntityKey::new(crate::kinds::JOB, d.metadata.name)),
+            CommandBody::CancelJob { name, .. } => {
+                Some(EntityKey::new(crate::kinds::JOB, name.clone()))
+            }
+            CommandBody::ReconcileMembers
+            | CommandBody::ExpirePortLeases
+            | CommandBody::ScheduleJobs => None,
         }
     }
 }
@@ -134,6 +152,7 @@ impl CommandBody {
                 | CommandBody::MarkNodeLost { .. }
                 | CommandBody::MarkNodeRecovered { .. }
                 | CommandBody::ExpirePortLeases
+                | CommandBody::ScheduleJobs
         )
     }
 }

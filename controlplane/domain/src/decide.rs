@@ -82,7 +82,9 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
             );
         }
         CommandBody::ReconcileMembers => reconcile_members(state, &mut out),
-        _ => nodes::decide(state, cmd, &mut out).unwrap_or(Ok(()))?,
+        _ => nodes::decide(state, cmd, &mut out)
+            .or_else(|| jobs::decide(state, cmd, &mut out))
+            .unwrap_or(Ok(()))?,
     }
     Ok(out.events)
 }
@@ -165,6 +167,9 @@ impl<'a> Emitter<'a> {
     }
 }
 
+#[cfg(test)]
+mod job_tests;
+mod jobs;
 #[cfg(test)]
 mod node_tests;
 mod nodes;

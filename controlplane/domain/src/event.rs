@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::job::Placement;
 use crate::node::{GpuHealth, NodeInventory};
 
 /// The entity an event is about: `kind/name`, e.g. `namespace/research` or `member/2`.
@@ -117,6 +118,20 @@ pub enum EventPayload {
         pid: u32,
         process: String,
     },
+    /// The job's document, as submitted (JSON).
+    JobSubmitted {
+        spec_json: String,
+    },
+    /// Why a queued job does not fit yet (only when the reason changes).
+    JobWaiting {
+        reason: String,
+    },
+    JobScheduled {
+        placements: Vec<Placement>,
+    },
+    JobCancelled {
+        reason: String,
+    },
 }
 
 impl EventPayload {
@@ -140,6 +155,10 @@ impl EventPayload {
             EventPayload::PortLeasesRenewed { .. } => "port_leases_renewed",
             EventPayload::PortLeaseReleased { .. } => "port_lease_released",
             EventPayload::PortLeaseViolation { .. } => "port_lease_violation",
+            EventPayload::JobSubmitted { .. } => "job_submitted",
+            EventPayload::JobWaiting { .. } => "job_waiting",
+            EventPayload::JobScheduled { .. } => "job_scheduled",
+            EventPayload::JobCancelled { .. } => "job_cancelled",
         }
     }
 }

@@ -17,8 +17,10 @@
 mod command;
 mod decide;
 mod event;
+pub mod job;
 pub mod node;
 mod rejection;
+pub mod schedule;
 mod state;
 pub mod validate;
 
@@ -33,5 +35,6 @@ pub mod kinds {
     pub const NAMESPACE: &str = "namespace";
     pub const MEMBER: &str = "member";
     pub const NODE: &str = "node";
-    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE];
+    pub const JOB: &str = "job";
+    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB];
 }

@@ -155,6 +155,10 @@ pub struct NodeState {
     /// By port.
     pub leases: BTreeMap<u32, PortLease>,
     pub violations: u64,
+    /// GPUs placed jobs hold: uuid → job name.
+    pub allocated_gpus: BTreeMap<String, String>,
+    pub allocated_cpu_millis: i64,
+    pub allocated_memory_mib: i64,
 }
 
 impl NodeState {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::{EntityKey, Event, EventPayload};
+use crate::job::{JobPhase, JobState};
 use crate::kinds;
 use crate::node::{Cordon, NodeState, PortLease};
 
@@ -47,6 +48,8 @@ pub struct State {
     raft_members: RaftMembers,
     /// GPU nodes, by name.
     nodes: BTreeMap<String, NodeState>,
+    /// Training jobs, by name.
+    jobs: BTreeMap<String, JobState>,
 }
 
 impl State {
@@ -101,6 +104,30 @@ impl State {
 
     pub fn nodes(&self) -> &BTreeMap<String, NodeState> {
         &self.nodes
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobState> {
+        self.jobs.get(name)
+    }
+
+    pub fn jobs(&self) -> &BTreeMap<String, JobState> {
+        &self.jobs
+    }
+
+    /// Queued jobs in scheduling order: priority (higher first), then submission.
+    pub fn queue(&self) -> Vec<(&String, &JobState)> {
+        let mut q: Vec<_> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.phase == JobPhase::Queued)
+            .collect();
+        q.sort_by_key(|(_, j)| {
+            (
+                std::cmp::Reverse(j.doc.spec.scheduling.priority),
+                j.submitted_seq,
+            )
+        });
+        q
     }
 
     pub fn raft_members(&self) -> &RaftMembers {
@@ -193,9 +220,87 @@ impl State {
                                 health: Default::default(),
                                 leases: Default::default(),
                                 violations: 0,
+                                allocated_gpus: Default::default(),
+                                allocated_cpu_millis: 0,
+                                allocated_memory_mib: 0,
                             },
                         );
                     }
+                }
+            }
+            EventPayload::JobSubmitted { spec_json } => {
+                e.created_ms = event.timestamp_ms;
+                e.deleted = false;
+                // decide parsed it before emitting the event: a stored event that no
+                // longer parses leaves the job out rather than stopping the fold.
+                if let Ok(doc) = crate::job::parse(spec_json) {
+                    e.labels = doc.metadata.labels.clone();
+                    self.jobs.insert(
+                        event.entity.name.clone(),
+                        JobState {
+                            doc,
+                            phase: JobPhase::Queued,
+                            reason: String::new(),
+                            placements: Vec::new(),
+                            submitted_ms: event.timestamp_ms,
+                            submitted_seq: event.sequence,
+                        },
+                    );
+                }
+            }
+            EventPayload::JobWaiting { reason } => {
+                if let Some(j) = self.jobs.get_mut(&event.entity.name) {
+                    j.reason = reason.clone();
+                }
+            }
+            EventPayload::JobScheduled { placements } => {
+                let name = &event.entity.name;
+                if let Some(j) = self.jobs.get_mut(name) {
+                    j.phase = JobPhase::Scheduled;
+                    j.reason = String::new();
+                    j.placements = placements.clone();
+                    let roles = &j.doc.spec.roles;
+                    for p in placements {
+                        let Some(n) = self.nodes.get_mut(&p.node) else {
+                            continue;
+                        };
+                        for g in &p.gpus {
+                            n.allocated_gpus.insert(g.clone(), name.clone());
+                        }
+                        if let Some(r) = roles.get(&p.replica.role) {
+                            n.allocated_cpu_millis += r.cpu_millis;
+                            n.allocated_memory_mib += r.memory_mib;
+                        }
+                        for port in &p.ports {
+                            n.leases.insert(
+                                *port,
+                                PortLease {
+                                    holder: format!("job/{name}/{}", p.replica),
+                                    expires_ms: i64::MAX,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            EventPayload::JobCancelled { reason } => {
+                let name = &event.entity.name;
+                if let Some(j) = self.jobs.get_mut(name) {
+                    let roles = &j.doc.spec.roles;
+                    for p in &j.placements {
+                        let Some(n) = self.nodes.get_mut(&p.node) else {
+                            continue;
+                        };
+                        n.allocated_gpus.retain(|_, owner| owner != name);
+                        if let Some(r) = roles.get(&p.replica.role) {
+                            n.allocated_cpu_millis -= r.cpu_millis;
+                            n.allocated_memory_mib -= r.memory_mib;
+                        }
+                        let holder = format!("job/{name}/{}", p.replica);
+                        n.leases.retain(|_, l| l.holder != holder);
+                    }
+                    j.phase = JobPhase::Cancelled;
+                    j.reason = reason.clone();
                 }
             }
             payload => {

@@ -57,7 +57,20 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
                 ));
             }
         }
-        CommandBody::ReconcileMembers | CommandBody::ExpirePortLeases => {}
+        CommandBody::ReconcileMembers
+        | CommandBody::ExpirePortLeases
+        | CommandBody::ScheduleJobs => {}
+        CommandBody::SubmitJob { spec_json } => {
+            if let Err(problems) = crate::job::parse(spec_json) {
+                p.extend(problems);
+            }
+        }
+        CommandBody::CancelJob { name, reason } => {
+            name_problems("cancel_job.name", name, &mut p);
+            if reason.len() > MAX_ID_LEN {
+                p.push(format!("cancel_job.reason: longer than {MAX_ID_LEN} bytes"));
+            }
+        }
         CommandBody::RegisterNode {
             node, inventory, ..
         } => {
@@ -250,7 +263,7 @@ pub fn name_problems(field: &str, name: &str, p: &mut Vec<String>) {
     }
 }
 
-fn label_problems(field: &str, labels: &BTreeMap<String, String>, p: &mut Vec<String>) {
+pub(crate) fn label_problems(field: &str, labels: &BTreeMap<String, String>, p: &mut Vec<String>) {
     if labels.len() > MAX_LABELS {
         p.push(format!(
             "{field}: {} labels, at most {MAX_LABELS}",
@@ -291,7 +304,7 @@ fn label_key_problem(k: &str) -> Option<String> {
     None
 }
 
-fn dns_label_problem(s: &str, max: usize) -> Option<String> {
+pub(crate) fn dns_label_problem(s: &str, max: usize) -> Option<String> {
     if s.is_empty() {
         return Some("must not be empty".into());
     }

@@ -1,7 +1,8 @@
 //! The leader's watch over the GPU nodes: heartbeats are kept in memory (they are not
 //! events), silence beyond the grace period becomes `MarkNodeLost`, a heartbeat from a
 //! lost node becomes `MarkNodeRecovered`, and expired port leases are reclaimed with
-//! `ExpirePortLeases`. Only the leader proposes these commands.
+//! `ExpirePortLeases`; while jobs are queued, every change of state is followed by a
+//! `ScheduleJobs` pass. Only the leader proposes these commands.
 //!
 //! A new leader has no heartbeats in memory: it waits a full grace period from the
 //! moment it took over before declaring anyone lost, so a failover never loses nodes.
@@ -56,6 +57,9 @@ impl Api {
         let mut led_term = 0;
         let mut leading_since = Instant::now();
         let mut tick = tokio::time::interval(CHECK_EVERY);
+        // The log position at which the queue was last tried: a new pass is worth it
+        // only after something changed.
+        let mut scheduled_at = None;
         loop {
             tick.tick().await;
             let (leading, term) = {
@@ -76,6 +80,17 @@ impl Api {
             for cmd in self.node_commands(grace, leading_since) {
                 if let Err(e) = self.propose(cmd).await {
                     tracing::warn!(error = %e, "could not record a node's liveness or a lease expiry");
+                }
+            }
+            let (queued, at) = {
+                let inner = self.local.shared.read();
+                (!inner.state.queue().is_empty(), inner.state.last_sequence())
+            };
+            if queued && scheduled_at != Some(at) {
+                scheduled_at = Some(at);
+                let pass = system_command(pb::command::Body::ScheduleJobs(pb::ScheduleJobs {}));
+                if let Err(e) = self.propose(pass).await {
+                    tracing::warn!(error = %e, "could not run a scheduling pass");
                 }
             }
         }

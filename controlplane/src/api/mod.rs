@@ -803,6 +803,44 @@ impl pb::cairn_server::Cairn for Api {
         }))
     }
 
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> std::result::Result<Response<pb::ListJobsResponse>, Status> {
+        let r = req.get_ref();
+        if !r.name.is_empty() {
+            let mut problems = Vec::new();
+            domain::validate::name_problems("name", &r.name, &mut problems);
+            if !problems.is_empty() {
+                return Err(ApiError::Invalid(problems).into());
+            }
+        }
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return forward_read(client.list_jobs(forwarded(req))).await;
+        }
+        let inner = self.local.shared.read();
+        let jobs: Vec<pb::JobView> = inner
+            .state
+            .jobs()
+            .iter()
+            .filter(|(name, _)| r.name.is_empty() || **name == r.name)
+            .map(|(name, j)| {
+                let key = domain::EntityKey::new(domain::kinds::JOB, name.clone());
+                convert::job_to_pb(name, j, inner.state.entity(&key))
+            })
+            .collect();
+        drop(inner);
+        if !r.name.is_empty() && jobs.is_empty() {
+            return Err(
+                ApiError::Rejected(domain::Rejection::NotFound(format!("job/{}", r.name))).into(),
+            );
+        }
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs,
+            read: Some(self.read_info(r.consistency)),
+        }))
+    }
+
     async fn list_nodes(
         &self,
         req: Request<pb::ListNodesRequest>,

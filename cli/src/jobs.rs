@@ -1,0 +1,314 @@
+//! `cairn job`: submit training jobs, see where they were placed and why they wait.
+
+use anyhow::{bail, Context};
+use cairn_proto as pb;
+use clap::Subcommand;
+use pb::command::Body;
+use serde::Serialize;
+
+use crate::client::Cluster;
+use crate::commands::{consistency, print_submitted, submit, Ctx};
+use crate::output::{emit, table, time};
+use crate::views::EventView;
+use crate::ReadArgs;
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Submit a job document (YAML or JSON; `-` reads stdin).
+    Submit {
+        #[arg(long, short = 'f')]
+        file: String,
+    },
+    /// One job: phase, reason, and where each replica runs.
+    Get {
+        name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Jobs, in submission order.
+    List {
+        /// Only jobs in this phase (Queued, Scheduled, Cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs with this label, key=value.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    Cancel {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Every event of a job, including why it was placed where.
+    History { name: String },
+}
+
+/// A job document as JSON, from YAML or JSON text.
+fn document(text: &str) -> anyhow::Result<String> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => serde_yaml_ng::from_str(text).context("the file is neither JSON nor YAML")?,
+    };
+    Ok(serde_json::to_string(&value)?)
+}
+
+async fn jobs(
+    cluster: &mut Cluster,
+    name: &str,
+    read: &ReadArgs,
+) -> anyhow::Result<Vec<pb::JobView>> {
+    let req = pb::ListJobsRequest {
+        name: name.to_string(),
+        consistency: consistency(read),
+    };
+    Ok(cluster
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_jobs(req).await }
+        })
+        .await?
+        .jobs)
+}
+
+#[derive(Serialize)]
+struct JobOut {
+    name: String,
+    phase: String,
+    reason: String,
+    framework: String,
+    queue: String,
+    priority: i64,
+    replicas: u32,
+    gpus: u32,
+    submitted: String,
+    updated: String,
+    revision: u64,
+    labels: std::collections::BTreeMap<String, String>,
+    placements: Vec<pb::ReplicaPlacement>,
+}
+
+fn job_out(j: &pb::JobView) -> JobOut {
+    let doc: serde_json::Value = serde_json::from_str(&j.spec_json).unwrap_or_default();
+    let labels = doc["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    JobOut {
+        name: j.name.clone(),
+        phase: j.phase.clone(),
+        reason: j.reason.clone(),
+        framework: j.framework.clone(),
+        queue: j.queue.clone(),
+        priority: j.priority,
+        replicas: j.replicas,
+        gpus: j.gpus,
+        submitted: time(j.submitted_ms),
+        updated: time(j.updated_ms),
+        revision: j.revision,
+        labels,
+        placements: j.placements.clone(),
+    }
+}
+
+pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Result<()> {
+    match c {
+        JobCmd::Submit { file } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+            };
+            let spec_json = document(&text)?;
+            let r = submit(
+                cluster,
+                ctx,
+                Body::SubmitJob(pb::SubmitJob { spec_json }),
+                None,
+            )
+            .await?;
+            print_submitted(ctx, &r)
+        }
+        JobCmd::Get { name, read } => {
+            let found = jobs(cluster, &name, &read).await?;
+            let Some(j) = found.first() else {
+                bail!("job/{name} not found");
+            };
+            let o = job_out(j);
+            emit(ctx.format, &o, || {
+                let mut t = table(&["REPLICA", "NODE", "GPUS", "PORTS", "SCORE"]);
+                for p in &o.placements {
+                    t.add_row(vec![
+                        format!("{}-{}", p.role, p.index),
+                        p.node.clone(),
+                        p.gpus.join(","),
+                        p.ports
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        p.score.to_string(),
+                    ]);
+                }
+                t
+            })?;
+            if ctx.format == crate::output::Format::Table {
+                println!(
+                    "job/{}: {} ({} replicas, {} GPUs, queue {}, priority {}){}",
+                    o.name,
+                    o.phase,
+                    o.replicas,
+                    o.gpus,
+                    o.queue,
+                    o.priority,
+                    if o.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n  reason: {}", o.reason)
+                    }
+                );
+            }
+            Ok(())
+        }
+        JobCmd::List {
+            state,
+            label,
+            queue,
+            read,
+        } => {
+            let label = label
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("label {l:?} is not key=value"))
+                })
+                .transpose()?;
+            let all: Vec<JobOut> = jobs(cluster, "", &read)
+                .await?
+                .iter()
+                .map(job_out)
+                .filter(|j| {
+                    state
+                        .as_ref()
+                        .is_none_or(|s| j.phase.eq_ignore_ascii_case(s))
+                })
+                .filter(|j| queue.as_ref().is_none_or(|q| j.queue == *q))
+                .filter(|j| {
+                    label
+                        .as_ref()
+                        .is_none_or(|(k, v)| j.labels.get(k) == Some(v))
+                })
+                .collect();
+            emit(ctx.format, &all, || {
+                let mut t = table(&[
+                    "NAME",
+                    "PHASE",
+                    "FRAMEWORK",
+                    "REPLICAS",
+                    "GPUS",
+                    "QUEUE",
+                    "PRIORITY",
+                    "SUBMITTED",
+                    "REASON",
+                ]);
+                for j in &all {
+                    t.add_row(vec![
+                        j.name.clone(),
+                        j.phase.clone(),
+                        j.framework.clone(),
+                        j.replicas.to_string(),
+                        j.gpus.to_string(),
+                        j.queue.clone(),
+                        j.priority.to_string(),
+                        j.submitted.clone(),
+                        j.reason.clone(),
+                    ]);
+                }
+                t
+            })
+        }
+        JobCmd::Cancel { name, reason } => {
+            let r = submit(
+                cluster,
+                ctx,
+                Body::CancelJob(pb::CancelJob { name, reason }),
+                None,
+            )
+            .await?;
+            print_submitted(ctx, &r)
+        }
+        JobCmd::History { name } => {
+            let filter = pb::EventFilter {
+                entity: Some(pb::EntityRef {
+                    kind: "job".into(),
+                    name: name.clone(),
+                }),
+                ..Default::default()
+            };
+            let r = cluster
+                .call(|mut c| {
+                    let filter = filter.clone();
+                    async move {
+                        c.list_events(pb::ListEventsRequest {
+                            filter: Some(filter),
+                            limit: 10_000,
+                            ..Default::default()
+                        })
+                        .await
+                    }
+                })
+                .await?;
+            if r.events.is_empty() {
+                bail!("job/{name} has no history");
+            }
+            let views: Vec<EventView> = r.events.iter().map(EventView::from).collect();
+            emit(ctx.format, &views, || {
+                let mut t = table(&["SEQ", "TIME", "TYPE", "ACTOR", "WHAT"]);
+                for (e, v) in r.events.iter().zip(&views) {
+                    t.add_row(vec![
+                        v.sequence.to_string(),
+                        v.time.clone(),
+                        v.kind.clone(),
+                        v.actor.clone(),
+                        explain(e),
+                    ]);
+                }
+                t
+            })
+        }
+    }
+}
+
+/// One line on what a job event says.
+fn explain(e: &pb::Event) -> String {
+    use pb::event::Payload as P;
+    match &e.payload {
+        Some(P::JobSubmitted(_)) => "submitted".into(),
+        Some(P::JobWaiting(w)) => format!("waiting: {}", w.reason),
+        Some(P::JobScheduled(s)) => s
+            .placements
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}-{} → {} [{}] score {}",
+                    p.role,
+                    p.index,
+                    p.node,
+                    p.gpus.join(","),
+                    p.score
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(P::JobCancelled(c)) => format!("cancelled: {}", c.reason),
+        Some(P::NoteAdded(n)) => format!("note: {}", n.text),
+        _ => String::new(),
+    }
+}

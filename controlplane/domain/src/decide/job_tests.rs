@@ -1,0 +1,414 @@
+//! Tests of job validation and placement.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::job::JobPhase;
+use crate::node::{GpuInfo, GpuLink, NodeInventory, PcieLevel};
+
+fn cmd(body: CommandBody) -> Command {
+    Command {
+        timestamp_ms: 5_000,
+        actor: "alice".into(),
+        correlation_id: "c".into(),
+        expected_revision: None,
+        body,
+    }
+}
+
+fn apply(state: &mut State, c: &Command) -> Result<Vec<Event>, Rejection> {
+    let pos = Position {
+        raft_index: state.last_sequence() + 1,
+        raft_term: 1,
+    };
+    let events = decide(state, c, pos)?;
+    for e in &events {
+        state.evolve(e);
+    }
+    Ok(events)
+}
+
+/// The DGX-1 hybrid cube-mesh.
+fn cube_mesh(node: &str) -> NodeInventory {
+    let nv = [
+        (0, 1, 1),
+        (0, 2, 1),
+        (0, 3, 2),
+        (0, 4, 2),
+        (1, 2, 2),
+        (1, 3, 1),
+        (1, 5, 2),
+        (2, 3, 2),
+        (2, 6, 1),
+        (3, 7, 1),
+        (4, 5, 1),
+        (4, 6, 1),
+        (4, 7, 2),
+        (5, 6, 2),
+        (5, 7, 1),
+        (6, 7, 2),
+    ];
+    let mut links = Vec::new();
+    for a in 0..8u32 {
+        for b in a + 1..8 {
+            let nvlinks = nv.iter().find(|l| l.0 == a && l.1 == b).map_or(0, |l| l.2);
+            let pcie = if a / 4 != b / 4 {
+                PcieLevel::CrossSocket
+            } else if a / 2 == b / 2 {
+                PcieLevel::SingleSwitch
+            } else {
+                PcieLevel::HostBridge
+            };
+            links.push(GpuLink {
+                a,
+                b,
+                nvlinks,
+                pcie,
+            });
+        }
+    }
+    inventory(node, 8, links)
+}
+
+/// Four GPUs, two PCIe switches of two, one per socket.
+fn pcie4(node: &str) -> NodeInventory {
+    let mut links = Vec::new();
+    for a in 0..4u32 {
+        for b in a + 1..4 {
+            let pcie = if a / 2 == b / 2 {
+                PcieLevel::SingleSwitch
+            } else {
+                PcieLevel::CrossSocket
+            };
+            links.push(GpuLink {
+                a,
+                b,
+                nvlinks: 0,
+                pcie,
+            });
+        }
+    }
+    inventory(node, 4, links)
+}
+
+/// Every pair NV18.
+fn nvswitch(node: &str) -> NodeInventory {
+    let mut links = Vec::new();
+    for a in 0..8u32 {
+        for b in a + 1..8 {
+            links.push(GpuLink {
+                a,
+                b,
+                nvlinks: 18,
+                pcie: PcieLevel::SameNuma,
+            });
+        }
+    }
+    inventory(node, 8, links)
+}
+
+fn inventory(node: &str, gpus: u32, links: Vec<GpuLink>) -> NodeInventory {
+    NodeInventory {
+        hostname: node.into(),
+        cpu_millis: 64_000,
+        memory_bytes: 512 << 30,
+        gpus: (0..gpus)
+            .map(|i| GpuInfo {
+                index: i,
+                uuid: format!("{node}-gpu{i}"),
+                ..GpuInfo::default()
+            })
+            .collect(),
+        links,
+        port_range_start: 20000,
+        port_range_end: 20099,
+        ..NodeInventory::default()
+    }
+}
+
+fn register(state: &mut State, inv: NodeInventory) {
+    let node = inv.hostname.clone();
+    apply(
+        state,
+        &cmd(CommandBody::RegisterNode {
+            node: node.clone(),
+            inventory: inv,
+            token_digest: node.into_bytes(),
+        }),
+    )
+    .expect("registered");
+}
+
+fn spec(name: &str, roles: &[(&str, i64, i64)]) -> String {
+    let roles: serde_json::Map<String, serde_json::Value> = roles
+        .iter()
+        .map(|(r, replicas, gpus)| {
+            (
+                r.to_string(),
+                serde_json::json!({"replicas": replicas, "gpus": gpus, "command": ["python3", "-c", "pass"]}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"framework": "pytorch", "roles": roles},
+    })
+    .to_string()
+}
+
+fn submit(state: &mut State, json: String) -> Result<Vec<Event>, Rejection> {
+    apply(state, &cmd(CommandBody::SubmitJob { spec_json: json }))
+}
+
+fn gpu_indexes(state: &State, job: &str) -> Vec<Vec<String>> {
+    state
+        .job(job)
+        .expect("job")
+        .placements
+        .iter()
+        .map(|p| p.gpus.clone())
+        .collect()
+}
+
+#[test]
+fn a_bad_spec_is_refused_with_field_paths_and_leaves_nothing() {
+    let mut s = State::new();
+    let bad = spec("mnist", &[("worker", 2, -1)]);
+    let err = submit(&mut s, bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("spec.roles.worker.gpus: must be >= 0"),
+        "{err}"
+    );
+    let unknown = spec("mnist", &[("worker", 1, 1)]).replace("\"gpus\"", "\"gpu\"");
+    let err = submit(&mut s, unknown).unwrap_err();
+    assert!(err.to_string().contains("spec.roles.worker"), "{err}");
+    assert!(err.to_string().contains("unknown field `gpu`"), "{err}");
+    let wrong_role = spec("mnist", &[("launcher", 1, 0)]);
+    assert!(submit(&mut s, wrong_role)
+        .unwrap_err()
+        .to_string()
+        .contains("spec.roles.launcher: not a role"));
+    assert_eq!(s.last_sequence(), 0, "a rejected job leaves nothing");
+}
+
+#[test]
+fn two_gpus_on_the_cube_mesh_get_a_double_nvlink_pair() {
+    let mut s = State::new();
+    register(&mut s, cube_mesh("cube"));
+    submit(&mut s, spec("pair", &[("master", 1, 2)])).unwrap();
+    let gpus = &gpu_indexes(&s, "pair")[0];
+    let pairs_with_two = [
+        (0, 3),
+        (0, 4),
+        (1, 2),
+        (1, 5),
+        (2, 3),
+        (4, 7),
+        (5, 6),
+        (6, 7),
+    ];
+    let idx: Vec<u32> = gpus
+        .iter()
+        .map(|g| g.trim_start_matches("cube-gpu").parse().unwrap())
+        .collect();
+    assert!(pairs_with_two.contains(&(idx[0], idx[1])), "{idx:?}");
+    // The best of them also shares a PCIe switch: GPUs 2 and 3 (2 NVLinks + PIX).
+    assert_eq!(idx, [2, 3]);
+    assert_eq!(s.job("pair").unwrap().placements[0].score, 250);
+}
+
+#[test]
+fn two_gpus_on_the_pcie_node_stay_behind_one_switch() {
+    let mut s = State::new();
+    register(&mut s, pcie4("pcie"));
+    submit(&mut s, spec("a", &[("master", 1, 2)])).unwrap();
+    submit(&mut s, spec("b", &[("master", 1, 2)])).unwrap();
+    let a = &gpu_indexes(&s, "a")[0];
+    let b = &gpu_indexes(&s, "b")[0];
+    assert_eq!(a, &["pcie-gpu0", "pcie-gpu1"]);
+    assert_eq!(b, &["pcie-gpu2", "pcie-gpu3"]);
+}
+
+#[test]
+fn a_gang_is_all_or_nothing_and_waits_with_a_reason() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("n1"));
+    register(&mut s, nvswitch("n2"));
+    let ev = submit(&mut s, spec("big", &[("master", 1, 8), ("worker", 2, 8)])).unwrap();
+    assert_eq!(ev.last().unwrap().payload.type_name(), "job_waiting");
+    let j = s.job("big").unwrap();
+    assert_eq!(j.phase, JobPhase::Queued);
+    assert!(j.reason.contains("needs 24 GPUs in all"), "{}", j.reason);
+    assert!(
+        s.nodes().values().all(|n| n.allocated_gpus.is_empty()),
+        "nothing held"
+    );
+    // A smaller job backfills.
+    submit(&mut s, spec("small", &[("master", 1, 8), ("worker", 1, 8)])).unwrap();
+    assert_eq!(s.job("small").unwrap().phase, JobPhase::Scheduled);
+    // Cancelling it frees the GPUs; a scheduling pass still cannot fit the big one.
+    apply(
+        &mut s,
+        &cmd(CommandBody::CancelJob {
+            name: "small".into(),
+            reason: String::new(),
+        }),
+    )
+    .unwrap();
+    assert!(s.nodes().values().all(|n| n.allocated_gpus.is_empty()));
+    let ev = apply(&mut s, &cmd(CommandBody::ScheduleJobs)).unwrap();
+    assert!(ev.is_empty(), "same reason, no new event: {ev:?}");
+    // A third node arrives: the next pass places the gang.
+    register(&mut s, nvswitch("n3"));
+    let ev = apply(&mut s, &cmd(CommandBody::ScheduleJobs)).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(s.job("big").unwrap().placements.len(), 3);
+}
+
+#[test]
+fn unhealthy_cordoned_and_lost_gpus_are_never_chosen() {
+    let mut s = State::new();
+    register(&mut s, pcie4("p1"));
+    register(&mut s, pcie4("p2"));
+    apply(
+        &mut s,
+        &cmd(CommandBody::ReportGpuHealth {
+            node: "p1".into(),
+            gpus: vec![crate::node::GpuHealth {
+                uuid: "p1-gpu0".into(),
+                healthy: false,
+                reason: "xid 79".into(),
+                xid: 79,
+            }],
+            token_digest: b"p1".to_vec(),
+        }),
+    )
+    .unwrap();
+    apply(
+        &mut s,
+        &cmd(CommandBody::CordonNode {
+            node: "p1".into(),
+            gpu_uuid: Some("p1-gpu1".into()),
+            reason: String::new(),
+            drain: false,
+        }),
+    )
+    .unwrap();
+    apply(
+        &mut s,
+        &cmd(CommandBody::MarkNodeLost {
+            node: "p2".into(),
+            last_heartbeat_ms: 0,
+            grace_ms: 1,
+        }),
+    )
+    .unwrap();
+    submit(&mut s, spec("j", &[("master", 1, 2)])).unwrap();
+    assert_eq!(gpu_indexes(&s, "j")[0], ["p1-gpu2", "p1-gpu3"]);
+    submit(&mut s, spec("k", &[("master", 1, 1)])).unwrap();
+    assert_eq!(
+        s.job("k").unwrap().phase,
+        JobPhase::Queued,
+        "nothing healthy is left"
+    );
+}
+
+#[test]
+fn best_fit_keeps_whole_nodes_free() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    register(&mut s, nvswitch("b"));
+    submit(&mut s, spec("six", &[("master", 1, 6)])).unwrap();
+    let six = s.job("six").unwrap().placements[0].node.clone();
+    submit(&mut s, spec("one", &[("master", 1, 1)])).unwrap();
+    assert_eq!(
+        s.job("one").unwrap().placements[0].node,
+        six,
+        "packed beside the 6-GPU job"
+    );
+    submit(&mut s, spec("eight", &[("master", 1, 8)])).unwrap();
+    assert_eq!(
+        s.job("eight").unwrap().phase,
+        JobPhase::Scheduled,
+        "a whole node stayed free"
+    );
+}
+
+#[test]
+fn host_network_replicas_get_leased_ports_released_on_cancel() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    let json = spec("net", &[("master", 1, 1), ("worker", 2, 1)]).replace(
+        "\"framework\":\"pytorch\"",
+        "\"framework\":\"pytorch\",\"hostNetwork\":{\"portsPerReplica\":2}",
+    );
+    submit(&mut s, json).unwrap();
+    let ports: Vec<u32> = s
+        .job("net")
+        .unwrap()
+        .placements
+        .iter()
+        .flat_map(|p| p.ports.clone())
+        .collect();
+    assert_eq!(ports.len(), 6);
+    assert_eq!(ports.iter().collect::<BTreeSet<_>>().len(), 6);
+    assert_eq!(s.node("a").unwrap().leases.len(), 6);
+    apply(
+        &mut s,
+        &cmd(CommandBody::CancelJob {
+            name: "net".into(),
+            reason: String::new(),
+        }),
+    )
+    .unwrap();
+    assert!(s.node("a").unwrap().leases.is_empty());
+}
+
+proptest! {
+    /// Random submissions and cancellations never double-book a GPU or a port, and the
+    /// same commands always give the same placements.
+    #[test]
+    fn placement_never_double_books(ops in proptest::collection::vec((0u8..10, 1i64..4, 0i64..5, any::<bool>()), 1..40)) {
+        let run = || {
+            let mut s = State::new();
+            register(&mut s, cube_mesh("c"));
+            register(&mut s, pcie4("p"));
+            register(&mut s, nvswitch("n"));
+            for (job, replicas, gpus, cancel) in &ops {
+                let name = format!("j{job}");
+                if *cancel {
+                    let _ = apply(&mut s, &cmd(CommandBody::CancelJob { name, reason: String::new() }));
+                    let _ = apply(&mut s, &cmd(CommandBody::ScheduleJobs));
+                } else {
+                    let json = spec(&name, &[("worker", *replicas, *gpus)]).replace(
+                        "\"framework\":\"pytorch\"",
+                        "\"framework\":\"pytorch\",\"hostNetwork\":{\"portsPerReplica\":1}",
+                    );
+                    let _ = submit(&mut s, json);
+                }
+                let mut gpus_seen = BTreeSet::new();
+                let mut ports_seen = BTreeSet::new();
+                for j in s.jobs().values().filter(|j| j.phase == JobPhase::Scheduled) {
+                    prop_assert_eq!(j.placements.len(), j.replicas().len(), "gang");
+                    for p in &j.placements {
+                        for g in &p.gpus {
+                            prop_assert!(gpus_seen.insert(g.clone()), "GPU {} twice", g);
+                        }
+                        for port in &p.ports {
+                            prop_assert!(ports_seen.insert((p.node.clone(), *port)), "port twice");
+                        }
+                    }
+                }
+            }
+            Ok(s)
+        };
+        let a = run()?;
+        let b = run()?;
+        prop_assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,351 @@
+//! Training jobs: the spec users write (`apiVersion: cairn.dev/v1`, `kind: TrainingJob`),
+//! its validation with field paths, and a job's state in the fold.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "cairn.dev/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobDocument {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: JobSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framework {
+    Pytorch,
+    Tensorflow,
+    Mpi,
+    Xgboost,
+    Mars,
+    Xdl,
+    Generic,
+}
+
+impl Framework {
+    /// The roles the framework knows (generic: any).
+    pub fn roles(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Framework::Pytorch | Framework::Xgboost => &["master", "worker"],
+            Framework::Tensorflow => &["ps", "worker", "chief", "master", "evaluator"],
+            Framework::Mpi => &["launcher", "worker"],
+            Framework::Mars => &["scheduler", "worker", "webservice"],
+            Framework::Xdl => &["ps", "worker", "scheduler", "extendrole"],
+            Framework::Generic => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    Always,
+    #[default]
+    OnFailure,
+    Never,
+    /// Exit codes 1-127 are permanent failures, 128-255 retryable.
+    ExitCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RoleSpec {
+    pub replicas: i64,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub gpus: i64,
+    /// CPU request in millicores.
+    #[serde(default)]
+    pub cpu_millis: i64,
+    #[serde(default)]
+    pub memory_mib: i64,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunPolicy {
+    #[serde(default = "default_backoff")]
+    pub backoff_limit: i64,
+    #[serde(default)]
+    pub active_deadline_seconds: Option<i64>,
+    #[serde(default)]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+fn default_backoff() -> i64 {
+    3
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SuccessPolicy {
+    /// The master or chief succeeds, or worker 0 when there is none.
+    #[default]
+    Default,
+    AllWorkers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scheduling {
+    #[serde(default = "yes")]
+    pub gang: bool,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Self {
+            gang: true,
+            priority: 0,
+            queue: default_queue(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_queue() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostNetwork {
+    pub ports_per_replica: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobSpec {
+    pub framework: Framework,
+    pub roles: BTreeMap<String, RoleSpec>,
+    #[serde(default)]
+    pub run_policy: RunPolicy,
+    #[serde(default)]
+    pub success_policy: SuccessPolicy,
+    #[serde(default)]
+    pub scheduling: Scheduling,
+    #[serde(default)]
+    pub host_network: Option<HostNetwork>,
+}
+
+/// Most replicas in one job, and most bytes of one spec.
+pub const MAX_REPLICAS: i64 = 1024;
+pub const MAX_SPEC_BYTES: usize = 256 * 1024;
+
+/// Parse a job document (JSON); a problem names the field path.
+pub fn parse(json: &str) -> Result<JobDocument, Vec<String>> {
+    if json.len() > MAX_SPEC_BYTES {
+        return Err(vec![format!(
+            "spec: {} bytes, at most {MAX_SPEC_BYTES}",
+            json.len()
+        )]);
+    }
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let doc: JobDocument = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        vec![format!("{path}: {}", e.into_inner())]
+    })?;
+    let problems = problems(&doc);
+    if problems.is_empty() {
+        Ok(doc)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every problem with a parsed job document, with its field path.
+pub fn problems(doc: &JobDocument) -> Vec<String> {
+    let mut p = Vec::new();
+    if doc.api_version != API_VERSION {
+        p.push(format!(
+            "apiVersion: {:?}, expected {API_VERSION:?}",
+            doc.api_version
+        ));
+    }
+    if doc.kind != "TrainingJob" {
+        p.push(format!("kind: {:?}, expected \"TrainingJob\"", doc.kind));
+    }
+    crate::validate::name_problems("metadata.name", &doc.metadata.name, &mut p);
+    crate::validate::label_problems("metadata.labels", &doc.metadata.labels, &mut p);
+    let s = &doc.spec;
+    if s.roles.is_empty() {
+        p.push("spec.roles: at least one role".into());
+    }
+    let mut total = 0i64;
+    for (name, r) in &s.roles {
+        let at = format!("spec.roles.{name}");
+        if let Some(known) = s.framework.roles() {
+            if !known.contains(&name.as_str()) {
+                p.push(format!(
+                    "{at}: not a role of {:?} (known: {})",
+                    s.framework,
+                    known.join(", ")
+                ));
+            }
+        } else if let Some(why) = crate::validate::dns_label_problem(name, 32) {
+            p.push(format!("{at}: {why}"));
+        }
+        if r.replicas < 1 {
+            p.push(format!("{at}.replicas: must be >= 1"));
+        }
+        total += r.replicas.max(0);
+        if r.gpus < 0 {
+            p.push(format!("{at}.gpus: must be >= 0"));
+        }
+        if r.gpus > crate::node::MAX_GPUS as i64 {
+            p.push(format!("{at}.gpus: at most {}", crate::node::MAX_GPUS));
+        }
+        if r.cpu_millis < 0 {
+            p.push(format!("{at}.cpuMillis: must be >= 0"));
+        }
+        if r.memory_mib < 0 {
+            p.push(format!("{at}.memoryMib: must be >= 0"));
+        }
+        if r.command.is_empty() {
+            p.push(format!("{at}.command: must not be empty"));
+        }
+        for k in r.env.keys() {
+            if k.is_empty() || k.contains('=') {
+                p.push(format!("{at}.env[{k:?}]: not a variable name"));
+            }
+        }
+    }
+    if total > MAX_REPLICAS {
+        p.push(format!(
+            "spec.roles: {total} replicas, at most {MAX_REPLICAS}"
+        ));
+    }
+    if s.run_policy.backoff_limit < 0 {
+        p.push("spec.runPolicy.backoffLimit: must be >= 0".into());
+    }
+    if s.run_policy.active_deadline_seconds.is_some_and(|d| d <= 0) {
+        p.push("spec.runPolicy.activeDeadlineSeconds: must be > 0".into());
+    }
+    if s.run_policy
+        .ttl_seconds_after_finished
+        .is_some_and(|d| d < 0)
+    {
+        p.push("spec.runPolicy.ttlSecondsAfterFinished: must be >= 0".into());
+    }
+    if let Some(why) = crate::validate::dns_label_problem(&s.scheduling.queue, 63) {
+        p.push(format!("spec.scheduling.queue: {why}"));
+    }
+    if let Some(h) = &s.host_network {
+        if !(0..=crate::node::MAX_PORTS_PER_LEASE as i64).contains(&h.ports_per_replica) {
+            p.push(format!(
+                "spec.hostNetwork.portsPerReplica: must be 0..={}",
+                crate::node::MAX_PORTS_PER_LEASE
+            ));
+        }
+    }
+    p
+}
+
+/// One replica of a job: a role and an index.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReplicaId {
+    pub role: String,
+    pub index: u32,
+}
+
+impl std::fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.role, self.index)
+    }
+}
+
+/// Where one replica runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub replica: ReplicaId,
+    pub node: String,
+    /// GPU UUIDs.
+    pub gpus: Vec<String>,
+    pub ports: Vec<u32>,
+    /// Why these GPUs: the interconnect score of the set.
+    pub score: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobPhase {
+    Queued,
+    Scheduled,
+    Cancelled,
+}
+
+impl JobPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobPhase::Queued => "Queued",
+            JobPhase::Scheduled => "Scheduled",
+            JobPhase::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, JobPhase::Cancelled)
+    }
+}
+
+/// A job as the log tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    pub doc: JobDocument,
+    pub phase: JobPhase,
+    /// Why it waits (when queued), or why it ended.
+    pub reason: String,
+    pub placements: Vec<Placement>,
+    pub submitted_ms: i64,
+    /// Queue order among equal priorities: the sequence of its submission.
+    pub submitted_seq: u64,
+}
+
+impl JobState {
+    /// Every replica the spec asks for, in role order.
+    pub fn replicas(&self) -> Vec<(ReplicaId, &RoleSpec)> {
+        self.doc
+            .spec
+            .roles
+            .iter()
+            .flat_map(|(role, r)| {
+                (0..r.replicas.max(0) as u32).map(move |index| {
+                    (
+                        ReplicaId {
+                            role: role.clone(),
+                            index,
+                        },
+                        r,
+                    )
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,307 @@
+//! Placement of jobs on GPUs, run inside `decide`: deterministic given the state.
+//!
+//! - **Gang**: every replica of a job is placed, or none is.
+//! - **Interconnect**: on a node, the GPUs chosen for a replica maximise the sum of their
+//!   pairwise scores: 100 per NVLink, then the PCIe path (same board 60, one switch 50,
+//!   several switches 40, host bridge 30, same NUMA node 20, across sockets 10), the
+//!   numbers NVIDIA's device plugin uses.
+//! - **Packing**: a replica goes to the node with the fewest free GPUs that still fits it
+//!   (best fit), so whole nodes stay free for large jobs.
+//! - **Health**: lost or cordoned nodes, and unhealthy, cordoned or allocated GPUs, are
+//!   never chosen.
+//! - **Queue**: by priority (higher first), then submission order; a job that does not
+//!   fit waits with the reason, and smaller jobs behind it may still be placed
+//!   (backfill).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::job::{JobState, Placement};
+use crate::node::{NodeState, PcieLevel};
+use crate::state::State;
+
+fn pcie_score(l: PcieLevel) -> u32 {
+    match l {
+        PcieLevel::SameBoard => 60,
+        PcieLevel::SingleSwitch => 50,
+        PcieLevel::MultipleSwitches => 40,
+        PcieLevel::HostBridge => 30,
+        PcieLevel::SameNuma => 20,
+        PcieLevel::CrossSocket => 10,
+        PcieLevel::Unknown => 0,
+    }
+}
+
+/// Free capacity of one node during a scheduling pass.
+#[derive(Debug, Clone)]
+struct NodeFree {
+    /// Free GPUs: (index, uuid), by index.
+    gpus: Vec<(u32, String)>,
+    cpu_millis: i64,
+    memory_mib: i64,
+    /// Ports taken (leased or chosen in this pass).
+    ports_taken: BTreeSet<u32>,
+    port_range: (u32, u32),
+    /// Pair scores by GPU index.
+    scores: BTreeMap<(u32, u32), u32>,
+}
+
+impl NodeFree {
+    fn of(n: &NodeState) -> Option<Self> {
+        if n.lost || n.cordon.is_some() {
+            return None;
+        }
+        let gpus = n
+            .inventory
+            .gpus
+            .iter()
+            .filter(|g| {
+                n.gpu_health(&g.uuid).healthy
+                    && !n.cordoned_gpus.contains(&g.uuid)
+                    && !n.allocated_gpus.contains_key(&g.uuid)
+            })
+            .map(|g| (g.index, g.uuid.clone()))
+            .collect();
+        let scores = n
+            .inventory
+            .links
+            .iter()
+            .map(|l| ((l.a, l.b), l.nvlinks * 100 + pcie_score(l.pcie)))
+            .collect();
+        Some(Self {
+            gpus,
+            cpu_millis: n.inventory.cpu_millis as i64 - n.allocated_cpu_millis,
+            memory_mib: (n.inventory.memory_bytes >> 20) as i64 - n.allocated_memory_mib,
+            ports_taken: n.leases.keys().copied().collect(),
+            port_range: (n.inventory.port_range_start, n.inventory.port_range_end),
+            scores,
+        })
+    }
+
+    fn score(&self, set: &[usize]) -> u32 {
+        let mut s = 0;
+        for (i, a) in set.iter().enumerate() {
+            for b in &set[i + 1..] {
+                let (x, y) = (self.gpus[*a].0, self.gpus[*b].0);
+                s += self.scores.get(&(x.min(y), x.max(y))).copied().unwrap_or(0);
+            }
+        }
+        s
+    }
+
+    /// The best `count` free GPUs (positions in `self.gpus`) and their score.
+    fn best_gpus(&self, count: usize) -> Option<(Vec<usize>, u32)> {
+        let n = self.gpus.len();
+        if count > n {
+            return None;
+        }
+        if count == 0 {
+            return Some((Vec::new(), 0));
+        }
+        if count == n || count == 1 {
+            return Some((
+                (0..count).collect(),
+                self.score(&(0..count).collect::<Vec<_>>()),
+            ));
+        }
+        if combinations(n, count) <= 5_000 {
+            let mut best: Option<(Vec<usize>, u32)> = None;
+            let mut set: Vec<usize> = (0..count).collect();
+            loop {
+                let s = self.score(&set);
+                if best.as_ref().is_none_or(|b| s > b.1) {
+                    best = Some((set.clone(), s));
+                }
+                if !next_combination(&mut set, n) {
+                    break;
+                }
+            }
+            return best;
+        }
+        // Greedy: start from the best pair, add the GPU closest to the chosen ones.
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut best_pair = (0, 1, 0);
+        for a in 0..n {
+            for b in a + 1..n {
+                let s = self.score(&[a, b]);
+                if s > best_pair.2 {
+                    best_pair = (a, b, s);
+                }
+            }
+        }
+        chosen.push(best_pair.0);
+        chosen.push(best_pair.1);
+        while chosen.len() < count {
+            let next = (0..n).filter(|c| !chosen.contains(c)).max_by_key(|c| {
+                (
+                    chosen.iter().map(|x| self.score(&[*x, *c])).sum::<u32>(),
+                    n - c,
+                )
+            })?;
+            chosen.push(next);
+        }
+        chosen.sort_unstable();
+        let s = self.score(&chosen);
+        Some((chosen, s))
+    }
+
+    fn free_ports(&self, count: usize) -> Option<Vec<u32>> {
+        let mut out = Vec::with_capacity(count);
+        for p in self.port_range.0..=self.port_range.1 {
+            if out.len() == count {
+                break;
+            }
+            if !self.ports_taken.contains(&p) {
+                out.push(p);
+            }
+        }
+        (out.len() == count).then_some(out)
+    }
+}
+
+fn combinations(n: usize, k: usize) -> u64 {
+    let k = k.min(n - k) as u64;
+    let mut c = 1u64;
+    for i in 0..k {
+        c = c.saturating_mul(n as u64 - i) / (i + 1);
+    }
+    c
+}
+
+/// The next k-combination of 0..n in lexicographic order; false after the last.
+fn next_combination(set: &mut [usize], n: usize) -> bool {
+    let k = set.len();
+    for i in (0..k).rev() {
+        if set[i] < n - k + i {
+            set[i] += 1;
+            for j in i + 1..k {
+                set[j] = set[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
+}
+
+/// Free capacity of every schedulable node.
+pub struct Capacity {
+    nodes: BTreeMap<String, NodeFree>,
+}
+
+impl Capacity {
+    pub fn of(state: &State) -> Self {
+        Self {
+            nodes: state
+                .nodes()
+                .iter()
+                .filter_map(|(name, n)| NodeFree::of(n).map(|f| (name.clone(), f)))
+                .collect(),
+        }
+    }
+
+    /// Place every replica of `job` (all or none). On success the capacity is taken;
+    /// on failure, the reason, and nothing is taken.
+    pub fn place(&mut self, job: &JobState) -> Result<Vec<Placement>, String> {
+        let ports = job
+            .doc
+            .spec
+            .host_network
+            .as_ref()
+            .map_or(0, |h| h.ports_per_replica.max(0) as usize);
+        let mut replicas = job.replicas();
+        // A fast refusal: not enough GPUs in all. Reasons name no counts that change
+        // with every placement, so a waiting job's reason (an event when it changes)
+        // stays put while its cause does.
+        let needed: usize = replicas.iter().map(|r| r.1.gpus.max(0) as usize).sum();
+        let free: usize = self.nodes.values().map(|f| f.gpus.len()).sum();
+        if needed > free {
+            return Err(format!(
+                "needs {needed} GPUs in all; fewer are free on schedulable nodes"
+            ));
+        }
+        // Largest first: they are the hardest to fit.
+        replicas.sort_by(|a, b| b.1.gpus.cmp(&a.1.gpus).then_with(|| a.0.cmp(&b.0)));
+        let mut trial = self.nodes.clone();
+        let mut out = Vec::new();
+        for (replica, role) in replicas {
+            let need = role.gpus.max(0) as usize;
+            let fits = |f: &NodeFree| {
+                f.gpus.len() >= need
+                    && f.cpu_millis >= role.cpu_millis
+                    && f.memory_mib >= role.memory_mib
+                    && (ports == 0 || f.free_ports(ports).is_some())
+            };
+            // Best fit: the fewest free GPUs that still fit; then the best interconnect.
+            let fewest = trial
+                .values()
+                .filter(|f| fits(f))
+                .map(|f| f.gpus.len())
+                .min();
+            let Some(fewest) = fewest else {
+                return Err(format!(
+                    "{replica} needs {need} GPUs on one node (with {}m CPU, {} MiB, {ports} ports); no schedulable node has that much free",
+                    role.cpu_millis, role.memory_mib
+                ));
+            };
+            let mut best: Option<(String, Vec<usize>, u32)> = None;
+            for (name, f) in trial
+                .iter()
+                .filter(|(_, f)| fits(f) && f.gpus.len() == fewest)
+            {
+                if let Some((set, score)) = f.best_gpus(need) {
+                    if best.as_ref().is_none_or(|b| score > b.2) {
+                        best = Some((name.clone(), set, score));
+                    }
+                }
+            }
+            let Some((node, set, score)) = best else {
+                return Err(format!("{replica}: no GPU set found"));
+            };
+            let f = trial.get_mut(&node).expect("the chosen node exists");
+            let gpus: Vec<String> = set.iter().map(|i| f.gpus[*i].1.clone()).collect();
+            let chosen_ports = if ports > 0 {
+                f.free_ports(ports).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            f.ports_taken.extend(chosen_ports.iter().copied());
+            let taken: BTreeSet<usize> = set.into_iter().collect();
+            f.gpus = f
+                .gpus
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !taken.contains(i))
+                .map(|(_, g)| g.clone())
+                .collect();
+            f.cpu_millis -= role.cpu_millis;
+            f.memory_mib -= role.memory_mib;
+            out.push(Placement {
+                replica,
+                node,
+                gpus,
+                ports: chosen_ports,
+                score,
+            });
+        }
+        out.sort_by(|a, b| a.replica.cmp(&b.replica));
+        self.nodes = trial;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combinations_are_enumerated_in_order() {
+        let mut set = vec![0, 1];
+        let mut all = vec![set.clone()];
+        while next_combination(&mut set, 4) {
+            all.push(set.clone());
+        }
+        assert_eq!(all.len(), 6);
+        assert_eq!(all.last(), Some(&vec![2, 3]));
+        assert_eq!(combinations(8, 4), 70);
+        assert!(combinations(64, 32) > 5_000);
+    }
+}

@@ -14,6 +14,7 @@ use tonic::Code;
 use crate::control::Control;
 use crate::gpu::{self, GpuProvider, HealthPolicy, ProviderChoice};
 use crate::ports::PortGuard;
+use crate::replicas::Runner;
 
 /// Everything the agent needs to run.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct AgentConfig {
     pub port_scan_every: Duration,
     pub port_range: (u32, u32),
     pub policy: HealthPolicy,
+    /// Where this node's replicas are reached (default: the host name).
+    pub address: Option<String>,
+    /// How often the replicas placed here are brought in line with the jobs.
+    pub replicas_every: Duration,
 }
 
 impl AgentConfig {
@@ -55,6 +60,8 @@ impl AgentConfig {
             port_scan_every: Duration::from_secs(2),
             port_range: (20000, 29999),
             policy: HealthPolicy::default(),
+            address: None,
+            replicas_every: Duration::from_millis(500),
         }
     }
 }
@@ -131,6 +138,7 @@ pub fn node_inventory(cfg: &AgentConfig, gpus: &gpu::Inventory) -> pb::NodeInven
         driver_version: gpus.driver_version.clone(),
         cuda_version: gpus.cuda_version.clone(),
         gpu_provider: gpus.provider.clone(),
+        address: cfg.address.clone().unwrap_or_else(default_node_name),
     }
 }
 
@@ -150,6 +158,7 @@ pub async fn run(
         "cairn-agent starting"
     );
     let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token)?;
+    let (node, state_dir) = (cfg.node.clone(), cfg.state_dir.clone());
     let mut agent = Agent {
         inventory: node_inventory(&cfg, &inventory),
         cfg,
@@ -158,18 +167,32 @@ pub async fn run(
         registered: false,
         reported: None,
         guard: PortGuard::default(),
+        runner: Runner::new(&node, &state_dir),
+        unsent: Vec::new(),
     };
+    agent.unsent = agent.runner.reclaim();
     tokio::pin!(shutdown);
     let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat);
     let mut health = tokio::time::interval(agent.cfg.health_every);
     let mut renew = tokio::time::interval(agent.cfg.lease_ttl / 3);
     let mut scan = tokio::time::interval(agent.cfg.port_scan_every);
-    for t in [&mut heartbeat, &mut health, &mut renew, &mut scan] {
+    let mut replicas = tokio::time::interval(agent.cfg.replicas_every);
+    for t in [
+        &mut heartbeat,
+        &mut health,
+        &mut renew,
+        &mut scan,
+        &mut replicas,
+    ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
         let step = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                tokio::task::block_in_place(|| agent.runner.stop_all());
+                return Ok(());
+            }
+            _ = replicas.tick() => agent.run_replicas().await,
             _ = heartbeat.tick() => agent.heartbeat().await,
             _ = health.tick() => agent.report_health().await,
             _ = renew.tick() => agent.renew_leases().await,
@@ -211,6 +234,9 @@ struct Agent {
     /// The health last accepted by the control plane.
     reported: Option<Vec<pb::GpuHealth>>,
     guard: PortGuard,
+    runner: Runner,
+    /// Replica reports not yet accepted (the control plane was unreachable).
+    unsent: Vec<pb::ReportReplica>,
 }
 
 impl Agent {
@@ -289,6 +315,68 @@ impl Agent {
         Ok(())
     }
 
+    async fn run_replicas(&mut self) -> Result<(), Step> {
+        self.register().await?;
+        let jobs = self
+            .control
+            .call(
+                pb::ListJobsRequest {
+                    name: String::new(),
+                    consistency: pb::ReadConsistency::Stale as i32,
+                },
+                |mut c, r| async move { c.list_jobs(r).await },
+            )
+            .await?
+            .jobs;
+        let mine = |j: &pb::JobView| j.placements.iter().any(|p| p.node == self.cfg.node);
+        let jobs: Vec<pb::JobView> = jobs.into_iter().filter(mine).collect();
+        let mut addresses = BTreeMap::new();
+        if jobs
+            .iter()
+            .any(|j| j.placements.iter().any(|p| p.node != self.cfg.node))
+        {
+            let nodes = self
+                .control
+                .call(
+                    pb::ListNodesRequest {
+                        name: String::new(),
+                        consistency: pb::ReadConsistency::Stale as i32,
+                    },
+                    |mut c, r| async move { c.list_nodes(r).await },
+                )
+                .await?
+                .nodes;
+            for n in nodes {
+                let addr = n.inventory.map(|i| i.address).unwrap_or_default();
+                addresses.insert(n.name, addr);
+            }
+        }
+        addresses.insert(self.cfg.node.clone(), self.inventory.address.clone());
+        let gpu_index: BTreeMap<String, u32> = self
+            .inventory
+            .gpus
+            .iter()
+            .map(|g| (g.uuid.clone(), g.index))
+            .collect();
+        let state_dir = self.cfg.state_dir.clone();
+        let reports = self.runner.step(&jobs, &gpu_index, &addresses, &state_dir);
+        self.unsent.extend(reports);
+        while let Some(r) = self.unsent.first().cloned() {
+            match self.control.submit(Body::ReportReplica(r)).await {
+                Ok(_) => {
+                    self.unsent.remove(0);
+                }
+                // Refused for good (the job is gone): nothing to retry.
+                Err(s) if s.code() != Code::Unavailable && s.code() != Code::PermissionDenied => {
+                    tracing::warn!(error = %s.message(), "a replica report was refused");
+                    self.unsent.remove(0);
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn enforce_leases(&mut self) -> Result<(), Step> {
         self.register().await?;
         let req = pb::ListNodesRequest {
@@ -299,10 +387,13 @@ impl Agent {
             .control
             .call(req, |mut c, r| async move { c.list_nodes(r).await })
             .await?;
+        // Ports leased to job replicas are handed to the replica: the runner checks them
+        // right before it starts one. The guard holds the rest.
         let leased: BTreeSet<u16> = view
             .nodes
             .iter()
             .flat_map(|n| n.leases.iter())
+            .filter(|l| !l.holder.starts_with("job/"))
             .filter_map(|l| u16::try_from(l.port).ok())
             .collect();
         let found = self.guard.enforce(&leased);

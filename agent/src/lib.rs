@@ -7,6 +7,7 @@
 //!
 //! - [`gpu`]: the provider trait, NVML and simulated GPUs, the health policy;
 //! - [`ports`]: holding leased ports and naming processes that take them;
+//! - [`replicas`]: running the job replicas placed on the node, with their wiring;
 //! - [`control`]: the connection to the control plane (leader hints, node token);
 //! - [`agent`]: the loop that ties them together.
 
@@ -14,3 +15,4 @@ pub mod agent;
 pub mod control;
 pub mod gpu;
 pub mod ports;
+pub mod replicas;

@@ -54,6 +54,9 @@ struct Cli {
     /// application XIDs 13, 31, 43, 45, 68, 109).
     #[arg(long, value_delimiter = ',')]
     ignore_xids: Option<Vec<u32>>,
+    /// Where this node's replicas are reached by others (default: the host name).
+    #[arg(long, env = "CAIRN_NODE_ADDRESS")]
+    address: Option<String>,
     /// A GPU unhealthy by an XID recovers after this long without another.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     xid_recovery: Duration,
@@ -121,6 +124,7 @@ async fn main() {
         policy.ignored_xids = x.iter().copied().collect();
     }
     cfg.policy = policy;
+    cfg.address = cli.address.clone();
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -107,6 +107,22 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Body::ScheduleJobs(_)) => B::ScheduleJobs,
+        Some(Body::ReportReplica(x)) => B::ReportReplica {
+            node: x.node.clone(),
+            job: x.job.clone(),
+            replica: domain::job::ReplicaId {
+                role: x.role.clone(),
+                index: x.index,
+            },
+            attempt: x.attempt,
+            pid: x.pid,
+            exit: x.exited.then_some(domain::ReplicaExit {
+                code: x.exit_code,
+                signal: x.signal,
+                oom: x.oom,
+            }),
+            token_digest: c.token_digest.clone(),
+        },
         Some(Body::ReportPortViolation(x)) => B::ReportPortViolation {
             node: x.node.clone(),
             port: x.port,
@@ -217,6 +233,47 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
         P::JobCancelled { reason } => Payload::JobCancelled(pb::JobCancelled {
             reason: reason.clone(),
         }),
+        P::JobRunning => Payload::JobRunning(pb::JobRunning {}),
+        P::JobSucceeded => Payload::JobSucceeded(pb::JobSucceeded {}),
+        P::JobFailed { reason } => Payload::JobFailed(pb::JobFailed {
+            reason: reason.clone(),
+        }),
+        P::ReplicaStarted {
+            replica,
+            attempt,
+            node,
+            pid,
+        } => Payload::ReplicaStarted(pb::ReplicaStarted {
+            role: replica.role.clone(),
+            index: replica.index,
+            attempt: *attempt,
+            node: node.clone(),
+            pid: *pid,
+        }),
+        P::ReplicaExited {
+            replica,
+            attempt,
+            exit_code,
+            signal,
+            oom,
+        } => Payload::ReplicaExited(pb::ReplicaExited {
+            role: replica.role.clone(),
+            index: replica.index,
+            attempt: *attempt,
+            exit_code: *exit_code,
+            signal: *signal,
+            oom: *oom,
+        }),
+        P::ReplicaRestarting {
+            replica,
+            attempt,
+            reason,
+        } => Payload::ReplicaRestarting(pb::ReplicaRestarting {
+            role: replica.role.clone(),
+            index: replica.index,
+            attempt: *attempt,
+            reason: reason.clone(),
+        }),
         P::PortLeaseViolation {
             port,
             holder,
@@ -314,6 +371,29 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         Some(Payload::JobCancelled(x)) => P::JobCancelled {
             reason: x.reason.clone(),
         },
+        Some(Payload::JobRunning(_)) => P::JobRunning,
+        Some(Payload::JobSucceeded(_)) => P::JobSucceeded,
+        Some(Payload::JobFailed(x)) => P::JobFailed {
+            reason: x.reason.clone(),
+        },
+        Some(Payload::ReplicaStarted(x)) => P::ReplicaStarted {
+            replica: replica_id(&x.role, x.index),
+            attempt: x.attempt,
+            node: x.node.clone(),
+            pid: x.pid,
+        },
+        Some(Payload::ReplicaExited(x)) => P::ReplicaExited {
+            replica: replica_id(&x.role, x.index),
+            attempt: x.attempt,
+            exit_code: x.exit_code,
+            signal: x.signal,
+            oom: x.oom,
+        },
+        Some(Payload::ReplicaRestarting(x)) => P::ReplicaRestarting {
+            replica: replica_id(&x.role, x.index),
+            attempt: x.attempt,
+            reason: x.reason.clone(),
+        },
         Some(Payload::PortLeaseViolation(x)) => P::PortLeaseViolation {
             port: x.port,
             holder: x.holder.clone(),
@@ -332,6 +412,13 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         correlation_id: e.correlation_id.clone(),
         payload,
     })
+}
+
+fn replica_id(role: &str, index: u32) -> domain::job::ReplicaId {
+    domain::job::ReplicaId {
+        role: role.to_string(),
+        index,
+    }
 }
 
 fn placement_to_pb(p: &domain::job::Placement) -> pb::ReplicaPlacement {
@@ -379,6 +466,21 @@ pub fn job_to_pb(
         framework: format!("{:?}", j.doc.spec.framework).to_lowercase(),
         replicas: replicas.len() as u32,
         gpus: replicas.iter().map(|r| r.1.gpus.max(0) as u32).sum(),
+        replica_status: j
+            .replicas
+            .iter()
+            .map(|(id, r)| pb::ReplicaView {
+                role: id.role.clone(),
+                index: id.index,
+                phase: format!("{:?}", r.phase),
+                attempt: r.attempt,
+                pid: r.pid,
+                exit_code: r.exit_code,
+                signal: r.signal,
+                ended_ms: r.ended_ms,
+            })
+            .collect(),
+        restarts: j.restarts,
     }
 }
 
@@ -469,6 +571,7 @@ pub fn inventory_from_pb(
         driver_version: inv.driver_version.clone(),
         cuda_version: inv.cuda_version.clone(),
         gpu_provider: inv.gpu_provider.clone(),
+        address: inv.address.clone(),
     })
 }
 
@@ -513,6 +616,7 @@ pub fn inventory_to_pb(inv: &domain::node::NodeInventory) -> pb::NodeInventory {
         driver_version: inv.driver_version.clone(),
         cuda_version: inv.cuda_version.clone(),
         gpu_provider: inv.gpu_provider.clone(),
+        address: inv.address.clone(),
     }
 }
 

@@ -159,6 +159,8 @@ async fn main() -> anyhow::Result<()> {
                     }
                 };
                 a.sim_faults = Some(data_dir.join("agent").join("gpu-faults.json"));
+                // Everything runs on this machine: replicas reach each other on loopback.
+                a.address = Some("127.0.0.1".into());
                 a
             });
             let config = ServerConfig {

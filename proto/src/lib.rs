@@ -36,6 +36,12 @@ impl v1::Event {
             Some(Payload::JobWaiting(_)) => "job_waiting",
             Some(Payload::JobScheduled(_)) => "job_scheduled",
             Some(Payload::JobCancelled(_)) => "job_cancelled",
+            Some(Payload::JobRunning(_)) => "job_running",
+            Some(Payload::JobSucceeded(_)) => "job_succeeded",
+            Some(Payload::JobFailed(_)) => "job_failed",
+            Some(Payload::ReplicaStarted(_)) => "replica_started",
+            Some(Payload::ReplicaExited(_)) => "replica_exited",
+            Some(Payload::ReplicaRestarting(_)) => "replica_restarting",
             None => "unknown",
         }
     }
@@ -64,6 +70,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "job_waiting",
     "job_scheduled",
     "job_cancelled",
+    "job_running",
+    "job_succeeded",
+    "job_failed",
+    "replica_started",
+    "replica_exited",
+    "replica_restarting",
 ];
 
 /// Metadata carrying an agent's node token.

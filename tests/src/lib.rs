@@ -332,6 +332,8 @@ impl TestAgent {
             format!("{}-{}", ports.0, ports.1),
             "--heartbeat".into(),
             "200ms".into(),
+            "--address".into(),
+            "127.0.0.1".into(),
         ];
         let mut a = Self {
             node: node.to_string(),

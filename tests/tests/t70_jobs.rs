@@ -112,3 +112,138 @@ async fn jobs_are_placed_on_the_best_links_and_queued_gangs_wait_for_capacity() 
     );
     Ok(())
 }
+
+fn script_job(name: &str, roles: serde_json::Value, backoff_limit: i64) -> pb::SubmitRequest {
+    let doc = serde_json::json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"framework": "pytorch", "roles": roles, "runPolicy": {"backoffLimit": backoff_limit}},
+    });
+    pb::SubmitRequest {
+        command: Some(pb::Command {
+            actor: "test".into(),
+            body: Some(Body::SubmitJob(pb::SubmitJob {
+                spec_json: doc.to_string(),
+            })),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn wait_phase(cluster: &TestCluster, name: &str, phase: &str) -> anyhow::Result<pb::JobView> {
+    eventually(
+        Duration::from_secs(40),
+        &format!("job/{name} {phase}"),
+        || async { job_view(cluster, name).await.filter(|j| j.phase == phase) },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, Settings::default())?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let endpoints = cluster.endpoints();
+    let dir = cluster.dir().to_path_buf();
+    let _agents = [
+        TestAgent::start(&dir, "a", "pcie-4", (23000, 23099), &endpoints)?,
+        TestAgent::start(&dir, "b", "pcie-4", (23100, 23199), &endpoints)?,
+        TestAgent::start(&dir, "c", "pcie-4", (23200, 23299), &endpoints)?,
+    ];
+    eventually(Duration::from_secs(20), "three nodes", || async {
+        let addr = cluster.endpoints()[0].clone();
+        let n = cairn_tests::client(&addr)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .nodes;
+        (n.len() == 3).then_some(())
+    })
+    .await?;
+    let mut c = cairn_tests::client(&endpoints[0]);
+
+    // --- 1 master + 3 workers with 3 GPUs each: spread over the nodes; each replica
+    // checks the wiring it was given and exits 0
+    let check = "import os; e=os.environ; \
+        assert e['WORLD_SIZE']=='4' and e['MASTER_ADDR']=='127.0.0.1', e; \
+        assert int(e['RANK']) == (0 if e['CAIRN_ROLE']=='master' else int(e['CAIRN_INDEX'])+1); \
+        assert len(e['CUDA_VISIBLE_DEVICES'].split(','))==int(e['GPUS']); print('ok', e['RANK'])";
+    let role = |replicas: u32, gpus: u32| {
+        serde_json::json!({
+            "replicas": replicas, "gpus": gpus,
+            "command": ["python3", "-c", check],
+            "env": {"GPUS": gpus.to_string()},
+        })
+    };
+    c.submit(script_job(
+        "ddp",
+        serde_json::json!({"master": role(1, 1), "worker": role(3, 3)}),
+        0,
+    ))
+    .await?;
+    let done = wait_phase(&cluster, "ddp", "Succeeded").await?;
+    assert!(done
+        .replica_status
+        .iter()
+        .any(|r| r.role == "master" && r.exit_code == 0));
+    let nodes: std::collections::BTreeSet<&str> =
+        done.placements.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "3-GPU workers need their own 4-GPU nodes");
+
+    // --- a worker that always fails: restarted twice, then the job fails
+    c.submit(script_job(
+        "flaky",
+        serde_json::json!({"worker": {"replicas": 1, "command": ["python3", "-c", "import sys; sys.exit(3)"]}}),
+        2,
+    ))
+    .await?;
+    let failed = wait_phase(&cluster, "flaky", "Failed").await?;
+    assert_eq!(failed.restarts, 2);
+    assert!(
+        failed.reason.contains("backoff limit 2"),
+        "{}",
+        failed.reason
+    );
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await?;
+    let exits = cluster
+        .events_of(leader)
+        .await?
+        .iter()
+        .filter(|e| {
+            e.entity.as_ref().is_some_and(|r| r.name == "flaky")
+                && e.type_name() == "replica_exited"
+        })
+        .count();
+    assert_eq!(exits, 3, "three attempts ran");
+
+    // --- a cancelled job's running replica is stopped
+    c.submit(script_job(
+        "sleeper",
+        serde_json::json!({"worker": {"replicas": 1, "command": ["sleep", "300"]}}),
+        0,
+    ))
+    .await?;
+    wait_phase(&cluster, "sleeper", "Running").await?;
+    c.submit(pb::SubmitRequest {
+        command: Some(pb::Command {
+            body: Some(Body::CancelJob(pb::CancelJob {
+                name: "sleeper".into(),
+                reason: String::new(),
+            })),
+            ..Default::default()
+        }),
+    })
+    .await?;
+    let pid = job_view(&cluster, "sleeper")
+        .await
+        .expect("job")
+        .replica_status[0]
+        .pid;
+    eventually(Duration::from_secs(15), "the replica stops", || async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await?;
+    Ok(())
+}

@@ -106,6 +106,24 @@ pub enum CommandBody {
     },
     /// Place what fits from the queue (proposed by the leader when capacity changed).
     ScheduleJobs,
+    /// An agent reports a replica it runs: started (`exit` None) or ended.
+    ReportReplica {
+        node: String,
+        job: String,
+        replica: crate::job::ReplicaId,
+        attempt: u32,
+        pid: u32,
+        exit: Option<ReplicaExit>,
+        token_digest: Vec<u8>,
+    },
+}
+
+/// How a replica's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaExit {
+    pub code: i32,
+    pub signal: i32,
+    pub oom: bool,
 }
 
 impl CommandBody {
@@ -133,7 +151,7 @@ impl CommandBody {
             CommandBody::SubmitJob { spec_json } => crate::job::parse(spec_json)
                 .ok()
                 .map(|d| EntityKey::new(crate::kinds::JOB, d.metadata.name)),
-            CommandBody::CancelJob { name, .. } => {
+            CommandBody::CancelJob { name, .. } | CommandBody::ReportReplica { job: name, .. } => {
                 Some(EntityKey::new(crate::kinds::JOB, name.clone()))
             }
             CommandBody::ReconcileMembers

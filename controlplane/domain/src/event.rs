@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::job::Placement;
+use crate::job::{Placement, ReplicaId};
 use crate::node::{GpuHealth, NodeInventory};
 
 /// The entity an event is about: `kind/name`, e.g. `namespace/research` or `member/2`.
@@ -132,6 +132,32 @@ pub enum EventPayload {
     JobCancelled {
         reason: String,
     },
+    /// Every replica runs.
+    JobRunning,
+    JobSucceeded,
+    JobFailed {
+        reason: String,
+    },
+    ReplicaStarted {
+        replica: ReplicaId,
+        attempt: u32,
+        node: String,
+        pid: u32,
+    },
+    /// `signal` 0: exited with `exit_code`.
+    ReplicaExited {
+        replica: ReplicaId,
+        attempt: u32,
+        exit_code: i32,
+        signal: i32,
+        oom: bool,
+    },
+    /// The replica will run again, as `attempt`.
+    ReplicaRestarting {
+        replica: ReplicaId,
+        attempt: u32,
+        reason: String,
+    },
 }
 
 impl EventPayload {
@@ -159,6 +185,12 @@ impl EventPayload {
             EventPayload::JobWaiting { .. } => "job_waiting",
             EventPayload::JobScheduled { .. } => "job_scheduled",
             EventPayload::JobCancelled { .. } => "job_cancelled",
+            EventPayload::JobRunning => "job_running",
+            EventPayload::JobSucceeded => "job_succeeded",
+            EventPayload::JobFailed { .. } => "job_failed",
+            EventPayload::ReplicaStarted { .. } => "replica_started",
+            EventPayload::ReplicaExited { .. } => "replica_exited",
+            EventPayload::ReplicaRestarting { .. } => "replica_restarting",
         }
     }
 }

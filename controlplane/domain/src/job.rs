@@ -83,7 +83,7 @@ pub struct RoleSpec {
     pub restart_policy: RestartPolicy,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunPolicy {
     #[serde(default = "default_backoff")]
@@ -96,6 +96,16 @@ pub struct RunPolicy {
 
 fn default_backoff() -> i64 {
     3
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            backoff_limit: default_backoff(),
+            active_deadline_seconds: None,
+            ttl_seconds_after_finished: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -298,6 +308,9 @@ pub struct Placement {
 pub enum JobPhase {
     Queued,
     Scheduled,
+    Running,
+    Succeeded,
+    Failed,
     Cancelled,
 }
 
@@ -306,13 +319,47 @@ impl JobPhase {
         match self {
             JobPhase::Queued => "Queued",
             JobPhase::Scheduled => "Scheduled",
+            JobPhase::Running => "Running",
+            JobPhase::Succeeded => "Succeeded",
+            JobPhase::Failed => "Failed",
             JobPhase::Cancelled => "Cancelled",
         }
     }
 
     pub fn finished(self) -> bool {
-        matches!(self, JobPhase::Cancelled)
+        matches!(
+            self,
+            JobPhase::Succeeded | JobPhase::Failed | JobPhase::Cancelled
+        )
     }
+
+    /// Placed and not ended: the replicas should run.
+    pub fn active(self) -> bool {
+        matches!(self, JobPhase::Scheduled | JobPhase::Running)
+    }
+}
+
+/// What one replica is doing, as its agent reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ReplicaPhase {
+    /// Placed, not (re)started yet.
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub phase: ReplicaPhase,
+    /// 0 for the first run, +1 per restart.
+    pub attempt: u32,
+    pub pid: u32,
+    pub exit_code: i32,
+    pub signal: i32,
+    /// When the last run ended (leader's clock), for the restart backoff.
+    pub ended_ms: i64,
 }
 
 /// A job as the log tells it.
@@ -326,9 +373,47 @@ pub struct JobState {
     pub submitted_ms: i64,
     /// Queue order among equal priorities: the sequence of its submission.
     pub submitted_seq: u64,
+    /// Each placed replica's status.
+    pub replicas: BTreeMap<ReplicaId, ReplicaStatus>,
+    /// Restarts so far (all replicas), against `runPolicy.backoffLimit`.
+    pub restarts: u32,
 }
 
 impl JobState {
+    /// Whether the success policy is met by the replicas' statuses.
+    pub fn succeeded(&self) -> bool {
+        let done = |role: &str, index: u32| {
+            self.replicas
+                .get(&ReplicaId {
+                    role: role.into(),
+                    index,
+                })
+                .is_some_and(|r| r.phase == ReplicaPhase::Succeeded)
+        };
+        let roles = &self.doc.spec.roles;
+        match self.doc.spec.success_policy {
+            SuccessPolicy::AllWorkers if roles.contains_key("worker") => self
+                .replicas
+                .iter()
+                .filter(|(id, _)| id.role == "worker")
+                .all(|(_, r)| r.phase == ReplicaPhase::Succeeded),
+            _ => {
+                if let Some(lead) = ["master", "chief", "launcher"]
+                    .into_iter()
+                    .find(|r| roles.contains_key(*r))
+                {
+                    done(lead, 0)
+                } else if roles.contains_key("worker") {
+                    done("worker", 0)
+                } else {
+                    self.replicas
+                        .values()
+                        .all(|r| r.phase == ReplicaPhase::Succeeded)
+                }
+            }
+        }
+    }
+
     /// Every replica the spec asks for, in role order.
     pub fn replicas(&self) -> Vec<(ReplicaId, &RoleSpec)> {
         self.doc

@@ -24,7 +24,7 @@ pub mod schedule;
 mod state;
 pub mod validate;
 
-pub use command::{Command, CommandBody};
+pub use command::{Command, CommandBody, ReplicaExit};
 pub use decide::decide;
 pub use event::{EntityKey, Event, EventPayload, Position};
 pub use rejection::Rejection;

@@ -104,6 +104,8 @@ pub struct NodeInventory {
     pub driver_version: String,
     pub cuda_version: String,
     pub gpu_provider: String,
+    /// Where the node's replicas are reached.
+    pub address: String,
 }
 
 impl NodeInventory {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::{EntityKey, Event, EventPayload};
-use crate::job::{JobPhase, JobState};
+use crate::job::{JobPhase, JobState, ReplicaPhase};
 use crate::kinds;
 use crate::node::{Cordon, NodeState, PortLease};
 
@@ -130,6 +130,28 @@ impl State {
         q
     }
 
+    /// A job ends: its GPUs, CPU, memory and ports go back to the nodes.
+    fn end_job(&mut self, name: &str, phase: JobPhase, reason: &str) {
+        let Some(j) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let roles = &j.doc.spec.roles;
+        for p in &j.placements {
+            let Some(n) = self.nodes.get_mut(&p.node) else {
+                continue;
+            };
+            n.allocated_gpus.retain(|_, owner| owner != name);
+            if let Some(r) = roles.get(&p.replica.role) {
+                n.allocated_cpu_millis -= r.cpu_millis;
+                n.allocated_memory_mib -= r.memory_mib;
+            }
+            let holder = format!("job/{name}/{}", p.replica);
+            n.leases.retain(|_, l| l.holder != holder);
+        }
+        j.phase = phase;
+        j.reason = reason.to_string();
+    }
+
     pub fn raft_members(&self) -> &RaftMembers {
         &self.raft_members
     }
@@ -244,6 +266,8 @@ impl State {
                             placements: Vec::new(),
                             submitted_ms: event.timestamp_ms,
                             submitted_seq: event.sequence,
+                            replicas: Default::default(),
+                            restarts: 0,
                         },
                     );
                 }
@@ -259,6 +283,10 @@ impl State {
                     j.phase = JobPhase::Scheduled;
                     j.reason = String::new();
                     j.placements = placements.clone();
+                    j.replicas = placements
+                        .iter()
+                        .map(|p| (p.replica.clone(), Default::default()))
+                        .collect();
                     let roles = &j.doc.spec.roles;
                     for p in placements {
                         let Some(n) = self.nodes.get_mut(&p.node) else {
@@ -283,24 +311,68 @@ impl State {
                     }
                 }
             }
-            EventPayload::JobCancelled { reason } => {
-                let name = &event.entity.name;
-                if let Some(j) = self.jobs.get_mut(name) {
-                    let roles = &j.doc.spec.roles;
-                    for p in &j.placements {
-                        let Some(n) = self.nodes.get_mut(&p.node) else {
-                            continue;
-                        };
-                        n.allocated_gpus.retain(|_, owner| owner != name);
-                        if let Some(r) = roles.get(&p.replica.role) {
-                            n.allocated_cpu_millis -= r.cpu_millis;
-                            n.allocated_memory_mib -= r.memory_mib;
-                        }
-                        let holder = format!("job/{name}/{}", p.replica);
-                        n.leases.retain(|_, l| l.holder != holder);
+            EventPayload::JobCancelled { reason } | EventPayload::JobFailed { reason } => {
+                let phase = if matches!(event.payload, EventPayload::JobFailed { .. }) {
+                    JobPhase::Failed
+                } else {
+                    JobPhase::Cancelled
+                };
+                self.end_job(&event.entity.name, phase, reason);
+            }
+            EventPayload::JobSucceeded => {
+                self.end_job(&event.entity.name, JobPhase::Succeeded, "");
+            }
+            EventPayload::JobRunning => {
+                if let Some(j) = self.jobs.get_mut(&event.entity.name) {
+                    j.phase = JobPhase::Running;
+                }
+            }
+            EventPayload::ReplicaStarted {
+                replica,
+                attempt,
+                pid,
+                ..
+            } => {
+                if let Some(r) = self
+                    .jobs
+                    .get_mut(&event.entity.name)
+                    .and_then(|j| j.replicas.get_mut(replica))
+                {
+                    r.phase = ReplicaPhase::Running;
+                    r.attempt = *attempt;
+                    r.pid = *pid;
+                }
+            }
+            EventPayload::ReplicaExited {
+                replica,
+                exit_code,
+                signal,
+                ..
+            } => {
+                if let Some(r) = self
+                    .jobs
+                    .get_mut(&event.entity.name)
+                    .and_then(|j| j.replicas.get_mut(replica))
+                {
+                    r.phase = if *exit_code == 0 && *signal == 0 {
+                        ReplicaPhase::Succeeded
+                    } else {
+                        ReplicaPhase::Failed
+                    };
+                    r.exit_code = *exit_code;
+                    r.signal = *signal;
+                    r.ended_ms = event.timestamp_ms;
+                }
+            }
+            EventPayload::ReplicaRestarting {
+                replica, attempt, ..
+            } => {
+                if let Some(j) = self.jobs.get_mut(&event.entity.name) {
+                    j.restarts += 1;
+                    if let Some(r) = j.replicas.get_mut(replica) {
+                        r.phase = ReplicaPhase::Pending;
+                        r.attempt = *attempt;
                     }
-                    j.phase = JobPhase::Cancelled;
-                    j.reason = reason.clone();
                 }
             }
             payload => {

@@ -65,6 +65,10 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
                 p.extend(problems);
             }
         }
+        CommandBody::ReportReplica { node, job, .. } => {
+            node_name_problems("report_replica.node", node, &mut p);
+            name_problems("report_replica.job", job, &mut p);
+        }
         CommandBody::CancelJob { name, reason } => {
             name_problems("cancel_job.name", name, &mut p);
             if reason.len() > MAX_ID_LEN {

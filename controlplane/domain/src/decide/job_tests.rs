@@ -412,3 +412,136 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+fn report(
+    node: &str,
+    job: &str,
+    role: &str,
+    index: u32,
+    attempt: u32,
+    exit: Option<i32>,
+) -> Command {
+    cmd(CommandBody::ReportReplica {
+        node: node.into(),
+        job: job.into(),
+        replica: crate::job::ReplicaId {
+            role: role.into(),
+            index,
+        },
+        attempt,
+        pid: 100,
+        exit: exit.map(|code| crate::command::ReplicaExit {
+            code,
+            signal: 0,
+            oom: false,
+        }),
+        token_digest: node.as_bytes().to_vec(),
+    })
+}
+
+fn types(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.payload.type_name()).collect()
+}
+
+#[test]
+fn a_job_runs_when_all_replicas_start_and_succeeds_with_its_master() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    submit(&mut s, spec("ddp", &[("master", 1, 1), ("worker", 2, 1)])).unwrap();
+    assert_eq!(
+        types(&apply(&mut s, &report("a", "ddp", "master", 0, 0, None)).unwrap()),
+        ["replica_started"]
+    );
+    apply(&mut s, &report("a", "ddp", "worker", 0, 0, None)).unwrap();
+    let ev = apply(&mut s, &report("a", "ddp", "worker", 1, 0, None)).unwrap();
+    assert_eq!(types(&ev), ["replica_started", "job_running"]);
+    // A duplicate report changes nothing.
+    assert!(apply(&mut s, &report("a", "ddp", "worker", 1, 0, None))
+        .unwrap()
+        .is_empty());
+    // Workers ending first do not end the job; the master does.
+    assert_eq!(
+        types(&apply(&mut s, &report("a", "ddp", "worker", 0, 0, Some(0))).unwrap()),
+        ["replica_exited"]
+    );
+    let ev = apply(&mut s, &report("a", "ddp", "master", 0, 0, Some(0))).unwrap();
+    assert_eq!(types(&ev), ["replica_exited", "job_succeeded"]);
+    assert_eq!(s.job("ddp").unwrap().phase, JobPhase::Succeeded);
+    assert!(
+        s.node("a").unwrap().allocated_gpus.is_empty(),
+        "GPUs given back"
+    );
+    // Late reports about an ended job change nothing.
+    assert!(apply(&mut s, &report("a", "ddp", "worker", 1, 0, Some(0)))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn on_failure_restarts_until_the_backoff_limit_then_fails() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    let json = spec("flaky", &[("worker", 1, 1)]).replace(
+        "\"framework\":\"pytorch\"",
+        "\"framework\":\"pytorch\",\"runPolicy\":{\"backoffLimit\":2}",
+    );
+    submit(&mut s, json).unwrap();
+    for attempt in 0..2 {
+        apply(&mut s, &report("a", "flaky", "worker", 0, attempt, None)).unwrap();
+        let ev = apply(&mut s, &report("a", "flaky", "worker", 0, attempt, Some(1))).unwrap();
+        assert_eq!(types(&ev), ["replica_exited", "replica_restarting"]);
+    }
+    // A report about an old attempt is ignored.
+    assert!(
+        apply(&mut s, &report("a", "flaky", "worker", 0, 0, Some(1)))
+            .unwrap()
+            .is_empty()
+    );
+    apply(&mut s, &report("a", "flaky", "worker", 0, 2, None)).unwrap();
+    let ev = apply(&mut s, &report("a", "flaky", "worker", 0, 2, Some(1))).unwrap();
+    assert_eq!(types(&ev), ["replica_exited", "job_failed"]);
+    let j = s.job("flaky").unwrap();
+    assert_eq!(j.phase, JobPhase::Failed);
+    assert!(j.reason.contains("backoff limit 2"), "{}", j.reason);
+}
+
+#[test]
+fn exit_code_policy_retries_only_signals_and_high_codes() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    let json = spec("ec", &[("worker", 1, 1)])
+        .replace("\"command\"", "\"restartPolicy\":\"ExitCode\",\"command\"");
+    submit(&mut s, json).unwrap();
+    apply(&mut s, &report("a", "ec", "worker", 0, 0, None)).unwrap();
+    let ev = apply(&mut s, &report("a", "ec", "worker", 0, 0, Some(137))).unwrap();
+    assert_eq!(types(&ev), ["replica_exited", "replica_restarting"]);
+    apply(&mut s, &report("a", "ec", "worker", 0, 1, None)).unwrap();
+    let ev = apply(&mut s, &report("a", "ec", "worker", 0, 1, Some(2))).unwrap();
+    assert_eq!(
+        types(&ev),
+        ["replica_exited", "job_failed"],
+        "code 2 is permanent"
+    );
+}
+
+#[test]
+fn only_the_node_running_a_replica_may_report_it() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    register(&mut s, nvswitch("b"));
+    submit(&mut s, spec("j", &[("worker", 1, 8)])).unwrap();
+    let on = s.job("j").unwrap().placements[0].node.clone();
+    let other = if on == "a" { "b" } else { "a" };
+    assert!(matches!(
+        apply(&mut s, &report(other, "j", "worker", 0, 0, None)),
+        Err(Rejection::PermissionDenied(_))
+    ));
+    let mut forged = report(&on, "j", "worker", 0, 0, None);
+    if let CommandBody::ReportReplica { token_digest, .. } = &mut forged.body {
+        *token_digest = b"forged".to_vec();
+    }
+    assert!(matches!(
+        apply(&mut s, &forged),
+        Err(Rejection::PermissionDenied(_))
+    ));
+}

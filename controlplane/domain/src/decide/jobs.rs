@@ -2,9 +2,10 @@
 //! scheduling passes over the queue, cancellation.
 
 use super::Emitter;
+use crate::command::ReplicaExit;
 use crate::command::{Command, CommandBody};
 use crate::event::{EntityKey, EventPayload};
-use crate::job::{self, JobPhase, JobState};
+use crate::job::{self, JobPhase, JobState, ReplicaId, ReplicaPhase, RestartPolicy};
 use crate::rejection::Rejection;
 use crate::schedule::Capacity;
 use crate::state::State;
@@ -42,6 +43,8 @@ pub(super) fn decide(
                 placements: Vec::new(),
                 submitted_ms: cmd.timestamp_ms,
                 submitted_seq: 0,
+                replicas: Default::default(),
+                restarts: 0,
             };
             match Capacity::of(state).place(&queued) {
                 Ok(placements) => out.emit(key(&name), EventPayload::JobScheduled { placements }),
@@ -81,7 +84,177 @@ pub(super) fn decide(
                 Ok(())
             }
         },
+        CommandBody::ReportReplica {
+            node,
+            job,
+            replica,
+            attempt,
+            pid,
+            exit,
+            token_digest,
+        } => report_replica(
+            state,
+            node,
+            job,
+            replica,
+            *attempt,
+            *pid,
+            *exit,
+            token_digest,
+            out,
+        ),
         _ => return None,
     };
     Some(r)
+}
+
+/// An agent's report about a replica it runs. Reports about an older attempt, or about a
+/// job that already ended, change nothing (they may arrive late, or twice).
+#[allow(clippy::too_many_arguments)]
+fn report_replica(
+    state: &State,
+    node: &str,
+    name: &str,
+    replica: &ReplicaId,
+    attempt: u32,
+    pid: u32,
+    exit: Option<ReplicaExit>,
+    token_digest: &[u8],
+    out: &mut Emitter<'_>,
+) -> Result<(), Rejection> {
+    let n = state
+        .node(node)
+        .ok_or_else(|| Rejection::NotFound(format!("node/{node}")))?;
+    if n.token_digest != token_digest {
+        return Err(Rejection::PermissionDenied(format!(
+            "node/{node} is registered with another agent token"
+        )));
+    }
+    let j = state
+        .job(name)
+        .ok_or_else(|| Rejection::NotFound(key(name).to_string()))?;
+    if !j
+        .placements
+        .iter()
+        .any(|p| p.replica == *replica && p.node == node)
+    {
+        return Err(Rejection::PermissionDenied(format!(
+            "{replica} of {} does not run on node/{node}",
+            key(name)
+        )));
+    }
+    let Some(status) = j.replicas.get(replica) else {
+        return Ok(());
+    };
+    if !j.phase.active() || attempt != status.attempt {
+        return Ok(());
+    }
+    match exit {
+        None => {
+            if status.phase != ReplicaPhase::Pending {
+                return Ok(());
+            }
+            out.emit(
+                key(name),
+                EventPayload::ReplicaStarted {
+                    replica: replica.clone(),
+                    attempt,
+                    node: node.to_string(),
+                    pid,
+                },
+            );
+            let others_running = j
+                .replicas
+                .iter()
+                .filter(|(id, _)| *id != replica)
+                .all(|(_, r)| r.phase != ReplicaPhase::Pending);
+            if j.phase == JobPhase::Scheduled && others_running {
+                out.emit(key(name), EventPayload::JobRunning);
+            }
+        }
+        Some(x) => {
+            if !matches!(status.phase, ReplicaPhase::Running | ReplicaPhase::Pending) {
+                return Ok(());
+            }
+            out.emit(
+                key(name),
+                EventPayload::ReplicaExited {
+                    replica: replica.clone(),
+                    attempt,
+                    exit_code: x.code,
+                    signal: x.signal,
+                    oom: x.oom,
+                },
+            );
+            let ok = x.code == 0 && x.signal == 0;
+            // What the job looks like once this exit is folded in.
+            let mut after = j.clone();
+            if let Some(r) = after.replicas.get_mut(replica) {
+                r.phase = if ok {
+                    ReplicaPhase::Succeeded
+                } else {
+                    ReplicaPhase::Failed
+                };
+            }
+            if ok && after.succeeded() {
+                out.emit(key(name), EventPayload::JobSucceeded);
+                return Ok(());
+            }
+            let role = &j.doc.spec.roles[&replica.role];
+            let retry = match role.restart_policy {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => !ok,
+                RestartPolicy::Always => true,
+                // 1-127: the program failed (permanent); 128-255: killed by a signal or
+                // an OOM (retryable).
+                RestartPolicy::ExitCode => !ok && (x.signal != 0 || x.oom || x.code >= 128),
+            };
+            if ok && !retry {
+                return Ok(());
+            }
+            if !retry {
+                out.emit(
+                    key(name),
+                    EventPayload::JobFailed {
+                        reason: format!(
+                            "{replica} exited with {}; restart policy {:?}",
+                            describe(x),
+                            role.restart_policy
+                        ),
+                    },
+                );
+            } else if i64::from(j.restarts) >= j.doc.spec.run_policy.backoff_limit {
+                out.emit(
+                    key(name),
+                    EventPayload::JobFailed {
+                        reason: format!(
+                            "{replica} exited with {}; backoff limit {} reached",
+                            describe(x),
+                            j.doc.spec.run_policy.backoff_limit
+                        ),
+                    },
+                );
+            } else {
+                out.emit(
+                    key(name),
+                    EventPayload::ReplicaRestarting {
+                        replica: replica.clone(),
+                        attempt: attempt + 1,
+                        reason: format!("exited with {}", describe(x)),
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(x: ReplicaExit) -> String {
+    if x.oom {
+        "an out-of-memory kill".into()
+    } else if x.signal != 0 {
+        format!("signal {}", x.signal)
+    } else {
+        format!("code {}", x.code)
+    }
 }

@@ -234,6 +234,9 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
             reason: reason.clone(),
         }),
         P::JobRunning => Payload::JobRunning(pb::JobRunning {}),
+        P::JobRequeued { reason } => Payload::JobRequeued(pb::JobRequeued {
+            reason: reason.clone(),
+        }),
         P::JobSucceeded => Payload::JobSucceeded(pb::JobSucceeded {}),
         P::JobFailed { reason } => Payload::JobFailed(pb::JobFailed {
             reason: reason.clone(),
@@ -372,6 +375,9 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Payload::JobRunning(_)) => P::JobRunning,
+        Some(Payload::JobRequeued(x)) => P::JobRequeued {
+            reason: x.reason.clone(),
+        },
         Some(Payload::JobSucceeded(_)) => P::JobSucceeded,
         Some(Payload::JobFailed(x)) => P::JobFailed {
             reason: x.reason.clone(),

@@ -42,6 +42,7 @@ impl v1::Event {
             Some(Payload::ReplicaStarted(_)) => "replica_started",
             Some(Payload::ReplicaExited(_)) => "replica_exited",
             Some(Payload::ReplicaRestarting(_)) => "replica_restarting",
+            Some(Payload::JobRequeued(_)) => "job_requeued",
             None => "unknown",
         }
     }
@@ -76,6 +77,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "replica_started",
     "replica_exited",
     "replica_restarting",
+    "job_requeued",
 ];
 
 /// Metadata carrying an agent's node token.

@@ -247,3 +247,61 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_hit_by_an_xid_is_placed_again_on_healthy_gpus() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, Settings::default())?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let endpoints = cluster.endpoints();
+    let dir = cluster.dir().to_path_buf();
+    let agent = TestAgent::start(&dir, "p", "pcie-4", (23300, 23399), &endpoints)?;
+    eventually(Duration::from_secs(20), "the node registers", || async {
+        let addr = cluster.endpoints()[0].clone();
+        let n = cairn_tests::client(&addr)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .nodes;
+        (n.len() == 1).then_some(())
+    })
+    .await?;
+    let mut c = cairn_tests::client(&endpoints[0]);
+    c.submit(script_job(
+        "long",
+        serde_json::json!({"worker": {"replicas": 1, "gpus": 2, "command": ["sleep", "300"]}}),
+        3,
+    ))
+    .await?;
+    let running = wait_phase(&cluster, "long", "Running").await?;
+    let (gpus, pid) = (
+        running.placements[0].gpus.clone(),
+        running.replica_status[0].pid,
+    );
+
+    // --- XID 79 on one of its GPUs
+    agent.set_faults(&format!(r#"{{"{}": {{"xid": 79}}}}"#, gpus[0]))?;
+    let moved = eventually(
+        Duration::from_secs(30),
+        "placed again and running",
+        || async {
+            job_view(&cluster, "long")
+                .await
+                .filter(|j| j.phase == "Running" && j.restarts == 1)
+        },
+    )
+    .await;
+    let Ok(moved) = moved else {
+        let j = job_view(&cluster, "long").await;
+        anyhow::bail!("not placed again: {j:?}");
+    };
+    assert!(!moved.placements[0].gpus.contains(&gpus[0]), "{moved:?}");
+    assert_ne!(moved.replica_status[0].pid, pid, "a new process");
+    eventually(
+        Duration::from_secs(15),
+        "the first process stops",
+        || async { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await?;
+    Ok(())
+}

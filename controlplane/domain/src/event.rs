@@ -152,6 +152,11 @@ pub enum EventPayload {
         signal: i32,
         oom: bool,
     },
+    /// A GPU or node under the job failed (or was drained): its replicas stop and it
+    /// waits to be placed again.
+    JobRequeued {
+        reason: String,
+    },
     /// The replica will run again, as `attempt`.
     ReplicaRestarting {
         replica: ReplicaId,
@@ -191,6 +196,7 @@ impl EventPayload {
             EventPayload::ReplicaStarted { .. } => "replica_started",
             EventPayload::ReplicaExited { .. } => "replica_exited",
             EventPayload::ReplicaRestarting { .. } => "replica_restarting",
+            EventPayload::JobRequeued { .. } => "job_requeued",
         }
     }
 }

@@ -283,9 +283,20 @@ impl State {
                     j.phase = JobPhase::Scheduled;
                     j.reason = String::new();
                     j.placements = placements.clone();
+                    // Attempts continue across placements (a requeue counts as a
+                    // restart), so a late report about an earlier run never matches.
+                    let attempt = j.restarts;
                     j.replicas = placements
                         .iter()
-                        .map(|p| (p.replica.clone(), Default::default()))
+                        .map(|p| {
+                            (
+                                p.replica.clone(),
+                                crate::job::ReplicaStatus {
+                                    attempt,
+                                    ..Default::default()
+                                },
+                            )
+                        })
                         .collect();
                     let roles = &j.doc.spec.roles;
                     for p in placements {
@@ -318,6 +329,15 @@ impl State {
                     JobPhase::Cancelled
                 };
                 self.end_job(&event.entity.name, phase, reason);
+            }
+            EventPayload::JobRequeued { reason } => {
+                let name = event.entity.name.clone();
+                self.end_job(&name, JobPhase::Queued, reason);
+                if let Some(j) = self.jobs.get_mut(&name) {
+                    j.placements.clear();
+                    j.replicas.clear();
+                    j.restarts += 1;
+                }
             }
             EventPayload::JobSucceeded => {
                 self.end_job(&event.entity.name, JobPhase::Succeeded, "");

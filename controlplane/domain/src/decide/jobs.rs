@@ -138,10 +138,8 @@ fn report_replica(
         .iter()
         .any(|p| p.replica == *replica && p.node == node)
     {
-        return Err(Rejection::PermissionDenied(format!(
-            "{replica} of {} does not run on node/{node}",
-            key(name)
-        )));
+        // Stale (the job moved) or wrong: either way it changes nothing.
+        return Ok(());
     }
     let Some(status) = j.replicas.get(replica) else {
         return Ok(());
@@ -256,5 +254,44 @@ fn describe(x: ReplicaExit) -> String {
         format!("signal {}", x.signal)
     } else {
         format!("code {}", x.code)
+    }
+}
+
+/// Active jobs with a replica on `node` (on GPU `gpu` when given) go back to the queue:
+/// their replicas stop and they are placed again, which counts as a restart; past the
+/// backoff limit, they fail instead.
+pub(super) fn requeue_jobs_on(
+    state: &State,
+    node: &str,
+    gpu: Option<&str>,
+    reason: &str,
+    out: &mut Emitter<'_>,
+) {
+    for (name, j) in state.jobs() {
+        let hit = j.phase.active()
+            && j.placements
+                .iter()
+                .any(|p| p.node == node && gpu.is_none_or(|g| p.gpus.iter().any(|x| x == g)));
+        if !hit {
+            continue;
+        }
+        if i64::from(j.restarts) >= j.doc.spec.run_policy.backoff_limit {
+            out.emit(
+                key(name),
+                EventPayload::JobFailed {
+                    reason: format!(
+                        "{reason}; backoff limit {} reached",
+                        j.doc.spec.run_policy.backoff_limit
+                    ),
+                },
+            );
+        } else {
+            out.emit(
+                key(name),
+                EventPayload::JobRequeued {
+                    reason: reason.to_string(),
+                },
+            );
+        }
     }
 }

@@ -75,6 +75,21 @@ pub(super) fn decide(
                     out.emit(key(node), EventPayload::GpuHealthChanged { health });
                 }
             }
+            // Jobs running on a GPU that just failed are placed again elsewhere.
+            let failed: Vec<(&str, &str)> = gpus
+                .iter()
+                .filter(|g| !g.healthy && n.gpu_health(&g.uuid).healthy)
+                .map(|g| (g.uuid.as_str(), g.reason.as_str()))
+                .collect();
+            for (uuid, why) in failed {
+                super::jobs::requeue_jobs_on(
+                    state,
+                    node,
+                    Some(uuid),
+                    &format!("GPU {uuid} on node/{node} became unhealthy ({why})"),
+                    out,
+                );
+            }
             Ok(())
         })(),
         CommandBody::MarkNodeLost {
@@ -89,6 +104,13 @@ pub(super) fn decide(
                         last_heartbeat_ms: *last_heartbeat_ms,
                         grace_ms: *grace_ms,
                     },
+                );
+                super::jobs::requeue_jobs_on(
+                    state,
+                    node,
+                    None,
+                    &format!("node/{node} was lost"),
+                    out,
                 );
             }
         }),
@@ -131,6 +153,15 @@ pub(super) fn decide(
                                 drain: *drain,
                             },
                         );
+                        if *drain {
+                            super::jobs::requeue_jobs_on(
+                                state,
+                                node,
+                                None,
+                                &format!("node/{node} is drained"),
+                                out,
+                            );
+                        }
                     }
                 }
             }

@@ -346,6 +346,21 @@ impl Runner {
             if attempt > 0 && now_ms() < st.ended_ms + backoff(attempt).as_millis() as i64 {
                 continue;
             }
+            // The start order: every replica of the roles this one waits for runs.
+            let waits = job
+                .dependencies
+                .iter()
+                .filter(|d| d.role == k.1)
+                .flat_map(|d| d.after.iter())
+                .any(|up| {
+                    job.replica_status
+                        .iter()
+                        .filter(|r| r.role == *up)
+                        .any(|r| r.phase != "Running" && r.phase != "Succeeded")
+                });
+            if waits {
+                continue;
+            }
             let gpus: Vec<u32> = p
                 .gpus
                 .iter()

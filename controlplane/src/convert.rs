@@ -487,6 +487,13 @@ pub fn job_to_pb(
             })
             .collect(),
         restarts: j.restarts,
+        dependencies: j
+            .doc
+            .spec
+            .dependencies()
+            .into_iter()
+            .map(|(role, after)| pb::RoleDependency { role, after })
+            .collect(),
     }
 }
 

@@ -164,6 +164,45 @@ pub struct JobSpec {
     pub scheduling: Scheduling,
     #[serde(default)]
     pub host_network: Option<HostNetwork>,
+    /// Role → roles whose replicas must all be running before it starts (default: the
+    /// framework's order; `{}` turns it off).
+    #[serde(default)]
+    pub depends_on: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl JobSpec {
+    /// The start order: explicit, or the framework's (PS before workers, master before
+    /// workers, workers before the MPI launcher, the Mars scheduler first), limited to the
+    /// roles the job has.
+    pub fn dependencies(&self) -> BTreeMap<String, Vec<String>> {
+        if let Some(d) = &self.depends_on {
+            return d.clone();
+        }
+        let defaults: &[(&str, &[&str])] = match self.framework {
+            Framework::Pytorch | Framework::Xgboost => &[("worker", &["master"])],
+            Framework::Tensorflow | Framework::Xdl => {
+                &[("worker", &["ps"]), ("chief", &["ps"]), ("master", &["ps"])]
+            }
+            Framework::Mpi => &[("launcher", &["worker"])],
+            Framework::Mars => &[("worker", &["scheduler"]), ("webservice", &["scheduler"])],
+            Framework::Generic => &[],
+        };
+        defaults
+            .iter()
+            .filter(|(role, _)| self.roles.contains_key(*role))
+            .map(|(role, after)| {
+                (
+                    role.to_string(),
+                    after
+                        .iter()
+                        .filter(|a| self.roles.contains_key(**a))
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, after)| !after.is_empty())
+            .collect()
+    }
 }
 
 /// Most replicas in one job, and most bytes of one spec.
@@ -252,6 +291,41 @@ pub fn problems(doc: &JobDocument) -> Vec<String> {
         p.push(format!(
             "spec.roles: {total} replicas, at most {MAX_REPLICAS}"
         ));
+    }
+    if let Some(d) = &s.depends_on {
+        for (role, after) in d {
+            if !s.roles.contains_key(role) {
+                p.push(format!("spec.dependsOn.{role}: no such role"));
+            }
+            for a in after {
+                if !s.roles.contains_key(a) {
+                    p.push(format!("spec.dependsOn.{role}: no such role {a:?}"));
+                }
+            }
+        }
+        // No cycles: repeatedly remove roles whose dependencies are all removed.
+        let mut left: BTreeMap<&String, Vec<&String>> =
+            d.iter().map(|(r, a)| (r, a.iter().collect())).collect();
+        loop {
+            let done: Vec<&String> = left
+                .iter()
+                .filter(|(_, after)| after.iter().all(|a| !left.contains_key(a)))
+                .map(|(r, _)| *r)
+                .collect();
+            if done.is_empty() {
+                break;
+            }
+            for r in done {
+                left.remove(r);
+            }
+        }
+        if !left.is_empty() {
+            let names: Vec<&str> = left.keys().map(|r| r.as_str()).collect();
+            p.push(format!(
+                "spec.dependsOn: a cycle among {}",
+                names.join(", ")
+            ));
+        }
     }
     if s.run_policy.backoff_limit < 0 {
         p.push("spec.runPolicy.backoffLimit: must be >= 0".into());

@@ -1,6 +1,6 @@
 //! Tests of job validation and placement.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
@@ -629,4 +629,49 @@ fn lost_and_drained_nodes_give_their_jobs_back_to_the_queue() {
     )
     .unwrap();
     assert_eq!(types(&ev), ["node_lost", "job_requeued"]);
+}
+
+#[test]
+fn start_order_defaults_per_framework_and_cycles_are_refused() {
+    let doc = |fw: &str, roles: &[&str], deps: Option<serde_json::Value>| {
+        let roles: serde_json::Map<String, serde_json::Value> = roles
+            .iter()
+            .map(|r| {
+                (
+                    r.to_string(),
+                    serde_json::json!({"replicas": 1, "command": ["x"]}),
+                )
+            })
+            .collect();
+        let mut spec = serde_json::json!({"framework": fw, "roles": roles});
+        if let Some(d) = deps {
+            spec["dependsOn"] = d;
+        }
+        serde_json::json!({"apiVersion": "cairn.dev/v1", "kind": "TrainingJob", "metadata": {"name": "j"}, "spec": spec}).to_string()
+    };
+    let deps = |json: String| crate::job::parse(&json).map(|d| d.spec.dependencies());
+    assert_eq!(
+        deps(doc("pytorch", &["master", "worker"], None)).unwrap(),
+        BTreeMap::from([("worker".to_string(), vec!["master".to_string()])])
+    );
+    assert_eq!(
+        deps(doc("mpi", &["launcher", "worker"], None)).unwrap(),
+        BTreeMap::from([("launcher".to_string(), vec!["worker".to_string()])])
+    );
+    assert!(
+        deps(doc("tensorflow", &["worker"], None))
+            .unwrap()
+            .is_empty(),
+        "no ps, no order"
+    );
+    let custom = serde_json::json!({"master": ["worker"]});
+    assert_eq!(
+        deps(doc("pytorch", &["master", "worker"], Some(custom)))
+            .unwrap()
+            .len(),
+        1
+    );
+    let cycle = serde_json::json!({"master": ["worker"], "worker": ["master"]});
+    let err = deps(doc("pytorch", &["master", "worker"], Some(cycle))).unwrap_err();
+    assert!(err.iter().any(|e| e.contains("cycle")), "{err:?}");
 }

@@ -45,6 +45,23 @@ pub enum JobCmd {
     },
     /// Every event of a job, including why it was placed where.
     History { name: String },
+    /// Follow a job as its replicas come up, until it ends.
+    Watch { name: String },
+    /// A replica's output. Logs stay on the node that ran the replica: this reads the
+    /// agent's log directory on this machine (`cairn-server dev`: `.cairn/agent`).
+    Logs {
+        name: String,
+        #[arg(long, default_value = "master")]
+        role: String,
+        #[arg(long, default_value_t = 0)]
+        index: u32,
+        /// Keep printing what is appended.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// The agent's state directory on this machine.
+        #[arg(long, env = "CAIRN_AGENT_STATE_DIR", default_value = ".cairn/agent")]
+        state_dir: std::path::PathBuf,
+    },
 }
 
 /// A job document as JSON, from YAML or JSON text.
@@ -244,6 +261,21 @@ pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Res
             .await?;
             print_submitted(ctx, &r)
         }
+        JobCmd::Watch { name } => watch(cluster, &name).await,
+        JobCmd::Logs {
+            name,
+            role,
+            index,
+            follow,
+            state_dir,
+        } => {
+            let path = state_dir
+                .join("replicas")
+                .join("logs")
+                .join(&name)
+                .join(format!("{role}-{index}.log"));
+            logs(&path, follow).await
+        }
         JobCmd::History { name } => {
             let filter = pb::EventFilter {
                 entity: Some(pb::EntityRef {
@@ -283,6 +315,73 @@ pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Res
                 t
             })
         }
+    }
+}
+
+async fn watch(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} replicas running  {msg}",
+        )
+        .map_err(|e| anyhow::anyhow!("progress style: {e}"))?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("job/{name}"));
+    loop {
+        let found = jobs(cluster, name, &ReadArgs { stale: true }).await?;
+        let Some(j) = found.first() else {
+            bail!("job/{name} not found");
+        };
+        let running = j
+            .replica_status
+            .iter()
+            .filter(|r| r.phase == "Running" || r.phase == "Succeeded")
+            .count();
+        bar.set_length(u64::from(j.replicas));
+        bar.set_position(running as u64);
+        let mut msg = j.phase.clone();
+        if !j.reason.is_empty() {
+            msg.push_str(": ");
+            msg.push_str(&j.reason);
+        }
+        if j.restarts > 0 {
+            msg.push_str(&format!(" ({} restarts)", j.restarts));
+        }
+        bar.set_message(msg.clone());
+        bar.tick();
+        if matches!(j.phase.as_str(), "Succeeded" | "Failed" | "Cancelled") {
+            bar.finish_with_message(msg.clone());
+            println!("job/{name}: {msg}");
+            return if j.phase == "Succeeded" {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("job/{name} {}", j.phase))
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+async fn logs(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::File::open(path).with_context(|| {
+        format!(
+            "no log at {} (logs stay on the node that ran the replica; --state-dir names the agent's directory)",
+            path.display()
+        )
+    })?;
+    let mut buf = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        f.seek(SeekFrom::Start(pos))?;
+        buf.clear();
+        pos += f.read_to_end(&mut buf)? as u64;
+        std::io::stdout().write_all(&buf)?;
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gpu(c) => crate::nodes::gpu_cmd(&mut cluster, &ctx, c).await,
         Command::Lease(c) => crate::nodes::lease_cmd(&mut cluster, &ctx, c).await,
         Command::Job(c) => crate::jobs::job_cmd(&mut cluster, &ctx, c).await,
+        Command::Cron(c) => crate::jobs::cron_cmd(&mut cluster, &ctx, c).await,
     }
 }
 

@@ -76,6 +76,9 @@ pub enum Command {
     /// Training jobs: submit, inspect, cancel, history.
     #[command(subcommand)]
     Job(jobs::JobCmd),
+    /// Jobs on a schedule.
+    #[command(subcommand)]
+    Cron(jobs::CronCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),

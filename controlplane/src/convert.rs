@@ -107,6 +107,16 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Body::ScheduleJobs(_)) => B::ScheduleJobs,
+        Some(Body::SubmitCron(x)) => B::SubmitCron {
+            spec_json: x.spec_json.clone(),
+        },
+        Some(Body::DeleteCron(x)) => B::DeleteCron {
+            name: x.name.clone(),
+        },
+        Some(Body::TriggerCron(x)) => B::TriggerCron {
+            name: x.name.clone(),
+            scheduled_ms: x.scheduled_ms,
+        },
         Some(Body::ReportReplica(x)) => B::ReportReplica {
             node: x.node.clone(),
             job: x.job.clone(),
@@ -234,6 +244,21 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
             reason: reason.clone(),
         }),
         P::JobRunning => Payload::JobRunning(pb::JobRunning {}),
+        P::CronSubmitted { spec_json } => Payload::CronSubmitted(pb::CronSubmitted {
+            spec_json: spec_json.clone(),
+        }),
+        P::CronDeleted => Payload::CronDeleted(pb::CronDeleted {}),
+        P::CronTriggered { scheduled_ms, job } => Payload::CronTriggered(pb::CronTriggered {
+            scheduled_ms: *scheduled_ms,
+            job: job.clone(),
+        }),
+        P::CronSkipped {
+            scheduled_ms,
+            reason,
+        } => Payload::CronSkipped(pb::CronSkipped {
+            scheduled_ms: *scheduled_ms,
+            reason: reason.clone(),
+        }),
         P::JobRequeued { reason } => Payload::JobRequeued(pb::JobRequeued {
             reason: reason.clone(),
         }),
@@ -375,6 +400,18 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Payload::JobRunning(_)) => P::JobRunning,
+        Some(Payload::CronSubmitted(x)) => P::CronSubmitted {
+            spec_json: x.spec_json.clone(),
+        },
+        Some(Payload::CronDeleted(_)) => P::CronDeleted,
+        Some(Payload::CronTriggered(x)) => P::CronTriggered {
+            scheduled_ms: x.scheduled_ms,
+            job: x.job.clone(),
+        },
+        Some(Payload::CronSkipped(x)) => P::CronSkipped {
+            scheduled_ms: x.scheduled_ms,
+            reason: x.reason.clone(),
+        },
         Some(Payload::JobRequeued(x)) => P::JobRequeued {
             reason: x.reason.clone(),
         },
@@ -494,6 +531,38 @@ pub fn job_to_pb(
             .into_iter()
             .map(|(role, after)| pb::RoleDependency { role, after })
             .collect(),
+    }
+}
+
+/// The API's view of a cron.
+pub fn cron_to_pb(
+    name: &str,
+    c: &domain::cron::CronState,
+    e: Option<&domain::EntityState>,
+) -> pb::CronView {
+    let mut runs: Vec<pb::CronRun> = c
+        .runs
+        .iter()
+        .map(|(job, t)| pb::CronRun {
+            job: job.clone(),
+            scheduled_ms: *t,
+        })
+        .collect();
+    runs.sort_by_key(|r| r.scheduled_ms);
+    pb::CronView {
+        name: name.to_string(),
+        schedule: c.doc.spec.schedule.clone(),
+        suspend: c.doc.spec.suspend,
+        concurrency_policy: format!("{:?}", c.doc.spec.concurrency_policy),
+        last_scheduled_ms: c.last_scheduled_ms.unwrap_or(0),
+        next_ms: if c.doc.spec.suspend {
+            0
+        } else {
+            c.next_due().unwrap_or(0)
+        },
+        runs,
+        spec_json: serde_json::to_string(&c.doc).unwrap_or_default(),
+        revision: e.map_or(0, |e| e.revision),
     }
 }
 

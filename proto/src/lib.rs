@@ -43,6 +43,10 @@ impl v1::Event {
             Some(Payload::ReplicaExited(_)) => "replica_exited",
             Some(Payload::ReplicaRestarting(_)) => "replica_restarting",
             Some(Payload::JobRequeued(_)) => "job_requeued",
+            Some(Payload::CronSubmitted(_)) => "cron_submitted",
+            Some(Payload::CronDeleted(_)) => "cron_deleted",
+            Some(Payload::CronTriggered(_)) => "cron_triggered",
+            Some(Payload::CronSkipped(_)) => "cron_skipped",
             None => "unknown",
         }
     }
@@ -78,6 +82,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "replica_exited",
     "replica_restarting",
     "job_requeued",
+    "cron_submitted",
+    "cron_deleted",
+    "cron_triggered",
+    "cron_skipped",
 ];
 
 /// Metadata carrying an agent's node token.

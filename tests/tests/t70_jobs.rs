@@ -305,3 +305,74 @@ async fn a_job_hit_by_an_xid_is_placed_again_on_healthy_gpus() -> anyhow::Result
     .await?;
     Ok(())
 }
+
+async fn cron_runs(cluster: &TestCluster) -> Vec<pb::CronRun> {
+    for addr in cluster.endpoints() {
+        if let Ok(r) = cairn_tests::client(&addr)
+            .list_crons(pb::ListCronsRequest {
+                name: "minutely".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            return r
+                .into_inner()
+                .crons
+                .pop()
+                .map(|c| c.runs)
+                .unwrap_or_default();
+        }
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_neither_skips_nor_doubles_a_run_across_a_leader_failover() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let doc = serde_json::json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": "TrainingCron",
+        "metadata": {"name": "minutely"},
+        "spec": {
+            "schedule": "* * * * *",
+            "jobTemplate": {"framework": "generic", "roles": {"run": {"replicas": 1, "command": ["true"]}}},
+        },
+    });
+    cluster
+        .node(leader)
+        .client()
+        .submit(pb::SubmitRequest {
+            command: Some(pb::Command {
+                body: Some(Body::SubmitCron(pb::SubmitCron {
+                    spec_json: doc.to_string(),
+                })),
+                ..Default::default()
+            }),
+        })
+        .await?;
+
+    // --- the first run starts at the next minute
+    eventually(Duration::from_secs(75), "the first run", || async {
+        (cron_runs(&cluster).await.len() == 1).then_some(())
+    })
+    .await?;
+
+    // --- the leader dies; its successor starts the next run, once
+    cluster.node(leader).kill();
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let runs = eventually(Duration::from_secs(75), "the second run", || async {
+        let r = cron_runs(&cluster).await;
+        (r.len() >= 2).then_some(r)
+    })
+    .await?;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        runs[1].scheduled_ms - runs[0].scheduled_ms,
+        60_000,
+        "consecutive minutes, none skipped: {runs:?}"
+    );
+    let names: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+    assert_eq!(names.len(), 2, "two distinct jobs");
+    Ok(())
+}

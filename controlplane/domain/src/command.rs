@@ -106,6 +106,18 @@ pub enum CommandBody {
     },
     /// Place what fits from the queue (proposed by the leader when capacity changed).
     ScheduleJobs,
+    /// A cron document (JSON): creates the cron, or replaces its spec.
+    SubmitCron {
+        spec_json: String,
+    },
+    DeleteCron {
+        name: String,
+    },
+    /// Proposed by the leader: the run of `name` due at `scheduled_ms`.
+    TriggerCron {
+        name: String,
+        scheduled_ms: i64,
+    },
     /// An agent reports a replica it runs: started (`exit` None) or ended.
     ReportReplica {
         node: String,
@@ -154,6 +166,12 @@ impl CommandBody {
             CommandBody::CancelJob { name, .. } | CommandBody::ReportReplica { job: name, .. } => {
                 Some(EntityKey::new(crate::kinds::JOB, name.clone()))
             }
+            CommandBody::SubmitCron { spec_json } => crate::cron::parse(spec_json)
+                .ok()
+                .map(|d| EntityKey::new(crate::kinds::CRON, d.metadata.name)),
+            CommandBody::DeleteCron { name } | CommandBody::TriggerCron { name, .. } => {
+                Some(EntityKey::new(crate::kinds::CRON, name.clone()))
+            }
             CommandBody::ReconcileMembers
             | CommandBody::ExpirePortLeases
             | CommandBody::ScheduleJobs => None,
@@ -171,6 +189,7 @@ impl CommandBody {
                 | CommandBody::MarkNodeRecovered { .. }
                 | CommandBody::ExpirePortLeases
                 | CommandBody::ScheduleJobs
+                | CommandBody::TriggerCron { .. }
         )
     }
 }

@@ -84,6 +84,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
         CommandBody::ReconcileMembers => reconcile_members(state, &mut out),
         _ => nodes::decide(state, cmd, &mut out)
             .or_else(|| jobs::decide(state, cmd, &mut out))
+            .or_else(|| crons::decide(state, cmd, &mut out))
             .unwrap_or(Ok(()))?,
     }
     Ok(out.events)
@@ -167,6 +168,7 @@ impl<'a> Emitter<'a> {
     }
 }
 
+mod crons;
 #[cfg(test)]
 mod job_tests;
 mod jobs;

@@ -157,6 +157,21 @@ pub enum EventPayload {
     JobRequeued {
         reason: String,
     },
+    /// A cron was created, or its spec replaced (JSON).
+    CronSubmitted {
+        spec_json: String,
+    },
+    CronDeleted,
+    /// The run due at `scheduled_ms` started as `job`.
+    CronTriggered {
+        scheduled_ms: i64,
+        job: String,
+    },
+    /// The run due at `scheduled_ms` did not start, and why.
+    CronSkipped {
+        scheduled_ms: i64,
+        reason: String,
+    },
     /// The replica will run again, as `attempt`.
     ReplicaRestarting {
         replica: ReplicaId,
@@ -197,6 +212,10 @@ impl EventPayload {
             EventPayload::ReplicaExited { .. } => "replica_exited",
             EventPayload::ReplicaRestarting { .. } => "replica_restarting",
             EventPayload::JobRequeued { .. } => "job_requeued",
+            EventPayload::CronSubmitted { .. } => "cron_submitted",
+            EventPayload::CronDeleted => "cron_deleted",
+            EventPayload::CronTriggered { .. } => "cron_triggered",
+            EventPayload::CronSkipped { .. } => "cron_skipped",
         }
     }
 }

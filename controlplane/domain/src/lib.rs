@@ -15,6 +15,7 @@
 //! events, builds the query indexes and converts to and from protobuf at its edge.
 
 mod command;
+pub mod cron;
 mod decide;
 mod event;
 pub mod job;
@@ -36,5 +37,6 @@ pub mod kinds {
     pub const MEMBER: &str = "member";
     pub const NODE: &str = "node";
     pub const JOB: &str = "job";
-    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB];
+    pub const CRON: &str = "cron";
+    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB, CRON];
 }

@@ -50,6 +50,8 @@ pub struct State {
     nodes: BTreeMap<String, NodeState>,
     /// Training jobs, by name.
     jobs: BTreeMap<String, JobState>,
+    /// Cron schedules of jobs, by name.
+    crons: BTreeMap<String, crate::cron::CronState>,
 }
 
 impl State {
@@ -112,6 +114,14 @@ impl State {
 
     pub fn jobs(&self) -> &BTreeMap<String, JobState> {
         &self.jobs
+    }
+
+    pub fn cron(&self, name: &str) -> Option<&crate::cron::CronState> {
+        self.crons.get(name).filter(|c| !c.deleted)
+    }
+
+    pub fn crons(&self) -> impl Iterator<Item = (&String, &crate::cron::CronState)> {
+        self.crons.iter().filter(|(_, c)| !c.deleted)
     }
 
     /// Queued jobs in scheduling order: priority (higher first), then submission.
@@ -329,6 +339,70 @@ impl State {
                     JobPhase::Cancelled
                 };
                 self.end_job(&event.entity.name, phase, reason);
+            }
+            EventPayload::CronSubmitted { spec_json } => {
+                if let Ok(doc) = crate::cron::parse(spec_json) {
+                    e.labels = doc.metadata.labels.clone();
+                    let name = event.entity.name.clone();
+                    let schedule = crate::cron::Schedule::parse(&doc.spec.schedule);
+                    if let Ok(schedule) = schedule {
+                        match self.crons.get_mut(&name).filter(|c| !c.deleted) {
+                            // A replaced spec keeps its place in time and its runs.
+                            Some(c) => {
+                                c.doc = doc;
+                                c.schedule = schedule;
+                            }
+                            None => {
+                                e.created_ms = event.timestamp_ms;
+                                e.deleted = false;
+                                self.crons.insert(
+                                    name,
+                                    crate::cron::CronState {
+                                        doc,
+                                        schedule,
+                                        created_ms: event.timestamp_ms,
+                                        last_scheduled_ms: None,
+                                        runs: BTreeMap::new(),
+                                        deleted: false,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            EventPayload::CronDeleted => {
+                e.deleted = true;
+                if let Some(c) = self.crons.get_mut(&event.entity.name) {
+                    c.deleted = true;
+                }
+            }
+            EventPayload::CronTriggered { scheduled_ms, job } => {
+                if let Some(c) = self.crons.get_mut(&event.entity.name) {
+                    c.last_scheduled_ms = Some(*scheduled_ms);
+                    c.runs.insert(job.clone(), *scheduled_ms);
+                    // Keep the newest `historyLimit` runs in the cron's view (the jobs
+                    // and their events stay in the log).
+                    let limit = c.doc.spec.history_limit.max(1) as usize;
+                    while c.runs.len() > limit {
+                        let oldest = c
+                            .runs
+                            .iter()
+                            .min_by_key(|(_, t)| **t)
+                            .map(|(n, _)| n.clone());
+                        match oldest {
+                            Some(n) => {
+                                c.runs.remove(&n);
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+            EventPayload::CronSkipped { scheduled_ms, .. } => {
+                if let Some(c) = self.crons.get_mut(&event.entity.name) {
+                    c.last_scheduled_ms = Some(*scheduled_ms);
+                }
             }
             EventPayload::JobRequeued { reason } => {
                 let name = event.entity.name.clone();

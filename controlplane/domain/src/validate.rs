@@ -65,6 +65,14 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
                 p.extend(problems);
             }
         }
+        CommandBody::SubmitCron { spec_json } => {
+            if let Err(problems) = crate::cron::parse(spec_json) {
+                p.extend(problems);
+            }
+        }
+        CommandBody::DeleteCron { name } | CommandBody::TriggerCron { name, .. } => {
+            name_problems("cron.name", name, &mut p)
+        }
         CommandBody::ReportReplica { node, job, .. } => {
             node_name_problems("report_replica.node", node, &mut p);
             name_problems("report_replica.job", job, &mut p);

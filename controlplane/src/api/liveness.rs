@@ -1,7 +1,7 @@
 //! The leader's watch over the GPU nodes: heartbeats are kept in memory (they are not
 //! events), silence beyond the grace period becomes `MarkNodeLost`, a heartbeat from a
 //! lost node becomes `MarkNodeRecovered`, and expired port leases are reclaimed with
-//! `ExpirePortLeases`; while jobs are queued, every change of state is followed by a
+//! `ExpirePortLeases`, due cron runs become `TriggerCron`; while jobs are queued, every change of state is followed by a
 //! `ScheduleJobs` pass. Only the leader proposes these commands.
 //!
 //! A new leader has no heartbeats in memory: it waits a full grace period from the
@@ -124,6 +124,21 @@ impl Api {
             out.push(system_command(pb::command::Body::ExpirePortLeases(
                 pb::ExpirePortLeases {},
             )));
+        }
+        // Cron runs that are due: the next one of each (the following ones come on the
+        // next ticks, so runs missed during a failover all start, in order).
+        for (name, c) in inner.state.crons() {
+            if c.doc.spec.suspend {
+                continue;
+            }
+            if let Some(due) = c.next_due().filter(|t| *t <= now) {
+                out.push(system_command(pb::command::Body::TriggerCron(
+                    pb::TriggerCron {
+                        name: name.clone(),
+                        scheduled_ms: due,
+                    },
+                )));
+            }
         }
         out
     }

@@ -841,6 +841,38 @@ impl pb::cairn_server::Cairn for Api {
         }))
     }
 
+    async fn list_crons(
+        &self,
+        req: Request<pb::ListCronsRequest>,
+    ) -> std::result::Result<Response<pb::ListCronsResponse>, Status> {
+        let r = req.get_ref();
+        if let Some(mut client) = self.read_barrier(&req, r.consistency).await? {
+            return forward_read(client.list_crons(forwarded(req))).await;
+        }
+        let inner = self.local.shared.read();
+        let crons: Vec<pb::CronView> = inner
+            .state
+            .crons()
+            .filter(|(name, _)| r.name.is_empty() || **name == r.name)
+            .map(|(name, c)| {
+                let key = domain::EntityKey::new(domain::kinds::CRON, name.clone());
+                convert::cron_to_pb(name, c, inner.state.entity(&key))
+            })
+            .collect();
+        drop(inner);
+        if !r.name.is_empty() && crons.is_empty() {
+            return Err(ApiError::Rejected(domain::Rejection::NotFound(format!(
+                "cron/{}",
+                r.name
+            )))
+            .into());
+        }
+        Ok(Response::new(pb::ListCronsResponse {
+            crons,
+            read: Some(self.read_info(r.consistency)),
+        }))
+    }
+
     async fn list_nodes(
         &self,
         req: Request<pb::ListNodesRequest>,

@@ -10,7 +10,7 @@ use crate::rejection::Rejection;
 use crate::schedule::Capacity;
 use crate::state::State;
 
-fn key(name: &str) -> EntityKey {
+pub(super) fn key(name: &str) -> EntityKey {
     EntityKey::new(crate::kinds::JOB, name)
 }
 
@@ -21,37 +21,9 @@ pub(super) fn decide(
     out: &mut Emitter<'_>,
 ) -> Option<Result<(), Rejection>> {
     let r = match &cmd.body {
-        CommandBody::SubmitJob { spec_json } => (|| {
-            let doc =
-                job::parse(spec_json).map_err(|p| Rejection::InvalidArgument(p.join("; ")))?;
-            let name = doc.metadata.name.clone();
-            if state.job(&name).is_some_and(|j| !j.phase.finished()) {
-                return Err(Rejection::AlreadyExists(key(&name).to_string()));
-            }
-            let normalized = serde_json::to_string(&doc)
-                .map_err(|e| Rejection::InvalidArgument(format!("spec: {e}")))?;
-            out.emit(
-                key(&name),
-                EventPayload::JobSubmitted {
-                    spec_json: normalized,
-                },
-            );
-            let queued = JobState {
-                doc,
-                phase: JobPhase::Queued,
-                reason: String::new(),
-                placements: Vec::new(),
-                submitted_ms: cmd.timestamp_ms,
-                submitted_seq: 0,
-                replicas: Default::default(),
-                restarts: 0,
-            };
-            match Capacity::of(state).place(&queued) {
-                Ok(placements) => out.emit(key(&name), EventPayload::JobScheduled { placements }),
-                Err(reason) => out.emit(key(&name), EventPayload::JobWaiting { reason }),
-            }
-            Ok(())
-        })(),
+        CommandBody::SubmitJob { spec_json } => job::parse(spec_json)
+            .map_err(|p| Rejection::InvalidArgument(p.join("; ")))
+            .and_then(|doc| submit(state, doc, cmd.timestamp_ms, out)),
         CommandBody::ScheduleJobs => {
             let mut capacity = Capacity::of(state);
             for (name, j) in state.queue() {
@@ -106,6 +78,42 @@ pub(super) fn decide(
         _ => return None,
     };
     Some(r)
+}
+
+/// Record a new job and try to place it at once.
+pub(super) fn submit(
+    state: &State,
+    doc: job::JobDocument,
+    timestamp_ms: i64,
+    out: &mut Emitter<'_>,
+) -> Result<(), Rejection> {
+    let name = doc.metadata.name.clone();
+    if state.job(&name).is_some_and(|j| !j.phase.finished()) {
+        return Err(Rejection::AlreadyExists(key(&name).to_string()));
+    }
+    let normalized = serde_json::to_string(&doc)
+        .map_err(|e| Rejection::InvalidArgument(format!("spec: {e}")))?;
+    out.emit(
+        key(&name),
+        EventPayload::JobSubmitted {
+            spec_json: normalized,
+        },
+    );
+    let queued = JobState {
+        doc,
+        phase: JobPhase::Queued,
+        reason: String::new(),
+        placements: Vec::new(),
+        submitted_ms: timestamp_ms,
+        submitted_seq: 0,
+        replicas: Default::default(),
+        restarts: 0,
+    };
+    match Capacity::of(state).place(&queued) {
+        Ok(placements) => out.emit(key(&name), EventPayload::JobScheduled { placements }),
+        Err(reason) => out.emit(key(&name), EventPayload::JobWaiting { reason }),
+    }
+    Ok(())
 }
 
 /// An agent's report about a replica it runs. Reports about an older attempt, or about a

@@ -323,6 +323,7 @@ impl Agent {
                 pb::ListJobsRequest {
                     name: String::new(),
                     consistency: pb::ReadConsistency::Stale as i32,
+                    node: self.cfg.node.clone(),
                 },
                 |mut c, r| async move { c.list_jobs(r).await },
             )

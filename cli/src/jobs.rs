@@ -81,6 +81,7 @@ async fn jobs(
     let req = pb::ListJobsRequest {
         name: name.to_string(),
         consistency: consistency(read),
+        node: String::new(),
     };
     Ok(cluster
         .call(|mut c| {

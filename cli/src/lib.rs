@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_agents;
+pub mod bench_jobs;
 pub mod client;
 mod commands;
 mod jobs;
@@ -197,4 +198,6 @@ pub enum BenchCmd {
     Append(bench::AppendArgs),
     /// Simulated agents at scale: heartbeats, health changes, false `node_lost`, CPU.
     Agents(bench_agents::AgentsArgs),
+    /// Trivial jobs end to end on the cluster's agents: jobs per second, latency.
+    Jobs(bench_jobs::JobsArgs),
 }

@@ -824,6 +824,10 @@ impl pb::cairn_server::Cairn for Api {
             .jobs()
             .iter()
             .filter(|(name, _)| r.name.is_empty() || **name == r.name)
+            .filter(|(_, j)| {
+                r.node.is_empty()
+                    || (j.phase.active() && j.placements.iter().any(|p| p.node == r.node))
+            })
             .map(|(name, j)| {
                 let key = domain::EntityKey::new(domain::kinds::JOB, name.clone());
                 convert::job_to_pb(name, j, inner.state.entity(&key))

@@ -12,10 +12,83 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_proto as pb;
 use serde_json::Value;
+
+/// A replica's log is rotated past this size; this many older files are kept.
+pub const LOG_MAX_BYTES: u64 = 16 << 20;
+pub const LOG_KEEP: usize = 3;
+
+/// A log file that rotates `x.log` → `x.log.1` → … past a size.
+pub struct RotatingLog {
+    path: PathBuf,
+    file: std::fs::File,
+    written: u64,
+    max_bytes: u64,
+    keep: usize,
+}
+
+impl RotatingLog {
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            written,
+            max_bytes,
+            keep,
+        })
+    }
+
+    fn rotated(&self, i: usize) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{i}"));
+        PathBuf::from(p)
+    }
+
+    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.written > 0 && self.written + buf.len() as u64 > self.max_bytes {
+            for i in (1..self.keep).rev() {
+                let _ = std::fs::rename(self.rotated(i), self.rotated(i + 1));
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+            let _ = std::fs::remove_file(self.rotated(self.keep + 1));
+            *self = Self::open(&self.path, self.max_bytes, self.keep)?;
+        }
+        self.file.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// Copy a replica's output into its log until the pipe closes.
+fn pump(mut from: impl std::io::Read + Send + 'static, to: Arc<Mutex<RotatingLog>>) {
+    let _ = std::thread::Builder::new()
+        .name("replica-log".into())
+        .spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let mut log = to.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = log.write(&buf[..n]) {
+                            tracing::warn!(error = %e, "cannot write a replica's log");
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+}
 
 /// How long a replica gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -455,15 +528,28 @@ impl Runner {
                 .join(format!("{}-{}", k.1, k.2)),
         };
         std::fs::create_dir_all(&workdir)?;
-        let child = Command::new(program)
+        drop(out);
+        let mut child = Command::new(program)
             .args(args)
             .envs(env)
             .current_dir(&workdir)
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()?;
+        // Output goes through the agent into size-capped, rotated files.
+        let sink = Arc::new(Mutex::new(RotatingLog::open(
+            &log,
+            LOG_MAX_BYTES,
+            LOG_KEEP,
+        )?));
+        if let Some(o) = child.stdout.take() {
+            pump(o, sink.clone());
+        }
+        if let Some(e) = child.stderr.take() {
+            pump(e, sink);
+        }
         let pid = child.id();
         std::fs::write(
             self.pid_file(k),
@@ -583,6 +669,25 @@ mod tests {
         let env = wiring(&j, l, &[], &addresses(), 0, dir.path());
         let hosts = std::fs::read_to_string(&env["CAIRN_HOSTFILE"]).unwrap();
         assert_eq!(hosts, "10.0.0.0 slots=1\n10.0.0.1 slots=1\n");
+    }
+
+    #[test]
+    fn logs_rotate_past_their_size_and_keep_a_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.log");
+        let mut log = RotatingLog::open(&path, 100, 2).unwrap();
+        for i in 0..10u8 {
+            log.write(&[b'0' + i; 60]).unwrap();
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(size(&path), 60, "the newest chunk");
+        assert_eq!(std::fs::read(&path).unwrap()[0], b'9');
+        assert_eq!(std::fs::read(dir.path().join("r.log.1")).unwrap()[0], b'8');
+        assert_eq!(std::fs::read(dir.path().join("r.log.2")).unwrap()[0], b'7');
+        assert!(
+            !dir.path().join("r.log.3").exists(),
+            "only two old files kept"
+        );
     }
 
     #[test]

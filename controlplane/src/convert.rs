@@ -107,6 +107,9 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Body::ScheduleJobs(_)) => B::ScheduleJobs,
+        Some(Body::EnforceJobDeadline(x)) => B::EnforceJobDeadline {
+            name: x.name.clone(),
+        },
         Some(Body::SubmitCron(x)) => B::SubmitCron {
             spec_json: x.spec_json.clone(),
         },

@@ -376,3 +376,62 @@ async fn a_cron_neither_skips_nor_doubles_a_run_across_a_leader_failover() -> an
     assert_eq!(names.len(), 2, "two distinct jobs");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, Settings::default())?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let endpoints = cluster.endpoints();
+    let dir = cluster.dir().to_path_buf();
+    let mut agent = TestAgent::start(&dir, "r", "pcie-4", (23400, 23499), &endpoints)?;
+    eventually(Duration::from_secs(20), "the node registers", || async {
+        let addr = cluster.endpoints()[0].clone();
+        let n = cairn_tests::client(&addr)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .nodes;
+        (n.len() == 1).then_some(())
+    })
+    .await?;
+    let mut c = cairn_tests::client(&endpoints[0]);
+    c.submit(script_job(
+        "survivor",
+        serde_json::json!({"worker": {"replicas": 1, "command": ["sleep", "300"]}}),
+        3,
+    ))
+    .await?;
+    let first = wait_phase(&cluster, "survivor", "Running")
+        .await?
+        .replica_status[0]
+        .pid;
+
+    // --- the agent dies (SIGKILL) and comes back
+    agent.kill();
+    assert!(
+        std::path::Path::new(&format!("/proc/{first}")).exists(),
+        "the replica outlived its agent"
+    );
+    agent.restart()?;
+    let second = eventually(Duration::from_secs(30), "a new run", || async {
+        job_view(&cluster, "survivor")
+            .await
+            .filter(|j| {
+                let r = &j.replica_status[0];
+                j.phase == "Running" && r.attempt == 1 && r.phase == "Running"
+            })
+            .map(|j| j.replica_status[0].pid)
+    })
+    .await?;
+    assert_ne!(second, first);
+    // The first run is gone (no orphan) and only the new one runs (no duplicate).
+    eventually(
+        Duration::from_secs(10),
+        "the old replica is gone",
+        || async { (!std::path::Path::new(&format!("/proc/{first}")).exists()).then_some(()) },
+    )
+    .await?;
+    assert!(std::path::Path::new(&format!("/proc/{second}")).exists());
+    Ok(())
+}

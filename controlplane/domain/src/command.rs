@@ -106,6 +106,10 @@ pub enum CommandBody {
     },
     /// Place what fits from the queue (proposed by the leader when capacity changed).
     ScheduleJobs,
+    /// Proposed by the leader: fail a job past its `activeDeadlineSeconds`.
+    EnforceJobDeadline {
+        name: String,
+    },
     /// A cron document (JSON): creates the cron, or replaces its spec.
     SubmitCron {
         spec_json: String,
@@ -163,7 +167,9 @@ impl CommandBody {
             CommandBody::SubmitJob { spec_json } => crate::job::parse(spec_json)
                 .ok()
                 .map(|d| EntityKey::new(crate::kinds::JOB, d.metadata.name)),
-            CommandBody::CancelJob { name, .. } | CommandBody::ReportReplica { job: name, .. } => {
+            CommandBody::CancelJob { name, .. }
+            | CommandBody::EnforceJobDeadline { name }
+            | CommandBody::ReportReplica { job: name, .. } => {
                 Some(EntityKey::new(crate::kinds::JOB, name.clone()))
             }
             CommandBody::SubmitCron { spec_json } => crate::cron::parse(spec_json)
@@ -190,6 +196,7 @@ impl CommandBody {
                 | CommandBody::ExpirePortLeases
                 | CommandBody::ScheduleJobs
                 | CommandBody::TriggerCron { .. }
+                | CommandBody::EnforceJobDeadline { .. }
         )
     }
 }

@@ -454,6 +454,15 @@ pub struct JobState {
 }
 
 impl JobState {
+    /// When the job passes its `activeDeadlineSeconds` (counted from submission).
+    pub fn deadline_ms(&self) -> Option<i64> {
+        self.doc
+            .spec
+            .run_policy
+            .active_deadline_seconds
+            .map(|s| self.submitted_ms.saturating_add(s.saturating_mul(1000)))
+    }
+
     /// Whether the success policy is met by the replicas' statuses.
     pub fn succeeded(&self) -> bool {
         let done = |role: &str, index: u32| {

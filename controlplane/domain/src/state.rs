@@ -466,6 +466,7 @@ impl State {
                     if let Some(r) = j.replicas.get_mut(replica) {
                         r.phase = ReplicaPhase::Pending;
                         r.attempt = *attempt;
+                        r.pid = 0;
                     }
                 }
             }

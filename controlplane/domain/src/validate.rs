@@ -70,6 +70,7 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
                 p.extend(problems);
             }
         }
+        CommandBody::EnforceJobDeadline { name } => name_problems("job.name", name, &mut p),
         CommandBody::DeleteCron { name } | CommandBody::TriggerCron { name, .. } => {
             name_problems("cron.name", name, &mut p)
         }

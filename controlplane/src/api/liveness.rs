@@ -125,6 +125,13 @@ impl Api {
                 pb::ExpirePortLeases {},
             )));
         }
+        for (name, j) in inner.state.jobs() {
+            if !j.phase.finished() && j.deadline_ms().is_some_and(|d| d < now) {
+                out.push(system_command(pb::command::Body::EnforceJobDeadline(
+                    pb::EnforceJobDeadline { name: name.clone() },
+                )));
+            }
+        }
         // Cron runs that are due: the next one of each (the following ones come on the
         // next ticks, so runs missed during a failover all start, in order).
         for (name, c) in inner.state.crons() {

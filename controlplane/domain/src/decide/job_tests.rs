@@ -822,3 +822,43 @@ fn cron_concurrency_deadline_and_suspend() {
     let err = apply(&mut s, &at(T0, CommandBody::SubmitCron { spec_json: bad })).unwrap_err();
     assert!(err.to_string().contains("spec.schedule"), "{err}");
 }
+
+#[test]
+fn a_job_past_its_active_deadline_fails_and_frees_its_gpus() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    let json = spec("slow", &[("worker", 1, 2)]).replace(
+        "\"framework\":\"pytorch\"",
+        "\"framework\":\"pytorch\",\"runPolicy\":{\"activeDeadlineSeconds\":60}",
+    );
+    submit(&mut s, json).unwrap();
+    let submitted = s.job("slow").unwrap().submitted_ms;
+    let enforce = |ts| {
+        at(
+            ts,
+            CommandBody::EnforceJobDeadline {
+                name: "slow".into(),
+            },
+        )
+    };
+    assert!(
+        apply(&mut s, &enforce(submitted + 60_000))
+            .unwrap()
+            .is_empty(),
+        "not past it yet"
+    );
+    let ev = apply(&mut s, &enforce(submitted + 60_001)).unwrap();
+    assert_eq!(types(&ev), ["job_failed"]);
+    assert!(s
+        .job("slow")
+        .unwrap()
+        .reason
+        .starts_with("DeadlineExceeded"));
+    assert!(s.node("a").unwrap().allocated_gpus.is_empty());
+    assert!(
+        apply(&mut s, &enforce(submitted + 90_000))
+            .unwrap()
+            .is_empty(),
+        "once"
+    );
+}

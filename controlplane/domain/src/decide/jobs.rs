@@ -56,6 +56,23 @@ pub(super) fn decide(
                 Ok(())
             }
         },
+        CommandBody::EnforceJobDeadline { name } => {
+            if let Some(j) = state.job(name) {
+                let past = j.deadline_ms().is_some_and(|d| cmd.timestamp_ms > d);
+                if !j.phase.finished() && past {
+                    out.emit(
+                        key(name),
+                        EventPayload::JobFailed {
+                            reason: format!(
+                                "DeadlineExceeded: active for more than {} s",
+                                j.doc.spec.run_policy.active_deadline_seconds.unwrap_or(0)
+                            ),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        }
         CommandBody::ReportReplica {
             node,
             job,

@@ -63,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lease(c) => crate::nodes::lease_cmd(&mut cluster, &ctx, c).await,
         Command::Job(c) => crate::jobs::job_cmd(&mut cluster, &ctx, c).await,
         Command::Cron(c) => crate::jobs::cron_cmd(&mut cluster, &ctx, c).await,
+        Command::Queue(c) => crate::jobs::queue_cmd(&mut cluster, &ctx, c).await,
     }
 }
 

@@ -533,3 +533,62 @@ pub async fn cron_cmd(cluster: &mut Cluster, ctx: &Ctx, c: CronCmd) -> anyhow::R
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    /// Queues: GPU quota, GPUs in use, jobs waiting and active.
+    List {
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Cap the GPUs a queue's placed jobs may hold.
+    Quota {
+        queue: String,
+        #[arg(
+            long,
+            conflicts_with = "unlimited",
+            required_unless_present = "unlimited"
+        )]
+        gpus: Option<u32>,
+        /// Remove the queue's quota.
+        #[arg(long)]
+        unlimited: bool,
+    },
+}
+
+pub async fn queue_cmd(cluster: &mut Cluster, ctx: &Ctx, c: QueueCmd) -> anyhow::Result<()> {
+    match c {
+        QueueCmd::List { read } => {
+            let consistency = consistency(&read);
+            let r =
+                cluster
+                    .call(|mut c| async move {
+                        c.list_queues(pb::ListQueuesRequest { consistency }).await
+                    })
+                    .await?;
+            emit(ctx.format, &r.queues, || {
+                let mut t = table(&["QUEUE", "GPU QUOTA", "GPUS IN USE", "QUEUED", "ACTIVE"]);
+                for q in &r.queues {
+                    t.add_row(vec![
+                        q.name.clone(),
+                        q.quota_gpus.map_or("-".into(), |g| g.to_string()),
+                        q.used_gpus.to_string(),
+                        q.queued_jobs.to_string(),
+                        q.active_jobs.to_string(),
+                    ]);
+                }
+                t
+            })
+        }
+        QueueCmd::Quota {
+            queue,
+            gpus,
+            unlimited,
+        } => {
+            let gpus = if unlimited { None } else { gpus };
+            let body = Body::SetQueueQuota(pb::SetQueueQuota { queue, gpus });
+            let r = submit(cluster, ctx, body, None).await?;
+            print_submitted(ctx, &r)
+        }
+    }
+}

@@ -80,6 +80,9 @@ pub enum Command {
     /// Jobs on a schedule.
     #[command(subcommand)]
     Cron(jobs::CronCmd),
+    /// Job queues and their GPU quotas.
+    #[command(subcommand)]
+    Queue(jobs::QueueCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),

@@ -107,6 +107,10 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Body::ScheduleJobs(_)) => B::ScheduleJobs,
+        Some(Body::SetQueueQuota(x)) => B::SetQueueQuota {
+            queue: x.queue.clone(),
+            gpus: x.gpus,
+        },
         Some(Body::EnforceJobDeadline(x)) => B::EnforceJobDeadline {
             name: x.name.clone(),
         },
@@ -247,6 +251,7 @@ pub fn event_to_pb(e: &domain::Event) -> pb::Event {
             reason: reason.clone(),
         }),
         P::JobRunning => Payload::JobRunning(pb::JobRunning {}),
+        P::QueueQuotaSet { gpus } => Payload::QueueQuotaSet(pb::QueueQuotaSet { gpus: *gpus }),
         P::CronSubmitted { spec_json } => Payload::CronSubmitted(pb::CronSubmitted {
             spec_json: spec_json.clone(),
         }),
@@ -403,6 +408,7 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
             reason: x.reason.clone(),
         },
         Some(Payload::JobRunning(_)) => P::JobRunning,
+        Some(Payload::QueueQuotaSet(x)) => P::QueueQuotaSet { gpus: x.gpus },
         Some(Payload::CronSubmitted(x)) => P::CronSubmitted {
             spec_json: x.spec_json.clone(),
         },

@@ -106,6 +106,11 @@ pub enum CommandBody {
     },
     /// Place what fits from the queue (proposed by the leader when capacity changed).
     ScheduleJobs,
+    /// Set a queue's GPU quota (`None`: no limit).
+    SetQueueQuota {
+        queue: String,
+        gpus: Option<u32>,
+    },
     /// Proposed by the leader: fail a job past its `activeDeadlineSeconds`.
     EnforceJobDeadline {
         name: String,
@@ -171,6 +176,9 @@ impl CommandBody {
             | CommandBody::EnforceJobDeadline { name }
             | CommandBody::ReportReplica { job: name, .. } => {
                 Some(EntityKey::new(crate::kinds::JOB, name.clone()))
+            }
+            CommandBody::SetQueueQuota { queue, .. } => {
+                Some(EntityKey::new(crate::kinds::QUEUE, queue.clone()))
             }
             CommandBody::SubmitCron { spec_json } => crate::cron::parse(spec_json)
                 .ok()

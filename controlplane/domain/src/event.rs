@@ -157,6 +157,10 @@ pub enum EventPayload {
     JobRequeued {
         reason: String,
     },
+    /// A queue's GPU quota (`None`: no limit).
+    QueueQuotaSet {
+        gpus: Option<u32>,
+    },
     /// A cron was created, or its spec replaced (JSON).
     CronSubmitted {
         spec_json: String,
@@ -212,6 +216,7 @@ impl EventPayload {
             EventPayload::ReplicaExited { .. } => "replica_exited",
             EventPayload::ReplicaRestarting { .. } => "replica_restarting",
             EventPayload::JobRequeued { .. } => "job_requeued",
+            EventPayload::QueueQuotaSet { .. } => "queue_quota_set",
             EventPayload::CronSubmitted { .. } => "cron_submitted",
             EventPayload::CronDeleted => "cron_deleted",
             EventPayload::CronTriggered { .. } => "cron_triggered",

@@ -38,5 +38,6 @@ pub mod kinds {
     pub const NODE: &str = "node";
     pub const JOB: &str = "job";
     pub const CRON: &str = "cron";
-    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB, CRON];
+    pub const QUEUE: &str = "queue";
+    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE];
 }

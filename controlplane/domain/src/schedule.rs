@@ -182,18 +182,31 @@ fn next_combination(set: &mut [usize], n: usize) -> bool {
     false
 }
 
-/// Free capacity of every schedulable node.
+/// Free capacity of every schedulable node, and what each queue may still take.
 pub struct Capacity {
     nodes: BTreeMap<String, NodeFree>,
+    /// Queue → GPUs it may still take (queues without a quota are absent).
+    quota_left: BTreeMap<String, u32>,
 }
 
 impl Capacity {
     pub fn of(state: &State) -> Self {
+        let used = state.queue_usage();
         Self {
             nodes: state
                 .nodes()
                 .iter()
                 .filter_map(|(name, n)| NodeFree::of(n).map(|f| (name.clone(), f)))
+                .collect(),
+            quota_left: state
+                .quotas()
+                .iter()
+                .map(|(q, quota)| {
+                    (
+                        q.clone(),
+                        quota.saturating_sub(used.get(q).copied().unwrap_or(0)),
+                    )
+                })
                 .collect(),
         }
     }
@@ -212,6 +225,14 @@ impl Capacity {
         // with every placement, so a waiting job's reason (an event when it changes)
         // stays put while its cause does.
         let needed: usize = replicas.iter().map(|r| r.1.gpus.max(0) as usize).sum();
+        let queue = &job.doc.spec.scheduling.queue;
+        if let Some(left) = self.quota_left.get(queue) {
+            if needed > *left as usize {
+                return Err(format!(
+                    "needs {needed} GPUs; queue {queue} is at its GPU quota"
+                ));
+            }
+        }
         let free: usize = self.nodes.values().map(|f| f.gpus.len()).sum();
         if needed > free {
             return Err(format!(
@@ -284,6 +305,9 @@ impl Capacity {
         }
         out.sort_by(|a, b| a.replica.cmp(&b.replica));
         self.nodes = trial;
+        if let Some(left) = self.quota_left.get_mut(queue) {
+            *left = left.saturating_sub(needed as u32);
+        }
         Ok(out)
     }
 }

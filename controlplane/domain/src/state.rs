@@ -52,6 +52,8 @@ pub struct State {
     jobs: BTreeMap<String, JobState>,
     /// Cron schedules of jobs, by name.
     crons: BTreeMap<String, crate::cron::CronState>,
+    /// GPU quotas of queues (a queue without one has no limit).
+    quotas: BTreeMap<String, u32>,
 }
 
 impl State {
@@ -114,6 +116,20 @@ impl State {
 
     pub fn jobs(&self) -> &BTreeMap<String, JobState> {
         &self.jobs
+    }
+
+    pub fn quotas(&self) -> &BTreeMap<String, u32> {
+        &self.quotas
+    }
+
+    /// GPUs held by the placed, unfinished jobs of each queue.
+    pub fn queue_usage(&self) -> BTreeMap<String, u32> {
+        let mut used: BTreeMap<String, u32> = BTreeMap::new();
+        for j in self.jobs.values().filter(|j| j.phase.active()) {
+            let gpus: u32 = j.placements.iter().map(|p| p.gpus.len() as u32).sum();
+            *used.entry(j.doc.spec.scheduling.queue.clone()).or_default() += gpus;
+        }
+        used
     }
 
     pub fn cron(&self, name: &str) -> Option<&crate::cron::CronState> {
@@ -339,6 +355,15 @@ impl State {
                     JobPhase::Cancelled
                 };
                 self.end_job(&event.entity.name, phase, reason);
+            }
+            EventPayload::QueueQuotaSet { gpus } => {
+                if e.created_ms == 0 {
+                    e.created_ms = event.timestamp_ms;
+                }
+                match gpus {
+                    Some(g) => self.quotas.insert(event.entity.name.clone(), *g),
+                    None => self.quotas.remove(&event.entity.name),
+                };
             }
             EventPayload::CronSubmitted { spec_json } => {
                 if let Ok(doc) = crate::cron::parse(spec_json) {

@@ -71,6 +71,9 @@ pub fn command_problems(cmd: &Command) -> Vec<String> {
             }
         }
         CommandBody::EnforceJobDeadline { name } => name_problems("job.name", name, &mut p),
+        CommandBody::SetQueueQuota { queue, .. } => {
+            name_problems("set_queue_quota.queue", queue, &mut p)
+        }
         CommandBody::DeleteCron { name } | CommandBody::TriggerCron { name, .. } => {
             name_problems("cron.name", name, &mut p)
         }

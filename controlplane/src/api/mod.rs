@@ -845,6 +845,47 @@ impl pb::cairn_server::Cairn for Api {
         }))
     }
 
+    async fn list_queues(
+        &self,
+        req: Request<pb::ListQueuesRequest>,
+    ) -> std::result::Result<Response<pb::ListQueuesResponse>, Status> {
+        let consistency = req.get_ref().consistency;
+        if let Some(mut client) = self.read_barrier(&req, consistency).await? {
+            return forward_read(client.list_queues(forwarded(req))).await;
+        }
+        let inner = self.local.shared.read();
+        let state = &inner.state;
+        let used = state.queue_usage();
+        let mut queues: BTreeMap<String, pb::QueueView> = BTreeMap::new();
+        let view = |name: &str| pb::QueueView {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for (q, quota) in state.quotas() {
+            queues
+                .entry(q.clone())
+                .or_insert_with(|| view(q))
+                .quota_gpus = Some(*quota);
+        }
+        for j in state.jobs().values() {
+            let q = &j.doc.spec.scheduling.queue;
+            let v = queues.entry(q.clone()).or_insert_with(|| view(q));
+            if j.phase == domain::job::JobPhase::Queued {
+                v.queued_jobs += 1;
+            } else if j.phase.active() {
+                v.active_jobs += 1;
+            }
+        }
+        for (q, v) in queues.iter_mut() {
+            v.used_gpus = used.get(q).copied().unwrap_or(0);
+        }
+        drop(inner);
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues: queues.into_values().collect(),
+            read: Some(self.read_info(consistency)),
+        }))
+    }
+
     async fn list_crons(
         &self,
         req: Request<pb::ListCronsRequest>,

@@ -862,3 +862,44 @@ fn a_job_past_its_active_deadline_fails_and_frees_its_gpus() {
         "once"
     );
 }
+
+#[test]
+fn a_queue_quota_caps_the_gpus_its_jobs_hold() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    apply(
+        &mut s,
+        &cmd(CommandBody::SetQueueQuota {
+            queue: "research".into(),
+            gpus: Some(4),
+        }),
+    )
+    .unwrap();
+    let in_queue = |name: &str, gpus: i64| {
+        spec(name, &[("worker", 1, gpus)]).replace(
+            "\"framework\":\"pytorch\"",
+            "\"framework\":\"pytorch\",\"scheduling\":{\"queue\":\"research\"}",
+        )
+    };
+    submit(&mut s, in_queue("a", 3)).unwrap();
+    assert_eq!(s.job("a").unwrap().phase, JobPhase::Scheduled);
+    submit(&mut s, in_queue("b", 2)).unwrap();
+    let b = s.job("b").unwrap();
+    assert_eq!(b.phase, JobPhase::Queued, "3 + 2 > 4");
+    assert!(b.reason.contains("quota"), "{}", b.reason);
+    // Another queue is not limited by it.
+    submit(&mut s, spec("c", &[("worker", 1, 2)])).unwrap();
+    assert_eq!(s.job("c").unwrap().phase, JobPhase::Scheduled);
+    // Raising the quota lets the next pass place it.
+    apply(
+        &mut s,
+        &cmd(CommandBody::SetQueueQuota {
+            queue: "research".into(),
+            gpus: Some(5),
+        }),
+    )
+    .unwrap();
+    apply(&mut s, &cmd(CommandBody::ScheduleJobs)).unwrap();
+    assert_eq!(s.job("b").unwrap().phase, JobPhase::Scheduled);
+    assert_eq!(s.queue_usage()["research"], 5);
+}

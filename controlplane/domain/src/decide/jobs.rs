@@ -56,6 +56,15 @@ pub(super) fn decide(
                 Ok(())
             }
         },
+        CommandBody::SetQueueQuota { queue, gpus } => {
+            if state.quotas().get(queue).copied() != *gpus {
+                out.emit(
+                    EntityKey::new(crate::kinds::QUEUE, queue.clone()),
+                    EventPayload::QueueQuotaSet { gpus: *gpus },
+                );
+            }
+            Ok(())
+        }
         CommandBody::EnforceJobDeadline { name } => {
             if let Some(j) = state.job(name) {
                 let past = j.deadline_ms().is_some_and(|d| cmd.timestamp_ms > d);

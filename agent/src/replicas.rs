@@ -108,6 +108,10 @@ pub struct Runner {
     running: HashMap<Key, Running>,
     /// Attempts that ended here, reported or about to be: not started again.
     ended: HashSet<(Key, u32)>,
+    /// Jobs seen placed here, with their `ttlSecondsAfterFinished`.
+    seen: HashMap<String, Option<i64>>,
+    /// Finished jobs whose files go at the given time.
+    cleanup: HashMap<String, Instant>,
 }
 
 fn now_ms() -> i64 {
@@ -119,6 +123,58 @@ fn now_ms() -> i64 {
 /// Seconds to wait before attempt `n` (n >= 1): 1, 2, 4, ... at most 60.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Put the job's code in `<dir>/code` (once per replica directory): a shallow git clone
+/// or a copy of a directory. `None` when the job has no code sync.
+fn sync_code(spec: &Value, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    if spec.is_null() {
+        return Ok(None);
+    }
+    let code = dir.join("code");
+    if code.exists() {
+        return Ok(Some(code));
+    }
+    let staging = dir.join("code.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    let status = if let Some(repo) = spec["git"]["repository"].as_str() {
+        let mut git = Command::new("git");
+        git.args(["clone", "--quiet", "--depth", "1"]);
+        if let Some(r) = spec["git"]["ref"].as_str() {
+            git.args(["--branch", r]);
+        }
+        git.arg(repo).arg(&staging).stdin(Stdio::null()).status()?
+    } else if let Some(src) = spec["directory"].as_str() {
+        std::fs::create_dir_all(&staging)?;
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{src}/."))
+            .arg(&staging)
+            .status()?
+    } else {
+        return Err(std::io::Error::other("codeSync names no source"));
+    };
+    if !status.success() {
+        return Err(std::io::Error::other(format!("{status}")));
+    }
+    std::fs::rename(&staging, &code)?;
+    Ok(Some(code))
+}
+
+/// Whether the kernel's log says the OOM killer ended `pid`.
+fn killed_by_oom(pid: u32) -> bool {
+    Command::new("dmesg")
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.contains("Out of memory") && l.contains(&format!("process {pid} ")))
+                || String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.contains(&format!("Killed process {pid} ")))
+        })
+        .unwrap_or(false)
 }
 
 fn signal_group(pid: u32, sig: &str) {
@@ -286,6 +342,57 @@ impl Runner {
             dir: state_dir.join("replicas"),
             running: HashMap::new(),
             ended: HashSet::new(),
+            seen: HashMap::new(),
+            cleanup: HashMap::new(),
+        }
+    }
+
+    /// Files a job leaves on the node: work directories, logs, hostfile.
+    fn job_files(&self, job: &str) -> [PathBuf; 3] {
+        [
+            self.dir.join("work").join(job),
+            self.dir.join("logs").join(job),
+            self.dir.join(format!("{job}.hostfile")),
+        ]
+    }
+
+    /// Note which jobs ended (left the list of active jobs placed here) and remove the
+    /// files of those past their TTL. The job's history stays in the log.
+    fn collect_garbage(&mut self, jobs: &[pb::JobView]) {
+        let active: HashSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        for j in jobs {
+            let doc: Value = serde_json::from_str(&j.spec_json).unwrap_or_default();
+            let ttl = doc["spec"]["runPolicy"]["ttlSecondsAfterFinished"].as_i64();
+            self.seen.insert(j.name.clone(), ttl);
+        }
+        let ended: Vec<String> = self
+            .seen
+            .keys()
+            .filter(|j| !active.contains(j.as_str()))
+            .cloned()
+            .collect();
+        for j in ended {
+            if let Some(Some(ttl)) = self.seen.remove(&j) {
+                let at = Instant::now() + Duration::from_secs(ttl.max(0) as u64);
+                self.cleanup.insert(j, at);
+            }
+        }
+        let due: Vec<String> = self
+            .cleanup
+            .iter()
+            .filter(|(_, at)| Instant::now() >= **at)
+            .map(|(j, _)| j.clone())
+            .collect();
+        for j in due {
+            self.cleanup.remove(&j);
+            for path in self.job_files(&j) {
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+            tracing::info!(job = %j, "removed a finished job's files (TTL)");
         }
     }
 
@@ -355,6 +462,7 @@ impl Runner {
     ) -> Vec<pb::ReportReplica> {
         let mut out = Vec::new();
         let _ = std::fs::create_dir_all(&self.dir);
+        self.collect_garbage(jobs);
         // What should run here, and at which attempt.
         let mut desired: HashMap<
             Key,
@@ -388,6 +496,9 @@ impl Runner {
                 rep.exited = true;
                 rep.exit_code = status.code().unwrap_or(128 + status.signal().unwrap_or(0));
                 rep.signal = status.signal().unwrap_or(0);
+                // A SIGKILL the agent did not send: ask the kernel whether it was OOM.
+                rep.oom =
+                    rep.signal == 9 && r.stopping_since.is_none() && killed_by_oom(r.child.id());
                 self.ended.insert((k.clone(), r.attempt));
                 self.running.remove(&k);
                 let _ = std::fs::remove_file(self.pid_file(&k));
@@ -519,19 +630,29 @@ impl Runner {
                 return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, why));
             }
         }
-        let workdir = match role["workingDir"].as_str() {
-            Some(w) => PathBuf::from(w),
-            None => state_dir
-                .join("replicas")
-                .join("work")
-                .join(&k.0)
-                .join(format!("{}-{}", k.1, k.2)),
+        let replica_dir = state_dir
+            .join("replicas")
+            .join("work")
+            .join(&k.0)
+            .join(format!("{}-{}", k.1, k.2));
+        std::fs::create_dir_all(&replica_dir)?;
+        let code = sync_code(&doc["spec"]["codeSync"], &replica_dir).inspect_err(|e| {
+            let _ = writeln!(out, "--- cairn: code sync failed: {e} ---");
+        })?;
+        let workdir = match (role["workingDir"].as_str(), &code) {
+            (Some(w), _) => PathBuf::from(w),
+            (None, Some(code)) => code.clone(),
+            (None, None) => replica_dir.clone(),
         };
         std::fs::create_dir_all(&workdir)?;
+        let mut env = env.clone();
+        if let Some(code) = &code {
+            env.insert("CAIRN_CODE_DIR".into(), code.display().to_string());
+        }
         drop(out);
         let mut child = Command::new(program)
             .args(args)
-            .envs(env)
+            .envs(&env)
             .current_dir(&workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

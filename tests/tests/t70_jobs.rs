@@ -435,3 +435,105 @@ async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::R
     assert!(std::path::Path::new(&format!("/proc/{second}")).exists());
     Ok(())
 }
+
+fn submit_doc(doc: serde_json::Value) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        command: Some(pb::Command {
+            actor: "test".into(),
+            body: Some(Body::SubmitJob(pb::SubmitJob {
+                spec_json: doc.to_string(),
+            })),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_is_synced_before_start_and_files_go_after_the_ttl() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, Settings::default())?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let endpoints = cluster.endpoints();
+    let dir = cluster.dir().to_path_buf();
+    let agent = TestAgent::start(&dir, "s", "pcie-4", (23500, 23599), &endpoints)?;
+    eventually(Duration::from_secs(20), "the node registers", || async {
+        let addr = cluster.endpoints()[0].clone();
+        let n = cairn_tests::client(&addr)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .nodes;
+        (n.len() == 1).then_some(())
+    })
+    .await?;
+    // --- a directory and a git repository, each with a script the replica runs
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(
+        src.join("train.sh"),
+        "test -n \"$CAIRN_CODE_DIR\" && echo trained\n",
+    )?;
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo)?;
+    std::fs::write(repo.join("train.sh"), "echo from git\n")?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+    };
+    for args in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &["commit", "-qm", "code"],
+    ] {
+        anyhow::ensure!(git(args)?.success(), "git {args:?}");
+    }
+    let job = |name: &str, sync: serde_json::Value| {
+        serde_json::json!({
+            "apiVersion": "cairn.dev/v1",
+            "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {
+                "framework": "generic",
+                "codeSync": sync,
+                "runPolicy": {"ttlSecondsAfterFinished": 1},
+                "roles": {"run": {"replicas": 1, "command": ["sh", "train.sh"]}},
+            },
+        })
+    };
+    let mut c = cairn_tests::client(&endpoints[0]);
+    c.submit(submit_doc(job(
+        "from-dir",
+        serde_json::json!({"directory": src.display().to_string()}),
+    )))
+    .await?;
+    c.submit(submit_doc(job(
+        "from-git",
+        serde_json::json!({"git": {"repository": repo.display().to_string()}}),
+    )))
+    .await?;
+    wait_phase(&cluster, "from-dir", "Succeeded").await?;
+    wait_phase(&cluster, "from-git", "Succeeded").await?;
+
+    // --- a second after they finished, their files are gone from the node; the history stays
+    let work = agent.dir.join("replicas").join("work");
+    eventually(
+        Duration::from_secs(15),
+        "the TTL removes the files",
+        || async {
+            (!work.join("from-dir").exists() && !work.join("from-git").exists()).then_some(())
+        },
+    )
+    .await?;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await?;
+    let history = cluster
+        .events_of(leader)
+        .await?
+        .iter()
+        .filter(|e| e.entity.as_ref().is_some_and(|r| r.name == "from-git"))
+        .count();
+    assert!(history >= 4, "the job's events stay: {history}");
+    Ok(())
+}

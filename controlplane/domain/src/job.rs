@@ -168,6 +168,42 @@ pub struct JobSpec {
     /// framework's order; `{}` turns it off).
     #[serde(default)]
     pub depends_on: Option<BTreeMap<String, Vec<String>>>,
+    /// Code put in place (in `<work dir>/code`) before any replica starts.
+    #[serde(default)]
+    pub code_sync: Option<CodeSync>,
+    /// The model a successful run produces (registered by the model registry).
+    #[serde(default)]
+    pub model: Option<ModelOutput>,
+}
+
+/// Where a job's code comes from: a git repository or a directory on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CodeSync {
+    #[serde(default)]
+    pub git: Option<GitSource>,
+    #[serde(default)]
+    pub directory: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitSource {
+    pub repository: String,
+    /// A branch or tag (default: the repository's default branch).
+    #[serde(default, rename = "ref")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelOutput {
+    pub name: String,
+    /// Where the run leaves the model (a path or URI).
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 impl JobSpec {
@@ -326,6 +362,21 @@ pub fn problems(doc: &JobDocument) -> Vec<String> {
                 names.join(", ")
             ));
         }
+    }
+    if let Some(c) = &s.code_sync {
+        match (&c.git, &c.directory) {
+            (Some(g), None) if g.repository.trim().is_empty() => {
+                p.push("spec.codeSync.git.repository: must not be empty".into())
+            }
+            (None, Some(d)) if !d.starts_with('/') => {
+                p.push("spec.codeSync.directory: must be an absolute path".into())
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => p.push("spec.codeSync: exactly one of git or directory".into()),
+        }
+    }
+    if let Some(m) = &s.model {
+        crate::validate::name_problems("spec.model.name", &m.name, &mut p);
     }
     if s.run_policy.backoff_limit < 0 {
         p.push("spec.runPolicy.backoffLimit: must be >= 0".into());

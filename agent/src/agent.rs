@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub address: Option<String>,
     /// How often the replicas placed here are brought in line with the jobs.
     pub replicas_every: Duration,
+    /// Where the agent's own service (replica logs) listens.
+    pub listen: String,
 }
 
 impl AgentConfig {
@@ -62,6 +64,7 @@ impl AgentConfig {
             policy: HealthPolicy::default(),
             address: None,
             replicas_every: Duration::from_millis(500),
+            listen: "0.0.0.0:0".into(),
         }
     }
 }
@@ -139,6 +142,7 @@ pub fn node_inventory(cfg: &AgentConfig, gpus: &gpu::Inventory) -> pb::NodeInven
         cuda_version: gpus.cuda_version.clone(),
         gpu_provider: gpus.provider.clone(),
         address: cfg.address.clone().unwrap_or_else(default_node_name),
+        agent_endpoint: String::new(),
     }
 }
 
@@ -157,10 +161,25 @@ pub async fn run(
         provider = %inventory.provider,
         "cairn-agent starting"
     );
+    // The log service: replicas' logs stay here, the CLI reads them through it.
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding the agent service on {}", cfg.listen))?;
+    let port = listener.local_addr()?.port();
+    let logs = crate::logs::LogService {
+        state_dir: cfg.state_dir.clone(),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::node_agent_server::NodeAgentServer::new(logs))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
     let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token)?;
     let (node, state_dir) = (cfg.node.clone(), cfg.state_dir.clone());
+    let mut node_inv = node_inventory(&cfg, &inventory);
+    node_inv.agent_endpoint = format!("{}:{port}", node_inv.address);
     let mut agent = Agent {
-        inventory: node_inventory(&cfg, &inventory),
+        inventory: node_inv,
         cfg,
         provider,
         control,

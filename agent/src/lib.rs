@@ -14,5 +14,6 @@
 pub mod agent;
 pub mod control;
 pub mod gpu;
+pub mod logs;
 pub mod ports;
 pub mod replicas;

@@ -54,6 +54,9 @@ struct Cli {
     /// application XIDs 13, 31, 43, 45, 68, 109).
     #[arg(long, value_delimiter = ',')]
     ignore_xids: Option<Vec<u32>>,
+    /// Where the agent's own service (replica logs, read by `cairn job logs`) listens.
+    #[arg(long, env = "CAIRN_AGENT_LISTEN", default_value = "0.0.0.0:7431")]
+    listen: String,
     /// Where this node's replicas are reached by others (default: the host name).
     #[arg(long, env = "CAIRN_NODE_ADDRESS")]
     address: Option<String>,
@@ -125,6 +128,7 @@ async fn main() {
     }
     cfg.policy = policy;
     cfg.address = cli.address.clone();
+    cfg.listen = cli.listen.clone();
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

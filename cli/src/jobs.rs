@@ -47,8 +47,8 @@ pub enum JobCmd {
     History { name: String },
     /// Follow a job as its replicas come up, until it ends.
     Watch { name: String },
-    /// A replica's output. Logs stay on the node that ran the replica: this reads the
-    /// agent's log directory on this machine (`cairn-server dev`: `.cairn/agent`).
+    /// A replica's output, from the agent of the node that ran it (or, when that agent
+    /// is out of reach, from the agent directory on this machine).
     Logs {
         name: String,
         #[arg(long, default_value = "master")]
@@ -58,7 +58,7 @@ pub enum JobCmd {
         /// Keep printing what is appended.
         #[arg(long, short = 'f')]
         follow: bool,
-        /// The agent's state directory on this machine.
+        /// The agent's state directory on this machine (the fallback).
         #[arg(long, env = "CAIRN_AGENT_STATE_DIR", default_value = ".cairn/agent")]
         state_dir: std::path::PathBuf,
     },
@@ -107,6 +107,7 @@ struct JobOut {
     revision: u64,
     labels: std::collections::BTreeMap<String, String>,
     placements: Vec<pb::ReplicaPlacement>,
+    conditions: Vec<pb::JobCondition>,
 }
 
 fn job_out(j: &pb::JobView) -> JobOut {
@@ -133,6 +134,7 @@ fn job_out(j: &pb::JobView) -> JobOut {
         revision: j.revision,
         labels,
         placements: j.placements.clone(),
+        conditions: j.conditions.clone(),
     }
 }
 
@@ -178,6 +180,11 @@ pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Res
                 t
             })?;
             if ctx.format == crate::output::Format::Table {
+                let mut t = table(&["CONDITION", "SINCE", "REASON"]);
+                for c in &o.conditions {
+                    t.add_row(vec![c.kind.clone(), time(c.at_ms), c.reason.clone()]);
+                }
+                println!("{t}");
                 println!(
                     "job/{}: {} ({} replicas, {} GPUs, queue {}, priority {}){}",
                     o.name,
@@ -270,12 +277,22 @@ pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Res
             follow,
             state_dir,
         } => {
-            let path = state_dir
-                .join("replicas")
-                .join("logs")
-                .join(&name)
-                .join(format!("{role}-{index}.log"));
-            logs(&path, follow).await
+            match remote_logs(cluster, &name, &role, index, follow).await {
+                Ok(()) => Ok(()),
+                Err(remote) => {
+                    // The node's agent is out of reach: this machine may be the node.
+                    let path = state_dir
+                        .join("replicas")
+                        .join("logs")
+                        .join(&name)
+                        .join(format!("{role}-{index}.log"));
+                    if path.exists() {
+                        logs(&path, follow).await
+                    } else {
+                        Err(remote)
+                    }
+                }
+            }
         }
         JobCmd::History { name } => {
             let filter = pb::EventFilter {
@@ -362,6 +379,61 @@ async fn watch(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+/// A replica's log from the agent of the node that ran it.
+async fn remote_logs(
+    cluster: &mut Cluster,
+    name: &str,
+    role: &str,
+    index: u32,
+    follow: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let found = jobs(cluster, name, &ReadArgs::default()).await?;
+    let Some(j) = found.first() else {
+        bail!("job/{name} not found");
+    };
+    let Some(p) = j
+        .placements
+        .iter()
+        .find(|p| p.role == role && p.index == index)
+    else {
+        bail!("job/{name} has no replica {role}-{index} placed (it may have been requeued)");
+    };
+    let node = p.node.clone();
+    let req = pb::ListNodesRequest {
+        name: node.clone(),
+        consistency: pb::ReadConsistency::Stale as i32,
+    };
+    let nodes = cluster
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_nodes(req).await }
+        })
+        .await?;
+    let endpoint = nodes
+        .nodes
+        .first()
+        .and_then(|n| n.inventory.as_ref())
+        .map(|i| i.agent_endpoint.clone())
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("node/{node}'s agent publishes no log service"))?;
+    let mut agent = pb::node_agent_client::NodeAgentClient::new(crate::client::channel(&endpoint)?);
+    let mut stream = agent
+        .read_log(pb::ReadLogRequest {
+            job: name.to_string(),
+            role: role.to_string(),
+            index,
+            follow,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("node/{node}'s agent at {endpoint}: {}", s.message()))?
+        .into_inner();
+    while let Some(chunk) = stream.message().await? {
+        std::io::stdout().write_all(&chunk.data)?;
+    }
+    Ok(())
 }
 
 async fn logs(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {

@@ -540,6 +540,15 @@ pub fn job_to_pb(
             .into_iter()
             .map(|(role, after)| pb::RoleDependency { role, after })
             .collect(),
+        conditions: j
+            .conditions
+            .iter()
+            .map(|c| pb::JobCondition {
+                kind: c.kind.clone(),
+                reason: c.reason.clone(),
+                at_ms: c.at_ms,
+            })
+            .collect(),
     }
 }
 
@@ -663,6 +672,7 @@ pub fn inventory_from_pb(
         cuda_version: inv.cuda_version.clone(),
         gpu_provider: inv.gpu_provider.clone(),
         address: inv.address.clone(),
+        agent_endpoint: inv.agent_endpoint.clone(),
     })
 }
 
@@ -708,6 +718,7 @@ pub fn inventory_to_pb(inv: &domain::node::NodeInventory) -> pb::NodeInventory {
         cuda_version: inv.cuda_version.clone(),
         gpu_provider: inv.gpu_provider.clone(),
         address: inv.address.clone(),
+        agent_endpoint: inv.agent_endpoint.clone(),
     }
 }
 

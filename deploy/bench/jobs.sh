@@ -21,7 +21,7 @@ trap cleanup EXIT
 "$ROOT/deploy/local/cluster.sh" start >/dev/null
 for i in 1 2 3; do
   "$TARGET/release/cairn-agent" --endpoints "$ENDPOINTS" --node-name "bench-node-$i" \
-    --gpu-provider sim --sim-topology nvswitch-8 --address 127.0.0.1 \
+    --gpu-provider sim --sim-topology nvswitch-8 --address 127.0.0.1 --listen 127.0.0.1:0 \
     --state-dir "$CAIRN_LOCAL_DIR/agent$i" --port-range "$((24000 + i * 1000))-$((24999 + i * 1000))" \
     >> "$CAIRN_LOCAL_DIR/agent$i.log" 2>&1 &
   AGENTS+=($!)

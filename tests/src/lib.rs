@@ -334,6 +334,8 @@ impl TestAgent {
             "200ms".into(),
             "--address".into(),
             "127.0.0.1".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
         ];
         let mut a = Self {
             node: node.to_string(),

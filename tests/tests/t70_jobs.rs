@@ -191,6 +191,24 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
     let nodes: std::collections::BTreeSet<&str> =
         done.placements.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(nodes.len(), 3, "3-GPU workers need their own 4-GPU nodes");
+    // `cairn job logs` reads the master's output from its node's agent.
+    let out = std::process::Command::new(cairn_tests::bin("cairn"))
+        .args(["--endpoints", &endpoints.join(","), "job", "logs", "ddp"])
+        .args([
+            "--role",
+            "master",
+            "--index",
+            "0",
+            "--state-dir",
+            "/nonexistent",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok 0"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // --- a worker that always fails: restarted twice, then the job fails
     c.submit(script_job(

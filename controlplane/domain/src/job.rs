@@ -390,6 +390,11 @@ pub fn problems(doc: &JobDocument) -> Vec<String> {
     {
         p.push("spec.runPolicy.ttlSecondsAfterFinished: must be >= 0".into());
     }
+    if !s.scheduling.gang {
+        p.push(
+            "spec.scheduling.gang: only gang scheduling (all replicas or none) is supported".into(),
+        );
+    }
     if let Some(why) = crate::validate::dns_label_problem(&s.scheduling.queue, 63) {
         p.push(format!("spec.scheduling.queue: {why}"));
     }
@@ -502,9 +507,32 @@ pub struct JobState {
     pub replicas: BTreeMap<ReplicaId, ReplicaStatus>,
     /// Restarts so far (all replicas), against `runPolicy.backoffLimit`.
     pub restarts: u32,
+    /// Every condition the job went through, oldest first.
+    pub conditions: Vec<Condition>,
+}
+
+/// A step of a job's life (Created, Queued, Scheduled, Running, Restarting, Succeeded,
+/// Failed, Cancelled), with why and when (leader time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub kind: String,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 impl JobState {
+    /// Record a condition; the same kind again only updates the reason.
+    pub fn condition(&mut self, kind: &str, reason: &str, at_ms: i64) {
+        match self.conditions.last_mut() {
+            Some(c) if c.kind == kind => c.reason = reason.to_string(),
+            _ => self.conditions.push(Condition {
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+                at_ms,
+            }),
+        }
+    }
+
     /// When the job passes its `activeDeadlineSeconds` (counted from submission).
     pub fn deadline_ms(&self) -> Option<i64> {
         self.doc

@@ -106,6 +106,8 @@ pub struct NodeInventory {
     pub gpu_provider: String,
     /// Where the node's replicas are reached.
     pub address: String,
+    /// host:port of the agent's log service.
+    pub agent_endpoint: String,
 }
 
 impl NodeInventory {

@@ -157,7 +157,7 @@ impl State {
     }
 
     /// A job ends: its GPUs, CPU, memory and ports go back to the nodes.
-    fn end_job(&mut self, name: &str, phase: JobPhase, reason: &str) {
+    fn end_job(&mut self, name: &str, phase: JobPhase, reason: &str, at_ms: i64) {
         let Some(j) = self.jobs.get_mut(name) else {
             return;
         };
@@ -176,6 +176,9 @@ impl State {
         }
         j.phase = phase;
         j.reason = reason.to_string();
+        if phase.finished() {
+            j.condition(phase.name(), reason, at_ms);
+        }
     }
 
     pub fn raft_members(&self) -> &RaftMembers {
@@ -294,6 +297,18 @@ impl State {
                             submitted_seq: event.sequence,
                             replicas: Default::default(),
                             restarts: 0,
+                            conditions: vec![
+                                crate::job::Condition {
+                                    kind: "Created".into(),
+                                    reason: String::new(),
+                                    at_ms: event.timestamp_ms,
+                                },
+                                crate::job::Condition {
+                                    kind: "Queued".into(),
+                                    reason: String::new(),
+                                    at_ms: event.timestamp_ms,
+                                },
+                            ],
                         },
                     );
                 }
@@ -301,6 +316,7 @@ impl State {
             EventPayload::JobWaiting { reason } => {
                 if let Some(j) = self.jobs.get_mut(&event.entity.name) {
                     j.reason = reason.clone();
+                    j.condition("Queued", reason, event.timestamp_ms);
                 }
             }
             EventPayload::JobScheduled { placements } => {
@@ -308,6 +324,10 @@ impl State {
                 if let Some(j) = self.jobs.get_mut(name) {
                     j.phase = JobPhase::Scheduled;
                     j.reason = String::new();
+                    let on: std::collections::BTreeSet<&str> =
+                        placements.iter().map(|p| p.node.as_str()).collect();
+                    let on = on.into_iter().collect::<Vec<_>>().join(", ");
+                    j.condition("Scheduled", &format!("on {on}"), event.timestamp_ms);
                     j.placements = placements.clone();
                     // Attempts continue across placements (a requeue counts as a
                     // restart), so a late report about an earlier run never matches.
@@ -354,7 +374,7 @@ impl State {
                 } else {
                     JobPhase::Cancelled
                 };
-                self.end_job(&event.entity.name, phase, reason);
+                self.end_job(&event.entity.name, phase, reason, event.timestamp_ms);
             }
             EventPayload::QueueQuotaSet { gpus } => {
                 if e.created_ms == 0 {
@@ -431,19 +451,27 @@ impl State {
             }
             EventPayload::JobRequeued { reason } => {
                 let name = event.entity.name.clone();
-                self.end_job(&name, JobPhase::Queued, reason);
+                self.end_job(&name, JobPhase::Queued, reason, event.timestamp_ms);
                 if let Some(j) = self.jobs.get_mut(&name) {
                     j.placements.clear();
                     j.replicas.clear();
                     j.restarts += 1;
+                    j.condition("Restarting", reason, event.timestamp_ms);
+                    j.condition("Queued", "", event.timestamp_ms);
                 }
             }
             EventPayload::JobSucceeded => {
-                self.end_job(&event.entity.name, JobPhase::Succeeded, "");
+                self.end_job(
+                    &event.entity.name,
+                    JobPhase::Succeeded,
+                    "",
+                    event.timestamp_ms,
+                );
             }
             EventPayload::JobRunning => {
                 if let Some(j) = self.jobs.get_mut(&event.entity.name) {
                     j.phase = JobPhase::Running;
+                    j.condition("Running", "every replica runs", event.timestamp_ms);
                 }
             }
             EventPayload::ReplicaStarted {
@@ -460,6 +488,20 @@ impl State {
                     r.phase = ReplicaPhase::Running;
                     r.attempt = *attempt;
                     r.pid = *pid;
+                }
+                if let Some(j) = self.jobs.get_mut(&event.entity.name) {
+                    let restarted = j.conditions.last().is_some_and(|c| c.kind == "Restarting");
+                    let all = j
+                        .replicas
+                        .values()
+                        .all(|r| r.phase != ReplicaPhase::Pending);
+                    if restarted && all && j.phase == JobPhase::Running {
+                        j.condition(
+                            "Running",
+                            &format!("{replica} restarted"),
+                            event.timestamp_ms,
+                        );
+                    }
                 }
             }
             EventPayload::ReplicaExited {
@@ -488,6 +530,13 @@ impl State {
             } => {
                 if let Some(j) = self.jobs.get_mut(&event.entity.name) {
                     j.restarts += 1;
+                    if let EventPayload::ReplicaRestarting { reason, .. } = &event.payload {
+                        j.condition(
+                            "Restarting",
+                            &format!("{replica} {reason}"),
+                            event.timestamp_ms,
+                        );
+                    }
                     if let Some(r) = j.replicas.get_mut(replica) {
                         r.phase = ReplicaPhase::Pending;
                         r.attempt = *attempt;

@@ -502,6 +502,21 @@ fn on_failure_restarts_until_the_backoff_limit_then_fails() {
     assert_eq!(types(&ev), ["replica_exited", "job_failed"]);
     let j = s.job("flaky").unwrap();
     assert_eq!(j.phase, JobPhase::Failed);
+    let kinds: Vec<&str> = j.conditions.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Created",
+            "Queued",
+            "Scheduled",
+            "Running",
+            "Restarting",
+            "Running",
+            "Restarting",
+            "Running",
+            "Failed"
+        ]
+    );
     assert!(j.reason.contains("backoff limit 2"), "{}", j.reason);
 }
 

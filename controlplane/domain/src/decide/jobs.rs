@@ -134,6 +134,7 @@ pub(super) fn submit(
         submitted_seq: 0,
         replicas: Default::default(),
         restarts: 0,
+        conditions: Vec::new(),
     };
     match Capacity::of(state).place(&queued) {
         Ok(placements) => out.emit(key(&name), EventPayload::JobScheduled { placements }),

@@ -362,7 +362,12 @@ impl Runner {
         let active: HashSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         for j in jobs {
             let doc: Value = serde_json::from_str(&j.spec_json).unwrap_or_default();
-            let ttl = doc["spec"]["runPolicy"]["ttlSecondsAfterFinished"].as_i64();
+            let policy = &doc["spec"]["runPolicy"];
+            let ttl = if policy["cleanPodPolicy"].as_str() == Some("All") {
+                Some(0)
+            } else {
+                policy["ttlSecondsAfterFinished"].as_i64()
+            };
             self.seen.insert(j.name.clone(), ttl);
         }
         let ended: Vec<String> = self

@@ -92,6 +92,10 @@ pub struct RunPolicy {
     pub active_deadline_seconds: Option<i64>,
     #[serde(default)]
     pub ttl_seconds_after_finished: Option<i64>,
+    /// What goes when the job ends: `Running` (default: replicas still running are
+    /// stopped; files stay until the TTL) or `All` (their files go at once too).
+    #[serde(default)]
+    pub clean_pod_policy: Option<String>,
 }
 
 fn default_backoff() -> i64 {
@@ -104,6 +108,7 @@ impl Default for RunPolicy {
             backoff_limit: default_backoff(),
             active_deadline_seconds: None,
             ttl_seconds_after_finished: None,
+            clean_pod_policy: None,
         }
     }
 }
@@ -378,6 +383,15 @@ pub fn problems(doc: &JobDocument) -> Vec<String> {
     if let Some(m) = &s.model {
         crate::validate::name_problems("spec.model.name", &m.name, &mut p);
     }
+    match s.run_policy.clean_pod_policy.as_deref() {
+        None | Some("Running") | Some("All") => {}
+        Some("None") => p.push(
+            "spec.runPolicy.cleanPodPolicy: None is not supported: a finished job's replicas always stop, its GPUs go back to the pool".into(),
+        ),
+        Some(other) => p.push(format!(
+            "spec.runPolicy.cleanPodPolicy: {other:?}, expected Running or All"
+        )),
+    }
     if s.run_policy.backoff_limit < 0 {
         p.push("spec.runPolicy.backoffLimit: must be >= 0".into());
     }
@@ -389,11 +403,6 @@ pub fn problems(doc: &JobDocument) -> Vec<String> {
         .is_some_and(|d| d < 0)
     {
         p.push("spec.runPolicy.ttlSecondsAfterFinished: must be >= 0".into());
-    }
-    if !s.scheduling.gang {
-        p.push(
-            "spec.scheduling.gang: only gang scheduling (all replicas or none) is supported".into(),
-        );
     }
     if let Some(why) = crate::validate::dns_label_problem(&s.scheduling.queue, 63) {
         p.push(format!("spec.scheduling.queue: {why}"));

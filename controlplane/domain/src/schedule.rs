@@ -220,21 +220,30 @@ impl Capacity {
             .host_network
             .as_ref()
             .map_or(0, |h| h.ports_per_replica.max(0) as usize);
-        let mut replicas = job.replicas();
+        // Replicas not placed yet (all of them, except for a partly placed non-gang job).
+        let placed: std::collections::BTreeSet<&crate::job::ReplicaId> =
+            job.placements.iter().map(|p| &p.replica).collect();
+        let mut replicas: Vec<_> = job
+            .replicas()
+            .into_iter()
+            .filter(|r| !placed.contains(&r.0))
+            .collect();
+        let gang = job.doc.spec.scheduling.gang;
         // A fast refusal: not enough GPUs in all. Reasons name no counts that change
         // with every placement, so a waiting job's reason (an event when it changes)
         // stays put while its cause does.
         let needed: usize = replicas.iter().map(|r| r.1.gpus.max(0) as usize).sum();
         let queue = &job.doc.spec.scheduling.queue;
-        if let Some(left) = self.quota_left.get(queue) {
-            if needed > *left as usize {
+        let mut quota_room = self.quota_left.get(queue).map(|q| *q as usize);
+        if let Some(room) = quota_room {
+            if gang && needed > room {
                 return Err(format!(
                     "needs {needed} GPUs; queue {queue} is at its GPU quota"
                 ));
             }
         }
         let free: usize = self.nodes.values().map(|f| f.gpus.len()).sum();
-        if needed > free {
+        if gang && needed > free {
             return Err(format!(
                 "needs {needed} GPUs in all; fewer are free on schedulable nodes"
             ));
@@ -243,8 +252,17 @@ impl Capacity {
         replicas.sort_by(|a, b| b.1.gpus.cmp(&a.1.gpus).then_with(|| a.0.cmp(&b.0)));
         let mut trial = self.nodes.clone();
         let mut out = Vec::new();
+        let mut first_refusal: Option<String> = None;
         for (replica, role) in replicas {
             let need = role.gpus.max(0) as usize;
+            if quota_room.is_some_and(|room| need > room) {
+                let why = format!("{replica} needs {need} GPUs; queue {queue} is at its GPU quota");
+                if gang {
+                    return Err(why);
+                }
+                first_refusal.get_or_insert(why);
+                continue;
+            }
             let fits = |f: &NodeFree| {
                 f.gpus.len() >= need
                     && f.cpu_millis >= role.cpu_millis
@@ -258,10 +276,16 @@ impl Capacity {
                 .map(|f| f.gpus.len())
                 .min();
             let Some(fewest) = fewest else {
-                return Err(format!(
+                let why = format!(
                     "{replica} needs {need} GPUs on one node (with {}m CPU, {} MiB, {ports} ports); no schedulable node has that much free",
                     role.cpu_millis, role.memory_mib
-                ));
+                );
+                // A gang is all or nothing; other jobs take what fits now.
+                if gang {
+                    return Err(why);
+                }
+                first_refusal.get_or_insert(why);
+                continue;
             };
             let mut best: Option<(String, Vec<usize>, u32)> = None;
             for (name, f) in trial
@@ -295,6 +319,9 @@ impl Capacity {
                 .collect();
             f.cpu_millis -= role.cpu_millis;
             f.memory_mib -= role.memory_mib;
+            if let Some(room) = quota_room.as_mut() {
+                *room -= need;
+            }
             out.push(Placement {
                 replica,
                 node,
@@ -303,10 +330,14 @@ impl Capacity {
                 score,
             });
         }
+        if out.is_empty() {
+            return Err(first_refusal.unwrap_or_else(|| "nothing to place".into()));
+        }
         out.sort_by(|a, b| a.replica.cmp(&b.replica));
         self.nodes = trial;
+        let taken: usize = out.iter().map(|p| p.gpus.len()).sum();
         if let Some(left) = self.quota_left.get_mut(queue) {
-            *left = left.saturating_sub(needed as u32);
+            *left = left.saturating_sub(taken as u32);
         }
         Ok(out)
     }

@@ -145,7 +145,12 @@ impl State {
         let mut q: Vec<_> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.phase == JobPhase::Queued)
+            .filter(|(_, j)| {
+                j.phase == JobPhase::Queued
+                    || (j.phase == JobPhase::Scheduled
+                        && !j.doc.spec.scheduling.gang
+                        && j.placements.len() < j.replicas().len())
+            })
             .collect();
         q.sort_by_key(|(_, j)| {
             (
@@ -328,22 +333,20 @@ impl State {
                         placements.iter().map(|p| p.node.as_str()).collect();
                     let on = on.into_iter().collect::<Vec<_>>().join(", ");
                     j.condition("Scheduled", &format!("on {on}"), event.timestamp_ms);
-                    j.placements = placements.clone();
+                    // A non-gang job may be placed in parts: placements add up.
+                    j.placements.extend(placements.iter().cloned());
                     // Attempts continue across placements (a requeue counts as a
                     // restart), so a late report about an earlier run never matches.
                     let attempt = j.restarts;
-                    j.replicas = placements
-                        .iter()
-                        .map(|p| {
-                            (
-                                p.replica.clone(),
-                                crate::job::ReplicaStatus {
-                                    attempt,
-                                    ..Default::default()
-                                },
-                            )
-                        })
-                        .collect();
+                    for p in placements {
+                        j.replicas.insert(
+                            p.replica.clone(),
+                            crate::job::ReplicaStatus {
+                                attempt,
+                                ..Default::default()
+                            },
+                        );
+                    }
                     let roles = &j.doc.spec.roles;
                     for p in placements {
                         let Some(n) = self.nodes.get_mut(&p.node) else {

@@ -193,6 +193,14 @@ fn a_bad_spec_is_refused_with_field_paths_and_leaves_nothing() {
         .unwrap_err()
         .to_string()
         .contains("spec.roles.launcher: not a role"));
+    let none = spec("mnist", &[("worker", 1, 1)]).replace(
+        "\"framework\":\"pytorch\"",
+        "\"framework\":\"pytorch\",\"runPolicy\":{\"cleanPodPolicy\":\"None\"}",
+    );
+    assert!(submit(&mut s, none)
+        .unwrap_err()
+        .to_string()
+        .contains("spec.runPolicy.cleanPodPolicy"));
     assert_eq!(s.last_sequence(), 0, "a rejected job leaves nothing");
 }
 
@@ -917,4 +925,36 @@ fn a_queue_quota_caps_the_gpus_its_jobs_hold() {
     apply(&mut s, &cmd(CommandBody::ScheduleJobs)).unwrap();
     assert_eq!(s.job("b").unwrap().phase, JobPhase::Scheduled);
     assert_eq!(s.queue_usage()["research"], 5);
+}
+
+#[test]
+fn without_gang_a_job_takes_what_fits_and_gets_the_rest_later() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    register(&mut s, nvswitch("b"));
+    let json = spec("loose", &[("worker", 3, 8)]).replace(
+        "\"framework\":\"pytorch\"",
+        "\"framework\":\"pytorch\",\"scheduling\":{\"gang\":false}",
+    );
+    submit(&mut s, json).unwrap();
+    let j = s.job("loose").unwrap();
+    assert_eq!(
+        (j.phase, j.placements.len()),
+        (JobPhase::Scheduled, 2),
+        "two of three placed"
+    );
+    assert_eq!(s.queue().len(), 1, "still waiting for its third replica");
+    // Two replicas start: the job does not run until all three do.
+    for i in 0..2 {
+        let node = s.job("loose").unwrap().placements[i].node.clone();
+        let ev = apply(&mut s, &report(&node, "loose", "worker", i as u32, 0, None)).unwrap();
+        assert_eq!(types(&ev), ["replica_started"]);
+    }
+    register(&mut s, nvswitch("c"));
+    apply(&mut s, &cmd(CommandBody::ScheduleJobs)).unwrap();
+    let j = s.job("loose").unwrap();
+    assert_eq!(j.placements.len(), 3);
+    assert!(s.queue().is_empty());
+    let ev = apply(&mut s, &report("c", "loose", "worker", 2, 0, None)).unwrap();
+    assert_eq!(types(&ev), ["replica_started", "job_running"]);
 }

@@ -31,7 +31,7 @@ pub(super) fn decide(
                     Ok(placements) => {
                         out.emit(key(name), EventPayload::JobScheduled { placements })
                     }
-                    Err(reason) if reason != j.reason => {
+                    Err(reason) if reason != j.reason && j.phase == JobPhase::Queued => {
                         out.emit(key(name), EventPayload::JobWaiting { reason })
                     }
                     Err(_) => {}
@@ -201,7 +201,8 @@ fn report_replica(
                 .iter()
                 .filter(|(id, _)| *id != replica)
                 .all(|(_, r)| r.phase != ReplicaPhase::Pending);
-            if j.phase == JobPhase::Scheduled && others_running {
+            let all_placed = j.placements.len() == j.replicas().len();
+            if j.phase == JobPhase::Scheduled && others_running && all_placed {
                 out.emit(key(name), EventPayload::JobRunning);
             }
         }

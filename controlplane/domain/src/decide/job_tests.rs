@@ -958,3 +958,24 @@ fn without_gang_a_job_takes_what_fits_and_gets_the_rest_later() {
     let ev = apply(&mut s, &report("c", "loose", "worker", 2, 0, None)).unwrap();
     assert_eq!(types(&ev), ["replica_started", "job_running"]);
 }
+
+#[test]
+fn a_node_failure_fails_a_job_whose_replica_must_never_restart() {
+    let mut s = State::new();
+    register(&mut s, nvswitch("a"));
+    let json = spec("once", &[("worker", 1, 1)])
+        .replace("\"command\"", "\"restartPolicy\":\"Never\",\"command\"");
+    submit(&mut s, json).unwrap();
+    let lost = CommandBody::MarkNodeLost {
+        node: "a".into(),
+        last_heartbeat_ms: 0,
+        grace_ms: 1,
+    };
+    let ev = apply(&mut s, &cmd(lost)).unwrap();
+    assert_eq!(types(&ev), ["node_lost", "job_failed"]);
+    assert!(s
+        .job("once")
+        .unwrap()
+        .reason
+        .contains("restart policy Never"));
+}

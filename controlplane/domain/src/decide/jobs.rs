@@ -294,8 +294,8 @@ fn describe(x: ReplicaExit) -> String {
 }
 
 /// Active jobs with a replica on `node` (on GPU `gpu` when given) go back to the queue:
-/// their replicas stop and they are placed again, which counts as a restart; past the
-/// backoff limit, they fail instead.
+/// their replicas stop and they are placed again, which counts as a restart. Past the
+/// backoff limit, or when a hit replica's restart policy is Never, they fail instead.
 pub(super) fn requeue_jobs_on(
     state: &State,
     node: &str,
@@ -304,14 +304,31 @@ pub(super) fn requeue_jobs_on(
     out: &mut Emitter<'_>,
 ) {
     for (name, j) in state.jobs() {
-        let hit = j.phase.active()
-            && j.placements
-                .iter()
-                .any(|p| p.node == node && gpu.is_none_or(|g| p.gpus.iter().any(|x| x == g)));
-        if !hit {
+        let hit: Vec<&crate::job::Placement> = j
+            .placements
+            .iter()
+            .filter(|p| p.node == node && gpu.is_none_or(|g| p.gpus.iter().any(|x| x == g)))
+            .collect();
+        if !j.phase.active() || hit.is_empty() {
             continue;
         }
-        if i64::from(j.restarts) >= j.doc.spec.run_policy.backoff_limit {
+        // A replica that must not restart takes the job down with it.
+        let never = hit.iter().find(|p| {
+            j.doc
+                .spec
+                .roles
+                .get(&p.replica.role)
+                .map(|r| r.restart_policy)
+                == Some(RestartPolicy::Never)
+        });
+        if let Some(p) = never {
+            out.emit(
+                key(name),
+                EventPayload::JobFailed {
+                    reason: format!("{reason}; {} has restart policy Never", p.replica),
+                },
+            );
+        } else if i64::from(j.restarts) >= j.doc.spec.run_policy.backoff_limit {
             out.emit(
                 key(name),
                 EventPayload::JobFailed {

@@ -60,6 +60,10 @@ struct Cli {
     /// Where this node's replicas are reached by others (default: the host name).
     #[arg(long, env = "CAIRN_NODE_ADDRESS")]
     address: Option<String>,
+    /// Print what the GPU provider reports (inventory, topology, health) as JSON and
+    /// exit: the record a real-GPU fixture is made from.
+    #[arg(long)]
+    inspect: bool,
     /// A GPU unhealthy by an XID recovers after this long without another.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     xid_recovery: Duration,
@@ -129,6 +133,18 @@ async fn main() {
     cfg.policy = policy;
     cfg.address = cli.address.clone();
     cfg.listen = cli.listen.clone();
+    if cli.inspect {
+        match cairn_agent::gpu::inspect(&cfg.gpus, cfg.sim_faults.clone(), &node, &cfg.policy) {
+            Ok(json) => {
+                println!("{json}");
+                return;
+            }
+            Err(e) => {
+                eprintln!("cairn-agent: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

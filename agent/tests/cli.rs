@@ -73,3 +73,27 @@ fn an_unknown_topology_is_refused_with_the_presets_named() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("nvswitch-8, cube-mesh-8, pcie-4"), "{err}");
 }
+
+#[test]
+fn inspect_prints_what_the_provider_reports() {
+    let out = agent()
+        .args([
+            "--gpu-provider",
+            "sim",
+            "--sim-topology",
+            "cube-mesh-8",
+            "--inspect",
+        ])
+        .output()
+        .expect("cairn-agent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["provider"], "sim:cube-mesh-8");
+    assert_eq!(v["gpus"].as_array().map(Vec::len), Some(8));
+    assert_eq!(v["links"].as_array().map(Vec::len), Some(28));
+    assert_eq!(v["observations"][0]["health"]["healthy"], true);
+}

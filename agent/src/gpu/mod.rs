@@ -165,6 +165,42 @@ pub fn open(
     }
 }
 
+/// What a provider reports, as JSON: provider, driver and CUDA versions, every GPU, every
+/// pair's link, and each GPU's health and telemetry now.
+pub fn inspect(
+    choice: &ProviderChoice,
+    faults: Option<std::path::PathBuf>,
+    node: &str,
+    policy: &HealthPolicy,
+) -> Result<String, GpuError> {
+    let mut p = open(choice, faults, node)?;
+    let inv = p.inventory()?;
+    let observed = p.observe()?;
+    let health: Vec<serde_json::Value> = observed
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "health": policy.judge(o),
+                "utilization_pct": o.utilization_pct,
+                "temperature_c": o.temperature_c,
+                "power_mw": o.power_mw,
+                "memory_used_mib": o.memory_used_mib,
+                "ecc_single_bit_volatile": o.ecc_single_bit_volatile,
+                "ecc_double_bit_volatile": o.ecc_double_bit_volatile,
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "provider": inv.provider,
+        "driver_version": inv.driver_version,
+        "cuda_version": inv.cuda_version,
+        "gpus": inv.gpus,
+        "links": inv.links,
+        "observations": health,
+    });
+    serde_json::to_string_pretty(&out).map_err(|e| GpuError::Sim(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

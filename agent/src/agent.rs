@@ -188,31 +188,32 @@ pub async fn run(
         guard: PortGuard::default(),
         runner: Runner::new(&node, &state_dir),
         unsent: Vec::new(),
+        reregister: Default::default(),
     };
     agent.unsent = agent.runner.reclaim();
     tokio::pin!(shutdown);
-    let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat);
+    // Heartbeats run on their own task, so nothing the loop waits for (a slow code sync,
+    // a slow control plane) ever delays them into a false `node_lost`.
+    let beats = tokio::spawn(heartbeats(
+        Control::new(agent.cfg.endpoints.clone(), &agent.cfg.node, &token)?,
+        agent.cfg.heartbeat,
+        agent.reregister.clone(),
+    ));
     let mut health = tokio::time::interval(agent.cfg.health_every);
     let mut renew = tokio::time::interval(agent.cfg.lease_ttl / 3);
     let mut scan = tokio::time::interval(agent.cfg.port_scan_every);
     let mut replicas = tokio::time::interval(agent.cfg.replicas_every);
-    for t in [
-        &mut heartbeat,
-        &mut health,
-        &mut renew,
-        &mut scan,
-        &mut replicas,
-    ] {
+    for t in [&mut health, &mut renew, &mut scan, &mut replicas] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
         let step = tokio::select! {
             _ = &mut shutdown => {
+                beats.abort();
                 tokio::task::block_in_place(|| agent.runner.stop_all());
                 return Ok(());
             }
             _ = replicas.tick() => agent.run_replicas().await,
-            _ = heartbeat.tick() => agent.heartbeat().await,
             _ = health.tick() => agent.report_health().await,
             _ = renew.tick() => agent.renew_leases().await,
             _ = scan.tick() => agent.enforce_leases().await,
@@ -221,6 +222,33 @@ pub async fn run(
             Ok(()) => {}
             Err(Step::Fatal(e)) => return Err(e),
             Err(Step::Retry(e)) => tracing::debug!(error = %e, "will retry"),
+        }
+    }
+}
+
+/// Beat to the leader every `every` until aborted. A control plane that does not know
+/// the node (a wiped cluster) makes the main loop register again.
+async fn heartbeats(
+    mut control: Control,
+    every: Duration,
+    reregister: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let req = pb::HeartbeatRequest {
+            node: control.node().to_string(),
+        };
+        match control
+            .call(req, |mut c, r| async move { c.heartbeat(r).await })
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {
+                reregister.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
+            Err(s) => tracing::debug!(error = %s.message(), "heartbeat failed; will retry"),
         }
     }
 }
@@ -256,10 +284,18 @@ struct Agent {
     runner: Runner,
     /// Replica reports not yet accepted (the control plane was unreachable).
     unsent: Vec<pb::ReportReplica>,
+    /// Set by the heartbeat task when the control plane no longer knows the node.
+    reregister: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Agent {
     async fn register(&mut self) -> Result<(), Step> {
+        if self
+            .reregister
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.registered = false;
+        }
         if self.registered {
             return Ok(());
         }
@@ -274,26 +310,6 @@ impl Agent {
         self.registered = true;
         self.reported = None;
         Ok(())
-    }
-
-    async fn heartbeat(&mut self) -> Result<(), Step> {
-        self.register().await?;
-        let req = pb::HeartbeatRequest {
-            node: self.cfg.node.clone(),
-        };
-        match self
-            .control
-            .call(req, |mut c, r| async move { c.heartbeat(r).await })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::NotFound => {
-                // The log does not know the node (a wiped cluster): register again.
-                self.registered = false;
-                Err(Step::Retry(s))
-            }
-            Err(s) => Err(s.into()),
-        }
     }
 
     async fn report_health(&mut self) -> Result<(), Step> {

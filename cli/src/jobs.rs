@@ -64,11 +64,16 @@ pub enum JobCmd {
     },
 }
 
-/// A job document as JSON, from YAML or JSON text.
-fn document(text: &str) -> anyhow::Result<String> {
-    let value: serde_json::Value = match serde_json::from_str(text) {
+/// A document (job or cron) as JSON, from a YAML or JSON file (`-`: standard input).
+fn document(file: &str) -> anyhow::Result<String> {
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
-        Err(_) => serde_yaml_ng::from_str(text).context("the file is neither JSON nor YAML")?,
+        Err(_) => serde_yaml_ng::from_str(&text).context("the file is neither JSON nor YAML")?,
     };
     Ok(serde_json::to_string(&value)?)
 }
@@ -141,12 +146,7 @@ fn job_out(j: &pb::JobView) -> JobOut {
 pub async fn job_cmd(cluster: &mut Cluster, ctx: &Ctx, c: JobCmd) -> anyhow::Result<()> {
     match c {
         JobCmd::Submit { file } => {
-            let text = if file == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
-            };
-            let spec_json = document(&text)?;
+            let spec_json = document(&file)?;
             let r = submit(
                 cluster,
                 ctx,
@@ -549,12 +549,7 @@ pub async fn cron_cmd(cluster: &mut Cluster, ctx: &Ctx, c: CronCmd) -> anyhow::R
     ];
     match c {
         CronCmd::Submit { file } => {
-            let text = if file == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
-            };
-            let spec_json = document(&text)?;
+            let spec_json = document(&file)?;
             let r = submit(
                 cluster,
                 ctx,

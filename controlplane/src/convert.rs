@@ -508,7 +508,7 @@ pub fn job_to_pb(
         name: name.to_string(),
         phase: j.phase.name().into(),
         reason: j.reason.clone(),
-        spec_json: serde_json::to_string(&j.doc).unwrap_or_default(),
+        spec_json: j.spec_json.clone(),
         placements: j.placements.iter().map(placement_to_pb).collect(),
         revision: e.map_or(0, |e| e.revision),
         submitted_ms: j.submitted_ms,

@@ -388,6 +388,32 @@ impl Drop for TestAgent {
     }
 }
 
+/// The nodes the first answering member knows.
+pub async fn nodes(endpoints: &[String]) -> Vec<pb::NodeView> {
+    for addr in endpoints {
+        if let Ok(r) = client(addr)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+        {
+            return r.into_inner().nodes;
+        }
+    }
+    Vec::new()
+}
+
+/// Wait until `count` nodes are registered; returns them.
+pub async fn wait_nodes(
+    endpoints: &[String],
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<pb::NodeView>> {
+    eventually(timeout, &format!("{count} nodes registered"), || async {
+        let n = nodes(endpoints).await;
+        (n.len() == count).then_some(n)
+    })
+    .await
+}
+
 /// Wait until `check` returns `Some`, polling every 50 ms, for at most `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where

@@ -12,15 +12,7 @@ use cairn_tests::{bin, eventually, Settings, TestAgent, TestCluster};
 use pb::command::Body;
 
 async fn nodes(cluster: &TestCluster) -> Vec<pb::NodeView> {
-    for addr in cluster.endpoints() {
-        if let Ok(r) = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-        {
-            return r.into_inner().nodes;
-        }
-    }
-    Vec::new()
+    cairn_tests::nodes(&cluster.endpoints()).await
 }
 
 /// `cairn gpu list --unhealthy -o json`: the UUIDs it shows.
@@ -72,15 +64,7 @@ async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow
     let mut c = TestAgent::start(&dir, "gpu-c", "pcie-4", (21200, 21299), &endpoints)?;
 
     // --- all three register with their inventory and topology
-    let all = eventually(
-        Duration::from_secs(20),
-        "three nodes registered",
-        || async {
-            let n = nodes(&cluster).await;
-            (n.len() == 3).then_some(n)
-        },
-    )
-    .await?;
+    let all = cairn_tests::wait_nodes(&endpoints, 3, Duration::from_secs(20)).await?;
     let gpus: Vec<usize> = all
         .iter()
         .map(|n| n.inventory.as_ref().map_or(0, |i| i.gpus.len()))

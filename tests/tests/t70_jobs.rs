@@ -9,7 +9,7 @@ use cairn_tests::{eventually, Settings, TestAgent, TestCluster};
 use pb::command::Body;
 
 fn job(name: &str, replicas: u32, gpus: u32) -> pb::SubmitRequest {
-    let doc = serde_json::json!({
+    submit_doc(serde_json::json!({
         "apiVersion": "cairn.dev/v1",
         "kind": "TrainingJob",
         "metadata": {"name": name},
@@ -17,16 +17,7 @@ fn job(name: &str, replicas: u32, gpus: u32) -> pb::SubmitRequest {
             "framework": "pytorch",
             "roles": {"worker": {"replicas": replicas, "gpus": gpus, "command": ["python3", "train.py"]}},
         },
-    });
-    pb::SubmitRequest {
-        command: Some(pb::Command {
-            actor: "test".into(),
-            body: Some(Body::SubmitJob(pb::SubmitJob {
-                spec_json: doc.to_string(),
-            })),
-            ..Default::default()
-        }),
-    }
+    }))
 }
 
 async fn job_view(cluster: &TestCluster, name: &str) -> Option<pb::JobView> {
@@ -52,17 +43,7 @@ async fn jobs_are_placed_on_the_best_links_and_queued_gangs_wait_for_capacity() 
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
     let _cube = TestAgent::start(&dir, "cube", "cube-mesh-8", (22000, 22099), &endpoints)?;
-    eventually(Duration::from_secs(20), "the node registers", || async {
-        let addr = cluster.endpoints()[0].clone();
-        let n = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .nodes;
-        (n.len() == 1).then_some(())
-    })
-    .await?;
+    cairn_tests::wait_nodes(&endpoints, 1, Duration::from_secs(20)).await?;
     let mut c = cairn_tests::client(&endpoints[1]);
 
     // --- a 2-GPU job lands on a pair with two NVLinks behind one switch
@@ -114,21 +95,12 @@ async fn jobs_are_placed_on_the_best_links_and_queued_gangs_wait_for_capacity() 
 }
 
 fn script_job(name: &str, roles: serde_json::Value, backoff_limit: i64) -> pb::SubmitRequest {
-    let doc = serde_json::json!({
+    submit_doc(serde_json::json!({
         "apiVersion": "cairn.dev/v1",
         "kind": "TrainingJob",
         "metadata": {"name": name},
         "spec": {"framework": "pytorch", "roles": roles, "runPolicy": {"backoffLimit": backoff_limit}},
-    });
-    pb::SubmitRequest {
-        command: Some(pb::Command {
-            actor: "test".into(),
-            body: Some(Body::SubmitJob(pb::SubmitJob {
-                spec_json: doc.to_string(),
-            })),
-            ..Default::default()
-        }),
-    }
+    }))
 }
 
 async fn wait_phase(cluster: &TestCluster, name: &str, phase: &str) -> anyhow::Result<pb::JobView> {
@@ -151,17 +123,7 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
         TestAgent::start(&dir, "b", "pcie-4", (23100, 23199), &endpoints)?,
         TestAgent::start(&dir, "c", "pcie-4", (23200, 23299), &endpoints)?,
     ];
-    eventually(Duration::from_secs(20), "three nodes", || async {
-        let addr = cluster.endpoints()[0].clone();
-        let n = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .nodes;
-        (n.len() == 3).then_some(())
-    })
-    .await?;
+    cairn_tests::wait_nodes(&endpoints, 3, Duration::from_secs(20)).await?;
     let mut c = cairn_tests::client(&endpoints[0]);
 
     // --- 1 master + 3 workers with 3 GPUs each: spread over the nodes; each replica
@@ -260,7 +222,7 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
         .replica_status[0]
         .pid;
     eventually(Duration::from_secs(15), "the replica stops", || async {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+        (!alive(pid)).then_some(())
     })
     .await?;
     Ok(())
@@ -273,17 +235,7 @@ async fn a_job_hit_by_an_xid_is_placed_again_on_healthy_gpus() -> anyhow::Result
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
     let agent = TestAgent::start(&dir, "p", "pcie-4", (23300, 23399), &endpoints)?;
-    eventually(Duration::from_secs(20), "the node registers", || async {
-        let addr = cluster.endpoints()[0].clone();
-        let n = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .nodes;
-        (n.len() == 1).then_some(())
-    })
-    .await?;
+    cairn_tests::wait_nodes(&endpoints, 1, Duration::from_secs(20)).await?;
     let mut c = cairn_tests::client(&endpoints[0]);
     c.submit(script_job(
         "long",
@@ -318,7 +270,7 @@ async fn a_job_hit_by_an_xid_is_placed_again_on_healthy_gpus() -> anyhow::Result
     eventually(
         Duration::from_secs(15),
         "the first process stops",
-        || async { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+        || async { (!alive(pid)).then_some(()) },
     )
     .await?;
     Ok(())
@@ -402,17 +354,7 @@ async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::R
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
     let mut agent = TestAgent::start(&dir, "r", "pcie-4", (23400, 23499), &endpoints)?;
-    eventually(Duration::from_secs(20), "the node registers", || async {
-        let addr = cluster.endpoints()[0].clone();
-        let n = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .nodes;
-        (n.len() == 1).then_some(())
-    })
-    .await?;
+    cairn_tests::wait_nodes(&endpoints, 1, Duration::from_secs(20)).await?;
     let mut c = cairn_tests::client(&endpoints[0]);
     c.submit(script_job(
         "survivor",
@@ -427,10 +369,7 @@ async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::R
 
     // --- the agent dies (SIGKILL) and comes back
     agent.kill();
-    assert!(
-        std::path::Path::new(&format!("/proc/{first}")).exists(),
-        "the replica outlived its agent"
-    );
+    assert!(alive(first), "the replica outlived its agent");
     agent.restart()?;
     let second = eventually(Duration::from_secs(30), "a new run", || async {
         job_view(&cluster, "survivor")
@@ -447,10 +386,10 @@ async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::R
     eventually(
         Duration::from_secs(10),
         "the old replica is gone",
-        || async { (!std::path::Path::new(&format!("/proc/{first}")).exists()).then_some(()) },
+        || async { (!alive(first)).then_some(()) },
     )
     .await?;
-    assert!(std::path::Path::new(&format!("/proc/{second}")).exists());
+    assert!(alive(second));
     Ok(())
 }
 
@@ -473,17 +412,7 @@ async fn code_is_synced_before_start_and_files_go_after_the_ttl() -> anyhow::Res
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
     let agent = TestAgent::start(&dir, "s", "pcie-4", (23500, 23599), &endpoints)?;
-    eventually(Duration::from_secs(20), "the node registers", || async {
-        let addr = cluster.endpoints()[0].clone();
-        let n = cairn_tests::client(&addr)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .nodes;
-        (n.len() == 1).then_some(())
-    })
-    .await?;
+    cairn_tests::wait_nodes(&endpoints, 1, Duration::from_secs(20)).await?;
     // --- a directory and a git repository, each with a script the replica runs
     let src = dir.join("src");
     std::fs::create_dir_all(&src)?;
@@ -554,4 +483,15 @@ async fn code_is_synced_before_start_and_files_go_after_the_ttl() -> anyhow::Res
         .count();
     assert!(history >= 4, "the job's events stay: {history}");
     Ok(())
+}
+
+/// Whether a process runs (an unreaped zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }

@@ -22,20 +22,7 @@ async fn every_example_job_succeeds_on_the_embedded_default() -> anyhow::Result<
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
     let mut names = Vec::new();
     let result = async {
-        eventually(
-            Duration::from_secs(20),
-            "the local agent registers",
-            || async {
-                let n = cairn_tests::client(&addr)
-                    .list_nodes(pb::ListNodesRequest::default())
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .nodes;
-                (n.len() == 1).then_some(())
-            },
-        )
-        .await?;
+        cairn_tests::wait_nodes(&[addr.clone()], 1, Duration::from_secs(20)).await?;
         let mut files: Vec<_> = std::fs::read_dir(&examples)?
             .flatten()
             .map(|e| e.path())

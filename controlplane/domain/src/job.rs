@@ -505,6 +505,8 @@ pub struct ReplicaStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobState {
     pub doc: JobDocument,
+    /// The document as recorded (normalised JSON), served as is.
+    pub spec_json: String,
     pub phase: JobPhase,
     /// Why it waits (when queued), or why it ended.
     pub reason: String,

@@ -295,6 +295,7 @@ impl State {
                         event.entity.name.clone(),
                         JobState {
                             doc,
+                            spec_json: spec_json.clone(),
                             phase: JobPhase::Queued,
                             reason: String::new(),
                             placements: Vec::new(),

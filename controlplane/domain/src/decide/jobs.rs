@@ -127,6 +127,7 @@ pub(super) fn submit(
     );
     let queued = JobState {
         doc,
+        spec_json: String::new(),
         phase: JobPhase::Queued,
         reason: String::new(),
         placements: Vec::new(),

@@ -22,7 +22,7 @@ async fn every_example_job_succeeds_on_the_embedded_default() -> anyhow::Result<
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
     let mut names = Vec::new();
     let result = async {
-        cairn_tests::wait_nodes(&[addr.clone()], 1, Duration::from_secs(20)).await?;
+        cairn_tests::wait_nodes(std::slice::from_ref(&addr), 1, Duration::from_secs(20)).await?;
         let mut files: Vec<_> = std::fs::read_dir(&examples)?
             .flatten()
             .map(|e| e.path())

@@ -2,27 +2,41 @@
 //! tree so that an applied batch (events, indexes and the applied log id) lands
 //! atomically.
 //!
+//! Events are stored in **chunks**: the consecutive events of one applied batch (up to
+//! [`CHUNK_BYTES`]) are one record, keyed by the sequence number of the first, and the
+//! indexes point at chunks, once per chunk however many of its events they cover. A
+//! group-committed batch of a hundred commands is then a handful of sled inserts rather
+//! than three hundred; every sled insert costs a copy of a tree node and a record in
+//! sled's log, and they were most of a member's work per write.
+//!
 //! Key layout (all integers big-endian, so byte order is numeric order):
 //!
-//! | prefix | key                          | value             |
-//! |--------|------------------------------|-------------------|
-//! | `E`    | seq                          | protobuf `Event`  |
-//! | `N`    | kind 0x00 name 0x00 seq      | (empty)           |
-//! | `T`    | type 0x00 seq                | (empty)           |
-//! | `C`    | timestamp first-seq          | last-seq          |
-//! | `M`    | name                         | bincode metadata  |
+//! | prefix | key                            | value                                   |
+//! |--------|--------------------------------|-----------------------------------------|
+//! | `E`    | first-seq                      | the chunk: length-delimited `Event`s    |
+//! | `N`    | kind 0x00 name 0x00 first-seq  | (empty): the chunk holds the entity's   |
+//! | `T`    | type 0x00 first-seq            | (empty): the chunk holds the type       |
+//! | `C`    | timestamp first-seq            | last-seq: a run of one leader timestamp |
+//! | `M`    | name                           | metadata                                |
 //!
-//! Every sled insert costs a copy of a tree node, so an event carries only the index
-//! entries that need one per event (entity, type). The time index holds one entry per
-//! run of consecutive events with the same leader timestamp (a whole group-committed
-//! batch shares one), and kind queries walk the entity index under the kind's prefix.
-//! Queries go through the most selective index and never scan the whole log.
+//! A chunk's events have the sequence numbers `first..first + count`, so the chunk of
+//! event `s` is the last `E` key at or before `s`. Queries go through the most
+//! selective index, read the chunks it names, filter their events, and never scan the
+//! whole log.
 
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use cairn_domain as domain;
 use cairn_proto as pb;
 use prost::Message;
+
+/// A chunk is closed once it holds this many bytes (well below the size at which sled
+/// moves a value to a blob file of its own).
+pub const CHUNK_BYTES: usize = 8 * 1024;
+
+/// The layout above; a store written in another layout is refused at open.
+const FORMAT: &[u8] = b"chunks-1";
 
 /// Which events a query wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +104,10 @@ fn prefixed(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+fn meta_key(name: &str) -> Vec<u8> {
+    prefixed(b'M', &[name.as_bytes()])
+}
+
 /// Timestamps as sortable unsigned bytes (negative before positive).
 fn ts_bytes(ts: i64) -> [u8; 8] {
     ((ts as u64) ^ (1 << 63)).to_be_bytes()
@@ -109,9 +127,32 @@ fn seq_suffix(key: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// The encoded events of the chunk stored under `key`, with their sequence numbers.
+fn split_chunk(key: &[u8], chunk: &sled::IVec) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        key: key.to_vec(),
+        why,
+    };
+    let first = seq_suffix(key)?;
+    let mut out = Vec::new();
+    let mut rest: &[u8] = chunk;
+    while !rest.is_empty() {
+        let len = prost::encoding::decode_varint(&mut rest)
+            .map_err(|e| corrupt(format!("chunk entry length: {e}")))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= rest.len())
+            .ok_or_else(|| corrupt(format!("chunk entry of {len} bytes overruns the chunk")))?;
+        let at = chunk.len() - rest.len();
+        out.push((first + out.len() as u64, chunk.subslice(at, len)));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
 impl EventStore {
     /// The event store the pointer names; leftovers of an unfinished install go.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
         let name = match db.open_tree(POINTER_TREE)?.get("current")? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => FIRST_TREE.to_string(),
@@ -124,23 +165,43 @@ impl EventStore {
                 db.drop_tree(&t)?;
             }
         }
+        Self::with_tree(db, name)
+    }
+
+    /// The store in tree `name`, stamped with this layout when new, refused when it was
+    /// written in another.
+    fn with_tree(db: &sled::Db, name: String) -> Result<Self, StoreError> {
+        let tree = db.open_tree(&name)?;
+        match tree.get(meta_key("format"))? {
+            Some(f) if f.as_ref() == FORMAT => {}
+            None if tree.is_empty() => {
+                tree.insert(meta_key("format"), FORMAT)?;
+            }
+            found => {
+                return Err(StoreError::Corrupt {
+                    key: meta_key("format"),
+                    why: format!(
+                        "the event store is in layout {:?}, this server reads {:?}: \
+                         start it on an empty data directory and let it catch up from \
+                         the cluster",
+                        found.map(|f| String::from_utf8_lossy(&f).into_owned()),
+                        String::from_utf8_lossy(FORMAT)
+                    ),
+                })
+            }
+        }
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree(&name)?,
             name,
+            tree,
         })
     }
 
     /// A new, empty generation beside this one, for a snapshot to fill.
-    pub fn next_generation(&self) -> Result<Self, sled::Error> {
+    pub fn next_generation(&self) -> Result<Self, StoreError> {
         let name = format!("{FIRST_TREE}.{}", self.db.generate_id()?);
-        let tree = self.db.open_tree(&name)?;
-        tree.clear()?;
-        Ok(Self {
-            db: self.db.clone(),
-            name,
-            tree,
-        })
+        self.db.open_tree(&name)?.clear()?;
+        Self::with_tree(&self.db, name)
     }
 
     /// Point at this generation from now on (one write; make it durable before
@@ -158,39 +219,45 @@ impl EventStore {
         Ok(())
     }
 
-    /// Stage one event and its index entries into `batch`; returns its encoding.
-    /// The time index is staged through `times`, which the caller finishes.
-    pub fn stage(batch: &mut sled::Batch, times: &mut TimeRuns, e: &domain::Event) -> Vec<u8> {
-        let encoded = crate::convert::event_to_pb(e).encode_to_vec();
-        let seq = e.sequence.to_be_bytes();
-        let (kind, name) = (e.entity.kind.as_bytes(), e.entity.name.as_bytes());
-        batch.insert(&seq_key(e.sequence), encoded.as_slice());
-        batch.insert(prefixed(b'N', &[kind, &[0], name, &[0], &seq]), &[]);
-        batch.insert(
-            prefixed(b'T', &[e.payload.type_name().as_bytes(), &[0], &seq]),
-            &[],
-        );
-        times.add(batch, e.timestamp_ms, e.sequence);
-        encoded
-    }
-
-    /// Stage a metadata record.
-    pub fn stage_meta(batch: &mut sled::Batch, name: &str, value: Vec<u8>) {
-        batch.insert(prefixed(b'M', &[name.as_bytes()]), value);
-    }
-
     pub fn meta(&self, name: &str) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.tree.get(prefixed(b'M', &[name.as_bytes()]))?)
+        Ok(self.tree.get(meta_key(name))?)
     }
 
-    pub fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        Ok(self.tree.apply_batch(batch)?)
+    /// Write everything staged, atomically.
+    pub fn commit(&self, staged: Staging) -> Result<(), StoreError> {
+        Ok(self.tree.apply_batch(staged.finish())?)
+    }
+
+    /// The first sequence number of the chunk that holds (or would hold) `seq`.
+    fn chunk_of(&self, seq: u64) -> Result<Option<u64>, StoreError> {
+        match self.tree.range(seq_key(0)..=seq_key(seq)).next_back() {
+            Some(kv) => Ok(Some(seq_suffix(&kv?.0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where index walks for events after `after` start: the chunk holding `after + 1`.
+    fn first_chunk_after(&self, after: u64) -> Result<u64, StoreError> {
+        let next = after.saturating_add(1);
+        Ok(self.chunk_of(next)?.unwrap_or(next))
+    }
+
+    fn chunk(&self, first: u64) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+        let key = seq_key(first);
+        match self.tree.get(key)? {
+            Some(v) => split_chunk(&key, &v),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<pb::Event>, StoreError> {
-        self.tree
-            .get(seq_key(seq))?
-            .map(|v| decode_event(&seq_key(seq), &v))
+        let Some(first) = self.chunk_of(seq)? else {
+            return Ok(None);
+        };
+        self.chunk(first)?
+            .into_iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, v)| decode_event(&seq_key(seq), &v))
             .transpose()
     }
 
@@ -199,19 +266,41 @@ impl EventStore {
         &self,
         from: u64,
         to: u64,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        self.tree.range(seq_key(from)..=seq_key(to)).map(|kv| {
-            let (k, v) = kv?;
-            Ok((seq_suffix(&k)?, v))
-        })
+    ) -> Box<dyn Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_> {
+        let start = match self.chunk_of(from) {
+            Ok(first) => first.unwrap_or(from),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(
+            self.tree
+                .range(seq_key(start)..=seq_key(to))
+                .flat_map(move |kv| {
+                    let events = kv
+                        .map_err(StoreError::from)
+                        .and_then(|(k, v)| split_chunk(&k, &v));
+                    match events {
+                        Ok(events) => events
+                            .into_iter()
+                            .filter(|(s, _)| (from..=to).contains(s))
+                            .map(Ok)
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    }
+                }),
+        )
     }
 
     /// Up to `limit` events matching `f`, in sequence order, and whether more match.
     pub fn query(&self, f: &Filter, limit: usize) -> Result<(Vec<pb::Event>, bool), StoreError> {
         let mut out = Vec::new();
         let mut more = false;
-        let mut visit = |seq: u64| -> Result<bool, StoreError> {
-            if let Some(e) = self.get(seq)? {
+        // Read one chunk; false once the page is full and one more match was seen.
+        let mut visit = |first: u64| -> Result<bool, StoreError> {
+            for (seq, bytes) in self.chunk(first)? {
+                if seq <= f.after_sequence {
+                    continue;
+                }
+                let e = decode_event(&seq_key(seq), &bytes)?;
                 if f.matches(&e) {
                     if out.len() == limit {
                         more = true;
@@ -222,48 +311,40 @@ impl EventStore {
             }
             Ok(true)
         };
-        let after = f.after_sequence.saturating_add(1).to_be_bytes();
+        let start = self.first_chunk_after(f.after_sequence)?;
+        let from = start.to_be_bytes();
         match (&f.kind, &f.name) {
             (Some(kind), Some(name)) => {
                 let prefix = prefixed(b'N', &[kind.as_bytes(), &[0], name.as_bytes(), &[0]]);
-                self.walk_index(&prefix, &after, &mut visit)?;
+                self.walk_index(&prefix, &from, &mut visit)?;
             }
             (Some(kind), None) => {
-                // Entities of the kind, each in sequence order: gather and sort.
+                // Entities of the kind, each in sequence order: gather and merge.
                 let prefix = prefixed(b'N', &[kind.as_bytes(), &[0]]);
-                let mut seqs = Vec::new();
+                let mut chunks = BTreeSet::new();
                 for kv in self.tree.scan_prefix(&prefix) {
-                    let s = seq_suffix(&kv?.0)?;
-                    if s > f.after_sequence {
-                        seqs.push(s);
+                    let first = seq_suffix(&kv?.0)?;
+                    if first >= start {
+                        chunks.insert(first);
                     }
                 }
-                seqs.sort_unstable();
-                for s in seqs {
-                    if !visit(s)? {
-                        break;
-                    }
-                }
+                visit_all(chunks, &mut visit)?;
             }
             _ if !f.types.is_empty() => {
-                // Each type's index is in sequence order; merge them.
-                let mut seqs = Vec::new();
+                // Each type's index is in sequence order. Every chunk it names after
+                // the first holds a match, so `limit + 2` chunks per type are enough
+                // to find the page and whether more follow.
+                let mut chunks = BTreeSet::new();
                 for t in &f.types {
                     let prefix = prefixed(b'T', &[t.as_bytes(), &[0]]);
                     let mut n = 0;
-                    self.walk_index(&prefix, &after, &mut |s| {
-                        seqs.push(s);
+                    self.walk_index(&prefix, &from, &mut |first| {
+                        chunks.insert(first);
                         n += 1;
-                        Ok(n <= limit)
+                        Ok(n < limit.saturating_add(2))
                     })?;
                 }
-                seqs.sort_unstable();
-                seqs.dedup();
-                for s in seqs {
-                    if !visit(s)? {
-                        break;
-                    }
-                }
+                visit_all(chunks, &mut visit)?;
             }
             _ if f.since_ms.is_some() || f.until_ms.is_some() => {
                 let lo = prefixed(b'C', &[&ts_bytes(f.since_ms.unwrap_or(i64::MIN))]);
@@ -271,40 +352,25 @@ impl EventStore {
                     Some(u) => Bound::Excluded(prefixed(b'C', &[&ts_bytes(u)])),
                     None => Bound::Excluded(vec![b'C' + 1]),
                 };
-                // Runs of sequence numbers, ordered by time; visit them in sequence order.
-                let mut runs = Vec::new();
+                // Runs of sequence numbers, ordered by time: the chunks they cover.
+                let mut chunks = BTreeSet::new();
                 for kv in self.tree.range((Bound::Included(lo), hi)) {
                     let (k, v) = kv?;
                     let (first, last) = (seq_suffix(&k)?, seq_suffix(&v)?);
-                    if last > f.after_sequence {
-                        runs.push((first.max(f.after_sequence + 1), last));
+                    if last < start {
+                        continue;
+                    }
+                    let lo = self.chunk_of(first.max(start))?.unwrap_or(first);
+                    for kv in self.tree.range(seq_key(lo)..=seq_key(last)) {
+                        chunks.insert(seq_suffix(&kv?.0)?);
                     }
                 }
-                runs.sort_unstable();
-                'runs: for (first, last) in runs {
-                    for s in first..=last {
-                        if !visit(s)? {
-                            break 'runs;
-                        }
-                    }
-                }
+                visit_all(chunks, &mut visit)?;
             }
             _ => {
-                for kv in self
-                    .tree
-                    .range(seq_key(f.after_sequence.saturating_add(1))..)
-                {
-                    let (k, v) = kv?;
-                    if k.first() != Some(&b'E') {
+                for kv in self.tree.range(seq_key(start)..=seq_key(u64::MAX)) {
+                    if !visit(seq_suffix(&kv?.0)?)? {
                         break;
-                    }
-                    let e = decode_event(&k, &v)?;
-                    if f.matches(&e) {
-                        if out.len() == limit {
-                            more = true;
-                            break;
-                        }
-                        out.push(e);
                     }
                 }
             }
@@ -312,7 +378,7 @@ impl EventStore {
         Ok((out, more))
     }
 
-    /// Visit the sequence numbers under `prefix`, from `start`, while `visit` says go on.
+    /// Visit the chunks under `prefix`, from `start`, while `visit` says go on.
     fn walk_index(
         &self,
         prefix: &[u8],
@@ -334,36 +400,116 @@ impl EventStore {
     }
 }
 
-/// Builds the time index: one entry per run of consecutive events with one timestamp.
-#[derive(Debug, Default)]
-pub struct TimeRuns {
-    /// (timestamp, first sequence, last sequence) of the run being built.
+fn visit_all(
+    chunks: BTreeSet<u64>,
+    visit: &mut dyn FnMut(u64) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    for first in chunks {
+        if !visit(first)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What one applied batch writes: its events in chunks, their index entries, the time
+/// runs and metadata, committed as one sled batch by [`EventStore::commit`].
+pub struct Staging {
+    batch: sled::Batch,
+    chunk_bytes: usize,
+    /// The chunk being filled: its first sequence number, events and index keys
+    /// (without the sequence suffix).
+    first: u64,
+    count: u64,
+    chunk: Vec<u8>,
+    index: BTreeSet<Vec<u8>>,
+    /// (timestamp, first sequence, last sequence) of the time run being built.
     run: Option<(i64, u64, u64)>,
 }
 
-impl TimeRuns {
-    fn add(&mut self, batch: &mut sled::Batch, ts: i64, seq: u64) {
-        match &mut self.run {
-            Some((t, _, last)) if *t == ts && *last + 1 == seq => *last = seq,
-            _ => {
-                self.flush(batch);
-                self.run = Some((ts, seq, seq));
-            }
+impl Default for Staging {
+    fn default() -> Self {
+        Self::with_chunk_bytes(CHUNK_BYTES)
+    }
+}
+
+impl Staging {
+    /// Staging that closes chunks at `chunk_bytes` (tests use small chunks).
+    pub fn with_chunk_bytes(chunk_bytes: usize) -> Self {
+        Self {
+            batch: sled::Batch::default(),
+            chunk_bytes,
+            first: 0,
+            count: 0,
+            chunk: Vec::new(),
+            index: BTreeSet::new(),
+            run: None,
         }
     }
 
-    fn flush(&mut self, batch: &mut sled::Batch) {
+    /// Stage one event (the next in sequence); returns its encoding.
+    pub fn event(&mut self, e: &domain::Event) -> Vec<u8> {
+        let encoded = crate::convert::event_to_pb(e).encode_to_vec();
+        if self.count > 0
+            && (self.first + self.count != e.sequence || self.chunk.len() >= self.chunk_bytes)
+        {
+            self.close_chunk();
+        }
+        if self.count == 0 {
+            self.first = e.sequence;
+        }
+        prost::encoding::encode_varint(encoded.len() as u64, &mut self.chunk);
+        self.chunk.extend_from_slice(&encoded);
+        self.count += 1;
+        let (kind, name) = (e.entity.kind.as_bytes(), e.entity.name.as_bytes());
+        self.index.insert(prefixed(b'N', &[kind, &[0], name, &[0]]));
+        self.index
+            .insert(prefixed(b'T', &[e.payload.type_name().as_bytes(), &[0]]));
+        match &mut self.run {
+            Some((t, _, last)) if *t == e.timestamp_ms && *last + 1 == e.sequence => {
+                *last = e.sequence
+            }
+            _ => {
+                self.close_run();
+                self.run = Some((e.timestamp_ms, e.sequence, e.sequence));
+            }
+        }
+        encoded
+    }
+
+    /// Stage a metadata record.
+    pub fn meta(&mut self, name: &str, value: Vec<u8>) {
+        self.batch.insert(meta_key(name), value);
+    }
+
+    fn close_chunk(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let first = self.first.to_be_bytes();
+        self.batch
+            .insert(&seq_key(self.first), std::mem::take(&mut self.chunk));
+        for mut k in std::mem::take(&mut self.index) {
+            k.extend_from_slice(&first);
+            self.batch.insert(k, &[]);
+        }
+        self.count = 0;
+    }
+
+    /// A run cut by a batch boundary is simply two entries.
+    fn close_run(&mut self) {
         if let Some((ts, first, last)) = self.run.take() {
-            batch.insert(
+            self.batch.insert(
                 prefixed(b'C', &[&ts_bytes(ts), &first.to_be_bytes()]),
                 &last.to_be_bytes(),
             );
         }
     }
 
-    /// Stage the last run. A run cut by a batch boundary is simply two entries.
-    pub fn finish(mut self, batch: &mut sled::Batch) {
-        self.flush(batch);
+    fn finish(mut self) -> sled::Batch {
+        self.close_chunk();
+        self.close_run();
+        self.batch
     }
 }
 
@@ -400,15 +546,13 @@ mod tests {
         }
     }
 
-    /// Stage `events` with their indexes and apply them as one batch.
+    /// Stage `events` with their indexes and commit them as one batch.
     fn apply_events(store: &EventStore, events: &[domain::Event]) {
-        let mut batch = sled::Batch::default();
-        let mut times = TimeRuns::default();
+        let mut staged = Staging::default();
         for e in events {
-            EventStore::stage(&mut batch, &mut times, e);
+            staged.event(e);
         }
-        times.finish(&mut batch);
-        store.apply(batch).expect("apply");
+        store.commit(staged).expect("commit");
     }
 
     /// Found by a chaos campaign: a member killed while it replaced its event store
@@ -453,9 +597,17 @@ mod tests {
         );
     }
 
-    /// Every index answers exactly what a scan of all events with the filter would.
+    /// Every index answers exactly what a scan of all events with the filter would,
+    /// whether each event is a chunk of its own, chunks hold a few, or one batch is one
+    /// chunk.
     #[test]
     fn index_queries_agree_with_a_full_scan() {
+        for chunk_bytes in [1, 150, CHUNK_BYTES] {
+            queries_agree_with_a_full_scan(chunk_bytes);
+        }
+    }
+
+    fn queries_agree_with_a_full_scan(chunk_bytes: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new().path(dir.path()).open().expect("sled");
         let store = EventStore::open(&db).expect("store");
@@ -464,19 +616,17 @@ mod tests {
         // (a new leader with a slower clock).
         let stamps = [1000, 1000, 1000, 2000, 2000, 1500, 1500, 3000];
         let mut seq = 0;
-        for chunk in stamps.chunks(3) {
-            let mut batch = sled::Batch::default();
-            let mut times = TimeRuns::default();
-            for &ts in chunk {
+        for batch in stamps.chunks(3) {
+            let mut staged = Staging::with_chunk_bytes(chunk_bytes);
+            for &ts in batch {
                 for (kind, name) in [("namespace", "a"), ("namespace", "b"), ("member", "1")] {
                     seq += 1;
                     let e = event(seq, ts, kind, name, seq % 2 == 0);
-                    EventStore::stage(&mut batch, &mut times, &e);
+                    staged.event(&e);
                     all.push(crate::convert::event_to_pb(&e));
                 }
             }
-            times.finish(&mut batch);
-            store.apply(batch).expect("apply");
+            store.commit(staged).expect("commit");
         }
         let filters = [
             Filter::default(),
@@ -524,8 +674,54 @@ mod tests {
                 assert_eq!(more, expected.len() > limit, "filter {f:?}, limit {limit}");
             }
         }
-        // Events come back by sequence number, and only through the public reader.
-        assert_eq!(store.get(7).expect("get").map(|e| e.sequence), Some(7));
+        // Events come back by sequence number, one or a range.
+        for e in &all {
+            assert_eq!(store.get(e.sequence).expect("get").as_ref(), Some(e));
+        }
+        assert_eq!(store.get(0).expect("get"), None);
         assert_eq!(store.get(999).expect("get"), None);
+        for (from, to) in [(1, 24), (5, 9), (7, 7), (20, 99)] {
+            let got: Vec<u64> = store
+                .raw_range(from, to)
+                .map(|r| r.expect("range").0)
+                .collect();
+            let want: Vec<u64> = (from..=to.min(24)).collect();
+            assert_eq!(
+                got, want,
+                "range {from}..={to}, chunks of {chunk_bytes} bytes"
+            );
+        }
+    }
+
+    /// A batch of events about one entity is one chunk and one entry per index.
+    #[test]
+    fn a_batch_is_one_chunk_with_one_entry_per_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let store = EventStore::open(&db).expect("store");
+        let events: Vec<_> = (1..=100)
+            .map(|seq| event(seq, 1000, "namespace", "a", true))
+            .collect();
+        apply_events(&store, &events);
+        let count = |tag: u8| store.tree.scan_prefix([tag]).count();
+        assert_eq!(
+            (count(b'E'), count(b'N'), count(b'T'), count(b'C')),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(store.get(57).expect("get").map(|e| e.sequence), Some(57));
+    }
+
+    /// A store in another layout is refused with a message that says what to do,
+    /// rather than misread.
+    #[test]
+    fn a_store_in_another_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        db.open_tree(FIRST_TREE)
+            .expect("tree")
+            .insert(seq_key(1), b"an event of the old layout".as_slice())
+            .expect("insert");
+        let err = EventStore::open(&db).err().expect("refused");
+        assert!(err.to_string().contains("empty data directory"), "{err}");
     }
 }

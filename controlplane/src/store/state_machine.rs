@@ -18,7 +18,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use super::durable::Flusher;
-use super::events::{decode_event, EventStore, StoreError, TimeRuns};
+use super::events::{decode_event, EventStore, Staging, StoreError};
 use super::snapshot::{self, SnapshotFile};
 use crate::raft::{
     decode, encode, io_err, BatchOutcome, Entry, LogId, NodeId, Outcome, SnapshotMeta,
@@ -184,8 +184,7 @@ fn apply_command(
     state: &mut State,
     c: &pb::Command,
     pos: Position,
-    batch: &mut sled::Batch,
-    times: &mut TimeRuns,
+    staged: &mut Staging,
 ) -> Outcome {
     let cmd = match crate::convert::command_from_pb(c) {
         Ok(cmd) => cmd,
@@ -197,9 +196,7 @@ fn apply_command(
             let mut encoded = Vec::with_capacity(events.len());
             for e in &events {
                 state.evolve(e);
-                encoded.push(serde_bytes::ByteBuf::from(EventStore::stage(
-                    batch, times, e,
-                )));
+                encoded.push(serde_bytes::ByteBuf::from(staged.event(e)));
             }
             Outcome::Applied {
                 events: encoded,
@@ -223,8 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        let mut times = TimeRuns::default();
+        let mut staged = Staging::default();
         let mut results = Vec::new();
         let mut inner = self.write();
         for entry in entries {
@@ -244,7 +240,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let outcomes = commands
                         .commands
                         .iter()
-                        .map(|c| apply_command(&mut inner.state, c, pos, &mut batch, &mut times))
+                        .map(|c| apply_command(&mut inner.state, c, pos, &mut staged))
                         .collect();
                     results.push(BatchOutcome { outcomes });
                 }
@@ -255,18 +251,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
-        times.finish(&mut batch);
-        EventStore::stage_meta(
-            &mut batch,
-            APPLIED,
-            encode(&inner.last_applied).map_err(sto_err)?,
-        );
-        EventStore::stage_meta(
-            &mut batch,
-            MEMBERSHIP,
-            encode(&inner.last_membership).map_err(sto_err)?,
-        );
-        self.shared.events().apply(batch).map_err(sto_err)?;
+        staged.meta(APPLIED, encode(&inner.last_applied).map_err(sto_err)?);
+        staged.meta(MEMBERSHIP, encode(&inner.last_membership).map_err(sto_err)?);
+        self.shared.events().commit(staged).map_err(sto_err)?;
         self.notify(&inner);
         Ok(results)
     }
@@ -318,9 +305,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let state = tokio::task::spawn_blocking(move || -> Result<State, String> {
             let mut state = State::new();
             state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
-            let mut batch = sled::Batch::default();
-            let mut times = TimeRuns::default();
-            let mut staged = 0;
+            let mut staged = Staging::default();
+            let mut count = 0;
             snapshot::read(&load_path, |bytes| {
                 let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
                 let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
@@ -332,31 +318,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     )));
                 }
                 state.evolve(&e);
-                EventStore::stage(&mut batch, &mut times, &e);
-                staged += 1;
-                if staged % 10_000 == 0 {
-                    events.apply(std::mem::take(&mut batch)).map_err(io_err)?;
+                staged.event(&e);
+                count += 1;
+                if count % 10_000 == 0 {
+                    events.commit(std::mem::take(&mut staged)).map_err(io_err)?;
                 }
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-            times.finish(&mut batch);
-            EventStore::stage_meta(
-                &mut batch,
+            staged.meta(
                 APPLIED,
                 encode(&meta_owned.last_log_id).map_err(|e| e.to_string())?,
             );
-            EventStore::stage_meta(
-                &mut batch,
+            staged.meta(
                 MEMBERSHIP,
                 encode(&meta_owned.last_membership).map_err(|e| e.to_string())?,
             );
-            EventStore::stage_meta(
-                &mut batch,
-                SNAPSHOT,
-                encode(&meta_owned).map_err(|e| e.to_string())?,
-            );
-            events.apply(batch).map_err(|e| e.to_string())?;
+            staged.meta(SNAPSHOT, encode(&meta_owned).map_err(|e| e.to_string())?);
+            events.commit(staged).map_err(|e| e.to_string())?;
             Ok(state)
         })
         .await
@@ -466,9 +445,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| werr(&e))?
         .map_err(|e| werr(&e))?;
-        let mut batch = sled::Batch::default();
-        EventStore::stage_meta(&mut batch, SNAPSHOT, encode(&meta).map_err(|e| werr(&e))?);
-        self.shared.events().apply(batch).map_err(|e| werr(&e))?;
+        let mut staged = Staging::default();
+        staged.meta(SNAPSHOT, encode(&meta).map_err(|e| werr(&e))?);
+        self.shared.events().commit(staged).map_err(|e| werr(&e))?;
         remove_other_snapshots(&self.shared.snapshot_dir, &path);
         let file = SnapshotFile::open(path).await.map_err(|e| werr(&e))?;
         Ok(Snapshot {

@@ -38,6 +38,10 @@ pub struct AppendArgs {
     /// TCP connections the clients share.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
+    /// Cairn's write API: one `SubmitStream` call per client, each append answered
+    /// before the next is sent (`stream`), or one `Submit` call per append (`unary`).
+    #[arg(long, value_enum, default_value = "stream")]
+    pub api: Api,
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: output::Format,
 }
@@ -49,10 +53,29 @@ pub enum Backend {
     Etcd,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Stream,
+    Unary,
+}
+
+impl Api {
+    fn name(api: Option<Api>) -> &'static str {
+        match api {
+            Some(Api::Stream) => "stream",
+            // etcd's Put is a unary call too.
+            Some(Api::Unary) | None => "unary",
+        }
+    }
+}
+
 /// One round's figures.
 #[derive(Debug, Serialize)]
 pub struct Round {
     pub backend: Backend,
+    /// Cairn's write API (absent for etcd).
+    pub api: Option<Api>,
     pub clients: usize,
     pub seconds: f64,
     pub acknowledged: u64,
@@ -76,23 +99,70 @@ struct CairnAppender {
     actor: String,
 }
 
+/// The command every Cairn append sends: a note of the payload's size.
+fn note(actor: &str, text: &str) -> pb::SubmitRequest {
+    let cmd = pb::Command {
+        actor: actor.to_string(),
+        body: Some(pb::command::Body::AddNote(pb::AddNote {
+            entity: Some(pb::EntityRef {
+                kind: "namespace".into(),
+                name: "bench".into(),
+            }),
+            text: text.to_string(),
+        })),
+        ..Default::default()
+    };
+    pb::SubmitRequest { command: Some(cmd) }
+}
+
 impl Appender for CairnAppender {
     async fn append(&mut self, _i: u64) -> anyhow::Result<()> {
-        let cmd = pb::Command {
-            actor: self.actor.clone(),
-            body: Some(pb::command::Body::AddNote(pb::AddNote {
-                entity: Some(pb::EntityRef {
-                    kind: "namespace".into(),
-                    name: "bench".into(),
-                }),
-                text: self.text.as_str().to_string(),
-            })),
-            ..Default::default()
-        };
-        self.client
-            .submit(pb::SubmitRequest { command: Some(cmd) })
-            .await?;
+        self.client.submit(note(&self.actor, &self.text)).await?;
         Ok(())
+    }
+}
+
+/// A client appending over its own `SubmitStream`: send, wait for the answer, repeat.
+struct StreamAppender {
+    requests: tokio::sync::mpsc::Sender<pb::SubmitRequest>,
+    answers: tonic::Streaming<pb::SubmitStreamResponse>,
+    text: Arc<String>,
+    actor: String,
+}
+
+impl StreamAppender {
+    async fn open(
+        channel: tonic::transport::Channel,
+        text: Arc<String>,
+        actor: String,
+    ) -> anyhow::Result<Self> {
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        let answers = pb::cairn_client::CairnClient::new(channel)
+            .submit_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .context("opening a SubmitStream")?
+            .into_inner();
+        Ok(Self {
+            requests,
+            answers,
+            text,
+            actor,
+        })
+    }
+}
+
+impl Appender for StreamAppender {
+    async fn append(&mut self, _i: u64) -> anyhow::Result<()> {
+        use pb::submit_stream_response::Result as R;
+        self.requests
+            .send(note(&self.actor, &self.text))
+            .await
+            .context("the stream closed")?;
+        match self.answers.message().await?.and_then(|a| a.result) {
+            Some(R::Ok(_)) => Ok(()),
+            Some(R::Error(e)) => bail!("append failed ({}): {}", e.code, e.message),
+            None => bail!("the stream ended without an answer"),
+        }
     }
 }
 
@@ -108,8 +178,12 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
         };
         if args.output == output::Format::Table {
             eprintln!(
-                "{:?} clients={n}: {:.0} appends/s, p50 {:.2} ms, p99 {:.2} ms",
-                round.backend, round.appends_per_sec, round.p50_ms, round.p99_ms
+                "{:?} ({}) clients={n}: {:.0} appends/s, p50 {:.2} ms, p99 {:.2} ms",
+                round.backend,
+                Api::name(round.api),
+                round.appends_per_sec,
+                round.p50_ms,
+                round.p99_ms
             );
         }
         rounds.push(round);
@@ -117,6 +191,7 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
     output::emit(args.output, &rounds, || {
         let mut t = table(&[
             "BACKEND",
+            "API",
             "CLIENTS",
             "APPENDS/S",
             "P50 MS",
@@ -129,6 +204,7 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
         for r in &rounds {
             t.add_row(vec![
                 format!("{:?}", r.backend).to_lowercase(),
+                Api::name(r.api).to_string(),
                 r.clients.to_string(),
                 format!("{:.0}", r.appends_per_sec),
                 format!("{:.2}", r.p50_ms),
@@ -181,14 +257,30 @@ async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::
     let channels: Vec<_> = (0..args.connections.clamp(1, n))
         .map(|_| client::channel(&leader))
         .collect::<anyhow::Result<_>>()?;
-    let appenders = (0..n)
-        .map(|i| CairnAppender {
-            client: pb::cairn_client::CairnClient::new(channels[i % channels.len()].clone()),
-            text: text.clone(),
-            actor: format!("bench/{i}"),
-        })
-        .collect();
-    let mut round = drive(args, Backend::Cairn, appenders).await;
+    let mut round = match args.api {
+        Api::Unary => {
+            let appenders = (0..n)
+                .map(|i| CairnAppender {
+                    client: pb::cairn_client::CairnClient::new(
+                        channels[i % channels.len()].clone(),
+                    ),
+                    text: text.clone(),
+                    actor: format!("bench/{i}"),
+                })
+                .collect();
+            drive(args, Backend::Cairn, appenders).await
+        }
+        Api::Stream => {
+            let mut appenders = Vec::with_capacity(n);
+            for i in 0..n {
+                let channel = channels[i % channels.len()].clone();
+                appenders
+                    .push(StreamAppender::open(channel, text.clone(), format!("bench/{i}")).await?);
+            }
+            drive(args, Backend::Cairn, appenders).await
+        }
+    };
+    round.api = Some(args.api);
     round.rss_bytes = if args.pids.is_empty() {
         cluster
             .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
@@ -309,6 +401,7 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Round {
         backend,
+        api: None,
         clients: n,
         seconds,
         acknowledged: ok,

@@ -29,7 +29,11 @@ CAIRN=$TARGET/release/cairn
 
 echo "== cairn (3 members)"
 "$ROOT/deploy/local/cluster.sh" start >/dev/null
-"$CAIRN" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 bench append "${ARGS[@]}" 2>/dev/null
+# Both write APIs: one Submit call per append (as etcd's Put), and one SubmitStream per
+# client with each append answered before the next is sent.
+for api in unary stream; do
+  "$CAIRN" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 bench append --api $api "${ARGS[@]}" 2>/dev/null
+done
 "$ROOT/deploy/local/cluster.sh" stop >/dev/null
 
 echo "== etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') (3 members)"

@@ -167,3 +167,90 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// `SubmitStream`: pipelined commands are each answered, in the order sent, with their
+/// own outcome (a rejected or malformed one does not end the stream); every applied
+/// note is on every member exactly once; a follower refuses the stream with the
+/// leader's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_stream_answers_every_command_in_order() -> anyhow::Result<()> {
+    use cairn_proto as pb;
+    use pb::submit_stream_response::Result as R;
+
+    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let leader_addr = cluster.node(leader).addr.clone();
+
+    // --- a follower refuses, pointing at the leader
+    let refused = cluster
+        .node(follower)
+        .client()
+        .submit_stream(tokio_stream::iter(vec![create_ns("never")]))
+        .await
+        .expect_err("a follower refuses the stream");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        refused
+            .metadata()
+            .get(pb::LEADER_HINT)
+            .and_then(|v| v.to_str().ok()),
+        Some(leader_addr.as_str())
+    );
+
+    // --- the leader answers each command in order
+    let mut requests = vec![create_ns("stream")];
+    for i in 0..300 {
+        requests.push(match i {
+            100 => note("missing", "to a namespace that does not exist"),
+            200 => pb::SubmitRequest { command: None },
+            _ => note("stream", &format!("n{i}")),
+        });
+    }
+    let mut answers = cluster
+        .node(leader)
+        .client()
+        .submit_stream(tokio_stream::iter(requests.clone()))
+        .await?
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(a) = answers.message().await? {
+        got.push(a.result.expect("every answer has a result"));
+    }
+    assert_eq!(got.len(), requests.len(), "one answer per command");
+    for (i, answer) in got.iter().enumerate().skip(1) {
+        let n = i - 1;
+        match (n, answer) {
+            (100, R::Error(e)) => assert_eq!(e.code, tonic::Code::NotFound as u32, "{e:?}"),
+            (200, R::Error(e)) => {
+                assert_eq!(e.code, tonic::Code::InvalidArgument as u32, "{e:?}");
+                assert!(e.message.contains("command: required"), "{e:?}");
+            }
+            (_, R::Ok(ok)) => {
+                assert_eq!(ok.events.len(), 1);
+                assert_eq!(note_text(&ok.events[0]), Some(format!("n{n}").as_str()));
+            }
+            (_, other) => panic!("command {n}: unexpected answer {other:?}"),
+        }
+    }
+
+    // --- every member has each applied note exactly once
+    let last = cluster.events_of(leader).await?.len() as u64;
+    cluster
+        .wait_converged(last, Duration::from_secs(10))
+        .await?;
+    for id in 1..=3 {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for e in cluster.events_of(id).await? {
+            if let Some(t) = note_text(&e) {
+                *counts.entry(t.to_string()).or_default() += 1;
+            }
+        }
+        assert_eq!(counts.len(), 298, "member {id}");
+        assert!(
+            counts.values().all(|c| *c == 1),
+            "member {id}: a note twice"
+        );
+    }
+    Ok(())
+}

@@ -187,6 +187,65 @@ impl Api {
         format!("req-{}-{ms}-{n}", self.id())
     }
 
+    /// Check a submitted command at the edge and fill in what the server supplies.
+    fn prepare(&self, mut cmd: pb::Command, token_digest: Vec<u8>) -> Result<pb::Command> {
+        cmd.token_digest = token_digest;
+        let parsed = convert::command_from_pb(&cmd).map_err(|m| ApiError::Invalid(m.0))?;
+        if parsed.body.leader_only() {
+            return Err(ApiError::Invalid(vec![
+                "command.body: this command is proposed by the leader only".into(),
+            ]));
+        }
+        let problems = domain::validate::command_problems(&parsed);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems));
+        }
+        if cmd.actor.is_empty() {
+            cmd.actor = "anonymous".into();
+        }
+        if cmd.correlation_id.is_empty() {
+            cmd.correlation_id = self.new_correlation_id();
+        }
+        Ok(cmd)
+    }
+
+    /// One command of a `SubmitStream`, answered with its outcome or its own error.
+    async fn submit_one(
+        &self,
+        req: pb::SubmitRequest,
+        digest: Vec<u8>,
+    ) -> pb::SubmitStreamResponse {
+        use pb::submit_stream_response::Result as R;
+        let outcome = match req.command {
+            None => Err(ApiError::Invalid(vec!["command: required".into()])),
+            Some(cmd) => match self.prepare(cmd, digest) {
+                Ok(cmd) => self.propose(cmd).await,
+                Err(e) => Err(e),
+            },
+        };
+        let result = match outcome {
+            Ok(r) => R::Ok(r),
+            Err(e) => {
+                let leader = match &e {
+                    ApiError::NotLeader {
+                        leader: Some((_, addr)),
+                    } => addr.clone(),
+                    _ => String::new(),
+                };
+                let status = Status::from(e);
+                R::Error(pb::SubmitError {
+                    code: status.code() as u32,
+                    message: status.message().to_string(),
+                    not_applied: cairn_proto::certainly_not_applied(&status),
+                    leader,
+                })
+            }
+        };
+        pb::SubmitStreamResponse {
+            result: Some(result),
+        }
+    }
+
     /// Propose a command on this member (the leader) and shape the answer.
     async fn propose(&self, cmd: pb::Command) -> Result<pb::SubmitResponse> {
         match self.proposer.submit(cmd).await? {
@@ -417,6 +476,11 @@ fn valid_address(a: &str) -> bool {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::Event, Status>> + Send>>;
+type SubmitStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<pb::SubmitStreamResponse, Status>> + Send>>;
+
+/// Commands of one `SubmitStream` in flight at once (the client's pipelining window).
+const STREAM_WINDOW: usize = 1024;
 
 #[tonic::async_trait]
 impl pb::cairn_server::Cairn for Api {
@@ -424,29 +488,12 @@ impl pb::cairn_server::Cairn for Api {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> std::result::Result<Response<pb::SubmitResponse>, Status> {
-        let Some(mut cmd) = req.get_ref().command.clone() else {
+        let Some(cmd) = req.get_ref().command.clone() else {
             return Err(ApiError::Invalid(vec!["command: required".into()]).into());
         };
-        cmd.token_digest = token_digest(req.metadata());
-        let parsed = convert::command_from_pb(&cmd).map_err(|m| ApiError::Invalid(m.0))?;
-        if parsed.body.leader_only() {
-            return Err(ApiError::Invalid(vec![
-                "command.body: this command is proposed by the leader only".into(),
-            ])
-            .into());
-        }
-        let problems = domain::validate::command_problems(&parsed);
-        if !problems.is_empty() {
-            return Err(ApiError::Invalid(problems).into());
-        }
+        let cmd = self.prepare(cmd, token_digest(req.metadata()))?;
         if let Some(mut client) = self.route(&req).await? {
             return forward_write(client.submit(forwarded(req))).await;
-        }
-        if cmd.actor.is_empty() {
-            cmd.actor = "anonymous".into();
-        }
-        if cmd.correlation_id.is_empty() {
-            cmd.correlation_id = self.new_correlation_id();
         }
         match self.propose(cmd).await {
             // Leadership moved between routing and proposing: the command was not
@@ -458,6 +505,53 @@ impl pb::cairn_server::Cairn for Api {
             }
             r => Ok(Response::new(r?)),
         }
+    }
+
+    type SubmitStreamStream = SubmitStream;
+
+    async fn submit_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::SubmitRequest>>,
+    ) -> std::result::Result<Response<SubmitStream>, Status> {
+        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
+        if leader != self.id() {
+            return Err(ApiError::NotLeader {
+                leader: Some((leader, addr)),
+            }
+            .into());
+        }
+        let digest = token_digest(req.metadata());
+        let mut input = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW);
+        let api = self.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            // Commands are proposed as they arrive and answered in arrival order.
+            let mut pending = futures::stream::FuturesOrdered::new();
+            let mut open = true;
+            while open || !pending.is_empty() {
+                tokio::select! {
+                    Some(answer) = pending.next(), if !pending.is_empty() => {
+                        if tx.send(Ok(answer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    m = input.message(), if open && pending.len() < STREAM_WINDOW => match m {
+                        Ok(Some(r)) => {
+                            let api = api.clone();
+                            let digest = digest.clone();
+                            pending.push_back(async move { api.submit_one(r, digest).await });
+                        }
+                        Ok(None) => open = false,
+                        // The client went away: what is pending still commits, unanswered.
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_entity(

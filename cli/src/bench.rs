@@ -80,6 +80,8 @@ pub struct Round {
     pub seconds: f64,
     pub acknowledged: u64,
     pub errors: u64,
+    /// The first error seen, when there were any.
+    pub first_error: Option<String>,
     pub appends_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -176,6 +178,9 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
             Backend::Cairn => cairn_round(cluster, &args, n).await?,
             Backend::Etcd => etcd_round(&args, n).await?,
         };
+        if let Some(e) = &round.first_error {
+            eprintln!("{} errors; the first: {e}", round.errors);
+        }
         if args.output == output::Format::Table {
             eprintln!(
                 "{:?} ({}) clients={n}: {:.0} appends/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -365,6 +370,7 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
                 let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                     .expect("valid histogram bounds");
                 let (mut ok, mut errors, mut i) = (0u64, 0u64, 0u64);
+                let mut first_error = None;
                 loop {
                     let t0 = Instant::now();
                     if t0 >= end {
@@ -380,18 +386,22 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
                             ok += 1;
                             let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
                         }
-                        Err(_) => errors += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| format!("{e:#}"));
+                        }
                     }
                 }
-                (hist, ok, errors)
+                (hist, ok, errors, first_error)
             })
         })
         .collect();
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
-    let (mut ok, mut errors) = (0, 0);
+    let (mut ok, mut errors, mut first_error) = (0, 0, None);
     for t in tasks {
-        if let Ok((h, o, e)) = t.await {
+        if let Ok((h, o, e, first)) = t.await {
+            first_error = first_error.or(first);
             let _ = hist.add(&h);
             ok += o;
             errors += e;
@@ -406,6 +416,7 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
         seconds,
         acknowledged: ok,
         errors,
+        first_error,
         appends_per_sec: ok as f64 / seconds,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),

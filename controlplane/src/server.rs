@@ -31,6 +31,8 @@ pub async fn run(
     }
     let id = config.node_id;
     let (log, sm) = crate::store::open(&config.data_dir)?;
+    // Entries a crash left below the purge point.
+    log.collect_purged();
     let shared = sm.shared();
     let raft_config = Arc::new(config.openraft().map_err(anyhow::Error::msg)?);
     let network = Network {

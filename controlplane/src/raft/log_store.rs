@@ -74,6 +74,45 @@ impl LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))
     }
 
+    /// Delete the entries up to the recorded purge point, in the background and in
+    /// small batches. A purge covers tens of thousands of entries; deleting them on
+    /// Raft's own task stalled heartbeats long enough under load to cost a leader its
+    /// term. Entries at or below the purge point are never read, so they may linger
+    /// until this finishes (or, after a crash, until the next start runs it again).
+    pub fn collect_purged(&self) {
+        let Ok(Some(purged)) = self.read_meta::<LogId>(LAST_PURGED) else {
+            return;
+        };
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let mut removed = 0usize;
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for kv in log.range(..=key(purged.index)).take(1024) {
+                    let Ok((k, _)) = kv else { break };
+                    batch.remove(k);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                if let Err(e) = log.apply_batch(batch) {
+                    tracing::warn!(error = %e, "removing purged log entries; the next start tries again");
+                    return;
+                }
+                removed += n;
+            }
+            tracing::debug!(
+                removed,
+                upto = purged.index,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "purged log entries removed"
+            );
+        });
+    }
+
     /// The committed index last saved (0 when none).
     pub fn committed_index(&self) -> u64 {
         self.read_meta::<Option<LogId>>(COMMITTED)
@@ -113,6 +152,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        // Purged entries may linger until `collect_purged` has removed them.
+        let purged: Option<LogId> = self.read_meta(LAST_PURGED)?;
+        let start = start.max(purged.map_or(0, |p| p.index + 1));
         let end = match range.end_bound() {
             Bound::Included(i) => Bound::Included(key(*i)),
             Bound::Excluded(i) => Bound::Excluded(key(*i)),
@@ -132,7 +174,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        let last_log_id = match (self.last_entry_id()?, last_purged_log_id) {
+            // Only lingering purged entries are left.
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -191,11 +237,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash midway leaves entries below it, never a
-        // log whose first entry is unexplained.
+        // The purge point is what counts: entries below it are never read again, and
+        // are deleted in the background.
         self.write_meta(LAST_PURGED, &log_id)?;
-        self.remove(..=key(log_id.index))?;
         self.sync().await?;
+        self.collect_purged();
         Ok(())
     }
 }

@@ -198,8 +198,14 @@ async fn a_submit_stream_answers_every_command_in_order() -> anyhow::Result<()> 
         Some(leader_addr.as_str())
     );
 
-    // --- the leader answers each command in order
-    let mut requests = vec![create_ns("stream")];
+    // --- the leader answers each command in the order sent (commands of one stream
+    // may be applied in another order, so the namespace exists before they start)
+    cluster
+        .node(leader)
+        .client()
+        .submit(create_ns("stream"))
+        .await?;
+    let mut requests = Vec::new();
     for i in 0..300 {
         requests.push(match i {
             100 => note("missing", "to a namespace that does not exist"),
@@ -218,8 +224,7 @@ async fn a_submit_stream_answers_every_command_in_order() -> anyhow::Result<()> 
         got.push(a.result.expect("every answer has a result"));
     }
     assert_eq!(got.len(), requests.len(), "one answer per command");
-    for (i, answer) in got.iter().enumerate().skip(1) {
-        let n = i - 1;
+    for (n, answer) in got.iter().enumerate() {
         match (n, answer) {
             (100, R::Error(e)) => assert_eq!(e.code, tonic::Code::NotFound as u32, "{e:?}"),
             (200, R::Error(e)) => {

@@ -419,6 +419,18 @@ pub struct SnapshotBuilder {
     last_sequence: u64,
 }
 
+impl SnapshotBuilder {
+    /// The last snapshot's file and event count, when a snapshot of `count` events can
+    /// extend it (its file is whole and holds no more events than that).
+    fn previous(&self, count: u64) -> Option<(PathBuf, u64)> {
+        let bytes = self.shared.events().meta(SNAPSHOT).ok()??;
+        let meta: SnapshotMeta = decode(&bytes).ok()?;
+        let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).ok()?;
+        let n = snapshot::count(&path).ok()?;
+        (n <= count).then_some((path, n))
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (term, index) = self
@@ -436,11 +448,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = snapshot_path(&self.shared.snapshot_dir, &id).map_err(|e| werr(&e))?;
         let events = self.shared.events();
         let (count, write_path) = (self.last_sequence, path.clone());
+        let base = self.previous(count);
         tokio::task::spawn_blocking(move || {
+            let from = base.as_ref().map_or(1, |(_, n)| n + 1);
             let iter = events
-                .raw_range(1, count)
+                .raw_range(from, count)
                 .map(|r| r.map(|(_, v)| v.to_vec()).map_err(io_err));
-            snapshot::write(&write_path, count, iter)
+            snapshot::write(
+                &write_path,
+                count,
+                base.as_ref().map(|(p, n)| (p.as_path(), *n)),
+                iter,
+            )
         })
         .await
         .map_err(|e| werr(&e))?

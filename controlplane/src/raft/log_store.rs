@@ -62,16 +62,16 @@ impl LogStore {
         Ok(())
     }
 
-    /// Remove the entries whose keys fall in `range`, in one batch.
+    /// Remove the entries whose keys fall in `range`, last first: a crash midway leaves
+    /// a log without a hole.
     fn remove(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageIOError<NodeId>> {
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(range) {
+        for kv in self.log.range(range).rev() {
             let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
+            self.log
+                .remove(k)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))
+        Ok(())
     }
 
     /// Delete the entries up to the recorded purge point, in the background and in
@@ -87,22 +87,12 @@ impl LogStore {
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let mut removed = 0usize;
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for kv in log.range(..=key(purged.index)).take(1024) {
-                    let Ok((k, _)) = kv else { break };
-                    batch.remove(k);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                if let Err(e) = log.apply_batch(batch) {
+            for kv in log.range(..=key(purged.index)) {
+                if let Err(e) = kv.and_then(|(k, _)| log.remove(k)) {
                     tracing::warn!(error = %e, "removing purged log entries; the next start tries again");
                     return;
                 }
-                removed += n;
+                removed += 1;
             }
             tracing::debug!(
                 removed,
@@ -217,14 +207,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        // One insert per entry, in index order (not a sled batch, whose process-wide
+        // lock waits for flushes): sled recovers a prefix of its writes, so a crash
+        // midway leaves the first entries of the append and never a hole.
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.insert(&key(entry.log_id.index), bytes);
+            self.log
+                .insert(key(entry.log_id.index), bytes)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
         self.flusher
             .after_sync(move |r| callback.log_io_completed(r));
         Ok(())

@@ -2,8 +2,8 @@
 //! builds and installs snapshots.
 //!
 //! The in-memory [`State`] is a fold of the stored events; at start it is rebuilt by
-//! folding them again. An applied batch's events, their index entries and the applied
-//! log id are one atomic sled batch. They need no fsync of their own: the entries they
+//! folding them again, after removing the events of a batch whose applied record a
+//! crash kept from landing. They need no fsync of their own: the entries they
 //! came from are durable in the Raft log, and every log flush (and every purge) makes
 //! them durable too, before any log entry they depend on is removed.
 
@@ -25,8 +25,9 @@ use crate::raft::{
     StorageError, StoredMembership, TypeConfig,
 };
 
+/// The last applied log id and membership, in one record: it is the last write of an
+/// applied batch, so its presence says the batch's events are all there.
 const APPLIED: &str = "applied";
-const MEMBERSHIP: &str = "membership";
 const SNAPSHOT: &str = "snapshot";
 
 /// How far this member has applied the log: what readers and watchers wait on.
@@ -135,14 +136,14 @@ impl StateMachine {
             key: name.as_bytes().to_vec(),
             why: e.to_string(),
         };
-        let last_applied: Option<LogId> = match meta(APPLIED)? {
-            Some(b) => decode(&b).map_err(|e| corrupt(APPLIED, e))?,
-            None => None,
-        };
-        let last_membership: StoredMembership = match meta(MEMBERSHIP)? {
-            Some(b) => decode(&b).map_err(|e| corrupt(MEMBERSHIP, e))?,
-            None => StoredMembership::default(),
-        };
+        let (last_applied, last_membership): (Option<LogId>, StoredMembership) =
+            match meta(APPLIED)? {
+                Some(b) => decode(&b).map_err(|e| corrupt(APPLIED, e))?,
+                None => (None, StoredMembership::default()),
+            };
+        // Events of a batch whose applied record never landed (a crash midway) go:
+        // Raft applies that batch again.
+        events.drop_events_after(last_applied.map_or(0, |l| l.index))?;
         let mut state = State::new();
         state.set_raft_members(raft_members(last_membership.membership()));
         for kv in events.raw_range(1, u64::MAX) {
@@ -251,8 +252,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
-        staged.meta(APPLIED, encode(&inner.last_applied).map_err(sto_err)?);
-        staged.meta(MEMBERSHIP, encode(&inner.last_membership).map_err(sto_err)?);
+        staged.meta(
+            APPLIED,
+            encode(&(inner.last_applied, &inner.last_membership)).map_err(sto_err)?,
+        );
         self.shared.events().commit(staged).map_err(sto_err)?;
         self.notify(&inner);
         Ok(results)
@@ -328,11 +331,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| e.to_string())?;
             staged.meta(
                 APPLIED,
-                encode(&meta_owned.last_log_id).map_err(|e| e.to_string())?,
-            );
-            staged.meta(
-                MEMBERSHIP,
-                encode(&meta_owned.last_membership).map_err(|e| e.to_string())?,
+                encode(&(meta_owned.last_log_id, &meta_owned.last_membership))
+                    .map_err(|e| e.to_string())?,
             );
             staged.meta(SNAPSHOT, encode(&meta_owned).map_err(|e| e.to_string())?);
             events.commit(staged).map_err(|e| e.to_string())?;

@@ -128,6 +128,18 @@ impl Api {
     }
 
     /// Where a leader-only request must go: `None` = handle it here.
+    /// Refuse with the leader's address unless this member leads (for calls that are
+    /// not forwarded).
+    async fn ensure_leader(&self) -> Result<()> {
+        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
+        if leader != self.id() {
+            return Err(ApiError::NotLeader {
+                leader: Some((leader, addr)),
+            });
+        }
+        Ok(())
+    }
+
     async fn route<T>(&self, req: &Request<T>) -> Result<Option<CairnClient<Channel>>> {
         let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
         if leader == self.id() {
@@ -513,13 +525,7 @@ impl pb::cairn_server::Cairn for Api {
         &self,
         req: Request<tonic::Streaming<pb::SubmitRequest>>,
     ) -> std::result::Result<Response<SubmitStream>, Status> {
-        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
-        if leader != self.id() {
-            return Err(ApiError::NotLeader {
-                leader: Some((leader, addr)),
-            }
-            .into());
-        }
+        self.ensure_leader().await?;
         let digest = token_digest(req.metadata());
         let mut input = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW);
@@ -863,13 +869,7 @@ impl pb::cairn_server::Cairn for Api {
         }
         // Heartbeats are not forwarded: the agent follows the hint and beats to the
         // leader directly, so followers carry none of that load.
-        let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
-        if leader != self.id() {
-            return Err(ApiError::NotLeader {
-                leader: Some((leader, addr)),
-            }
-            .into());
-        }
+        self.ensure_leader().await?;
         let digest = token_digest(req.metadata());
         let lost = {
             let inner = self.local.shared.read();

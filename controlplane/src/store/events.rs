@@ -591,6 +591,14 @@ mod tests {
         }
     }
 
+    /// An empty event store in a new sled database (keep the directory alive).
+    fn fresh_store() -> (tempfile::TempDir, sled::Db, EventStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path()).open().expect("sled");
+        let store = EventStore::open(&db).expect("store");
+        (dir, db, store)
+    }
+
     /// Stage `events` with their indexes and commit them as one batch.
     fn apply_events(store: &EventStore, events: &[domain::Event]) {
         let mut staged = Staging::default();
@@ -604,9 +612,7 @@ mod tests {
     /// with a snapshot's restarted with the front of its log deleted.
     #[test]
     fn regression_interrupted_snapshot_install_keeps_the_old_event_store() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new().path(dir.path()).open().expect("sled");
-        let store = EventStore::open(&db).expect("store");
+        let (_dir, db, store) = fresh_store();
         let first: Vec<_> = (1..=5)
             .map(|seq| event(seq, 1000, "namespace", "a", false))
             .collect();
@@ -653,9 +659,7 @@ mod tests {
     }
 
     fn queries_agree_with_a_full_scan(chunk_bytes: usize) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new().path(dir.path()).open().expect("sled");
-        let store = EventStore::open(&db).expect("store");
+        let (_dir, _db, store) = fresh_store();
         let mut all = Vec::new();
         // Three applied batches; timestamps repeat within a batch and go back once
         // (a new leader with a slower clock).
@@ -741,9 +745,7 @@ mod tests {
     /// A batch of events about one entity is one chunk and one entry per index.
     #[test]
     fn a_batch_is_one_chunk_with_one_entry_per_index() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new().path(dir.path()).open().expect("sled");
-        let store = EventStore::open(&db).expect("store");
+        let (_dir, _db, store) = fresh_store();
         let events: Vec<_> = (1..=100)
             .map(|seq| event(seq, 1000, "namespace", "a", true))
             .collect();
@@ -760,9 +762,7 @@ mod tests {
     /// events of the unfinished batch are removed at start; the rest stay.
     #[test]
     fn events_of_an_unfinished_apply_are_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new().path(dir.path()).open().expect("sled");
-        let store = EventStore::open(&db).expect("store");
+        let (_dir, _db, store) = fresh_store();
         // event(seq, ..) comes from Raft entry `seq`.
         let done: Vec<_> = (1..=5)
             .map(|s| event(s, 1000, "namespace", "a", true))

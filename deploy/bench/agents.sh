@@ -16,7 +16,8 @@ ROUNDS=("$@")
 
 BASE=$(mktemp -d /tmp/cairn-agents.XXXXXX)
 cleanup() {
-  CAIRN_LOCAL_DIR=$DIR "$ROOT/deploy/local/cluster.sh" stop >/dev/null 2>&1 || true
+  CAIRN_LOCAL_DIR=${DIR:-$BASE} "$ROOT/deploy/local/cluster.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$BASE"
 }
 trap cleanup EXIT
 

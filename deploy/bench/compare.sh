@@ -10,7 +10,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export CAIRN_LOCAL_DIR=${CAIRN_LOCAL_DIR:-$(mktemp -d /tmp/cairn-bench.XXXXXX)}
+# A data directory made here is removed at exit (a run leaves gigabytes behind).
+OWN_DIR=
+if [[ -z ${CAIRN_LOCAL_DIR:-} ]]; then
+  OWN_DIR=$(mktemp -d /tmp/cairn-bench.XXXXXX)
+  export CAIRN_LOCAL_DIR=$OWN_DIR
+fi
 export CAIRN_BENCH_DIR=$CAIRN_LOCAL_DIR
 export CAIRN_PROFILE=release
 export CAIRN_CLI_FEATURES=etcd   # cluster.sh builds the same cairn binary
@@ -21,6 +26,7 @@ ARGS=("$@")
 cleanup() {
   "$ROOT/deploy/local/cluster.sh" stop >/dev/null 2>&1 || true
   "$ROOT/deploy/bench/etcd-cluster.sh" stop >/dev/null 2>&1 || true
+  [[ -z $OWN_DIR ]] || rm -rf "$OWN_DIR"
 }
 trap cleanup EXIT
 

@@ -14,6 +14,7 @@ AGENTS=()
 cleanup() {
   for pid in "${AGENTS[@]}"; do kill "$pid" 2>/dev/null || true; done
   "$ROOT/deploy/local/cluster.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$CAIRN_LOCAL_DIR"
 }
 trap cleanup EXIT
 

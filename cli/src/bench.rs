@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cairn_proto as pb;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Cluster};
 use crate::output::{self, table};
@@ -46,14 +46,14 @@ pub struct AppendArgs {
     pub output: output::Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Cairn,
     Etcd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     Stream,
@@ -61,7 +61,7 @@ pub enum Api {
 }
 
 impl Api {
-    fn name(api: Option<Api>) -> &'static str {
+    pub(crate) fn name(api: Option<Api>) -> &'static str {
         match api {
             Some(Api::Stream) => "stream",
             // etcd's Put is a unary call too.
@@ -70,8 +70,8 @@ impl Api {
     }
 }
 
-/// One round's figures.
-#[derive(Debug, Serialize)]
+/// One round's figures (`-o json` prints a list of them).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Round {
     pub backend: Backend,
     /// Cairn's write API (absent for etcd).

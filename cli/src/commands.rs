@@ -54,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             get_entity(&mut cluster, &ctx, entity, &read).await
         }
         Command::Bench(BenchCmd::Append(args)) => crate::bench::append(&cluster, args).await,
+        Command::Bench(BenchCmd::Summary(args)) => crate::bench_summary::summary(args),
         Command::Bench(BenchCmd::Jobs(args)) => crate::bench_jobs::jobs(&mut cluster, args).await,
         Command::Bench(BenchCmd::Agents(args)) => {
             crate::bench_agents::agents(&mut cluster, args).await

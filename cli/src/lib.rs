@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod bench_agents;
 pub mod bench_jobs;
+pub mod bench_summary;
 pub mod client;
 mod commands;
 mod jobs;
@@ -203,4 +204,6 @@ pub enum BenchCmd {
     Agents(bench_agents::AgentsArgs),
     /// Trivial jobs end to end on the cluster's agents: jobs per second, latency.
     Jobs(bench_jobs::JobsArgs),
+    /// Medians over rounds of `bench append -o json` files, and Cairn's ratio to etcd.
+    Summary(bench_summary::SummaryArgs),
 }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::durable::Flusher;
 use super::events::{decode_event, EventStore, Staging, StoreError};
-use super::snapshot::{self, SnapshotFile};
+use super::snapshot::{self, Extent, SnapshotFile};
 use crate::raft::{
     decode, encode, io_err, BatchOutcome, Entry, LogId, NodeId, Outcome, SnapshotMeta,
     StorageError, StoredMembership, TypeConfig,
@@ -28,7 +28,18 @@ use crate::raft::{
 /// The last applied log id and membership, in one record: it is the last write of an
 /// applied batch, so its presence says the batch's events are all there.
 const APPLIED: &str = "applied";
-const SNAPSHOT: &str = "snapshot";
+/// The current snapshot: a [`StoredSnapshot`].
+const SNAPSHOT: &str = "current_snapshot";
+/// Where an earlier layout kept the current snapshot's meta (its file, `<id>.snap`, held
+/// the whole snapshot); moved to [`SNAPSHOT`] at start.
+const OLD_SNAPSHOT: &str = "snapshot";
+
+/// The current snapshot's meta and its prefix of the history file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    extent: Extent,
+}
 
 /// How far this member has applied the log: what readers and watchers wait on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +61,8 @@ pub struct Shared {
     inner: RwLock<Inner>,
     applied: watch::Sender<Applied>,
     snapshot_dir: PathBuf,
+    /// Held while the history file or the current snapshot changes (build, install).
+    snapshot_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -68,6 +81,17 @@ impl Shared {
 
     pub fn applied(&self) -> watch::Receiver<Applied> {
         self.applied.subscribe()
+    }
+
+    fn history(&self) -> PathBuf {
+        self.snapshot_dir.join(snapshot::HISTORY)
+    }
+
+    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, String> {
+        let Some(bytes) = self.events().meta(SNAPSHOT).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        decode(&bytes).map(Some).map_err(|e| e.to_string())
     }
 
     fn mark(inner: &Inner) -> Applied {
@@ -155,6 +179,7 @@ impl StateMachine {
             last_applied,
             last_membership,
         };
+        migrate_snapshot(&events, &snapshot_dir)?;
         let (applied, _) = watch::channel(Shared::mark(&inner));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -162,6 +187,7 @@ impl StateMachine {
                 inner: RwLock::new(inner),
                 applied,
                 snapshot_dir,
+                snapshot_lock: tokio::sync::Mutex::new(()),
             }),
             flusher,
         })
@@ -291,11 +317,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)).into()
         };
         snapshot.sync().await.map_err(|e| werr(&e))?;
-        let path =
-            snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).map_err(|e| werr(&e))?;
-        tokio::fs::rename(&snapshot.path, &path)
-            .await
-            .map_err(|e| werr(&e))?;
+        let _held = self.shared.snapshot_lock.lock().await;
+        let path = snapshot.path.clone();
 
         // Replace the event store with the snapshot's events, folding them as we go.
         // Fill a new generation of the event store, then switch to it: a crash midway
@@ -305,6 +328,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let fresh = events.clone();
         let meta_owned = meta.clone();
         let load_path = path.clone();
+        let bytes = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| werr(&e))?
+            .len();
         let state = tokio::task::spawn_blocking(move || -> Result<State, String> {
             let mut state = State::new();
             state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
@@ -334,7 +361,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 encode(&(meta_owned.last_log_id, &meta_owned.last_membership))
                     .map_err(|e| e.to_string())?,
             );
-            staged.meta(SNAPSHOT, encode(&meta_owned).map_err(|e| e.to_string())?);
+            let current = StoredSnapshot {
+                meta: meta_owned,
+                extent: Extent {
+                    events: count,
+                    bytes,
+                },
+            };
+            staged.meta(SNAPSHOT, encode(&current).map_err(|e| e.to_string())?);
             events.commit(staged).map_err(|e| e.to_string())?;
             Ok(state)
         })
@@ -342,6 +376,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| werr(&e))?
         .map_err(|e| werr(&e))?;
         self.flusher.sync().await.map_err(|e| werr(&e))?;
+        // The received file becomes the history file. Until the switch below, the old
+        // generation's snapshot is a prefix of it too: both hold the same committed
+        // events, encoded the same way.
+        let history = self.shared.history();
+        tokio::fs::rename(&path, &history)
+            .await
+            .map_err(|e| werr(&e))?;
+        tokio::fs::File::open(&self.shared.snapshot_dir)
+            .await
+            .map_err(|e| werr(&e))?
+            .sync_all()
+            .await
+            .map_err(|e| werr(&e))?;
         // The switch is one durable write; only then does the old generation go.
         fresh.make_current().map_err(|e| werr(&e))?;
         self.flusher.sync().await.map_err(|e| werr(&e))?;
@@ -360,7 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         inner.last_membership = meta.last_membership.clone();
         self.notify(&inner);
         drop(inner);
-        remove_other_snapshots(&self.shared.snapshot_dir, &path);
+        remove_other_snapshots(&self.shared.snapshot_dir, &history);
         Ok(())
     }
 
@@ -368,15 +415,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let rerr = |e: &dyn std::fmt::Display| -> StorageError {
             StorageIOError::read_snapshot(None, &io_err(e)).into()
         };
-        let Some(bytes) = self.shared.events().meta(SNAPSHOT).map_err(|e| rerr(&e))? else {
+        let Some(current) = self.shared.current_snapshot().map_err(|e| rerr(&e))? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta = decode(&bytes).map_err(|e| rerr(&e))?;
-        let path =
-            snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).map_err(|e| rerr(&e))?;
-        let file = SnapshotFile::open(path).await.map_err(|e| rerr(&e))?;
+        let file = SnapshotFile::view(self.shared.history(), current.extent)
+            .await
+            .map_err(|e| rerr(&e))?;
         Ok(Some(Snapshot {
-            meta,
+            meta: current.meta,
             snapshot: Box::new(file),
         }))
     }
@@ -393,6 +439,46 @@ fn snapshot_path(dir: &std::path::Path, id: &str) -> std::io::Result<PathBuf> {
         return Err(std::io::Error::other(format!("invalid snapshot id {id:?}")));
     }
     Ok(dir.join(format!("{id}.snap")))
+}
+
+/// A data directory of the earlier layout kept each snapshot whole in `<id>.snap`, with
+/// its meta under [`OLD_SNAPSHOT`]: that file is a valid history file, so it is renamed
+/// into place and its extent recorded.
+fn migrate_snapshot(events: &EventStore, dir: &std::path::Path) -> Result<(), StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        key: OLD_SNAPSHOT.as_bytes().to_vec(),
+        why,
+    };
+    if events.meta(SNAPSHOT)?.is_some() {
+        return Ok(());
+    }
+    let Some(bytes) = events.meta(OLD_SNAPSHOT)? else {
+        return Ok(());
+    };
+    let meta: SnapshotMeta = decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let history = dir.join(snapshot::HISTORY);
+    let mut old = snapshot_path(dir, &meta.snapshot_id).map_err(|e| corrupt(e.to_string()))?;
+    if !old.exists() {
+        // Renamed already, by a start that stopped before recording it.
+        old = history.clone();
+    }
+    let extent = Extent {
+        events: snapshot::count(&old).map_err(|e| corrupt(format!("{}: {e}", old.display())))?,
+        bytes: std::fs::metadata(&old)
+            .map_err(|e| corrupt(e.to_string()))?
+            .len(),
+    };
+    std::fs::rename(&old, &history)
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut staged = Staging::default();
+    staged.meta(
+        SNAPSHOT,
+        encode(&StoredSnapshot { meta, extent }).map_err(|e| corrupt(e.to_string()))?,
+    );
+    events.commit(staged)?;
+    tracing::info!(path = %history.display(), events = extent.events, "moved the snapshot file to the history layout");
+    Ok(())
 }
 
 fn remove_other_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
@@ -419,18 +505,6 @@ pub struct SnapshotBuilder {
     last_sequence: u64,
 }
 
-impl SnapshotBuilder {
-    /// The last snapshot's file and event count, when a snapshot of `count` events can
-    /// extend it (its file is whole and holds no more events than that).
-    fn previous(&self, count: u64) -> Option<(PathBuf, u64)> {
-        let bytes = self.shared.events().meta(SNAPSHOT).ok()??;
-        let meta: SnapshotMeta = decode(&bytes).ok()?;
-        let path = snapshot_path(&self.shared.snapshot_dir, &meta.snapshot_id).ok()?;
-        let n = snapshot::count(&path).ok()?;
-        (n <= count).then_some((path, n))
-    }
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (term, index) = self
@@ -445,33 +519,98 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let werr = |e: &dyn std::fmt::Display| -> StorageError {
             StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)).into()
         };
-        let path = snapshot_path(&self.shared.snapshot_dir, &id).map_err(|e| werr(&e))?;
+        let _held = self.shared.snapshot_lock.lock().await;
+        let current = self.shared.current_snapshot().map_err(|e| werr(&e))?;
+        let history = self.shared.history();
+        if let Some(c) = current
+            .as_ref()
+            .filter(|c| c.meta.last_log_id >= self.last_applied)
+        {
+            // Nothing applied since, or an installed snapshot overtook this build.
+            let file = SnapshotFile::view(history, c.extent)
+                .await
+                .map_err(|e| werr(&e))?;
+            return Ok(Snapshot {
+                meta: c.meta.clone(),
+                snapshot: Box::new(file),
+            });
+        }
         let events = self.shared.events();
-        let (count, write_path) = (self.last_sequence, path.clone());
-        let base = self.previous(count);
-        tokio::task::spawn_blocking(move || {
-            let from = base.as_ref().map_or(1, |(_, n)| n + 1);
+        let count = self.last_sequence;
+        let base = current.map(|c| c.extent).filter(|e| e.events <= count);
+        let path = history.clone();
+        let extent = snapshot::in_background(move || {
+            let from = base.map_or(1, |e| e.events + 1);
             let iter = events
                 .raw_range(from, count)
                 .map(|r| r.map(|(_, v)| v.to_vec()).map_err(io_err));
-            snapshot::write(
-                &write_path,
-                count,
-                base.as_ref().map(|(p, n)| (p.as_path(), *n)),
-                iter,
-            )
+            match base {
+                Some(base) => snapshot::extend(&path, base, count, iter),
+                None => snapshot::write(&path, count, iter),
+            }
         })
         .await
-        .map_err(|e| werr(&e))?
         .map_err(|e| werr(&e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            extent,
+        };
         let mut staged = Staging::default();
-        staged.meta(SNAPSHOT, encode(&meta).map_err(|e| werr(&e))?);
+        staged.meta(SNAPSHOT, encode(&stored).map_err(|e| werr(&e))?);
         self.shared.events().commit(staged).map_err(|e| werr(&e))?;
-        remove_other_snapshots(&self.shared.snapshot_dir, &path);
-        let file = SnapshotFile::open(path).await.map_err(|e| werr(&e))?;
+        remove_other_snapshots(&self.shared.snapshot_dir, &history);
+        let file = SnapshotFile::view(history, extent)
+            .await
+            .map_err(|e| werr(&e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory of the earlier layout (a whole `<id>.snap` file, its meta under
+    /// the old key) starts with that file as its history file and its extent recorded;
+    /// starting again changes nothing.
+    #[test]
+    fn an_earlier_snapshot_file_becomes_the_history_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .open()
+            .expect("sled");
+        let events = EventStore::open(&db).expect("store");
+        let snaps = dir.path().join("snapshots");
+        std::fs::create_dir_all(&snaps).expect("mkdir");
+        let meta = SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+            snapshot_id: "1-7-2".into(),
+        };
+        let old = snaps.join("1-7-2.snap");
+        let written = snapshot::write(&old, 2, [b"a".to_vec(), b"b".to_vec()].into_iter().map(Ok))
+            .expect("write");
+        let mut staged = Staging::default();
+        staged.meta(OLD_SNAPSHOT, encode(&meta).expect("encode"));
+        events.commit(staged).expect("commit");
+
+        for _ in 0..2 {
+            migrate_snapshot(&events, &snaps).expect("migrate");
+            assert!(!old.exists());
+            let stored: StoredSnapshot =
+                decode(&events.meta(SNAPSHOT).expect("meta").expect("present")).expect("decode");
+            assert_eq!(
+                (stored.extent, stored.meta.snapshot_id.as_str()),
+                (written, "1-7-2")
+            );
+            assert_eq!(
+                snapshot::count(&snaps.join(snapshot::HISTORY)).expect("count"),
+                2
+            );
+        }
     }
 }

@@ -7,6 +7,31 @@ use std::time::Duration;
 use cairn_proto as pb;
 use cairn_tests::{create_ns, free_port, note, Settings, TestCluster};
 
+/// The events in a member's snapshot history file (magic, count, length-prefixed
+/// protobuf events), read independently of the server's code.
+fn history_events(dir: &std::path::Path) -> anyhow::Result<Vec<pb::Event>> {
+    use prost::Message;
+    let bytes = std::fs::read(dir.join("data").join("snapshots").join("events.snap"))?;
+    anyhow::ensure!(
+        bytes.len() >= 16 && &bytes[..8] == b"CAIRNSN1",
+        "not a snapshot"
+    );
+    let count = u64::from_be_bytes(bytes[8..16].try_into()?);
+    let mut at = 16;
+    let mut events = Vec::new();
+    while at < bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into()?) as usize;
+        events.push(pb::Event::decode(&bytes[at + 4..at + 4 + len])?);
+        at += 4 + len;
+    }
+    anyhow::ensure!(
+        events.len() as u64 == count,
+        "header says {count} events, the file holds {}",
+        events.len()
+    );
+    Ok(events)
+}
+
 fn snapshot_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("data").join("snapshots"))
         .map(|d| {
@@ -91,6 +116,28 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
         .map(|e| e.type_name())
         .collect();
     assert_eq!(member4, ["member_added", "member_promoted"]);
+
+    // --- every member goes on snapshotting by appending to its history file, the
+    // installed ones included: each file is exactly a prefix of the history
+    for i in 0..200 {
+        c.submit(note("history", &format!("after {i}"))).await?;
+    }
+    let all = cluster.events_of(leader).await?;
+    cluster
+        .wait_converged(
+            all.last().map_or(0, |e| e.sequence),
+            Duration::from_secs(30),
+        )
+        .await?;
+    for id in 1..=4 {
+        let snap = history_events(&cluster.node(id).dir)?;
+        assert!(
+            snap.len() > reference.len(),
+            "node {id} snapshot stopped at {}",
+            snap.len()
+        );
+        assert_eq!(snap[..], all[..snap.len()], "node {id}");
+    }
     Ok(())
 }
 

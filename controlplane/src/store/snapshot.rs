@@ -240,6 +240,14 @@ fn write_file(
     )
 }
 
+/// Whether the history file at `path` is whole up to `extent`.
+pub fn holds(path: &Path, extent: Extent) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    read_header(&mut file).is_ok() && file.metadata().is_ok_and(|m| m.len() >= extent.bytes)
+}
+
 /// Extend the history file at `path`, whose prefix `base` is the last snapshot, to a
 /// snapshot of `count` events: drop whatever follows the prefix (a build a crash cut
 /// short), append `events` (those after the base, in order), and sync. Views of
@@ -477,5 +485,8 @@ mod tests {
         };
         let err = extend(&path, bad, 6, std::iter::empty()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // The builder can tell beforehand, and writes the file again instead.
+        assert!(holds(&path, third) && !holds(&path, bad));
+        assert!(!holds(&dir.path().join("missing.snap"), first));
     }
 }

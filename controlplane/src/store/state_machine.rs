@@ -540,6 +540,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let base = current.map(|c| c.extent).filter(|e| e.events <= count);
         let path = history.clone();
         let extent = snapshot::in_background(move || {
+            // A history file that is gone or cut short is written again, whole.
+            let base = base.filter(|b| snapshot::holds(&path, *b));
             let from = base.map_or(1, |e| e.events + 1);
             let iter = events
                 .raw_range(from, count)

@@ -41,6 +41,8 @@ pub struct Settings {
     /// Size of each server's tmpfs data directory, MiB (0: no tmpfs and no disk-full
     /// faults).
     pub disk_mb: u32,
+    /// The members' `raft.snapshot_after_logs`.
+    pub snapshot_after_logs: u64,
     /// The faults to draw from (empty: all).
     pub faults: Vec<FaultKind>,
 }
@@ -325,8 +327,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     let proxy = crate::proxy::DelayProxy::start(net)
         .await
         .context("starting the delay proxy")?;
-    let mut servers =
-        cluster::start_all(net, &settings.dir, &settings.server_bin, settings.disk_mb)?;
+    let mut servers = cluster::start_all(net, settings)?;
     let endpoints: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
     let setup_deadline = Instant::now() + Duration::from_secs(30);
     while find_leader(&mut servers).await.is_none() {

@@ -22,6 +22,7 @@ pub struct Server {
     log: PathBuf,
     members: String,
     bin: PathBuf,
+    config: PathBuf,
     child: Option<Child>,
     pub paused: bool,
     /// The loop device the data directory is mounted from (with a disk size).
@@ -152,6 +153,8 @@ impl Server {
                 "--listen",
                 &self.addr,
             ])
+            .arg("--config")
+            .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data)
             .args(["--initial-members", &self.members])
@@ -269,7 +272,18 @@ pub fn free_disk(data: &Path) {
 
 /// One server per host of `net`; with `disk_mb`, each data directory is an ext4
 /// filesystem of that size on a loop device, so a nemesis can fill it or slow it down.
-pub fn start_all(net: &Net, dir: &Path, bin: &Path, disk_mb: u32) -> anyhow::Result<Vec<Server>> {
+pub fn start_all(net: &Net, settings: &crate::campaign::Settings) -> anyhow::Result<Vec<Server>> {
+    let (dir, bin, disk_mb) = (&settings.dir, &settings.server_bin, settings.disk_mb);
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[raft]\nsnapshot_after_logs = {}\nlogs_kept_after_snapshot = {}\n",
+            settings.snapshot_after_logs,
+            settings.snapshot_after_logs / 10
+        ),
+    )?;
     let members: Vec<String> = net
         .hosts
         .iter()
@@ -287,6 +301,7 @@ pub fn start_all(net: &Net, dir: &Path, bin: &Path, disk_mb: u32) -> anyhow::Res
             log: dir.join(format!("node{id}.log")),
             members: members.clone(),
             bin: bin.to_path_buf(),
+            config: config.clone(),
             child: None,
             paused: false,
             disk: None,

@@ -45,6 +45,11 @@ struct Cli {
     /// disk-full and slow-disk faults (0: off).
     #[arg(long, default_value_t = 0)]
     disk_mb: u32,
+    /// Members snapshot (and purge their logs) every this many entries (the servers'
+    /// default: 20,000). A low value (e.g. 1000) builds, sends and installs snapshots
+    /// under the faults too.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_after_logs: u64,
     /// Draw faults only from these (comma-separated; default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     faults: Vec<campaign::FaultKind>,
@@ -82,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         dir: dir.clone(),
         net: cli.net,
         disk_mb: cli.disk_mb,
+        snapshot_after_logs: cli.snapshot_after_logs,
         faults: cli.faults,
     };
     let run = campaign::run(settings);

@@ -408,6 +408,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.notify(&inner);
         drop(inner);
         remove_other_snapshots(&self.shared.snapshot_dir, &history);
+        tracing::info!(snapshot = %meta.snapshot_id, bytes, "snapshot installed");
         Ok(())
     }
 
@@ -561,6 +562,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         staged.meta(SNAPSHOT, encode(&stored).map_err(|e| werr(&e))?);
         self.shared.events().commit(staged).map_err(|e| werr(&e))?;
         remove_other_snapshots(&self.shared.snapshot_dir, &history);
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            events = extent.events,
+            bytes = extent.bytes,
+            appended = extent.bytes.saturating_sub(base.map_or(0, |b| b.bytes)),
+            "snapshot built"
+        );
         let file = SnapshotFile::view(history, extent)
             .await
             .map_err(|e| werr(&e))?;

@@ -57,14 +57,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Group rounds by system, API and client count; medians and ratios to etcd.
 pub fn summarize(rounds: &[Round]) -> Vec<Summary> {
-    let mut groups: BTreeMap<(usize, &'static str, &'static str), Vec<&Round>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, Backend, Option<Api>), Vec<&Round>> = BTreeMap::new();
     for r in rounds {
-        let backend = match r.backend {
-            Backend::Cairn => "cairn",
-            Backend::Etcd => "etcd",
-        };
         groups
-            .entry((r.clients, backend, Api::name(r.api)))
+            .entry((r.clients, r.backend, r.api))
             .or_default()
             .push(r);
     }

@@ -127,7 +127,6 @@ impl Api {
             .max_encoding_message_size(self.max_message_bytes))
     }
 
-    /// Where a leader-only request must go: `None` = handle it here.
     /// Refuse with the leader's address unless this member leads (for calls that are
     /// not forwarded).
     async fn ensure_leader(&self) -> Result<()> {
@@ -140,6 +139,7 @@ impl Api {
         Ok(())
     }
 
+    /// Where a leader-only request must go: `None` = handle it here.
     async fn route<T>(&self, req: &Request<T>) -> Result<Option<CairnClient<Channel>>> {
         let (leader, addr) = self.leader(Duration::from_secs(3)).await?;
         if leader == self.id() {

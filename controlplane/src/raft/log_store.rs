@@ -62,20 +62,7 @@ impl LogStore {
         Ok(())
     }
 
-    /// Remove the entries whose keys fall in `range`, last first: a crash midway leaves
-    /// a log without a hole.
-    fn remove(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageIOError<NodeId>> {
-        for kv in self.log.range(range).rev() {
-            let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
-            self.log
-                .remove(k)
-                .map_err(|e| StorageIOError::write_logs(&e))?;
-        }
-        Ok(())
-    }
-
-    /// Delete the entries up to the recorded purge point, in the background and in
-    /// small batches. A purge covers tens of thousands of entries; deleting them on
+    /// Delete the entries up to the recorded purge point, in the background. A purge covers tens of thousands of entries; deleting them on
     /// Raft's own task stalled heartbeats long enough under load to cost a leader its
     /// term. Entries at or below the purge point are never read, so they may linger
     /// until this finishes (or, after a crash, until the next start runs it again).
@@ -86,14 +73,13 @@ impl LogStore {
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let mut removed = 0usize;
-            for kv in log.range(..=key(purged.index)) {
-                if let Err(e) = kv.and_then(|(k, _)| log.remove(k)) {
+            let removed = match remove_last_first(&log, ..=key(purged.index)) {
+                Ok(n) => n,
+                Err(e) => {
                     tracing::warn!(error = %e, "removing purged log entries; the next start tries again");
                     return;
                 }
-                removed += 1;
-            }
+            };
             tracing::debug!(
                 removed,
                 upto = purged.index,
@@ -126,6 +112,17 @@ impl LogStore {
         let e: Entry = decode(&v).map_err(|e| StorageIOError::read_logs(&e))?;
         Ok(Some(e.log_id))
     }
+}
+
+/// Remove the entries whose keys fall in `range`, one at a time and last first: a
+/// crash midway leaves a log without a hole. Returns how many went.
+fn remove_last_first(log: &sled::Tree, range: impl RangeBounds<[u8; 8]>) -> sled::Result<usize> {
+    let mut removed = 0;
+    for kv in log.range(range).rev() {
+        log.remove(kv?.0)?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -222,7 +219,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.remove(key(log_id.index)..)?;
+        remove_last_first(&self.log, key(log_id.index)..)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         self.sync().await?;
         Ok(())
     }

@@ -601,7 +601,12 @@ mod tests {
 
     /// Stage `events` with their indexes and commit them as one batch.
     fn apply_events(store: &EventStore, events: &[domain::Event]) {
-        let mut staged = Staging::default();
+        apply_events_in_chunks(store, events, CHUNK_BYTES);
+    }
+
+    /// The same, closing chunks at `chunk_bytes`.
+    fn apply_events_in_chunks(store: &EventStore, events: &[domain::Event], chunk_bytes: usize) {
+        let mut staged = Staging::with_chunk_bytes(chunk_bytes);
         for e in events {
             staged.event(e);
         }
@@ -771,11 +776,7 @@ mod tests {
         let unfinished: Vec<_> = (6..=8)
             .map(|s| event(s, 1000, "namespace", "a", true))
             .collect();
-        let mut staged = Staging::with_chunk_bytes(120);
-        for e in &unfinished {
-            staged.event(e);
-        }
-        store.commit(staged).expect("commit");
+        apply_events_in_chunks(&store, &unfinished, 120);
         assert!(store.get(8).expect("get").is_some());
 
         assert!(store.drop_events_after(5).expect("drop") >= 1);

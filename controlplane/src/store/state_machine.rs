@@ -29,10 +29,7 @@ use crate::raft::{
 /// applied batch, so its presence says the batch's events are all there.
 const APPLIED: &str = "applied";
 /// The current snapshot: a [`StoredSnapshot`].
-const SNAPSHOT: &str = "current_snapshot";
-/// Where an earlier layout kept the current snapshot's meta (its file, `<id>.snap`, held
-/// the whole snapshot); moved to [`SNAPSHOT`] at start.
-const OLD_SNAPSHOT: &str = "snapshot";
+const SNAPSHOT: &str = "snapshot";
 
 /// The current snapshot's meta and its prefix of the history file.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -179,7 +176,6 @@ impl StateMachine {
             last_applied,
             last_membership,
         };
-        migrate_snapshot(&events, &snapshot_dir)?;
         let (applied, _) = watch::channel(Shared::mark(&inner));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -336,8 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut state = State::new();
             state.set_raft_members(raft_members(meta_owned.last_membership.membership()));
             let mut staged = Staging::default();
-            let mut count = 0;
-            snapshot::read(&load_path, |bytes| {
+            let count = snapshot::read(&load_path, |bytes| {
                 let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
                 let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
                 if e.sequence != state.next_sequence() {
@@ -349,8 +344,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 state.evolve(&e);
                 staged.event(&e);
-                count += 1;
-                if count % 10_000 == 0 {
+                if e.sequence % 10_000 == 0 {
                     events.commit(std::mem::take(&mut staged)).map_err(io_err)?;
                 }
                 Ok(())
@@ -407,7 +401,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         inner.last_membership = meta.last_membership.clone();
         self.notify(&inner);
         drop(inner);
-        remove_other_snapshots(&self.shared.snapshot_dir, &history);
         tracing::info!(snapshot = %meta.snapshot_id, bytes, "snapshot installed");
         Ok(())
     }
@@ -426,73 +419,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: current.meta,
             snapshot: Box::new(file),
         }))
-    }
-}
-
-/// Where the snapshot `id` lives; ids are ours (`<term>-<index>-<seq>`), anything else
-/// is refused rather than used as a path.
-fn snapshot_path(dir: &std::path::Path, id: &str) -> std::io::Result<PathBuf> {
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(std::io::Error::other(format!("invalid snapshot id {id:?}")));
-    }
-    Ok(dir.join(format!("{id}.snap")))
-}
-
-/// A data directory of the earlier layout kept each snapshot whole in `<id>.snap`, with
-/// its meta under [`OLD_SNAPSHOT`]: that file is a valid history file, so it is renamed
-/// into place and its extent recorded.
-fn migrate_snapshot(events: &EventStore, dir: &std::path::Path) -> Result<(), StoreError> {
-    let corrupt = |why: String| StoreError::Corrupt {
-        key: OLD_SNAPSHOT.as_bytes().to_vec(),
-        why,
-    };
-    if events.meta(SNAPSHOT)?.is_some() {
-        return Ok(());
-    }
-    let Some(bytes) = events.meta(OLD_SNAPSHOT)? else {
-        return Ok(());
-    };
-    let meta: SnapshotMeta = decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let history = dir.join(snapshot::HISTORY);
-    let mut old = snapshot_path(dir, &meta.snapshot_id).map_err(|e| corrupt(e.to_string()))?;
-    if !old.exists() {
-        // Renamed already, by a start that stopped before recording it.
-        old = history.clone();
-    }
-    let extent = Extent {
-        events: snapshot::count(&old).map_err(|e| corrupt(format!("{}: {e}", old.display())))?,
-        bytes: std::fs::metadata(&old)
-            .map_err(|e| corrupt(e.to_string()))?
-            .len(),
-    };
-    std::fs::rename(&old, &history)
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(|e| corrupt(e.to_string()))?;
-    let mut staged = Staging::default();
-    staged.meta(
-        SNAPSHOT,
-        encode(&StoredSnapshot { meta, extent }).map_err(|e| corrupt(e.to_string()))?,
-    );
-    events.commit(staged)?;
-    tracing::info!(path = %history.display(), events = extent.events, "moved the snapshot file to the history layout");
-    Ok(())
-}
-
-fn remove_other_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p != keep && p.extension().is_some_and(|x| x == "snap") {
-            if let Err(err) = std::fs::remove_file(&p) {
-                tracing::warn!(path = %p.display(), %err, "could not remove an old snapshot");
-            }
-        }
     }
 }
 
@@ -561,7 +487,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let mut staged = Staging::default();
         staged.meta(SNAPSHOT, encode(&stored).map_err(|e| werr(&e))?);
         self.shared.events().commit(staged).map_err(|e| werr(&e))?;
-        remove_other_snapshots(&self.shared.snapshot_dir, &history);
         tracing::info!(
             snapshot = %meta.snapshot_id,
             events = extent.events,
@@ -576,51 +501,5 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(file),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A data directory of the earlier layout (a whole `<id>.snap` file, its meta under
-    /// the old key) starts with that file as its history file and its extent recorded;
-    /// starting again changes nothing.
-    #[test]
-    fn an_earlier_snapshot_file_becomes_the_history_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .expect("sled");
-        let events = EventStore::open(&db).expect("store");
-        let snaps = dir.path().join("snapshots");
-        std::fs::create_dir_all(&snaps).expect("mkdir");
-        let meta = SnapshotMeta {
-            last_log_id: None,
-            last_membership: StoredMembership::default(),
-            snapshot_id: "1-7-2".into(),
-        };
-        let old = snaps.join("1-7-2.snap");
-        let written = snapshot::write(&old, 2, [b"a".to_vec(), b"b".to_vec()].into_iter().map(Ok))
-            .expect("write");
-        let mut staged = Staging::default();
-        staged.meta(OLD_SNAPSHOT, encode(&meta).expect("encode"));
-        events.commit(staged).expect("commit");
-
-        for _ in 0..2 {
-            migrate_snapshot(&events, &snaps).expect("migrate");
-            assert!(!old.exists());
-            let stored: StoredSnapshot =
-                decode(&events.meta(SNAPSHOT).expect("meta").expect("present")).expect("decode");
-            assert_eq!(
-                (stored.extent, stored.meta.snapshot_id.as_str()),
-                (written, "1-7-2")
-            );
-            assert_eq!(
-                snapshot::count(&snaps.join(snapshot::HISTORY)).expect("count"),
-                2
-            );
-        }
     }
 }

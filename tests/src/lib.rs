@@ -65,6 +65,9 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// Silence after which the leader records a node lost.
     pub node_lost_after_ms: u64,
+    /// Members reach each other through a [`Relay`] per member (clients still connect
+    /// directly), so a test can cut one off from its peers.
+    pub relayed: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             logs_kept_after_snapshot: 1_000,
             max_request_bytes: 4 * 1024 * 1024,
             node_lost_after_ms: 10_000,
+            relayed: false,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Node {
     pub addr: String,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// Where its peers reach it, when the cluster is relayed.
+    pub relay: Option<Relay>,
 }
 
 impl Node {
@@ -125,8 +131,38 @@ impl Node {
         }
     }
 
+    /// SIGSTOP (`pause`) or SIGCONT (`resume`): the process keeps its sockets and state
+    /// but runs no code, as a member stalled by its host would.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the node is not running")?;
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill {sig} {} failed: {status}", child.id());
+        }
+        Ok(())
+    }
+
     pub fn client(&self) -> CairnClient<Channel> {
         client(&self.addr)
+    }
+
+    /// The relay its peers reach it through (the cluster must be relayed).
+    pub fn relay(&self) -> &Relay {
+        self.relay
+            .as_ref()
+            .expect("a relayed cluster: Settings { relayed: true, .. }")
     }
 }
 
@@ -156,16 +192,33 @@ impl TestCluster {
     /// Start `n` voters on loopback.
     pub fn start(n: usize, settings: Settings) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let members: BTreeMap<u64, String> = (1..=n as u64)
+        let listen: BTreeMap<u64, String> = (1..=n as u64)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let mut relays = BTreeMap::new();
+        if settings.relayed {
+            for (id, addr) in &listen {
+                relays.insert(*id, Relay::start(addr)?);
+            }
+        }
+        // The addresses members know each other by.
+        let members: BTreeMap<u64, String> = listen
+            .iter()
+            .map(|(id, a)| {
+                (
+                    *id,
+                    relays.get(id).map_or(a.clone(), |r: &Relay| r.addr.clone()),
+                )
+            })
             .collect();
         let mut cluster = Self {
             nodes: Vec::new(),
             settings,
             _dir: dir,
         };
-        for (id, addr) in &members {
-            cluster.add_node(*id, addr.clone(), &members)?;
+        for (id, addr) in &listen {
+            let node = cluster.add_node(*id, addr.clone(), &members)?;
+            node.relay = relays.remove(id);
         }
         Ok(cluster)
     }
@@ -184,6 +237,9 @@ impl TestCluster {
             node_dir.join("data").display(),
             self.settings.max_request_bytes
         );
+        if let Some(advertise) = initial.get(&id).filter(|a| **a != addr) {
+            toml.push_str(&format!("advertise = \"{advertise}\"\n"));
+        }
         if !initial.is_empty() {
             toml.push_str("[initial_members]\n");
             for (i, a) in initial {
@@ -201,6 +257,7 @@ impl TestCluster {
             addr,
             dir: node_dir,
             child: None,
+            relay: None,
         };
         std::fs::write(node.config_path(), toml)?;
         node.start()?;
@@ -491,5 +548,77 @@ pub fn note_text(e: &pb::Event) -> Option<&str> {
     match &e.payload {
         Some(pb::event::Payload::NoteAdded(n)) => Some(n.text.as_str()),
         _ => None,
+    }
+}
+
+/// A TCP relay in front of one member, for its peers: while cut, it closes every
+/// connection it carries and every one it accepts, so nothing reaches the member, or
+/// waits in its socket buffers to arrive later, until it is healed.
+pub struct Relay {
+    pub addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relay a fresh loopback port to `target` (needs a Tokio runtime).
+    pub fn start(target: &str) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", free_port()))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?.to_string();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
+        let (target, c, k) = (target.to_string(), cut.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut conns = k.lock().unwrap_or_else(|p| p.into_inner());
+                conns.retain(|t| !t.is_finished());
+                conns.push(task);
+            }
+        });
+        Ok(Self {
+            addr,
+            cut,
+            conns,
+            accept,
+        })
+    }
+
+    /// Close every relayed connection and refuse new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Relay again.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cairn_proto as pb;
-use cairn_tests::{create_ns, free_port, note, Settings, TestCluster};
+use cairn_tests::{client, create_ns, eventually, free_port, note, Settings, TestCluster};
 
 /// The events in a member's snapshot history file (magic, count, length-prefixed
 /// protobuf events), read independently of the server's code.
@@ -184,5 +184,151 @@ async fn regression_removing_a_voter_while_another_is_down_is_refused() -> anyho
     assert!(!r.voters.contains(&down), "{r:?}");
     c.submit(note("still-writable", "after the removal"))
         .await?;
+    Ok(())
+}
+
+/// The leader `addr`'s member reports, if it answers and knows one.
+async fn leader_seen_by(addr: &str) -> Option<u64> {
+    let status = tokio::time::timeout(
+        Duration::from_secs(3),
+        client(addr).cluster_status(pb::ClusterStatusRequest {}),
+    )
+    .await;
+    match status {
+        Ok(Ok(s)) => Some(s.into_inner().leader_id).filter(|l| *l != 0),
+        _ => None,
+    }
+}
+
+/// A leader that one of `among` reports, itself one of `among`.
+async fn leader_among(addrs: &BTreeMap<u64, String>, among: &[u64]) -> anyhow::Result<u64> {
+    eventually(Duration::from_secs(15), "a leader elected", || async {
+        for id in among {
+            if let Some(l) = leader_seen_by(&addrs[id]).await {
+                if among.contains(&l) {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// Found by a chaos campaign: a leader cut off from its peers took writes it could not
+/// commit; the others elected a leader that snapshotted and purged past those entries,
+/// and the old leader caught up by installing that snapshot. openraft 0.9 never answers
+/// a write whose entry a snapshot replaced, so those writes held the proposer's
+/// pipeline full, and once that member led again it took no write at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswered_ones(
+) -> anyhow::Result<()> {
+    let settings = Settings {
+        snapshot_after_logs: 20,
+        logs_kept_after_snapshot: 0,
+        relayed: true,
+        ..Settings::default()
+    };
+    let mut cluster = TestCluster::start(3, settings)?;
+    let addrs: BTreeMap<u64, String> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.addr.clone()))
+        .collect();
+    let old = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let mut c = client(&addrs[&old]);
+    c.submit(create_ns("cut-off")).await?;
+
+    // --- the leader is cut off and takes more writes than it keeps in flight; the
+    // first one's caller waits for its answer
+    for id in &others {
+        cluster.node(*id).pause()?;
+    }
+    let patient = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs[&old]))?
+        .timeout(Duration::from_secs(60))
+        .connect_lazy();
+    let first = tokio::spawn(async move {
+        pb::cairn_client::CairnClient::new(patient)
+            .submit(note("cut-off", "uncommitted, answered"))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..2 {
+        let w = tokio::time::timeout(
+            Duration::from_millis(500),
+            c.submit(note("cut-off", &format!("uncommitted {i}"))),
+        )
+        .await;
+        assert!(
+            !matches!(w, Ok(Ok(_))),
+            "a write without a quorum was acknowledged"
+        );
+    }
+
+    // --- the others elect a leader, which snapshots and purges past those entries;
+    // nothing it sends reaches the old leader
+    cluster.node(old).relay().cut();
+    cluster.node(old).pause()?;
+    for id in &others {
+        cluster.node(*id).resume()?;
+    }
+    let new = leader_among(&addrs, &others).await?;
+    let mut w = client(&addrs[&new]);
+    for i in 0..60 {
+        w.submit(note("cut-off", &format!("while cut off {i}")))
+            .await?;
+    }
+    let last = cluster
+        .events_of(new)
+        .await?
+        .last()
+        .map_or(0, |e| e.sequence);
+
+    // --- the old leader comes back and catches up by installing a snapshot
+    cluster.node(old).resume()?;
+    cluster.node(old).relay().heal();
+    cluster
+        .wait_converged(last, Duration::from_secs(30))
+        .await?;
+    let log = std::fs::read_to_string(cluster.node(old).log_path())?;
+    assert!(
+        log.contains("snapshot installed"),
+        "node {old} caught up without a snapshot"
+    );
+
+    // A snapshot replaced the first write's entry, so openraft never answers it: its
+    // caller learns that its outcome is unknown once the grace
+    // after the leadership ended is over.
+    let answer = tokio::time::timeout(Duration::from_secs(30), first).await??;
+    let status = answer.expect_err("an orphaned write is not acknowledged");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("may or may not be applied"),
+        "{status:?}"
+    );
+
+    // --- it leads again (stop whoever leads until it is elected) and takes writes
+    let mut leader = new;
+    for _ in 0..20 {
+        if leader == old {
+            break;
+        }
+        cluster.node(leader).pause()?;
+        let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        let next = leader_among(&addrs, &rest).await;
+        cluster.node(leader).resume()?;
+        leader = next?;
+    }
+    assert_eq!(leader, old, "node {old} was never elected again");
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client(&addrs[&old]).submit(note("cut-off", "led again")),
+    )
+    .await;
+    assert!(
+        matches!(r, Ok(Ok(_))),
+        "node {old} leads but takes no write: {r:?}"
+    );
     Ok(())
 }

@@ -6,17 +6,30 @@
 //! time into each command, proposes the batch as one entry and fans the per-command
 //! outcomes back to the callers. A few batches may be in flight at once, so the next
 //! batch fills while the last one commits.
+//!
+//! A batch holds its place in the pipeline only while this member leads the term it was
+//! proposed in. openraft 0.9 never answers a write whose entry was replaced by an
+//! installed snapshot (a cut-off leader's uncommitted entries, say): such a write would
+//! keep its place for good, and the member would take no write when it next leads. So
+//! once that leadership ends the batch gives its place up, and its callers learn the
+//! outcome if it arrives within [`ORPHAN_GRACE`], or that it is unknown.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_proto as pb;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use crate::raft::{Batch, Outcome, Raft};
+
+/// How long a batch proposed in a leadership that has since ended may still take to be
+/// answered (committed by the next leader, or truncated) before its callers are told
+/// that its outcome is unknown.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
 /// Limits of one batch and of the pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -95,11 +108,48 @@ async fn run(raft: Raft, limits: BatchLimits, mut rx: mpsc::Receiver<Pending>) {
         let encoded = pb::CommandBatch { commands }.encode_to_vec();
         let raft = raft.clone();
         tokio::spawn(async move {
-            let result = raft.client_write(Batch { encoded }).await;
-            drop(permit);
+            let result = write(&raft, Batch { encoded }, permit).await;
             fan_out(result, replies);
         });
     }
+}
+
+/// Propose `batch`, holding `permit` while this member leads the term it proposed in.
+async fn write(
+    raft: &Raft,
+    batch: Batch,
+    permit: OwnedSemaphorePermit,
+) -> Result<WriteResult, ApiError> {
+    let mut server = raft.server_metrics();
+    let vote = server.borrow_and_update().vote;
+    let pending = raft.client_write(batch);
+    tokio::pin!(pending);
+    let leadership_ended = async {
+        loop {
+            {
+                let m = server.borrow_and_update();
+                if m.vote != vote || m.state != ServerState::Leader {
+                    return;
+                }
+            }
+            if server.changed().await.is_err() {
+                return; // Raft stopped: the write answers at once
+            }
+        }
+    };
+    tokio::select! {
+        result = &mut pending => return Ok(result),
+        () = leadership_ended => {}
+    }
+    drop(permit);
+    tokio::time::timeout(ORPHAN_GRACE, pending)
+        .await
+        .map_err(|_| {
+            ApiError::Indeterminate(format!(
+                "the leadership this write was proposed in ended, and its outcome did not \
+                 arrive within {ORPHAN_GRACE:?}: it may or may not be applied"
+            ))
+        })
 }
 
 type WriteResult = Result<
@@ -107,40 +157,46 @@ type WriteResult = Result<
     RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
 >;
 
-fn fan_out(result: WriteResult, replies: Vec<oneshot::Sender<Result<Outcome, ApiError>>>) {
-    match result {
-        Ok(resp) => {
+fn fan_out(
+    result: Result<WriteResult, ApiError>,
+    replies: Vec<oneshot::Sender<Result<Outcome, ApiError>>>,
+) {
+    let outcomes = result
+        .and_then(|r| r.map_err(write_error))
+        .and_then(|resp| {
             let outcomes = resp.data.outcomes;
-            if outcomes.len() != replies.len() {
-                let e = ApiError::Internal(format!(
+            if outcomes.len() == replies.len() {
+                Ok(outcomes)
+            } else {
+                Err(ApiError::Internal(format!(
                     "a batch of {} commands produced {} outcomes",
                     replies.len(),
                     outcomes.len()
-                ));
-                for r in replies {
-                    let _ = r.send(Err(e.clone()));
-                }
-                return;
+                )))
             }
+        });
+    match outcomes {
+        Ok(outcomes) => {
             for (r, o) in replies.into_iter().zip(outcomes) {
                 let _ = r.send(Ok(o));
             }
         }
         Err(e) => {
-            let err = match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-                },
-                RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-                    ApiError::Internal(c.to_string())
-                }
-                RaftError::Fatal(f) => {
-                    ApiError::Indeterminate(format!("the Raft node stopped: {f}"))
-                }
-            };
             for r in replies {
-                let _ = r.send(Err(err.clone()));
+                let _ = r.send(Err(e.clone()));
             }
         }
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ApiError::Internal(c.to_string())
+        }
+        RaftError::Fatal(f) => ApiError::Indeterminate(format!("the Raft node stopped: {f}")),
     }
 }

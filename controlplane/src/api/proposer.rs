@@ -121,7 +121,10 @@ async fn write(
     permit: OwnedSemaphorePermit,
 ) -> Result<WriteResult, ApiError> {
     let mut server = raft.server_metrics();
-    let vote = server.borrow_and_update().vote;
+    let (vote, leading) = {
+        let m = server.borrow_and_update();
+        (m.vote, m.state == ServerState::Leader)
+    };
     let pending = raft.client_write(batch);
     tokio::pin!(pending);
     let leadership_ended = async {
@@ -137,19 +140,35 @@ async fn write(
             }
         }
     };
-    tokio::select! {
-        result = &mut pending => return Ok(result),
-        () = leadership_ended => {}
-    }
+    let answered = tokio::select! {
+        result = &mut pending => Some(result),
+        () = leadership_ended => None,
+    };
     drop(permit);
-    tokio::time::timeout(ORPHAN_GRACE, pending)
-        .await
-        .map_err(|_| {
-            ApiError::Indeterminate(format!(
-                "the leadership this write was proposed in ended, and its outcome did not \
-                 arrive within {ORPHAN_GRACE:?}: it may or may not be applied"
+    let result = match answered {
+        Some(result) => result,
+        None => tokio::time::timeout(ORPHAN_GRACE, pending)
+            .await
+            .map_err(|_| {
+                ApiError::Indeterminate(format!(
+                    "the leadership this write was proposed in ended, and its outcome did \
+                     not arrive within {ORPHAN_GRACE:?}: it may or may not be applied"
+                ))
+            })?,
+    };
+    match result {
+        // Proposed while leading, so most likely appended, then truncated here by the
+        // next leader: with more than three voters, another member that holds the
+        // entry may still be elected and commit it.
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) if leading => {
+            Err(ApiError::Indeterminate(
+                "this member stopped leading before the write committed; it may or may not \
+                 be applied"
+                    .into(),
             ))
-        })
+        }
+        result => Ok(result),
+    }
 }
 
 type WriteResult = Result<

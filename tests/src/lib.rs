@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use cairn_proto as pb;
 use pb::cairn_client::CairnClient;
+use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
 /// Where the workspace's binaries are.
@@ -42,7 +45,7 @@ pub fn bin(name: &str) -> PathBuf {
 /// never forms. (The agent tests lease ports in 21000-23999.) Each process starts at
 /// its own offset and never hands out a port twice.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
     const LO: u32 = 24_000;
     const SPAN: u32 = 8_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -173,10 +176,15 @@ impl Drop for Node {
 }
 
 pub fn client(addr: &str) -> CairnClient<Channel> {
+    client_with_timeout(addr, Duration::from_secs(10))
+}
+
+/// A client whose calls give up after `timeout`.
+pub fn client_with_timeout(addr: &str, timeout: Duration) -> CairnClient<Channel> {
     let ch = Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid address")
         .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .connect_lazy();
     CairnClient::new(ch)
 }
@@ -556,22 +564,20 @@ pub fn note_text(e: &pb::Event) -> Option<&str> {
 /// waits in its socket buffers to arrive later, until it is healed.
 pub struct Relay {
     pub addr: String,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
 }
 
 impl Relay {
     /// Relay a fresh loopback port to `target` (needs a Tokio runtime).
     pub fn start(target: &str) -> anyhow::Result<Self> {
-        use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind(("127.0.0.1", free_port()))?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?.to_string();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
-            std::sync::Arc::default();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (target, c, k) = (target.to_string(), cut.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
@@ -599,7 +605,7 @@ impl Relay {
 
     /// Close every relayed connection and refuse new ones.
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.store(true, Ordering::SeqCst);
         for t in self
             .conns
             .lock()
@@ -612,7 +618,7 @@ impl Relay {
 
     /// Relay again.
     pub fn heal(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cairn_proto as pb;
-use cairn_tests::{client, create_ns, eventually, free_port, note, Settings, TestCluster};
+use cairn_tests::{
+    client, client_with_timeout, create_ns, eventually, free_port, note, Settings, TestCluster,
+};
 
 /// The events in a member's snapshot history file (magic, count, length-prefixed
 /// protobuf events), read independently of the server's code.
@@ -245,11 +247,9 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
     for id in &others {
         cluster.node(*id).pause()?;
     }
-    let patient = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs[&old]))?
-        .timeout(Duration::from_secs(60))
-        .connect_lazy();
+    let mut patient = client_with_timeout(&addrs[&old], Duration::from_secs(60));
     let first = tokio::spawn(async move {
-        pb::cairn_client::CairnClient::new(patient)
+        patient
             .submit(note("cut-off", "uncommitted, answered"))
             .await
     });
@@ -298,8 +298,8 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
     );
 
     // A snapshot replaced the first write's entry, so openraft never answers it: its
-    // caller learns that its outcome is unknown once the grace
-    // after the leadership ended is over.
+    // caller learns that its outcome is unknown once the grace after the leadership
+    // ended is over.
     let answer = tokio::time::timeout(Duration::from_secs(30), first).await??;
     let status = answer.expect_err("an orphaned write is not acknowledged");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");

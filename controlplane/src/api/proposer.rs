@@ -119,7 +119,7 @@ async fn write(
     raft: &Raft,
     batch: Batch,
     permit: OwnedSemaphorePermit,
-) -> Result<WriteResult, ApiError> {
+) -> Result<WriteResponse, ApiError> {
     let mut server = raft.server_metrics();
     let (vote, leading) = {
         let m = server.borrow_and_update();
@@ -156,44 +156,45 @@ async fn write(
                 ))
             })?,
     };
-    match result {
+    result.map_err(|e| match e {
         // Proposed while leading, so most likely appended, then truncated here by the
         // next leader: with more than three voters, another member that holds the
         // entry may still be elected and commit it.
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) if leading => {
-            Err(ApiError::Indeterminate(
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) if leading => {
+            ApiError::Indeterminate(
                 "this member stopped leading before the write committed; it may or may not \
                  be applied"
                     .into(),
-            ))
+            )
         }
-        result => Ok(result),
-    }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ApiError::Internal(c.to_string())
+        }
+        RaftError::Fatal(f) => ApiError::Indeterminate(format!("the Raft node stopped: {f}")),
+    })
 }
 
-type WriteResult = Result<
-    openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
-    RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
->;
+type WriteResponse = openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>;
 
 fn fan_out(
-    result: Result<WriteResult, ApiError>,
+    result: Result<WriteResponse, ApiError>,
     replies: Vec<oneshot::Sender<Result<Outcome, ApiError>>>,
 ) {
-    let outcomes = result
-        .and_then(|r| r.map_err(write_error))
-        .and_then(|resp| {
-            let outcomes = resp.data.outcomes;
-            if outcomes.len() == replies.len() {
-                Ok(outcomes)
-            } else {
-                Err(ApiError::Internal(format!(
-                    "a batch of {} commands produced {} outcomes",
-                    replies.len(),
-                    outcomes.len()
-                )))
-            }
-        });
+    let outcomes = result.and_then(|resp| {
+        let outcomes = resp.data.outcomes;
+        if outcomes.len() == replies.len() {
+            Ok(outcomes)
+        } else {
+            Err(ApiError::Internal(format!(
+                "a batch of {} commands produced {} outcomes",
+                replies.len(),
+                outcomes.len()
+            )))
+        }
+    });
     match outcomes {
         Ok(outcomes) => {
             for (r, o) in replies.into_iter().zip(outcomes) {
@@ -205,17 +206,5 @@ fn fan_out(
                 let _ = r.send(Err(e.clone()));
             }
         }
-    }
-}
-
-fn write_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> ApiError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
-            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            ApiError::Internal(c.to_string())
-        }
-        RaftError::Fatal(f) => ApiError::Indeterminate(format!("the Raft node stopped: {f}")),
     }
 }

@@ -62,10 +62,11 @@ impl LogStore {
         Ok(())
     }
 
-    /// Delete the entries up to the recorded purge point, in the background. A purge covers tens of thousands of entries; deleting them on
-    /// Raft's own task stalled heartbeats long enough under load to cost a leader its
-    /// term. Entries at or below the purge point are never read, so they may linger
-    /// until this finishes (or, after a crash, until the next start runs it again).
+    /// Delete the entries up to the recorded purge point, in the background. A purge
+    /// covers tens of thousands of entries; deleting them on Raft's own task stalled
+    /// heartbeats long enough under load to cost a leader its term. Entries at or below
+    /// the purge point are never read, so they may linger until this finishes (or, after
+    /// a crash, until the next start runs it again).
     pub fn collect_purged(&self) {
         let Ok(Some(purged)) = self.read_meta::<LogId>(LAST_PURGED) else {
             return;

@@ -466,17 +466,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let count = self.last_sequence;
         let base = current.map(|c| c.extent).filter(|e| e.events <= count);
         let path = history.clone();
-        let extent = snapshot::in_background(move || {
+        let (extent, base) = snapshot::in_background(move || {
             // A history file that is gone or cut short is written again, whole.
             let base = base.filter(|b| snapshot::holds(&path, *b));
             let from = base.map_or(1, |e| e.events + 1);
             let iter = events
                 .raw_range(from, count)
                 .map(|r| r.map(|(_, v)| v.to_vec()).map_err(io_err));
-            match base {
+            let extent = match base {
                 Some(base) => snapshot::extend(&path, base, count, iter),
                 None => snapshot::write(&path, count, iter),
-            }
+            }?;
+            Ok((extent, base))
         })
         .await
         .map_err(|e| werr(&e))?;

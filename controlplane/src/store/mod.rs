@@ -20,14 +20,28 @@ use crate::raft::log_store::LogStore;
 /// sled's page cache (its default is 1 GiB).
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
+/// sled's log segment size (its default is 512 KiB). A page over a quarter of a segment
+/// is written to a blob file of its own, which costs a file, its fsync and a directory
+/// fsync; with 512 KiB segments the Raft log's pages (a few group-committed batches)
+/// crossed that line at every split.
+const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
 /// Open (or create) the storage of a server in `data_dir`.
 pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
     use anyhow::Context;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let db_dir = data_dir.join("db");
-    let db = open_db(&db_dir)
-        .with_context(|| format!("opening the sled database in {}", db_dir.display()))?;
+    let db = open_db(&db_dir).map_err(|e| match e {
+        // sled refuses a database written with another segment size or version.
+        sled::Error::Unsupported(why) => anyhow::anyhow!(
+            "the sled database in {} has another storage layout ({why}): start the server \
+             on an empty data directory and let it catch up from the cluster",
+            db_dir.display()
+        ),
+        e => anyhow::Error::new(e)
+            .context(format!("opening the sled database in {}", db_dir.display())),
+    })?;
     let flusher = Flusher::start(db.clone(), &db_dir).context("starting the flusher")?;
     let log = LogStore::open(&db, flusher.clone()).context("opening the Raft log")?;
     let sm = StateMachine::open(&db, flusher, data_dir.join("snapshots"))
@@ -40,6 +54,7 @@ fn open_db(db_dir: &Path) -> sled::Result<sled::Db> {
         .path(db_dir)
         .mode(sled::Mode::HighThroughput)
         .cache_capacity(CACHE_BYTES)
+        .segment_size(SEGMENT_BYTES)
         .open()
 }
 
@@ -60,13 +75,13 @@ mod tests {
     fn a_database_reopens_with_every_write_made_through_reused_segment_buffers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
-        const N: u32 = 4000;
+        const N: u32 = 16_000;
         {
             let db = open_db(&path).expect("open");
             let tree = db.open_tree("t").expect("tree");
             for i in 0..N {
                 tree.insert(i.to_be_bytes(), value(i)).expect("insert");
-                if i % 50 == 0 {
+                if i % 200 == 0 {
                     db.flush().expect("flush");
                 }
                 if i % 7 == 0 && i > 0 {
@@ -75,7 +90,7 @@ mod tests {
             }
             db.flush().expect("flush");
             assert!(
-                db.size_on_disk().expect("size") > 8 * 512 * 1024,
+                db.size_on_disk().expect("size") > 4 * super::SEGMENT_BYTES as u64,
                 "many segments"
             );
         }
@@ -93,5 +108,24 @@ mod tests {
             }
         }
         assert_eq!(tree.len(), seen);
+    }
+
+    /// A database written with sled's default segment size (as Cairn's were before it
+    /// set its own) is refused with what to do, not opened with the wrong layout.
+    #[test]
+    fn a_database_of_another_segment_size_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .open()
+                .expect("open with sled's defaults");
+            db.insert(b"k", b"v".as_slice()).expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = super::open(dir.path()).err().expect("refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("empty data directory"), "{msg}");
+        assert!(msg.contains("io buffer size"), "{msg}");
     }
 }

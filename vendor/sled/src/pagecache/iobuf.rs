@@ -41,8 +41,8 @@ unsafe impl Sync for AlignedBuf {}
 /// zeroing of new pages.
 static SPARE_BUFS: parking_lot::Mutex<Vec<(usize, usize)>> = parking_lot::const_mutex(Vec::new());
 
-/// How many spare buffers are kept (16 segments, 8 MiB with the default size).
-const MAX_SPARE_BUFS: usize = 16;
+/// How many bytes of spare buffers are kept.
+const MAX_SPARE_BYTES: usize = 16 * 1024 * 1024;
 
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
@@ -67,7 +67,8 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         {
             let mut spare = SPARE_BUFS.lock();
-            if spare.len() < MAX_SPARE_BUFS {
+            let kept: usize = spare.iter().map(|&(_, len)| len).sum();
+            if kept + self.1 <= MAX_SPARE_BYTES {
                 spare.push((self.0 as usize, self.1));
                 return;
             }

@@ -32,8 +32,10 @@ fn apply_allocator_settings() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
+    let mut args = std::env::args_os();
     let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
+        .arg0(args.next().unwrap_or_default())
+        .args(args)
         .env(ALLOCATOR_PURGE_DELAY_VAR, ALLOCATOR_PURGE_DELAY_MS)
         .exec();
     // Only reached when exec failed: run with the allocator's defaults.

@@ -32,16 +32,8 @@ pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let db_dir = data_dir.join("db");
-    let db = open_db(&db_dir).map_err(|e| match e {
-        // sled refuses a database written with another segment size or version.
-        sled::Error::Unsupported(why) => anyhow::anyhow!(
-            "the sled database in {} has another storage layout ({why}): start the server \
-             on an empty data directory and let it catch up from the cluster",
-            db_dir.display()
-        ),
-        e => anyhow::Error::new(e)
-            .context(format!("opening the sled database in {}", db_dir.display())),
-    })?;
+    let db = open_db(&db_dir)
+        .with_context(|| format!("opening the sled database in {}", db_dir.display()))?;
     let flusher = Flusher::start(db.clone(), &db_dir).context("starting the flusher")?;
     let log = LogStore::open(&db, flusher.clone()).context("opening the Raft log")?;
     let sm = StateMachine::open(&db, flusher, data_dir.join("snapshots"))
@@ -50,12 +42,29 @@ pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
 }
 
 fn open_db(db_dir: &Path) -> sled::Result<sled::Db> {
+    let segment_size = segment_size_of(db_dir).unwrap_or(SEGMENT_BYTES);
+    if segment_size != SEGMENT_BYTES {
+        tracing::info!(
+            segment_size,
+            "the database keeps the segment size it was created with"
+        );
+    }
     sled::Config::new()
         .path(db_dir)
         .mode(sled::Mode::HighThroughput)
         .cache_capacity(CACHE_BYTES)
-        .segment_size(SEGMENT_BYTES)
+        .segment_size(segment_size)
         .open()
+}
+
+/// The segment size an existing database was created with (sled records it in `conf`
+/// and refuses to open the database with another one): databases created before Cairn
+/// set its own size keep sled's default.
+fn segment_size_of(db_dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(db_dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -110,22 +119,28 @@ mod tests {
         assert_eq!(tree.len(), seen);
     }
 
-    /// A database written with sled's default segment size (as Cairn's were before it
-    /// set its own) is refused with what to do, not opened with the wrong layout.
+    /// A database created with sled's default segment size (as Cairn's were before it
+    /// set its own) opens with that size and keeps its data; a new one gets ours.
     #[test]
-    fn a_database_of_another_segment_size_is_refused_with_what_to_do() {
+    fn a_database_keeps_the_segment_size_it_was_created_with() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("old");
         {
             let db = sled::Config::new()
-                .path(dir.path().join("db"))
+                .path(&old)
                 .open()
                 .expect("open with sled's defaults");
             db.insert(b"k", b"v".as_slice()).expect("insert");
             db.flush().expect("flush");
         }
-        let err = super::open(dir.path()).err().expect("refused");
-        let msg = format!("{err:#}");
-        assert!(msg.contains("empty data directory"), "{msg}");
-        assert!(msg.contains("io buffer size"), "{msg}");
+        assert_eq!(super::segment_size_of(&old), Some(512 * 1024));
+        let db = open_db(&old).expect("an old database opens");
+        assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+        drop(db);
+
+        let new = dir.path().join("new");
+        assert_eq!(super::segment_size_of(&new), None);
+        drop(open_db(&new).expect("a new database"));
+        assert_eq!(super::segment_size_of(&new), Some(super::SEGMENT_BYTES));
     }
 }

@@ -286,6 +286,17 @@ impl TestCluster {
         n.start()
     }
 
+    /// SIGKILL every member, then start them all again.
+    pub fn restart_all(&mut self) -> anyhow::Result<()> {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        for n in &mut self.nodes {
+            n.start()?;
+        }
+        Ok(())
+    }
+
     /// The temporary directory the cluster lives in.
     pub fn dir(&self) -> &Path {
         self._dir.path()

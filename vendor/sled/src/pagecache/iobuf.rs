@@ -50,12 +50,18 @@ impl AlignedBuf {
             let mut spare = SPARE_BUFS.lock();
             if let Some(at) = spare.iter().position(|&(_, l)| l == len) {
                 let (ptr, len) = spare.swap_remove(at);
-                return AlignedBuf(ptr as *mut u8, len);
+                let ptr = ptr as *mut u8;
+                // Recovery reads a segment up to its first invalid message, and a
+                // buffer's unwritten tail reaches the disk when a segment is sealed:
+                // stale messages of an earlier segment there were taken for valid
+                // ones, so a buffer starts zeroed, reused or new.
+                unsafe { std::ptr::write_bytes(ptr, 0, len) };
+                return AlignedBuf(ptr, len);
             }
         }
 
         let layout = Layout::from_size_align(len, 8192).unwrap();
-        let ptr = unsafe { alloc(layout) };
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
 
         assert!(!ptr.is_null(), "failed to allocate critical IO buffer");
 

@@ -277,8 +277,8 @@ fn cli_events(endpoints: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
 
 /// Every member is killed (SIGKILL) and started again: `cairn events list -o json`
 /// returns the same full history, gapless from sequence 1, with every acknowledged
-/// write once, and the cluster takes writes again. (Regression: with sled's segment
-/// buffers reused without zeroing, every other run lost the last acknowledged write.)
+/// write once, and the cluster takes writes again. (Regression: a new leader served
+/// linearizable reads before applying its log, without the last acknowledged write.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_restarted_lists_its_full_history() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, Settings::default())?;

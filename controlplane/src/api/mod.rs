@@ -36,6 +36,9 @@ use crate::raft::transport::{Local, MemberReport};
 use crate::raft::{decode, network, Outcome, Raft};
 use crate::store::events::Filter;
 use error::ApiError;
+
+/// How long a linearizable read waits for a new leader to apply an entry of its term.
+const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
 use proposer::{now_ms, Proposer};
 
 /// Metadata marking a request a member already forwarded (it is not forwarded again).
@@ -163,6 +166,29 @@ impl Api {
         }
     }
 
+    /// Wait until this member, as leader, has applied an entry of its own term (the
+    /// blank entry it appends on election). openraft 0.9's read index is the larger of
+    /// the committed index and the first entry of the last leader *in the log*: right
+    /// after an election, before the new leader's blank entry is in its log, that is
+    /// only the committed index it knows, which after a restart of the whole cluster
+    /// can be behind writes already acknowledged. Once an entry of its term is applied,
+    /// everything committed before it is applied too.
+    async fn await_own_term_applied(&self) -> Result<()> {
+        let term = self.raft().metrics().borrow().current_term;
+        self.raft()
+            .wait(Some(READ_BARRIER_WAIT))
+            .metrics(
+                |m| {
+                    m.current_term != term
+                        || m.last_applied.is_some_and(|l| l.leader_id.term >= term)
+                },
+                "an entry of the leader's term applied",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::Unavailable(format!("the leader is not ready to read: {e}")))
+    }
+
     /// Make a linearizable read possible here, or say where to forward it.
     async fn read_barrier<T>(
         &self,
@@ -175,6 +201,7 @@ impl Api {
         if let Some(client) = self.route(req).await? {
             return Ok(Some(client));
         }
+        self.await_own_term_applied().await?;
         match self.raft().ensure_linearizable().await {
             Ok(_) => Ok(None),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

@@ -36,10 +36,10 @@ use crate::raft::transport::{Local, MemberReport};
 use crate::raft::{decode, network, Outcome, Raft};
 use crate::store::events::Filter;
 use error::ApiError;
+use proposer::{now_ms, Proposer};
 
 /// How long a linearizable read waits for a new leader to apply an entry of its term.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
-use proposer::{now_ms, Proposer};
 
 /// Metadata marking a request a member already forwarded (it is not forwarded again).
 const FORWARDED: &str = "x-cairn-forwarded";

@@ -77,7 +77,7 @@ mod tests {
     }
 
     /// sled's segment buffers are reused (vendor/sled/PATCHES.md), so later segments are
-    /// written from buffers that still hold earlier bytes: what is read back after a
+    /// written from buffers that earlier segments used: what is read back after a
     /// reopen must be exactly what was written, across many segments, partial flushes
     /// and page consolidations.
     #[test]

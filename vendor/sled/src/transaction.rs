@@ -326,8 +326,9 @@ impl TransactionalTree {
         self.tree.context.pagecache.generate_id_inner()
     }
 
+    /// Drop the writes staged in this tree's overlay, before a transaction is retried.
     fn unstage(&self) {
-        unimplemented!()
+        self.writes.borrow_mut().clear();
     }
 
     const fn validate(&self) -> bool {

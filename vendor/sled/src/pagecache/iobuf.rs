@@ -1,5 +1,5 @@
 use std::{
-    alloc::{alloc, dealloc, Layout},
+    alloc::{alloc_zeroed, dealloc, Layout},
     cell::UnsafeCell,
     sync::atomic::AtomicPtr,
 };
@@ -46,22 +46,24 @@ const MAX_SPARE_BYTES: usize = 16 * 1024 * 1024;
 
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
-        {
+        let reused = {
             let mut spare = SPARE_BUFS.lock();
-            if let Some(at) = spare.iter().position(|&(_, l)| l == len) {
-                let (ptr, len) = spare.swap_remove(at);
-                let ptr = ptr as *mut u8;
-                // Recovery reads a segment up to its first invalid message, and a
-                // buffer's unwritten tail reaches the disk when a segment is sealed:
-                // stale messages of an earlier segment there were taken for valid
-                // ones, so a buffer starts zeroed, reused or new.
-                unsafe { std::ptr::write_bytes(ptr, 0, len) };
-                return AlignedBuf(ptr, len);
-            }
+            spare
+                .iter()
+                .position(|&(_, l)| l == len)
+                .map(|at| spare.swap_remove(at))
+        };
+        if let Some((ptr, len)) = reused {
+            let ptr = ptr as *mut u8;
+            // A sealed segment's unfilled tail reaches the disk too: a buffer starts
+            // zeroed, reused or new, as fresh memory did in practice, so recovery never
+            // meets an earlier segment's messages there.
+            unsafe { std::ptr::write_bytes(ptr, 0, len) };
+            return AlignedBuf(ptr, len);
         }
 
         let layout = Layout::from_size_align(len, 8192).unwrap();
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = unsafe { alloc_zeroed(layout) };
 
         assert!(!ptr.is_null(), "failed to allocate critical IO buffer");
 

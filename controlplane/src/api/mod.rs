@@ -95,14 +95,14 @@ impl Api {
         loop {
             {
                 let m = rx.borrow_and_update();
-                if let Some(l) = m.current_leader {
-                    let addr = m
-                        .membership_config
-                        .membership()
-                        .get_node(&l)
-                        .map(|n| n.addr.clone())
-                        .unwrap_or_default();
-                    return Ok((l, addr));
+                // A member can learn who leads before it has the membership entry that
+                // gives the leader's address: wait for it rather than dial "".
+                let leader = m.current_leader.and_then(|l| {
+                    let node = m.membership_config.membership().get_node(&l)?;
+                    Some((l, node.addr.clone()))
+                });
+                if let Some(leader) = leader {
+                    return Ok(leader);
                 }
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {

@@ -56,6 +56,8 @@ pub enum FaultKind {
     PacketLoss,
     KillLeader,
     KillAny,
+    /// SIGKILL every member at once (a power cut); all start again at the heal.
+    KillAll,
     Pause,
     Bandwidth,
     /// Delay (with jitter) every message between members.
@@ -69,12 +71,13 @@ pub enum FaultKind {
     Membership,
 }
 
-pub const FAULTS: [FaultKind; 11] = [
+pub const FAULTS: [FaultKind; 12] = [
     FaultKind::PartitionLeader,
     FaultKind::PartitionHalves,
     FaultKind::PacketLoss,
     FaultKind::KillLeader,
     FaultKind::KillAny,
+    FaultKind::KillAll,
     FaultKind::Pause,
     FaultKind::Bandwidth,
     FaultKind::Membership,
@@ -438,6 +441,12 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 };
                 servers[victim].kill();
                 format!("node {} killed (SIGKILL)", victim + 1)
+            }
+            FaultKind::KillAll => {
+                for s in servers.iter_mut() {
+                    s.kill();
+                }
+                "every member killed (SIGKILL)".to_string()
             }
             FaultKind::Pause => {
                 servers[any].pause();

@@ -38,7 +38,7 @@ use crate::store::events::Filter;
 use error::ApiError;
 use proposer::{now_ms, Proposer};
 
-/// How long a linearizable read waits for a new leader to apply an entry of its term.
+/// How long a linearizable read waits for a new leader to apply the log it started with.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
 
 /// Metadata marking a request a member already forwarded (it is not forwarded again).
@@ -58,6 +58,9 @@ pub struct Api {
     heartbeats: Arc<liveness::Heartbeats>,
     /// Silence after which a node is lost.
     lost_after_ms: u64,
+    /// (term, log index) this member must have applied to serve linearizable reads as
+    /// leader of that term: see [`Api::await_leadership_applied`].
+    read_floor: Arc<Mutex<Option<(u64, u64)>>>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -77,6 +80,7 @@ impl Api {
             requests: Arc::default(),
             heartbeats: Arc::default(),
             lost_after_ms,
+            read_floor: Arc::default(),
         }
     }
 
@@ -166,23 +170,42 @@ impl Api {
         }
     }
 
-    /// Wait until this member, as leader, has applied an entry of its own term (the
-    /// blank entry it appends on election). openraft 0.9's read index is the larger of
-    /// the committed index and the first entry of the last leader *in the log*: right
-    /// after an election, before the new leader's blank entry is in its log, that is
-    /// only the committed index it knows, which after a restart of the whole cluster
-    /// can be behind writes already acknowledged. Once an entry of its term is applied,
-    /// everything committed before it is applied too.
-    async fn await_own_term_applied(&self) -> Result<()> {
-        let term = self.raft().metrics().borrow().current_term;
+    /// Wait until this member, as leader, has applied everything its log held when it
+    /// became leader of the current term. openraft 0.9's read index is the larger of the
+    /// committed index the leader knows and the first entry of its term; both can be
+    /// behind writes already acknowledged:
+    /// - right after an election, before the blank entry of the new term is in the log;
+    /// - after a restart of the whole cluster, where openraft makes the old leader leader
+    ///   again in its old term, with no election and no new entry, and with the committed
+    ///   index it last saved.
+    ///
+    /// Every acknowledged write is in the leader's log when it starts leading (Raft's
+    /// leader completeness), so the last index of that log, seen the first time this
+    /// member reads as leader in a term, is a safe floor for the term's reads.
+    async fn await_leadership_applied(&self) -> Result<()> {
+        let (term, floor) = {
+            let metrics = self.raft().metrics();
+            let m = metrics.borrow();
+            if m.current_leader != Some(m.id) {
+                // Not (or no longer) leading: `ensure_linearizable` says where to go.
+                return Ok(());
+            }
+            let mut floors = self.read_floor.lock().unwrap_or_else(|p| p.into_inner());
+            let floor = match *floors {
+                Some((term, index)) if term == m.current_term => index,
+                _ => {
+                    let index = m.last_log_index.unwrap_or(0);
+                    *floors = Some((m.current_term, index));
+                    index
+                }
+            };
+            (m.current_term, floor)
+        };
         self.raft()
             .wait(Some(READ_BARRIER_WAIT))
             .metrics(
-                |m| {
-                    m.current_term != term
-                        || m.last_applied.is_some_and(|l| l.leader_id.term >= term)
-                },
-                "an entry of the leader's term applied",
+                |m| m.current_term != term || m.last_applied.is_some_and(|l| l.index >= floor),
+                "the leader's log at its election applied",
             )
             .await
             .map(|_| ())
@@ -201,7 +224,7 @@ impl Api {
         if let Some(client) = self.route(req).await? {
             return Ok(Some(client));
         }
-        self.await_own_term_applied().await?;
+        self.await_leadership_applied().await?;
         match self.raft().ensure_linearizable().await {
             Ok(_) => Ok(None),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

@@ -275,11 +275,12 @@ fn cli_events(endpoints: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Every member is killed (SIGKILL) and started again: `cairn events list -o json`
-/// returns the same full history, gapless from sequence 1, with every acknowledged
-/// write once, and the cluster takes writes again. (Regression: the old leader, made
-/// leader again in its old term with no election, served linearizable reads before it
-/// had applied its log, without the last acknowledged write, in 8 runs of 30.)
+/// Every member is killed (SIGKILL) and started again, three times over: each time
+/// `cairn events list -o json` returns the same full history, gapless from sequence 1,
+/// with every acknowledged write once, and the cluster takes writes again. (Regression:
+/// the old leader, made leader again in its old term with no election, served
+/// linearizable reads before it had applied its log, without the last acknowledged
+/// write, after 8 restarts of 30.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_restarted_lists_its_full_history() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, Settings::default())?;
@@ -289,33 +290,45 @@ async fn the_whole_cluster_restarted_lists_its_full_history() -> anyhow::Result<
         .client()
         .submit(create_ns("history"))
         .await?;
-    for i in 0..30u64 {
-        let id = i % 3 + 1;
-        cluster
-            .node(id)
-            .client()
-            .submit(note("history", &format!("note {i}")))
-            .await?;
-    }
     let endpoints = cluster.endpoints();
-    let before = cli_events(&endpoints)?;
+    let mut after = Vec::new();
+    let mut written = Vec::new();
+    for round in 0..3 {
+        for i in 0..10u64 {
+            let text = format!("note {round}.{i}");
+            cluster
+                .node(i % 3 + 1)
+                .client()
+                .submit(note("history", &text))
+                .await?;
+            written.push(text);
+        }
+        let before = cli_events(&endpoints)?;
 
-    cluster.restart_all()?;
-    cluster.wait_leader(Duration::from_secs(10)).await?;
-    let after = cli_events(&endpoints)?;
-    assert_eq!(after, before, "the history changed across the restart");
-    let seqs: Vec<u64> = after
-        .iter()
-        .map(|e| e["sequence"].as_u64().unwrap_or(0))
-        .collect();
-    assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>());
-    for i in 0..30 {
-        let text = format!("note {i}");
-        let n = after
+        cluster.restart_all()?;
+        cluster.wait_leader(Duration::from_secs(10)).await?;
+        after = cli_events(&endpoints)?;
+        let missing: Vec<_> = before.iter().filter(|e| !after.contains(e)).collect();
+        let added: Vec<_> = after.iter().filter(|e| !before.contains(e)).collect();
+        anyhow::ensure!(
+            after == before,
+            "the history changed across restart {round} ({} events before, {} after): \
+             missing {missing:?}, added {added:?}",
+            before.len(),
+            after.len()
+        );
+        let seqs: Vec<u64> = after
             .iter()
-            .filter(|e| e["type"] == "note_added" && e["payload"]["text"] == text.as_str())
-            .count();
-        assert_eq!(n, 1, "{text} appears {n} times");
+            .map(|e| e["sequence"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>());
+        for text in &written {
+            let n = after
+                .iter()
+                .filter(|e| e["type"] == "note_added" && e["payload"]["text"] == text.as_str())
+                .count();
+            assert_eq!(n, 1, "{text} appears {n} times after restart {round}");
+        }
     }
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let r = cluster

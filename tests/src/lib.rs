@@ -37,6 +37,23 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Run the `cairn` CLI against `endpoints` with `-o json`, as a user would, and parse
+/// what it prints; a failed run is an error with its stderr.
+pub fn cli_json(endpoints: &[String], args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(bin("cairn"))
+        .args(["--endpoints", &endpoints.join(","), "-o", "json"])
+        .args(args)
+        .output()
+        .context("running cairn")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cairn {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// A loopback port free a moment ago, for a server to listen on.
 ///
 /// Ports come from 24000-31999, below the kernel's ephemeral range (32768-60999): a

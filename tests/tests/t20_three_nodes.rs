@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_tests::{bin, client, create_ns, note, note_text, Settings, TestCluster};
+use cairn_tests::{client, create_ns, note, note_text, Settings, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_member_reach_every_member() -> anyhow::Result<()> {
@@ -263,16 +263,8 @@ async fn a_submit_stream_answers_every_command_in_order() -> anyhow::Result<()> 
 
 /// `cairn events list -o json`, as a user runs it: the whole history, with sequence numbers.
 fn cli_events(endpoints: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
-    let out = std::process::Command::new(bin("cairn"))
-        .args(["--endpoints", &endpoints.join(","), "--timeout", "20s"])
-        .args(["events", "list", "-o", "json"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cairn events list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let events = cairn_tests::cli_json(endpoints, &["--timeout", "20s", "events", "list"])?;
+    Ok(serde_json::from_value(events)?)
 }
 
 /// Every member is killed (SIGKILL) and started again, three times over: each time

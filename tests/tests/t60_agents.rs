@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use cairn_proto as pb;
-use cairn_tests::{bin, eventually, Settings, TestAgent, TestCluster};
+use cairn_tests::{eventually, Settings, TestAgent, TestCluster};
 use pb::command::Body;
 
 async fn nodes(cluster: &TestCluster) -> Vec<pb::NodeView> {
@@ -17,12 +17,7 @@ async fn nodes(cluster: &TestCluster) -> Vec<pb::NodeView> {
 
 /// `cairn gpu list --unhealthy -o json`: the UUIDs it shows.
 fn cli_unhealthy(endpoints: &[String]) -> Vec<String> {
-    let out = std::process::Command::new(bin("cairn"))
-        .args(["--endpoints", &endpoints.join(","), "-o", "json"])
-        .args(["gpu", "list", "--unhealthy"])
-        .output()
-        .expect("cairn runs");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let v = cairn_tests::cli_json(endpoints, &["gpu", "list", "--unhealthy"]).unwrap_or_default();
     v.as_array()
         .map(|a| {
             a.iter()

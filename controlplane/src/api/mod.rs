@@ -5,9 +5,10 @@
 //!   forwarded and still lands on a non-leader is answered `UNAVAILABLE` with a leader
 //!   hint, and the client retries.
 //! - Reads are linearizable by default: the leader confirms its leadership with a quorum
-//!   and waits until it has applied up to that point (openraft's read index) before it
-//!   reads; a follower forwards linearizable reads to the leader. A stale read is served
-//!   from the member's own applied state and says how far that was.
+//!   and waits until it has applied up to that point (openraft's read index, raised to
+//!   the log it began its term with) before it reads; a follower forwards linearizable
+//!   reads to the leader. A stale read is served from the member's own applied state and
+//!   says how far that was.
 //! - Every error goes through [`error::ApiError`], the one mapping to `tonic::Status`.
 
 pub mod error;
@@ -38,7 +39,7 @@ use crate::store::events::Filter;
 use error::ApiError;
 use proposer::{now_ms, Proposer};
 
-/// How long a linearizable read waits for a new leader to apply the log it started with.
+/// How long a linearizable read waits for the leader to apply up to its read index.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
 
 /// Metadata marking a request a member already forwarded (it is not forwarded again).
@@ -59,7 +60,7 @@ pub struct Api {
     /// Silence after which a node is lost.
     lost_after_ms: u64,
     /// (term, log index) this member must have applied to serve linearizable reads as
-    /// leader of that term: see [`Api::await_leadership_applied`].
+    /// leader of that term: see [`Api::leadership_floor`].
     read_floor: Arc<Mutex<Option<(u64, u64)>>>,
 }
 
@@ -170,49 +171,37 @@ impl Api {
         }
     }
 
-    /// Wait until this member, as leader, has applied everything its log held when it
-    /// became leader of the current term. openraft 0.9's read index is the larger of the
-    /// committed index the leader knows and the first entry of its term; both can be
-    /// behind writes already acknowledged:
-    /// - right after an election, before the blank entry of the new term is in the log;
-    /// - after a restart of the whole cluster, where openraft makes the old leader leader
-    ///   again in its old term, with no election and no new entry, and with the committed
-    ///   index it last saved.
+    /// The log index this member must have applied to serve a linearizable read as
+    /// leader of its current term: its last log index the first time it read as leader
+    /// in that term (0 when it does not lead; the read index then fails with a forward).
     ///
-    /// Every acknowledged write is in the leader's log when it starts leading (Raft's
-    /// leader completeness), so the last index of that log, seen the first time this
-    /// member reads as leader in a term, is a safe floor for the term's reads.
-    async fn await_leadership_applied(&self) -> Result<()> {
-        let (term, floor) = {
-            let metrics = self.raft().metrics();
-            let m = metrics.borrow();
-            if m.current_leader != Some(m.id) {
-                // Not (or no longer) leading: `ensure_linearizable` says where to go.
-                return Ok(());
+    /// openraft 0.9's read index is the larger of the committed index the leader knows
+    /// and the first entry of its term, and both can be behind writes already
+    /// acknowledged: right after an election, before the blank entry of the new term is
+    /// in the log; and after a restart of the whole cluster, where openraft makes the old
+    /// leader leader again in its old term, with no election and no new entry, and with
+    /// the committed index it last saved. Every acknowledged write is in the leader's log
+    /// when it starts leading (Raft's leader completeness), so this floor is safe.
+    fn leadership_floor(&self) -> u64 {
+        let metrics = self.raft().metrics();
+        let m = metrics.borrow();
+        if m.current_leader != Some(m.id) {
+            return 0;
+        }
+        let mut floor = self.read_floor.lock().unwrap_or_else(|p| p.into_inner());
+        match *floor {
+            Some((term, index)) if term == m.current_term => index,
+            _ => {
+                let index = m.last_log_index.unwrap_or(0);
+                *floor = Some((m.current_term, index));
+                index
             }
-            let mut floors = self.read_floor.lock().unwrap_or_else(|p| p.into_inner());
-            let floor = match *floors {
-                Some((term, index)) if term == m.current_term => index,
-                _ => {
-                    let index = m.last_log_index.unwrap_or(0);
-                    *floors = Some((m.current_term, index));
-                    index
-                }
-            };
-            (m.current_term, floor)
-        };
-        self.raft()
-            .wait(Some(READ_BARRIER_WAIT))
-            .metrics(
-                |m| m.current_term != term || m.last_applied.is_some_and(|l| l.index >= floor),
-                "the leader's log at its election applied",
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::Unavailable(format!("the leader is not ready to read: {e}")))
+        }
     }
 
-    /// Make a linearizable read possible here, or say where to forward it.
+    /// Make a linearizable read possible here, or say where to forward it: the leader
+    /// confirms its leadership with a quorum (openraft's read index), then waits until it
+    /// has applied up to that index or its term's floor, whichever is higher.
     async fn read_barrier<T>(
         &self,
         req: &Request<T>,
@@ -224,21 +213,34 @@ impl Api {
         if let Some(client) = self.route(req).await? {
             return Ok(Some(client));
         }
-        self.await_leadership_applied().await?;
-        match self.raft().ensure_linearizable().await {
-            Ok(_) => Ok(None),
+        let floor = self.leadership_floor();
+        let (read_log_id, applied) = match self.raft().get_read_log_id().await {
+            Ok(ids) => ids,
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ApiError::NotLeader {
+                return Err(ApiError::NotLeader {
                     leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
                 })
             }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(
-                ApiError::Unavailable(format!("cannot confirm leadership: {q}")),
-            ),
-            Err(RaftError::Fatal(f)) => {
-                Err(ApiError::Unavailable(format!("the Raft node stopped: {f}")))
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                return Err(ApiError::Unavailable(format!(
+                    "cannot confirm leadership: {q}"
+                )))
             }
+            Err(RaftError::Fatal(f)) => {
+                return Err(ApiError::Unavailable(format!("the Raft node stopped: {f}")))
+            }
+        };
+        let index = read_log_id.map_or(0, |l| l.index).max(floor);
+        if applied.map_or(0, |l| l.index) < index {
+            self.raft()
+                .wait(Some(READ_BARRIER_WAIT))
+                .applied_index_at_least(Some(index), "the read index applied")
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("the leader is not ready to read: {e}"))
+                })?;
         }
+        Ok(None)
     }
 
     fn new_correlation_id(&self) -> String {

@@ -140,7 +140,37 @@ impl Node {
             .spawn()
             .context("starting cairn-server")?;
         self.child = Some(child);
-        Ok(())
+        self.wait_listening(Duration::from_secs(10))
+    }
+
+    /// Wait until the server accepts connections: a test that talks to a member right
+    /// after starting it would otherwise meet "connection refused", not the server.
+    fn wait_listening(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let addr: std::net::SocketAddr = self.addr.parse().context("a member address")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "cairn-server {} exited ({status}) before listening; see {}",
+                    self.id,
+                    self.log_path().display()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "cairn-server {} is not listening on {addr} after {timeout:?}",
+                    self.id
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -327,10 +357,14 @@ impl TestCluster {
             .collect()
     }
 
-    /// Wait until a running member reports a leader; returns its id.
+    /// Wait until a majority of the members agree on a running leader (and its term);
+    /// returns its id. One member's word is not enough: a restarted former leader calls
+    /// itself leader, in its old term, until it hears from the current one.
     pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
         let deadline = Instant::now() + timeout;
+        let majority = self.nodes.len() / 2 + 1;
         loop {
+            let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
             for addr in self.endpoints() {
                 if let Ok(Ok(s)) = tokio::time::timeout(
                     Duration::from_millis(500),
@@ -344,12 +378,15 @@ impl TestCluster {
                         .iter()
                         .any(|n| n.id == s.leader_id && n.is_running());
                     if s.leader_id != 0 && leader_running {
-                        return Ok(s.leader_id);
+                        *votes.entry((s.leader_id, s.term)).or_default() += 1;
                     }
                 }
             }
+            if let Some(((leader, _), _)) = votes.iter().find(|(_, n)| **n >= majority) {
+                return Ok(*leader);
+            }
             if Instant::now() >= deadline {
-                bail!("no leader within {timeout:?}");
+                bail!("no leader a majority agrees on within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cairn_proto as pb;
 use pb::cairn_client::CairnClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 pub struct Control {
@@ -18,17 +18,10 @@ pub struct Control {
 }
 
 fn channel(addr: &str) -> Result<Channel, Status> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| Status::invalid_argument(format!("bad endpoint {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
+    pb::Dial::new()
         .timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .channel(addr)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 impl Control {

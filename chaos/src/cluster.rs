@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_proto as pb;
 use pb::cairn_client::CairnClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::net::Net;
 
@@ -339,12 +339,11 @@ pub fn start_all(net: &Net, settings: &crate::campaign::Settings) -> anyhow::Res
 }
 
 pub fn client(addr: &str, timeout: Duration) -> CairnClient<Channel> {
-    let ch = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid address")
+    let ch = cairn_proto::Dial::new()
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy();
+        .channel(addr)
+        .expect("a valid address");
     CairnClient::new(ch)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use cairn_proto::cairn_client::CairnClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 /// Largest message the CLI sends or accepts.
@@ -24,16 +24,7 @@ pub struct Cluster {
 }
 
 pub fn channel(addr: &str) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| anyhow!("bad endpoint {addr:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(cairn_proto::Dial::new().channel(addr)?)
 }
 
 pub fn client(addr: &str) -> anyhow::Result<CairnClient<Channel>> {

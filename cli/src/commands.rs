@@ -1,6 +1,6 @@
 //! What each subcommand does.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
@@ -102,7 +102,7 @@ fn parse_entity(s: &str, need_name: bool) -> anyhow::Result<pb::EntityRef> {
     }
 }
 
-fn parse_labels(items: &[String]) -> anyhow::Result<HashMap<String, String>> {
+fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     items
         .iter()
         .map(|l| {
@@ -463,7 +463,7 @@ async fn ns_cmd(cluster: &mut Cluster, ctx: &Ctx, c: NsCmd) -> anyhow::Result<()
             replace,
             expect_revision,
         } => {
-            let mut set = HashMap::new();
+            let mut set = BTreeMap::new();
             let mut remove = Vec::new();
             for c in &changes {
                 if let Some(k) = c.strip_suffix('-').filter(|_| !c.contains('=')) {

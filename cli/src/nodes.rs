@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::client::Cluster;
 use crate::commands::{consistency, print_submitted, submit, Ctx};
 use crate::output::{bytes, emit, table, time};
-use crate::views::{labels_line, sorted};
+use crate::views::labels_line;
 use crate::ReadArgs;
 
 #[derive(Subcommand)]
@@ -191,7 +191,7 @@ fn node_out(n: &pb::NodeView) -> NodeOut {
         draining: n.draining,
         cordon_reason: n.cordon_reason.clone(),
         hostname: inv.hostname.clone(),
-        labels: sorted(&inv.labels),
+        labels: inv.labels.clone(),
         cpu_millis: inv.cpu_millis,
         memory_bytes: inv.memory_bytes,
         gpu_provider: inv.gpu_provider.clone(),

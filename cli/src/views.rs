@@ -31,9 +31,9 @@ impl From<&pb::Event> for EventView {
                 Some(P::MemberAdded(x)) => serde_json::to_value(x),
                 Some(P::MemberPromoted(x)) => serde_json::to_value(x),
                 Some(P::MemberRemoved(x)) => serde_json::to_value(x),
-                Some(P::NamespaceCreated(x)) => serde_json::to_value(sorted(&x.labels))
+                Some(P::NamespaceCreated(x)) => serde_json::to_value(x.labels.clone())
                     .map(|l| serde_json::json!({ "labels": l })),
-                Some(P::NamespaceLabelsChanged(x)) => serde_json::to_value(sorted(&x.labels))
+                Some(P::NamespaceLabelsChanged(x)) => serde_json::to_value(x.labels.clone())
                     .map(|l| serde_json::json!({ "labels": l })),
                 Some(P::NamespaceDeleted(x)) => serde_json::to_value(x),
                 Some(P::NoteAdded(x)) => serde_json::to_value(x),
@@ -91,10 +91,6 @@ impl EventView {
     }
 }
 
-pub fn sorted(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
-    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
 #[derive(Debug, Serialize)]
 pub struct EntityView {
     pub entity: String,
@@ -114,7 +110,7 @@ impl From<&pb::Entity> for EntityView {
             created: time(e.created_ms),
             updated: time(e.updated_ms),
             deleted: e.deleted,
-            labels: sorted(&e.labels),
+            labels: e.labels.clone(),
             notes: e.notes,
         }
     }

@@ -13,10 +13,6 @@ use pb::event::Payload;
 #[error("{}", .0.join("; "))]
 pub struct Malformed(pub Vec<String>);
 
-fn labels(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
-    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
 fn entity(e: &Option<pb::EntityRef>, field: &str) -> Result<domain::EntityKey, Malformed> {
     match e {
         Some(e) => Ok(domain::EntityKey::new(e.kind.clone(), e.name.clone())),
@@ -39,11 +35,11 @@ pub fn command_from_pb(c: &pb::Command) -> Result<domain::Command, Malformed> {
         None => return Err(Malformed(vec!["command.body: required".into()])),
         Some(Body::CreateNamespace(x)) => B::CreateNamespace {
             name: x.name.clone(),
-            labels: labels(&x.labels),
+            labels: x.labels.clone(),
         },
         Some(Body::SetNamespaceLabels(x)) => B::SetNamespaceLabels {
             name: x.name.clone(),
-            set: labels(&x.set),
+            set: x.set.clone(),
             remove: x.remove.clone(),
             replace: x.replace,
         },
@@ -353,10 +349,10 @@ pub fn event_from_pb(e: &pb::Event) -> Result<domain::Event, Malformed> {
         Some(Payload::MemberPromoted(x)) => P::MemberPromoted { node_id: x.node_id },
         Some(Payload::MemberRemoved(x)) => P::MemberRemoved { node_id: x.node_id },
         Some(Payload::NamespaceCreated(x)) => P::NamespaceCreated {
-            labels: labels(&x.labels),
+            labels: x.labels.clone(),
         },
         Some(Payload::NamespaceLabelsChanged(x)) => P::NamespaceLabelsChanged {
-            labels: labels(&x.labels),
+            labels: x.labels.clone(),
         },
         Some(Payload::NamespaceDeleted(_)) => P::NamespaceDeleted,
         Some(Payload::NoteAdded(x)) => P::NoteAdded {
@@ -637,7 +633,7 @@ pub fn inventory_from_pb(
     };
     Ok(domain::node::NodeInventory {
         hostname: inv.hostname.clone(),
-        labels: labels(&inv.labels),
+        labels: inv.labels.clone(),
         cpu_millis: inv.cpu_millis,
         memory_bytes: inv.memory_bytes,
         gpus: inv

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 use cairn_proto as pb;
 use pb::cairn_client::CairnClient;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Where the workspace's binaries are.
 pub fn bin(name: &str) -> PathBuf {
@@ -228,11 +228,11 @@ pub fn client(addr: &str) -> CairnClient<Channel> {
 
 /// A client whose calls give up after `timeout`.
 pub fn client_with_timeout(addr: &str, timeout: Duration) -> CairnClient<Channel> {
-    let ch = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
+    let ch = cairn_proto::Dial::new()
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
-        .connect_lazy();
+        .channel(addr)
+        .expect("a valid address");
     CairnClient::new(ch)
 }
 

@@ -12,18 +12,16 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{decode, encode, Node, NodeId, TypeConfig};
 
 /// A lazily connected gRPC channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+pub fn channel(addr: &str) -> Result<Channel, cairn_proto::BadEndpoint> {
+    cairn_proto::Dial::new()
         .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive(Duration::from_secs(5))
+        .channel(addr)
 }
 
 /// Creates one [`Connection`] per target; openraft keeps it while it replicates.

@@ -520,7 +520,7 @@ pub fn job_to_pb(
             .map(|(id, r)| pb::ReplicaView {
                 role: id.role.clone(),
                 index: id.index,
-                phase: format!("{:?}", r.phase),
+                phase: r.phase.name().to_string(),
                 attempt: r.attempt,
                 pid: r.pid,
                 exit_code: r.exit_code,

@@ -472,6 +472,15 @@ impl JobPhase {
         )
     }
 
+    pub const ALL: [JobPhase; 6] = [
+        JobPhase::Queued,
+        JobPhase::Scheduled,
+        JobPhase::Running,
+        JobPhase::Succeeded,
+        JobPhase::Failed,
+        JobPhase::Cancelled,
+    ];
+
     /// Placed and not ended: the replicas should run.
     pub fn active(self) -> bool {
         matches!(self, JobPhase::Scheduled | JobPhase::Running)
@@ -487,6 +496,49 @@ pub enum ReplicaPhase {
     Running,
     Succeeded,
     Failed,
+}
+
+impl ReplicaPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicaPhase::Pending => "Pending",
+            ReplicaPhase::Running => "Running",
+            ReplicaPhase::Succeeded => "Succeeded",
+            ReplicaPhase::Failed => "Failed",
+        }
+    }
+
+    pub const ALL: [ReplicaPhase; 4] = [
+        ReplicaPhase::Pending,
+        ReplicaPhase::Running,
+        ReplicaPhase::Succeeded,
+        ReplicaPhase::Failed,
+    ];
+}
+
+/// A phase name that is not one of the phases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown phase {0:?}")]
+pub struct UnknownPhase(pub String);
+
+impl std::str::FromStr for JobPhase {
+    type Err = UnknownPhase;
+    fn from_str(s: &str) -> Result<Self, UnknownPhase> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownPhase(s.to_string()))
+    }
+}
+
+impl std::str::FromStr for ReplicaPhase {
+    type Err = UnknownPhase;
+    fn from_str(s: &str) -> Result<Self, UnknownPhase> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownPhase(s.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -605,5 +657,22 @@ impl JobState {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    #[test]
+    fn phases_read_back_from_their_names_and_nothing_else() {
+        for p in JobPhase::ALL {
+            assert_eq!(p.name().parse::<JobPhase>(), Ok(p));
+        }
+        for p in ReplicaPhase::ALL {
+            assert_eq!(p.name().parse::<ReplicaPhase>(), Ok(p));
+        }
+        assert!("running".parse::<JobPhase>().is_err());
+        assert!("".parse::<ReplicaPhase>().is_err());
     }
 }

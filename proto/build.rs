@@ -1,11 +1,14 @@
 //! Compiles the cairn.v1 schema with protox, so building needs no system `protoc`.
 //!
-//! Two things besides the generated types:
+//! Three things besides the generated types:
+//! - the services use `cairn_proto::codec::Codec`, which answers a message that does not
+//!   decode with `INVALID_ARGUMENT` (the sender's fault), not `INTERNAL`;
 //! - every `map<>` field is a `BTreeMap`, so a message encodes to the same bytes in
 //!   every process (a `HashMap` iterates in a per-process random order, and an event
 //!   with two labels would be stored differently on each member);
-//! - the event type names (the fields of `Event.payload`) are generated from the schema,
-//!   so the list that filters and indexes use cannot drift from it.
+//! - the event and command type names (the fields of `Event.payload` and
+//!   `Command.body`) are generated from the schema, so the lists that filters, indexes
+//!   and tests use cannot drift from it.
 
 use std::fmt::Write as _;
 
@@ -21,57 +24,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let descriptors = protox::compile(files, ["."])?;
-    let event_types = event_type_names(&descriptors)?;
-    tonic_prost_build::configure()
-        .btree_map(".")
-        .type_attribute(".", "#[derive(serde::Serialize)]")
-        .compile_fds(descriptors)?;
-
+    // (message, oneof, its enum's module, the generated list's name)
+    let oneofs = [
+        ("Event", "payload", "event::Payload", "EVENT_TYPES"),
+        ("Command", "body", "command::Body", "COMMAND_TYPES"),
+    ];
     let mut out = String::new();
-    out.push_str("/// Every event type name: the fields of `Event.payload`, in schema order.\n");
-    out.push_str("pub const EVENT_TYPES: &[&str] = &[\n");
-    for name in &event_types {
-        writeln!(out, "    {name:?},")?;
-    }
-    out.push_str("];\n\nimpl v1::Event {\n");
-    out.push_str(
-        "    /// The event's type name, as in the payload oneof (`namespace_created`, ...).\n",
-    );
-    out.push_str("    pub fn type_name(&self) -> &'static str {\n");
-    out.push_str("        use v1::event::Payload;\n        match &self.payload {\n");
-    for name in &event_types {
+    for (message, oneof, variants, list) in oneofs {
+        let names = oneof_fields(&descriptors, message, oneof)?;
         writeln!(
             out,
-            "            Some(Payload::{}(_)) => {name:?},",
-            camel(name)
+            "/// Every `{message}.{oneof}` type name, in schema order.\npub const {list}: &[&str] = &["
+        )?;
+        for name in &names {
+            writeln!(out, "    {name:?},")?;
+        }
+        writeln!(out, "];\n\nimpl v1::{message} {{")?;
+        writeln!(
+            out,
+            "    /// The type name of the `{oneof}`, as its field is named in the schema.\n    pub fn type_name(&self) -> &'static str {{\n        use v1::{variants} as V;\n        match &self.{oneof} {{"
+        )?;
+        for name in &names {
+            writeln!(out, "            Some(V::{}(_)) => {name:?},", camel(name))?;
+        }
+        writeln!(
+            out,
+            "            None => \"unknown\",\n        }}\n    }}\n}}\n"
         )?;
     }
-    out.push_str("            None => \"unknown\",\n        }\n    }\n}\n");
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .codec_path("crate::codec::Codec")
+        .type_attribute(".", "#[derive(serde::Serialize)]")
+        .compile_fds(descriptors)?;
     let dir = std::env::var("OUT_DIR")?;
-    std::fs::write(format!("{dir}/event_types.rs"), out)?;
+    std::fs::write(format!("{dir}/oneof_types.rs"), out)?;
     Ok(())
 }
 
-/// The field names of the `payload` oneof of `cairn.v1.Event`.
-fn event_type_names(
+/// The field names of `oneof` in the message `cairn.v1.<message>`.
+fn oneof_fields(
     fds: &prost_types::FileDescriptorSet,
+    message: &str,
+    oneof: &str,
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
-    let event = fds
+    let m = fds
         .file
         .iter()
         .filter(|f| f.package() == "cairn.v1")
         .flat_map(|f| &f.message_type)
-        .find(|m| m.name() == "Event")
-        .ok_or("cairn.v1.Event is missing from the schema")?;
-    let oneof = event
+        .find(|m| m.name() == message)
+        .ok_or_else(|| format!("cairn.v1.{message} is missing from the schema"))?;
+    let index = m
         .oneof_decl
         .iter()
-        .position(|o| o.name() == "payload")
-        .ok_or("cairn.v1.Event has no payload oneof")? as i32;
-    Ok(event
-        .field
+        .position(|o| o.name() == oneof)
+        .ok_or_else(|| format!("cairn.v1.{message} has no oneof {oneof}"))? as i32;
+    Ok(m.field
         .iter()
-        .filter(|f| f.oneof_index == Some(oneof))
+        .filter(|f| f.oneof_index == Some(index))
         .map(|f| f.name().to_string())
         .collect())
 }

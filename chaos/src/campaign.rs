@@ -185,6 +185,7 @@ async fn last_sequence(addr: &str) -> Option<u64> {
             filter: None,
             limit: 1,
             consistency: pb::ReadConsistency::Stale as i32,
+            raw: false,
         })
         .await
         .ok()?;

@@ -295,6 +295,7 @@ async fn events_list(
             filter: Some(filter(f, after)?),
             limit: want,
             consistency: consistency(read),
+            raw: false,
         };
         let page = cluster
             .call(|mut c| {

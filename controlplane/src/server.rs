@@ -1,19 +1,17 @@
-//! Starting a member: storage, Raft, the gRPC server, and the leader-only workers.
+//! Starting a member: storage, Raft, the application layer, the leader's workers and
+//! the gRPC adapter, wired together; and stopping it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cairn_proto::cairn_server::CairnServer;
-use cairn_proto::raft_transport_server::RaftTransportServer;
 use openraft::BasicNode;
 
-use crate::api::proposer::{BatchLimits, Proposer};
-use crate::api::Api;
+use crate::api::grpc::{self, Limits};
+use crate::app::{App, BatchLimits, Proposer, Settings};
 use crate::config::ServerConfig;
 use crate::raft::network::Network;
-use crate::raft::transport::{Local, TransportService};
 use crate::raft::Raft;
 
 /// How long in-flight requests may take to finish once the server stops.
@@ -50,11 +48,6 @@ pub async fn run(
 
     bootstrap(&raft, &config).await?;
 
-    let local = Local {
-        raft: raft.clone(),
-        log,
-        shared,
-    };
     let proposer = Proposer::start(
         raft.clone(),
         BatchLimits {
@@ -63,17 +56,21 @@ pub async fn run(
             max_inflight: config.batch.max_inflight,
         },
     );
-    let api = Api::new(
-        local.clone(),
+    let app = App::new(
+        id,
+        raft.clone(),
+        log,
+        shared,
         proposer,
-        config.max_request_bytes,
-        config.nodes.lost_after_ms,
+        Settings {
+            max_message_bytes: config.max_request_bytes,
+            lost_after_ms: config.nodes.lost_after_ms,
+        },
     );
-    tokio::spawn(api.clone().record_membership_on_leadership());
-    tokio::spawn(api.clone().watch_nodes());
+    tokio::spawn(crate::leader::record_membership(app.clone()));
+    tokio::spawn(crate::leader::run(app.clone()));
     tokio::spawn(log_leader_changes(raft.clone()));
 
-    let raft_bytes = config.raft.max_message_bytes;
     // A storage error stops Raft for good (a replica must not go on after a failed
     // write): then the process exits, for its supervisor to restart it.
     let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel();
@@ -100,22 +97,11 @@ pub async fn run(
         None
     };
     let fatal_task = tokio::spawn(fatal_to_shutdown);
-    let serve = tonic::transport::Server::builder()
-        .add_service(
-            CairnServer::new(api)
-                .max_decoding_message_size(config.max_request_bytes)
-                .max_encoding_message_size(raft_bytes),
-        )
-        .add_service(
-            RaftTransportServer::new(TransportService { local })
-                .max_decoding_message_size(raft_bytes)
-                .max_encoding_message_size(raft_bytes),
-        )
-        .serve_with_incoming_shutdown(
-            // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        );
+    let limits = Limits {
+        max_request_bytes: config.max_request_bytes,
+        max_message_bytes: config.raft.max_message_bytes,
+    };
+    let serve = grpc::serve(app, listener, limits, shutdown);
     let grace = async {
         stopping.notified().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

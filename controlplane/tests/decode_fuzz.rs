@@ -2,9 +2,9 @@
 //! the Raft transport's messages, and the conversions into the domain. Each must answer
 //! with a typed error or a value, never panic.
 
-use cairn_controlplane::convert;
+use cairn_controlplane::convert::FromPb;
 use cairn_controlplane::raft::{NodeId, TypeConfig};
-use cairn_domain::validate;
+use cairn_domain::{Command, Event};
 use cairn_proto as pb;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use proptest::prelude::*;
@@ -154,7 +154,7 @@ proptest! {
         for (i, cmd) in cmds.iter().enumerate() {
             let bytes = pb::CommandBatch { commands: vec![cmd.clone()] }.encode_to_vec();
             let batch = pb::CommandBatch::decode(bytes.as_slice()).expect("round trip");
-            let Ok(c) = convert::command_from_pb(&batch.commands[0]) else { continue };
+            let Ok(c) = Command::from_pb(&batch.commands[0]) else { continue };
             let pos = cairn_domain::Position { raft_index: i as u64 + 1, raft_term: 1 };
             if let Ok(events) = cairn_domain::decide(&state, &c, pos) {
                 for e in &events {
@@ -178,8 +178,8 @@ proptest! {
     fn protobuf_requests_never_panic(bytes in wire_bytes()) {
         if let Ok(req) = pb::SubmitRequest::decode(bytes.as_slice()) {
             if let Some(cmd) = req.command {
-                if let Ok(c) = convert::command_from_pb(&cmd) {
-                    let _ = validate::command_problems(&c);
+                if let Ok(c) = Command::from_pb(&cmd) {
+                    let _ = c.problems();
                 }
             }
         }
@@ -191,7 +191,7 @@ proptest! {
     #[test]
     fn events_never_panic(bytes in wire_bytes()) {
         if let Ok(e) = pb::Event::decode(bytes.as_slice()) {
-            let _ = convert::event_from_pb(&e);
+            let _ = Event::from_pb(&e);
             let _ = e.type_name();
         }
     }
@@ -218,5 +218,5 @@ fn a_truncated_event_is_a_typed_error() {
     assert!(!err.to_string().is_empty());
     // An event without an entity decodes, but does not convert into the domain.
     let no_entity = pb::Event::decode(e.as_slice()).unwrap();
-    assert!(convert::event_from_pb(&no_entity).is_err());
+    assert!(Event::from_pb(&no_entity).is_err());
 }

@@ -1,7 +1,7 @@
 //! openraft's storage conformance suite, run against the sled store.
 
-use cairn_controlplane::raft::log_store::LogStore;
 use cairn_controlplane::raft::{StorageError, TypeConfig};
+use cairn_controlplane::store::log::LogStore;
 use cairn_controlplane::store::state_machine::StateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;

@@ -4,6 +4,7 @@
 //! conversions between the two live in the control plane's `convert` module. [`Dial`] is
 //! the one way every Cairn process opens a gRPC channel to another.
 
+pub mod codec;
 mod dial;
 pub use dial::{BadEndpoint, Dial};
 
@@ -14,7 +15,7 @@ pub mod v1 {
 
 pub use v1::*;
 
-include!(concat!(env!("OUT_DIR"), "/event_types.rs"));
+include!(concat!(env!("OUT_DIR"), "/oneof_types.rs"));
 
 /// Metadata carrying an agent's node token.
 pub const NODE_TOKEN: &str = "x-cairn-node-token";
@@ -57,6 +58,7 @@ pub async fn all_events(
                 }),
                 limit: 10_000,
                 consistency: consistency as i32,
+                raw: false,
             })
             .await?
             .into_inner();

@@ -417,6 +417,7 @@ impl TestCluster {
                         filter: None,
                         limit: 1,
                         consistency: pb::ReadConsistency::Stale as i32,
+                        raw: false,
                     })
                     .await;
                 if let Ok(r) = r {

@@ -14,6 +14,7 @@ async fn last_sequence(
             filter: None,
             limit: 1,
             consistency: 0,
+            raw: false,
         })
         .await?
         .into_inner();
@@ -96,6 +97,7 @@ async fn bad_requests_are_refused_with_typed_errors_and_change_nothing() -> anyh
             }),
             limit: 0,
             consistency: 0,
+            raw: false,
         })
         .await
         .unwrap_err();

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_domain::node::{GpuInfo, GpuLink, NodeInventory, PcieLevel};
+use cairn_domain::job::{self, JobCommand};
+use cairn_domain::node::{GpuInfo, GpuLink, NodeCommand, NodeInventory, PcieLevel};
 use cairn_domain::{decide, Command, CommandBody, Position, State};
 
 fn cmd(body: CommandBody) -> Command {
@@ -83,6 +84,12 @@ fn job(name: &str, replicas: i64, gpus: i64, priority: i64) -> String {
     .to_string()
 }
 
+/// A job document as the edge turns it into a command.
+fn submit(json: &str) -> CommandBody {
+    let doc = job::parse(json).expect("a valid job document");
+    CommandBody::Job(JobCommand::Submit { doc: Box::new(doc) })
+}
+
 fn report(what: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let q = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
@@ -101,35 +108,26 @@ fn main() {
         let name = format!("node-{i:02}");
         apply(
             &mut s,
-            &cmd(CommandBody::RegisterNode {
+            &cmd(CommandBody::Node(NodeCommand::Register {
                 node: name.clone(),
-                inventory: node(&name),
+                inventory: Box::new(node(&name)),
                 token_digest: name.into_bytes(),
-            }),
+            })),
         );
     }
     // Half the cluster runs single-node jobs.
     for i in 0..32 {
-        apply(
-            &mut s,
-            &cmd(CommandBody::SubmitJob {
-                spec_json: job(&format!("running-{i}"), 1, 8, 0),
-            }),
-        );
+        apply(&mut s, &cmd(submit(&job(&format!("running-{i}"), 1, 8, 0))));
     }
     // 1,000 queued jobs that do not fit in what is left (38 × 8 GPUs each).
     for i in 0..1000 {
         apply(
             &mut s,
-            &cmd(CommandBody::SubmitJob {
-                spec_json: job(&format!("queued-{i:04}"), 38, 8, 0),
-            }),
+            &cmd(submit(&job(&format!("queued-{i:04}"), 38, 8, 0))),
         );
     }
     assert_eq!(s.queue().len(), 1000);
-    let big = cmd(CommandBody::SubmitJob {
-        spec_json: job("big", 32, 8, 10),
-    });
+    let big = cmd(submit(&job("big", 32, 8, 10)));
     let pos = Position {
         raft_index: 1_000_000,
         raft_term: 1,
@@ -156,22 +154,20 @@ fn main() {
     for i in 0..32 {
         apply(
             &mut waiting,
-            &cmd(CommandBody::SubmitJob {
-                spec_json: job(&format!("filler-{i}"), 1, 8, 0),
-            }),
+            &cmd(submit(&job(&format!("filler-{i}"), 1, 8, 0))),
         );
     }
     apply(&mut waiting, &big);
     for i in 0..32 {
         apply(
             &mut waiting,
-            &cmd(CommandBody::CancelJob {
+            &cmd(CommandBody::Job(JobCommand::Cancel {
                 name: format!("filler-{i}"),
                 reason: String::new(),
-            }),
+            })),
         );
     }
-    let pass = cmd(CommandBody::ScheduleJobs);
+    let pass = cmd(CommandBody::Job(JobCommand::Schedule));
     let mut samples = Vec::new();
     for _ in 0..300 {
         let t = Instant::now();

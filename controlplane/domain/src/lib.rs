@@ -11,33 +11,34 @@
 //! A [`Rejection`] is a deterministic outcome (every replica rejects the same command the
 //! same way), returned to the caller and never written to the log of events.
 //!
+//! The crate is organised by aggregate: one folder per concept ([`namespace`],
+//! [`member`], [`node`], [`queue`], [`job`], [`cron`]), each with its spec, commands,
+//! events, `decide` and `evolve`, and its tests. Below them sit the leaf modules every
+//! aggregate may use ([`validate`], [`doc`], [`entity`], [`emit`], [`rejection`]) and
+//! placement ([`schedule`]); above them [`core`] holds the envelopes, the state and the
+//! exhaustive dispatch. An aggregate uses only those below it (a cron starts jobs; jobs
+//! are placed on nodes); nothing uses the core but the crate's users.
+//!
 //! Deliberately absent: storage, indexes and the wire format. The control plane persists
 //! events, builds the query indexes and converts to and from protobuf at its edge.
 
-mod command;
+pub mod core;
 pub mod cron;
-mod decide;
-mod event;
+pub mod doc;
+pub mod emit;
+pub mod entity;
 pub mod job;
+pub mod member;
+pub mod namespace;
 pub mod node;
+pub mod queue;
 mod rejection;
 pub mod schedule;
-mod state;
+#[cfg(test)]
+mod testkit;
 pub mod validate;
 
-pub use command::{Command, CommandBody, ReplicaExit};
-pub use decide::decide;
-pub use event::{EntityKey, Event, EventPayload, Position};
+pub use crate::core::{decide, kinds, Command, CommandBody, Event, EventPayload, State};
+pub use entity::{EntityKey, EntityState, Position};
+pub use member::{MemberRecord, RaftMembers};
 pub use rejection::Rejection;
-pub use state::{EntityState, MemberRecord, RaftMembers, State};
-
-/// Entity kinds the domain knows.
-pub mod kinds {
-    pub const NAMESPACE: &str = "namespace";
-    pub const MEMBER: &str = "member";
-    pub const NODE: &str = "node";
-    pub const JOB: &str = "job";
-    pub const CRON: &str = "cron";
-    pub const QUEUE: &str = "queue";
-    pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE];
-}

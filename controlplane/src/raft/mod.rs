@@ -5,17 +5,18 @@
 //! durable log is versioned by protobuf field numbers like the events are. openraft's own
 //! records around it (log ids, votes, membership) are encoded with bincode.
 //!
-//! - [`log_store`]: the Raft log and vote in sled, durable before acknowledged.
-//! - [`network`]: the client side of the `RaftTransport` gRPC service.
-//! - [`transport`]: the server side, handing requests to the local `Raft`.
+//! - [`network`]: the client side of the `RaftTransport` gRPC service (its server side
+//!   is an adapter in `api::grpc`).
+//! - [`snapshot_file`]: the snapshot as openraft streams it.
+//!
+//! The storage behind openraft's traits (the log, the state machine) is in `store`.
 
-pub mod log_store;
 pub mod network;
-pub mod transport;
+pub mod snapshot_file;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::snapshot::SnapshotFile;
+use snapshot_file::SnapshotFile;
 
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;

@@ -31,6 +31,8 @@ use cairn_domain as domain;
 use cairn_proto as pb;
 use prost::Message;
 
+use crate::convert::ToPb;
+
 /// A chunk is closed once it holds this many bytes (well below the size at which sled
 /// moves a value to a blob file of its own).
 pub const CHUNK_BYTES: usize = 8 * 1024;
@@ -490,7 +492,7 @@ impl Staging {
 
     /// Stage one event (the next in sequence); returns its encoding.
     pub fn event(&mut self, e: &domain::Event) -> Vec<u8> {
-        let encoded = crate::convert::event_to_pb(e).encode_to_vec();
+        let encoded = e.to_pb().encode_to_vec();
         if self.count > 0
             && (self.first + self.count != e.sequence || self.chunk.len() >= self.chunk_bytes)
         {
@@ -584,9 +586,9 @@ mod tests {
             payload: if note {
                 domain::EventPayload::NoteAdded { text: "n".into() }
             } else {
-                domain::EventPayload::NamespaceCreated {
+                domain::EventPayload::Namespace(domain::namespace::NamespaceEvent::Created {
                     labels: BTreeMap::new(),
-                }
+                })
             },
         }
     }
@@ -615,6 +617,25 @@ mod tests {
 
     /// Found by a chaos campaign: a member killed while it replaced its event store
     /// with a snapshot's restarted with the front of its log deleted.
+    #[test]
+    fn every_event_type_is_found_through_the_type_index_under_its_schema_name() {
+        let (_dir, _db, store) = fresh_store();
+        let events = crate::convert::tests::every_stamped_event();
+        // Small chunks: most types get chunks of their own.
+        apply_events_in_chunks(&store, &events, 64);
+        for e in &events {
+            let name = e.payload.type_name();
+            assert!(pb::EVENT_TYPES.contains(&name), "{name}");
+            let filter = Filter {
+                types: vec![name.to_string()],
+                ..Filter::default()
+            };
+            let (found, _) = store.query(&filter, 100).expect("query");
+            let found: Vec<u64> = found.iter().map(|e| e.sequence).collect();
+            assert_eq!(found, [e.sequence], "the index of {name}");
+        }
+    }
+
     #[test]
     fn regression_interrupted_snapshot_install_keeps_the_old_event_store() {
         let (_dir, db, store) = fresh_store();
@@ -677,7 +698,7 @@ mod tests {
                     seq += 1;
                     let e = event(seq, ts, kind, name, seq % 2 == 0);
                     staged.event(&e);
-                    all.push(crate::convert::event_to_pb(&e));
+                    all.push(e.to_pb());
                 }
             }
             store.commit(staged).expect("commit");

@@ -1,12 +1,14 @@
 //! Storage on sled: the event store and its indexes, the state machine, snapshots, and
 //! the durability rules that tie them to the disk.
 //!
-//! One sled database per server (`<data-dir>/db`) holds the Raft log (see
-//! `raft::log_store`) and the state machine. Snapshot files live in
-//! `<data-dir>/snapshots`.
+//! One sled database per server (`<data-dir>/db`) holds the Raft log ([`log`]) and the
+//! state machine ([`state_machine`], with the event store and its indexes in
+//! [`events`]); [`durable`] makes their writes durable before they are acknowledged.
+//! Snapshot files ([`snapshot`]) live in `<data-dir>/snapshots`.
 
 pub mod durable;
 pub mod events;
+pub mod log;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -15,7 +17,7 @@ use std::path::Path;
 use durable::Flusher;
 use state_machine::StateMachine;
 
-use crate::raft::log_store::LogStore;
+use log::LogStore;
 
 /// sled's page cache (its default is 1 GiB).
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::durable::Flusher;
 use super::events::{decode_event, EventStore, Staging, StoreError};
 use super::snapshot::{self, Extent, SnapshotFile};
+use crate::convert::FromPb;
 use crate::raft::{
     decode, encode, io_err, BatchOutcome, Entry, LogId, NodeId, Outcome, SnapshotMeta,
     StorageError, StoredMembership, TypeConfig,
@@ -112,7 +113,7 @@ fn sto_err(e: impl std::error::Error + 'static) -> StorageError {
 /// Fold stored or snapshotted events into a fresh state.
 fn fold(state: &mut State, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
     let e = decode_event(key, bytes)?;
-    let e = crate::convert::event_from_pb(&e).map_err(|m| StoreError::Corrupt {
+    let e = domain::Event::from_pb(&e).map_err(|m| StoreError::Corrupt {
         key: key.to_vec(),
         why: m.to_string(),
     })?;
@@ -209,7 +210,7 @@ fn apply_command(
     pos: Position,
     staged: &mut Staging,
 ) -> Outcome {
-    let cmd = match crate::convert::command_from_pb(c) {
+    let cmd = match domain::Command::from_pb(c) {
         Ok(cmd) => cmd,
         Err(m) => return Outcome::Rejected(Rejection::InvalidArgument(m.to_string())),
     };
@@ -334,7 +335,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut staged = Staging::default();
             let count = snapshot::read(&load_path, |bytes| {
                 let e = pb::Event::decode(bytes.as_slice()).map_err(io_err)?;
-                let e = crate::convert::event_from_pb(&e).map_err(io_err)?;
+                let e = domain::Event::from_pb(&e).map_err(io_err)?;
                 if e.sequence != state.next_sequence() {
                     return Err(io_err(format!(
                         "the snapshot holds event {} where {} was due",
@@ -502,5 +503,62 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(file),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored `job_submitted` event with this document (JSON).
+    fn submitted(sequence: u64, name: &str, role: &str) -> Vec<u8> {
+        let spec_json = format!(
+            r#"{{"apiVersion":"cairn.dev/v1","kind":"TrainingJob","metadata":{{"name":"{name}"}},"spec":{{"framework":"generic","roles":{{"run":{role}}}}}}}"#
+        );
+        pb::Event {
+            sequence,
+            entity: Some(pb::EntityRef {
+                kind: "job".into(),
+                name: name.into(),
+            }),
+            entity_revision: 1,
+            payload: Some(pb::event::Payload::JobSubmitted(pb::JobSubmitted {
+                spec_json,
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// What the log recorded is folded as it was accepted, whatever this build's rules
+    /// say of it now; what this build cannot read at all stops the fold, naming the
+    /// event, instead of folding a different state from the same log.
+    #[test]
+    fn the_fold_keeps_recorded_documents_as_accepted_and_stops_on_unreadable_ones() {
+        let mut state = State::new();
+        // Accepted once, refused by today's rules (no replicas, no command).
+        let refused_today = submitted(1, "old", r#"{"replicas":0,"command":[]}"#);
+        assert!(cairn_domain::job::parse(
+            &pb::Event::decode(refused_today.as_slice())
+                .map(|e| match e.payload {
+                    Some(pb::event::Payload::JobSubmitted(j)) => j.spec_json,
+                    _ => String::new(),
+                })
+                .expect("decodes")
+        )
+        .is_err());
+        fold(&mut state, b"k1", &refused_today).expect("folded as recorded");
+        let job = state.job("old").expect("the job is in the state");
+        assert_eq!(job.doc.spec.roles["run"].replicas, 0);
+
+        let unreadable = submitted(2, "new", r#"{"replicas":"two","command":["true"]}"#);
+        let err = fold(&mut state, b"k2", &unreadable)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("event 2: job_submitted.spec_json: spec.roles.run.replicas"),
+            "{err}"
+        );
+        assert_eq!(state.last_sequence(), 1, "nothing of it was folded");
     }
 }

@@ -1,0 +1,135 @@
+//! The state of the cluster: a pure fold of the event log (plus the Raft membership,
+//! which the log's membership entries carry), made of each aggregate's state.
+
+use std::collections::BTreeMap;
+
+use crate::cron::{self, CronState, Crons};
+use crate::entity::{EntityKey, EntityState};
+use crate::job::{self, JobState, Jobs};
+use crate::member::{MemberRecord, Members, RaftMembers};
+use crate::node::{NodeState, Nodes};
+use crate::queue::Quotas;
+
+/// The fold of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    /// Sequence number the next event gets.
+    pub(super) next_sequence: u64,
+    /// Every entity that ever existed, deleted ones included (their revision goes on).
+    pub(super) entities: BTreeMap<EntityKey, EntityState>,
+    pub(super) members: Members,
+    /// GPU nodes, by name.
+    pub(super) nodes: Nodes,
+    /// Training jobs, by name.
+    pub(super) jobs: Jobs,
+    /// Cron schedules of jobs, by name.
+    pub(super) crons: Crons,
+    /// GPU quotas of queues (a queue without one has no limit).
+    pub(super) quotas: Quotas,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            next_sequence: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Sequence number of the last event folded in (0 when none).
+    pub fn last_sequence(&self) -> u64 {
+        self.next_sequence.saturating_sub(1)
+    }
+
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence.max(1)
+    }
+
+    pub fn entity(&self, key: &EntityKey) -> Option<&EntityState> {
+        self.entities.get(key)
+    }
+
+    /// Current revision of `key` (0 if it never existed).
+    pub fn revision(&self, key: &EntityKey) -> u64 {
+        self.entities.get(key).map_or(0, |e| e.revision)
+    }
+
+    /// Whether `key` exists and is not deleted.
+    pub fn is_live(&self, key: &EntityKey) -> bool {
+        EntityState::live(self.entities.get(key))
+    }
+
+    /// Entities of one kind, ordered by name.
+    pub fn entities_of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a EntityKey, &'a EntityState)> + 'a {
+        let start = EntityKey::new(kind, "");
+        self.entities
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind)
+    }
+
+    /// Members as recorded by member events.
+    pub fn members(&self) -> &BTreeMap<u64, MemberRecord> {
+        &self.members.recorded
+    }
+
+    pub fn raft_members(&self) -> &RaftMembers {
+        &self.members.raft
+    }
+
+    /// Fold in a membership entry of the Raft log.
+    pub fn set_raft_members(&mut self, members: RaftMembers) {
+        self.members.raft = members;
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.get(name)
+    }
+
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobState> {
+        self.jobs.get(name)
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// What a job decision reads.
+    pub fn job_context(&self) -> job::Context<'_> {
+        job::Context {
+            jobs: &self.jobs,
+            nodes: &self.nodes,
+            quotas: &self.quotas,
+        }
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// GPUs held by the placed, unfinished jobs of each queue.
+    pub fn queue_usage(&self) -> BTreeMap<String, u32> {
+        job::queue_usage(&self.jobs)
+    }
+
+    /// Queued jobs in scheduling order: priority (higher first), then submission.
+    pub fn queue(&self) -> Vec<(&String, &JobState)> {
+        job::queue(&self.jobs)
+    }
+
+    /// A cron that exists now.
+    pub fn cron(&self, name: &str) -> Option<&CronState> {
+        cron::live(&self.crons, name)
+    }
+
+    /// The crons that exist now, by name.
+    pub fn crons(&self) -> impl Iterator<Item = (&String, &CronState)> {
+        self.crons.iter().filter(|(_, c)| !c.deleted)
+    }
+}

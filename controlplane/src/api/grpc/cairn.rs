@@ -1,0 +1,460 @@
+//! The client service (`cairn.v1.Cairn`): a thin adapter over the application layer.
+//! Each handler reads its request (every field checked, naming it), asks the
+//! application layer where it is to be served, forwards it to the leader or serves it
+//! here, and shapes the answer. Errors map to statuses in `status`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cairn_domain::{kinds, EntityKey, Rejection};
+use cairn_proto as pb;
+use futures::Stream;
+use pb::cairn_client::CairnClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tracing::field::Empty;
+
+use super::request::{
+    command, consistency, filter, forward_read, forward_write, forwarded, is_forwarded,
+    optional_name, read_info, token_digest,
+};
+use crate::app::{App, AppError, Applied, MembershipChange, Route};
+use crate::views;
+
+/// Largest page of events one ListEvents answer holds.
+pub const MAX_PAGE: u32 = 10_000;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+type SubmitStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitStreamResponse, Status>> + Send>>;
+
+/// The `Cairn` service of one member.
+#[derive(Clone)]
+pub struct CairnService {
+    app: App,
+}
+
+impl CairnService {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+
+    /// Serve a read here at the consistency it asks for, or forward it to the leader.
+    async fn read<Q, R, Fwd, Fut>(
+        &self,
+        req: Request<Q>,
+        consistency_field: i32,
+        forward: Fwd,
+        here: impl FnOnce(&cairn_domain::State, &Q) -> Result<R, AppError>,
+        answer: impl FnOnce(R, pb::ReadInfo) -> R,
+    ) -> Result<Response<R>, Status>
+    where
+        Fwd: FnOnce(CairnClient<Channel>, Request<Q>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let c = consistency(consistency_field)?;
+        if let Route::Leader(addr) = self.app.read_barrier(c, is_forwarded(&req)).await? {
+            let client = self.app.member_client(&addr)?;
+            return forward_read(forward(client, forwarded(req))).await;
+        }
+        let (r, point) = self.app.read_at(c, |s| here(s, req.get_ref()));
+        Ok(Response::new(answer(r?, read_info(point))))
+    }
+}
+
+fn submit_response(a: Applied) -> pb::SubmitResponse {
+    pb::SubmitResponse {
+        events: a.events,
+        entity_revision: a.entity_revision,
+        raft_index: a.raft_index,
+    }
+}
+
+fn membership_response(m: MembershipChange) -> pb::MembershipResponse {
+    pb::MembershipResponse {
+        voters: m.voters,
+        learners: m.learners,
+        raft_index: m.raft_index,
+    }
+}
+
+fn not_found(what: String) -> AppError {
+    AppError::Rejected(Rejection::NotFound(what))
+}
+
+/// A membership change: checked here, made on the leader.
+macro_rules! membership_call {
+    ($self:ident, $req:ident, $method:ident, $change:expr) => {{
+        if let Route::Leader(addr) = $self.app.route(is_forwarded(&$req)).await? {
+            let mut client = $self.app.member_client(&addr)?;
+            return forward_write(client.$method(forwarded($req))).await;
+        }
+        let change: Result<MembershipChange, AppError> = $change.await;
+        Ok(Response::new(membership_response(change?)))
+    }};
+}
+
+#[tonic::async_trait]
+impl pb::cairn_server::Cairn for CairnService {
+    #[tracing::instrument(name = "Submit", skip_all, fields(member = self.app.id(), term = Empty, entity = Empty, correlation_id = Empty))]
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let Some(cmd) = req.get_ref().command.clone() else {
+            return Err(AppError::Invalid(vec!["command: required".into()]).into());
+        };
+        let cmd = self.app.accept(command(cmd, token_digest(&req))?)?;
+        let span = tracing::Span::current();
+        span.record("term", self.app.leading().1);
+        span.record("correlation_id", cmd.correlation_id.as_str());
+        if let Some(t) = cmd.body.target() {
+            span.record("entity", tracing::field::display(t));
+        }
+        let forwarded_here = is_forwarded(&req);
+        if let Route::Leader(addr) = self.app.route(forwarded_here).await? {
+            let mut client = self.app.member_client(&addr)?;
+            return forward_write(client.submit(forwarded(req))).await;
+        }
+        match self.app.propose(&cmd).await {
+            // Leadership moved between routing and proposing: the command was not
+            // appended, so forwarding it once is safe.
+            Err(AppError::NotLeader {
+                leader: Some((_, addr)),
+            }) if !forwarded_here => {
+                let mut client = self.app.member_client(&addr)?;
+                forward_write(client.submit(forwarded(req))).await
+            }
+            r => Ok(Response::new(submit_response(r?))),
+        }
+    }
+
+    type SubmitStreamStream = SubmitStream;
+
+    #[tracing::instrument(name = "SubmitStream", skip_all, fields(member = self.app.id()))]
+    async fn submit_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::SubmitRequest>>,
+    ) -> Result<Response<SubmitStream>, Status> {
+        self.app.ensure_leader().await?;
+        let digest = token_digest(&req);
+        let input = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(super::stream::WINDOW);
+        tokio::spawn(super::stream::answer(self.app.clone(), input, digest, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    #[tracing::instrument(name = "GetEntity", skip_all, fields(member = self.app.id()))]
+    async fn get_entity(
+        &self,
+        req: Request<pb::GetEntityRequest>,
+    ) -> Result<Response<pb::GetEntityResponse>, Status> {
+        let r = req.get_ref();
+        let Some(e) = r.entity.clone() else {
+            return Err(AppError::Invalid(vec!["entity: required".into()]).into());
+        };
+        let key = EntityKey::new(e.kind, e.name);
+        let mut problems = Vec::new();
+        kinds::entity_problems("entity", &key, &mut problems);
+        if !problems.is_empty() {
+            return Err(AppError::Invalid(problems).into());
+        }
+        let c = r.consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.get_entity(r).await },
+            |s, _| {
+                let entity = views::entity(s, &key).ok_or_else(|| not_found(key.to_string()))?;
+                Ok(pb::GetEntityResponse {
+                    entity: Some(entity),
+                    read: None,
+                })
+            },
+            |r, read| pb::GetEntityResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "ListEntities", skip_all, fields(member = self.app.id()))]
+    async fn list_entities(
+        &self,
+        req: Request<pb::ListEntitiesRequest>,
+    ) -> Result<Response<pb::ListEntitiesResponse>, Status> {
+        let mut problems = Vec::new();
+        kinds::kind_problems("kind", &req.get_ref().kind, &mut problems);
+        if !problems.is_empty() {
+            return Err(AppError::Invalid(problems).into());
+        }
+        let c = req.get_ref().consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_entities(r).await },
+            |s, r| {
+                Ok(pb::ListEntitiesResponse {
+                    entities: views::entities(s, &r.kind, r.include_deleted),
+                    read: None,
+                })
+            },
+            |r, read| pb::ListEntitiesResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "ListEvents", skip_all, fields(member = self.app.id()))]
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let r = req.get_ref();
+        let filter = filter(r.filter.clone())?;
+        let c = consistency(r.consistency)?;
+        let limit = if r.limit == 0 {
+            1000
+        } else {
+            r.limit.min(MAX_PAGE)
+        } as usize;
+        let raw = r.raw;
+        if let Route::Leader(addr) = self.app.read_barrier(c, is_forwarded(&req)).await? {
+            let mut client = self.app.member_client(&addr)?;
+            return forward_read(client.list_events(forwarded(req))).await;
+        }
+        let read = self.app.read_point(c);
+        let mut answer = pb::ListEventsResponse {
+            read: Some(read_info(read)),
+            ..Default::default()
+        };
+        if raw {
+            let (events, next) =
+                self.app
+                    .list_stored(filter.after_sequence, limit, read.last_sequence)?;
+            answer.raw_events = events;
+            answer.next_after_sequence = next;
+        } else {
+            let (events, next) = self.app.list_events(&filter, limit, read.last_sequence)?;
+            answer.events = events;
+            answer.next_after_sequence = next;
+        }
+        Ok(Response::new(answer))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    #[tracing::instrument(name = "WatchEvents", skip_all, fields(member = self.app.id()))]
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let filter = filter(req.into_inner().filter)?;
+        let events = tokio_stream::wrappers::ReceiverStream::new(self.app.watch(filter));
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            events,
+            |e| e.map_err(Status::from),
+        ))))
+    }
+
+    #[tracing::instrument(name = "ClusterStatus", skip_all, fields(member = self.app.id()))]
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let status = self.app.cluster_status().await;
+        let members = status
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut s = pb::MemberStatus {
+                    node_id: m.node_id,
+                    address: m.address,
+                    ..Default::default()
+                };
+                match m.report {
+                    Ok(r) => {
+                        s.role = if !m.voter && r.role != "leader" {
+                            "learner".into()
+                        } else {
+                            r.role
+                        };
+                        s.term = r.term;
+                        s.commit_index = r.commit_index;
+                        s.applied_index = r.applied_index;
+                        s.last_log_index = r.last_log_index;
+                        s.last_sequence = r.last_sequence;
+                        s.rss_bytes = r.rss_bytes;
+                    }
+                    Err(e) => {
+                        s.role = "unreachable".into();
+                        s.error = e;
+                    }
+                }
+                s
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            leader_id: status.leader_id,
+            term: status.term,
+            members,
+            answered_by: status.answered_by,
+        }))
+    }
+
+    #[tracing::instrument(name = "AddLearner", skip_all, fields(member = self.app.id()))]
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let r = req.get_ref().clone();
+        App::check_learner(r.node_id, &r.address)?;
+        membership_call!(
+            self,
+            req,
+            add_learner,
+            self.app.add_learner(r.node_id, r.address)
+        )
+    }
+
+    #[tracing::instrument(name = "Promote", skip_all, fields(member = self.app.id()))]
+    async fn promote(
+        &self,
+        req: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let id = req.get_ref().node_id;
+        membership_call!(self, req, promote, self.app.promote(id))
+    }
+
+    #[tracing::instrument(name = "RemoveMember", skip_all, fields(member = self.app.id()))]
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let id = req.get_ref().node_id;
+        membership_call!(self, req, remove_member, self.app.remove_member(id))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let digest = token_digest(&req);
+        let h = self.app.heartbeat(&req.get_ref().node, &digest).await?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            leader_id: h.leader_id,
+            lost: h.lost,
+            grace_ms: h.grace_ms,
+        }))
+    }
+
+    #[tracing::instrument(name = "ListJobs", skip_all, fields(member = self.app.id()))]
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let r = req.get_ref();
+        optional_name("name", &r.name, false)?;
+        optional_name("node", &r.node, true)?;
+        let c = r.consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_jobs(r).await },
+            |s, r| {
+                let jobs = views::jobs(s, &r.name, &r.node);
+                if !r.name.is_empty() && jobs.is_empty() {
+                    return Err(not_found(format!("job/{}", r.name)));
+                }
+                Ok(pb::ListJobsResponse { jobs, read: None })
+            },
+            |r, read| pb::ListJobsResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "ListQueues", skip_all, fields(member = self.app.id()))]
+    async fn list_queues(
+        &self,
+        req: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        let c = req.get_ref().consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_queues(r).await },
+            |s, _| {
+                Ok(pb::ListQueuesResponse {
+                    queues: views::queues(s),
+                    read: None,
+                })
+            },
+            |r, read| pb::ListQueuesResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "ListCrons", skip_all, fields(member = self.app.id()))]
+    async fn list_crons(
+        &self,
+        req: Request<pb::ListCronsRequest>,
+    ) -> Result<Response<pb::ListCronsResponse>, Status> {
+        let r = req.get_ref();
+        optional_name("name", &r.name, false)?;
+        let c = r.consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_crons(r).await },
+            |s, r| {
+                let crons = views::crons(s, &r.name);
+                if !r.name.is_empty() && crons.is_empty() {
+                    return Err(not_found(format!("cron/{}", r.name)));
+                }
+                Ok(pb::ListCronsResponse { crons, read: None })
+            },
+            |r, read| pb::ListCronsResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "ListNodes", skip_all, fields(member = self.app.id()))]
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let r = req.get_ref();
+        optional_name("name", &r.name, true)?;
+        let c = r.consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_nodes(r).await },
+            |s, r| {
+                let nodes = views::nodes(s, &r.name);
+                if !r.name.is_empty() && nodes.is_empty() {
+                    return Err(not_found(format!("node/{}", r.name)));
+                }
+                Ok(pb::ListNodesResponse { nodes, read: None })
+            },
+            |r, read| pb::ListNodesResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+}

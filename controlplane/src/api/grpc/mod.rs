@@ -1,0 +1,58 @@
+//! The gRPC adapter: one thin file per service over the application layer, the request
+//! helpers they share, and the one mapping from errors to statuses.
+//!
+//! - [`cairn`]: the client service (`cairn.v1.Cairn`), with [`stream`] for `SubmitStream`.
+//! - [`raft`]: the member-to-member service (`cairn.v1.RaftTransport`).
+//! - [`request`]: reading requests (enums, filters, tokens) and forwarding them.
+//! - [`status`]: `AppError` → `tonic::Status`.
+
+mod cairn;
+mod raft;
+mod request;
+mod status;
+mod stream;
+
+use std::future::Future;
+
+use cairn_proto::cairn_server::CairnServer;
+use cairn_proto::raft_transport_server::RaftTransportServer;
+use tokio::net::TcpListener;
+
+pub use cairn::MAX_PAGE;
+
+use crate::app::App;
+
+/// Message size limits of the services.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest client request.
+    pub max_request_bytes: usize,
+    /// Largest Raft message, and largest answer to a client.
+    pub max_message_bytes: usize,
+}
+
+/// Serve both services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(
+            CairnServer::new(cairn::CairnService::new(app.clone()))
+                .max_decoding_message_size(limits.max_request_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
+        )
+        .add_service(
+            RaftTransportServer::new(raft::RaftService::new(app))
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(
+            // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,238 @@
+//! What every handler of the client API shares: reading a request's fields into the
+//! application layer's terms (every enum and filter checked, naming the field), and
+//! forwarding to the leader.
+
+use std::future::Future;
+use std::time::Duration;
+
+use cairn_domain::kinds;
+use cairn_proto as pb;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::app::{AppError, Consistency, ReadPoint};
+use crate::convert::FromPb;
+use crate::store::events::Filter;
+
+/// Metadata marking a request a member already forwarded (it is not forwarded again).
+const FORWARDED: &str = "x-cairn-forwarded";
+/// How long a member waits for the leader to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a member forwarded this request here.
+pub fn is_forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().get(FORWARDED).is_some()
+}
+
+/// `req` as this member forwards it to the leader: marked forwarded, with the agent's
+/// token if it carried one.
+pub fn forwarded<T>(req: Request<T>) -> Request<T> {
+    let token = req.metadata().get(pb::NODE_TOKEN).cloned();
+    let mut req = Request::new(req.into_inner());
+    req.metadata_mut()
+        .insert(FORWARDED, MetadataValue::from_static("1"));
+    if let Some(t) = token {
+        req.metadata_mut().insert(pb::NODE_TOKEN, t);
+    }
+    req
+}
+
+/// SHA-256 of the agent token a request carries; empty without one.
+pub fn token_digest<T>(req: &Request<T>) -> Vec<u8> {
+    match req.metadata().get(pb::NODE_TOKEN) {
+        Some(t) => ring::digest::digest(&ring::digest::SHA256, t.as_bytes())
+            .as_ref()
+            .to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// A command as a client sent it, in the domain's terms, with the token digest the
+/// edge (never the client) supplies.
+pub fn command(
+    mut cmd: pb::Command,
+    token_digest: Vec<u8>,
+) -> Result<cairn_domain::Command, AppError> {
+    cmd.token_digest = token_digest;
+    cairn_domain::Command::from_pb(&cmd).map_err(|m| AppError::Invalid(m.0))
+}
+
+/// A read's consistency: one of the enum's values, or an error naming the field.
+pub fn consistency(v: i32) -> Result<Consistency, AppError> {
+    match pb::ReadConsistency::try_from(v) {
+        Ok(pb::ReadConsistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(pb::ReadConsistency::Stale) => Ok(Consistency::Stale),
+        Err(_) => Err(AppError::Invalid(vec![format!(
+            "consistency: unknown value {v} (known: {} linearizable, {} stale)",
+            pb::ReadConsistency::Linearizable as i32,
+            pb::ReadConsistency::Stale as i32
+        )])),
+    }
+}
+
+/// How far a read had got, as the API reports it.
+pub fn read_info(p: ReadPoint) -> pb::ReadInfo {
+    pb::ReadInfo {
+        applied_index: p.applied_index,
+        last_sequence: p.last_sequence,
+        consistency: match p.consistency {
+            Consistency::Linearizable => pb::ReadConsistency::Linearizable,
+            Consistency::Stale => pb::ReadConsistency::Stale,
+        } as i32,
+        served_by: p.served_by,
+    }
+}
+
+/// An event filter, every problem with its field path.
+pub fn filter(f: Option<pb::EventFilter>) -> Result<Filter, AppError> {
+    let f = f.unwrap_or_default();
+    let mut problems = Vec::new();
+    let (kind, name) = match f.entity {
+        None => (None, None),
+        Some(e) => {
+            kinds::kind_problems("filter.entity.kind", &e.kind, &mut problems);
+            (Some(e.kind), (!e.name.is_empty()).then_some(e.name))
+        }
+    };
+    for (i, t) in f.types.iter().enumerate() {
+        if !pb::EVENT_TYPES.contains(&t.as_str()) {
+            problems.push(format!(
+                "filter.types[{i}]: unknown event type {t:?} (known: {})",
+                pb::EVENT_TYPES.join(", ")
+            ));
+        }
+    }
+    if let (Some(s), Some(u)) = (f.since_ms, f.until_ms) {
+        if s >= u {
+            problems.push("filter: since must be before until".into());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AppError::Invalid(problems));
+    }
+    Ok(Filter {
+        kind,
+        name,
+        types: f.types,
+        since_ms: f.since_ms,
+        until_ms: f.until_ms,
+        after_sequence: f.after_sequence,
+    })
+}
+
+/// A name field, if given.
+pub fn optional_name(field: &str, name: &str, node: bool) -> Result<(), AppError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    if node {
+        cairn_domain::validate::node_name_problems(field, name, &mut problems);
+    } else {
+        cairn_domain::validate::name_problems(field, name, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(problems))
+    }
+}
+
+/// Forward a write to the leader. A leader that does not answer in time (it may be cut
+/// off from its quorum) leaves the write indeterminate.
+pub async fn forward_write<T>(
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Ok(r) => forwarded_write(r),
+        Err(_) => Err(AppError::Indeterminate(format!(
+            "the leader did not answer the forwarded request within {FORWARD_TIMEOUT:?}"
+        ))
+        .into()),
+    }
+}
+
+/// Forward a read to the leader; a leader that does not answer in time is unavailable.
+pub async fn forward_read<T>(
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(AppError::Unavailable(format!(
+            "the leader did not answer the forwarded read within {FORWARD_TIMEOUT:?}"
+        ))
+        .into()),
+    }
+}
+
+/// The answer to a forwarded write: a failure that does not say "not applied" may hide
+/// an applied command (the leader went away mid-request), so it is indeterminate.
+pub fn forwarded_write<T>(r: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
+    r.map_err(|s| {
+        if s.code() == tonic::Code::Unavailable && !cairn_proto::certainly_not_applied(&s) {
+            AppError::Indeterminate(format!(
+                "the leader did not answer the forwarded request: {}",
+                s.message()
+            ))
+            .into()
+        } else {
+            s
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_write_that_lost_its_leader_is_indeterminate() {
+        // The leader answered "not the leader": nothing happened, the client may retry.
+        let not_leader: Status = AppError::NotLeader { leader: None }.into();
+        let s = forwarded_write::<()>(Err(not_leader)).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(cairn_proto::certainly_not_applied(&s));
+        // The connection to the leader broke mid-request: it may have applied it.
+        let s = forwarded_write::<()>(Err(Status::unavailable("transport error"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
+        assert!(!cairn_proto::certainly_not_applied(&s));
+        // The leader could not even be reached: nothing was sent.
+        let s = forwarded_write::<()>(Err(Status::unavailable("tcp connect error"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        // Rejections pass through unchanged.
+        let s = forwarded_write::<()>(Err(Status::not_found("namespace/x"))).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+    }
+
+    #[test]
+    fn filters_are_validated_with_field_paths() {
+        let err = filter(Some(pb::EventFilter {
+            entity: Some(pb::EntityRef {
+                kind: "gadget".into(),
+                name: String::new(),
+            }),
+            types: vec!["note_added".into(), "exploded".into()],
+            since_ms: Some(10),
+            until_ms: Some(5),
+            after_sequence: 0,
+        }))
+        .unwrap_err();
+        let AppError::Invalid(problems) = err else {
+            panic!("expected an invalid-argument error, got {err:?}");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("filter.entity.kind"));
+        assert!(problems[1].starts_with("filter.types[1]"));
+        assert!(problems[2].contains("since must be before until"));
+    }
+
+    #[test]
+    fn an_unknown_consistency_is_refused_naming_the_field() {
+        assert_eq!(consistency(0).unwrap(), Consistency::Linearizable);
+        assert_eq!(consistency(1).unwrap(), Consistency::Stale);
+        let AppError::Invalid(p) = consistency(99).unwrap_err() else {
+            panic!("expected an invalid argument");
+        };
+        assert!(p[0].starts_with("consistency: unknown value 99"), "{p:?}");
+    }
+}

@@ -1,0 +1,65 @@
+//! Connections to the other members: one lazily connected channel per address, shared
+//! by forwarded requests and status probes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cairn_proto as pb;
+use pb::cairn_client::CairnClient;
+use pb::raft_transport_client::RaftTransportClient;
+use tonic::transport::Channel;
+
+use super::status::MemberReport;
+use super::{App, AppError, Result};
+use crate::raft::{decode, network};
+
+/// How long a status probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(super) struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+    max_message_bytes: usize,
+}
+
+impl Peers {
+    pub(super) fn new(max_message_bytes: usize) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            max_message_bytes,
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = network::channel(addr)
+            .map_err(|e| AppError::Internal(format!("bad member address {addr:?}: {e}")))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+impl App {
+    /// A client of the member at `addr` (to forward a request to the leader).
+    pub fn member_client(&self, addr: &str) -> Result<CairnClient<Channel>> {
+        let peers = &self.inner.peers;
+        Ok(CairnClient::new(peers.channel(addr)?)
+            .max_decoding_message_size(peers.max_message_bytes)
+            .max_encoding_message_size(peers.max_message_bytes))
+    }
+
+    /// The member at `addr`'s report of itself, or why it gave none within a second.
+    pub(super) async fn probe(&self, addr: &str) -> std::result::Result<MemberReport, String> {
+        let channel = self.inner.peers.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = RaftTransportClient::new(channel);
+        let call = client.member_status(pb::RaftMessage::default());
+        match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+            Ok(Ok(r)) => decode(&r.into_inner().data).map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Commands, both ways: what a client sends becomes a domain command at the edge, and a
+//! domain command (a client's, or one a leader worker proposes) becomes the protobuf
+//! that travels through Raft. Both matches cover every variant.
+
+use cairn_domain::cron::CronCommand;
+use cairn_domain::job::{JobCommand, ReplicaExit};
+use cairn_domain::namespace::NamespaceCommand;
+use cairn_domain::node::{GpuHealth, NodeCommand};
+use cairn_domain::queue::QueueCommand;
+use cairn_domain::{Command, CommandBody};
+use cairn_proto as pb;
+use pb::command::Body;
+
+use super::job::{replica_id, submitted};
+use super::node::inventory;
+use super::{entity, FromPb, Malformed, ToPb};
+
+impl FromPb for Command {
+    type Pb = pb::Command;
+
+    /// Only the shape is checked here (and submitted documents parsed, once);
+    /// `Command::problems` and `decide` judge the content.
+    fn from_pb(c: &pb::Command) -> Result<Self, Malformed> {
+        let token = || c.token_digest.clone();
+        let body = match &c.body {
+            None => return Err(Malformed::one("command.body: required")),
+            // namespaces and notes
+            Some(Body::CreateNamespace(x)) => CommandBody::Namespace(NamespaceCommand::Create {
+                name: x.name.clone(),
+                labels: x.labels.clone(),
+            }),
+            Some(Body::SetNamespaceLabels(x)) => {
+                CommandBody::Namespace(NamespaceCommand::SetLabels {
+                    name: x.name.clone(),
+                    set: x.set.clone(),
+                    remove: x.remove.clone(),
+                    replace: x.replace,
+                })
+            }
+            Some(Body::DeleteNamespace(x)) => CommandBody::Namespace(NamespaceCommand::Delete {
+                name: x.name.clone(),
+            }),
+            Some(Body::AddNote(x)) => CommandBody::AddNote {
+                entity: entity(&x.entity, "add_note.entity")?,
+                text: x.text.clone(),
+            },
+            // members
+            Some(Body::ReconcileMembers(_)) => CommandBody::ReconcileMembers,
+            // nodes and port leases
+            Some(Body::RegisterNode(x)) => CommandBody::Node(NodeCommand::Register {
+                node: x.node.clone(),
+                inventory: Box::new(inventory(x.inventory.as_ref(), "register_node.inventory")?),
+                token_digest: token(),
+            }),
+            Some(Body::ReportGpuHealth(x)) => CommandBody::Node(NodeCommand::ReportGpuHealth {
+                node: x.node.clone(),
+                gpus: x
+                    .gpus
+                    .iter()
+                    .map(GpuHealth::from_pb)
+                    .collect::<Result<_, _>>()?,
+                token_digest: token(),
+            }),
+            Some(Body::MarkNodeLost(x)) => CommandBody::Node(NodeCommand::MarkLost {
+                node: x.node.clone(),
+                last_heartbeat_ms: x.last_heartbeat_ms,
+                grace_ms: x.grace_ms,
+            }),
+            Some(Body::MarkNodeRecovered(x)) => CommandBody::Node(NodeCommand::MarkRecovered {
+                node: x.node.clone(),
+            }),
+            Some(Body::CordonNode(x)) => CommandBody::Node(NodeCommand::Cordon {
+                node: x.node.clone(),
+                gpu_uuid: some(&x.gpu_uuid),
+                reason: x.reason.clone(),
+                drain: x.drain,
+            }),
+            Some(Body::UncordonNode(x)) => CommandBody::Node(NodeCommand::Uncordon {
+                node: x.node.clone(),
+                gpu_uuid: some(&x.gpu_uuid),
+            }),
+            Some(Body::AcquirePortLeases(x)) => CommandBody::Node(NodeCommand::AcquirePortLeases {
+                node: x.node.clone(),
+                holder: x.holder.clone(),
+                count: x.count,
+                ttl_ms: x.ttl_ms,
+            }),
+            Some(Body::RenewPortLeases(x)) => CommandBody::Node(NodeCommand::RenewPortLeases {
+                node: x.node.clone(),
+                ttl_ms: x.ttl_ms,
+                token_digest: token(),
+            }),
+            Some(Body::ReleasePortLeases(x)) => CommandBody::Node(NodeCommand::ReleasePortLeases {
+                node: x.node.clone(),
+                holder: x.holder.clone(),
+            }),
+            Some(Body::ExpirePortLeases(_)) => CommandBody::Node(NodeCommand::ExpirePortLeases),
+            Some(Body::ReportPortViolation(x)) => {
+                CommandBody::Node(NodeCommand::ReportPortViolation {
+                    node: x.node.clone(),
+                    port: x.port,
+                    pid: x.pid,
+                    process: x.process.clone(),
+                    token_digest: token(),
+                })
+            }
+            // queues
+            Some(Body::SetQueueQuota(x)) => CommandBody::Queue(QueueCommand::SetQuota {
+                queue: x.queue.clone(),
+                gpus: x.gpus,
+            }),
+            // jobs
+            Some(Body::SubmitJob(x)) => CommandBody::Job(JobCommand::Submit {
+                doc: submitted(&x.spec_json)?,
+            }),
+            Some(Body::CancelJob(x)) => CommandBody::Job(JobCommand::Cancel {
+                name: x.name.clone(),
+                reason: x.reason.clone(),
+            }),
+            Some(Body::ScheduleJobs(_)) => CommandBody::Job(JobCommand::Schedule),
+            Some(Body::EnforceJobDeadline(x)) => CommandBody::Job(JobCommand::EnforceDeadline {
+                name: x.name.clone(),
+            }),
+            Some(Body::ReportReplica(x)) => CommandBody::Job(JobCommand::ReportReplica {
+                node: x.node.clone(),
+                job: x.job.clone(),
+                replica: replica_id(&x.role, x.index),
+                attempt: x.attempt,
+                pid: x.pid,
+                exit: x.exited.then_some(ReplicaExit {
+                    code: x.exit_code,
+                    signal: x.signal,
+                    oom: x.oom,
+                }),
+                token_digest: token(),
+            }),
+            // crons
+            Some(Body::SubmitCron(x)) => CommandBody::Cron(CronCommand::Submit {
+                doc: submitted(&x.spec_json)?,
+            }),
+            Some(Body::DeleteCron(x)) => CommandBody::Cron(CronCommand::Delete {
+                name: x.name.clone(),
+            }),
+            Some(Body::TriggerCron(x)) => CommandBody::Cron(CronCommand::Trigger {
+                name: x.name.clone(),
+                scheduled_ms: x.scheduled_ms,
+            }),
+        };
+        Ok(Command {
+            timestamp_ms: c.timestamp_ms,
+            actor: c.actor.clone(),
+            correlation_id: c.correlation_id.clone(),
+            expected_revision: c.expected_revision,
+            body,
+        })
+    }
+}
+
+/// An optional string field: empty means none.
+fn some(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+impl ToPb for Command {
+    type Pb = pb::Command;
+
+    fn to_pb(&self) -> pb::Command {
+        let mut token_digest = Vec::new();
+        let body = match &self.body {
+            CommandBody::Namespace(c) => match c {
+                NamespaceCommand::Create { name, labels } => {
+                    Body::CreateNamespace(pb::CreateNamespace {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    })
+                }
+                NamespaceCommand::SetLabels {
+                    name,
+                    set,
+                    remove,
+                    replace,
+                } => Body::SetNamespaceLabels(pb::SetNamespaceLabels {
+                    name: name.clone(),
+                    set: set.clone(),
+                    remove: remove.clone(),
+                    replace: *replace,
+                }),
+                NamespaceCommand::Delete { name } => {
+                    Body::DeleteNamespace(pb::DeleteNamespace { name: name.clone() })
+                }
+            },
+            CommandBody::AddNote { entity, text } => Body::AddNote(pb::AddNote {
+                entity: Some(entity.to_pb()),
+                text: text.clone(),
+            }),
+            CommandBody::ReconcileMembers => Body::ReconcileMembers(pb::ReconcileMembers {}),
+            CommandBody::Node(c) => node_to_pb(c, &mut token_digest),
+            CommandBody::Queue(QueueCommand::SetQuota { queue, gpus }) => {
+                Body::SetQueueQuota(pb::SetQueueQuota {
+                    queue: queue.clone(),
+                    gpus: *gpus,
+                })
+            }
+            CommandBody::Job(c) => job_to_pb(c, &mut token_digest),
+            CommandBody::Cron(c) => match c {
+                CronCommand::Submit { doc } => Body::SubmitCron(pb::SubmitCron {
+                    spec_json: doc.to_json(),
+                }),
+                CronCommand::Delete { name } => {
+                    Body::DeleteCron(pb::DeleteCron { name: name.clone() })
+                }
+                CronCommand::Trigger { name, scheduled_ms } => Body::TriggerCron(pb::TriggerCron {
+                    name: name.clone(),
+                    scheduled_ms: *scheduled_ms,
+                }),
+            },
+        };
+        pb::Command {
+            timestamp_ms: self.timestamp_ms,
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            expected_revision: self.expected_revision,
+            body: Some(body),
+            token_digest,
+        }
+    }
+}
+
+fn node_to_pb(c: &NodeCommand, token_digest: &mut Vec<u8>) -> Body {
+    match c {
+        NodeCommand::Register {
+            node,
+            inventory,
+            token_digest: t,
+        } => {
+            token_digest.clone_from(t);
+            Body::RegisterNode(pb::RegisterNode {
+                node: node.clone(),
+                inventory: Some(inventory.to_pb()),
+            })
+        }
+        NodeCommand::ReportGpuHealth {
+            node,
+            gpus,
+            token_digest: t,
+        } => {
+            token_digest.clone_from(t);
+            Body::ReportGpuHealth(pb::ReportGpuHealth {
+                node: node.clone(),
+                gpus: gpus.iter().map(ToPb::to_pb).collect(),
+            })
+        }
+        NodeCommand::MarkLost {
+            node,
+            last_heartbeat_ms,
+            grace_ms,
+        } => Body::MarkNodeLost(pb::MarkNodeLost {
+            node: node.clone(),
+            last_heartbeat_ms: *last_heartbeat_ms,
+            grace_ms: *grace_ms,
+        }),
+        NodeCommand::MarkRecovered { node } => {
+            Body::MarkNodeRecovered(pb::MarkNodeRecovered { node: node.clone() })
+        }
+        NodeCommand::Cordon {
+            node,
+            gpu_uuid,
+            reason,
+            drain,
+        } => Body::CordonNode(pb::CordonNode {
+            node: node.clone(),
+            gpu_uuid: gpu_uuid.clone().unwrap_or_default(),
+            reason: reason.clone(),
+            drain: *drain,
+        }),
+        NodeCommand::Uncordon { node, gpu_uuid } => Body::UncordonNode(pb::UncordonNode {
+            node: node.clone(),
+            gpu_uuid: gpu_uuid.clone().unwrap_or_default(),
+        }),
+        NodeCommand::AcquirePortLeases {
+            node,
+            holder,
+            count,
+            ttl_ms,
+        } => Body::AcquirePortLeases(pb::AcquirePortLeases {
+            node: node.clone(),
+            holder: holder.clone(),
+            count: *count,
+            ttl_ms: *ttl_ms,
+        }),
+        NodeCommand::RenewPortLeases {
+            node,
+            ttl_ms,
+            token_digest: t,
+        } => {
+            token_digest.clone_from(t);
+            Body::RenewPortLeases(pb::RenewPortLeases {
+                node: node.clone(),
+                ttl_ms: *ttl_ms,
+            })
+        }
+        NodeCommand::ReleasePortLeases { node, holder } => {
+            Body::ReleasePortLeases(pb::ReleasePortLeases {
+                node: node.clone(),
+                holder: holder.clone(),
+            })
+        }
+        NodeCommand::ExpirePortLeases => Body::ExpirePortLeases(pb::ExpirePortLeases {}),
+        NodeCommand::ReportPortViolation {
+            node,
+            port,
+            pid,
+            process,
+            token_digest: t,
+        } => {
+            token_digest.clone_from(t);
+            Body::ReportPortViolation(pb::ReportPortViolation {
+                node: node.clone(),
+                port: *port,
+                pid: *pid,
+                process: process.clone(),
+            })
+        }
+    }
+}
+
+fn job_to_pb(c: &JobCommand, token_digest: &mut Vec<u8>) -> Body {
+    match c {
+        JobCommand::Submit { doc } => Body::SubmitJob(pb::SubmitJob {
+            spec_json: doc.to_json(),
+        }),
+        JobCommand::Cancel { name, reason } => Body::CancelJob(pb::CancelJob {
+            name: name.clone(),
+            reason: reason.clone(),
+        }),
+        JobCommand::Schedule => Body::ScheduleJobs(pb::ScheduleJobs {}),
+        JobCommand::EnforceDeadline { name } => {
+            Body::EnforceJobDeadline(pb::EnforceJobDeadline { name: name.clone() })
+        }
+        JobCommand::ReportReplica {
+            node,
+            job,
+            replica,
+            attempt,
+            pid,
+            exit,
+            token_digest: t,
+        } => {
+            token_digest.clone_from(t);
+            let x = exit.unwrap_or(ReplicaExit {
+                code: 0,
+                signal: 0,
+                oom: false,
+            });
+            Body::ReportReplica(pb::ReportReplica {
+                node: node.clone(),
+                job: job.clone(),
+                role: replica.role.clone(),
+                index: replica.index,
+                attempt: *attempt,
+                pid: *pid,
+                exited: exit.is_some(),
+                exit_code: x.code,
+                signal: x.signal,
+                oom: x.oom,
+            })
+        }
+    }
+}

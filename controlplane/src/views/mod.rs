@@ -1,0 +1,14 @@
+//! Read models: what the API serves, computed from the folded state. Each takes the
+//! state (and the request's filters) and returns wire views; none changes anything.
+
+mod cron;
+mod entity;
+mod job;
+mod node;
+mod queue;
+
+pub use cron::crons;
+pub use entity::{entities, entity};
+pub use job::jobs;
+pub use node::nodes;
+pub use queue::queues;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use cairn_proto::cairn_client::CairnClient;
+use cairn_proto::LEADER_HINT;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 /// Largest message the CLI sends or accepts.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-use cairn_proto::LEADER_HINT;
 
 /// The members the CLI may talk to.
 #[derive(Debug, Clone)]
@@ -55,10 +55,6 @@ impl Cluster {
             current: 0,
             deadline: Duration::from_secs(15),
         })
-    }
-
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
     }
 
     /// Run a read (or any call that may safely run twice) against a member, moving on

@@ -2,21 +2,21 @@
 //!
 //! Every command talks gRPC to any member (`--endpoints`); writes and linearizable reads
 //! reach the leader through it. Output is a table, or JSON/YAML with `-o`.
+//!
+//! This file holds the global flags and names each noun; the nouns live in `cmd/` (one
+//! file each) and the benchmarks in `bench/`. Every command gets a `ctx::Ctx`: the
+//! cluster (`client`), the actor and the output format (`output`, `views`).
 
-pub mod bench;
-pub mod bench_agents;
-pub mod bench_jobs;
-pub mod bench_summary;
-pub mod client;
-mod commands;
-mod jobs;
-mod nodes;
-pub mod output;
-pub mod views;
+mod bench;
+mod client;
+mod cmd;
+mod ctx;
+mod output;
+mod views;
 
 use clap::{Parser, Subcommand};
 
-pub use commands::run;
+use crate::cmd::{cluster, cron, events, get, gpu, job, lease, node, note, ns, queue};
 
 #[derive(Parser)]
 #[command(
@@ -50,160 +50,57 @@ pub struct Cli {
 pub enum Command {
     /// The Raft cluster: status and membership.
     #[command(subcommand)]
-    Cluster(ClusterCmd),
+    Cluster(cluster::ClusterCmd),
     /// The event log.
     #[command(subcommand)]
-    Events(EventsCmd),
+    Events(events::EventsCmd),
     /// Namespaces.
     #[command(subcommand, alias = "namespace")]
-    Ns(NsCmd),
+    Ns(ns::NsCmd),
     /// Operator notes on any entity.
     #[command(subcommand)]
-    Note(NoteCmd),
+    Note(note::NoteCmd),
     /// Read one entity, `kind/name`.
-    Get {
-        entity: String,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
+    Get(get::GetArgs),
     /// GPU nodes: inventory, state, cordons and drains.
     #[command(subcommand)]
-    Node(nodes::NodeCmd),
+    Node(node::NodeCmd),
     /// GPUs across nodes: health and interconnect.
     #[command(subcommand)]
-    Gpu(nodes::GpuCmd),
+    Gpu(gpu::GpuCmd),
     /// Host-network port leases.
     #[command(subcommand)]
-    Lease(nodes::LeaseCmd),
+    Lease(lease::LeaseCmd),
     /// Training jobs: submit, inspect, cancel, history.
     #[command(subcommand)]
-    Job(jobs::JobCmd),
+    Job(job::JobCmd),
     /// Jobs on a schedule.
     #[command(subcommand)]
-    Cron(jobs::CronCmd),
+    Cron(cron::CronCmd),
     /// Job queues and their GPU quotas.
     #[command(subcommand)]
-    Queue(jobs::QueueCmd),
+    Queue(queue::QueueCmd),
     /// Benchmarks.
     #[command(subcommand)]
-    Bench(BenchCmd),
+    Bench(bench::BenchCmd),
 }
 
-#[derive(Subcommand)]
-pub enum ClusterCmd {
-    /// Leader, term, and each member's role, commit and applied index.
-    Status,
-    /// Add a server as a non-voting learner (it catches up from the leader).
-    AddLearner { node_id: u64, address: String },
-    /// Make a learner a voter.
-    Promote { node_id: u64 },
-    /// Remove a member.
-    Remove { node_id: u64 },
-}
-
-#[derive(clap::Args, Clone, Default)]
-pub struct ReadArgs {
-    /// Serve the read from the answering member's own state (may be stale).
-    #[arg(long)]
-    pub stale: bool,
-}
-
-#[derive(clap::Args, Clone, Default)]
-pub struct FilterArgs {
-    /// `kind/name` of one entity, or a kind alone.
-    #[arg(long)]
-    pub entity: Option<String>,
-    /// Event type (repeatable), e.g. `namespace_created`.
-    #[arg(long = "type")]
-    pub types: Vec<String>,
-    /// Only events at or after: RFC 3339 time, or a duration ago (`10m`, `2h`).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only events before: RFC 3339 time, or a duration ago.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Only events with a greater sequence number.
-    #[arg(long, default_value_t = 0)]
-    pub after_seq: u64,
-}
-
-#[derive(Subcommand)]
-pub enum EventsCmd {
-    /// List events (oldest first).
-    List {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// At most this many events (0: all, paging through).
-        #[arg(long, default_value_t = 0)]
-        limit: u64,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    /// Print matching events, then follow new ones (survives a leader change).
-    Tail {
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum NsCmd {
-    Create {
-        name: String,
-        /// Label `key=value` (repeatable).
-        #[arg(long = "label", short = 'l')]
-        labels: Vec<String>,
-    },
-    Get {
-        name: String,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    List {
-        /// Include deleted namespaces.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    /// Set (`key=value`) or remove (`key-`) labels.
-    Label {
-        name: String,
-        changes: Vec<String>,
-        /// Replace all labels with the given ones.
-        #[arg(long)]
-        replace: bool,
-        /// Fail unless the namespace is at this revision.
-        #[arg(long)]
-        expect_revision: Option<u64>,
-    },
-    Delete {
-        name: String,
-        #[arg(long)]
-        expect_revision: Option<u64>,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum NoteCmd {
-    /// Add a note to an entity: `cairn note add namespace/research "quota raised"`.
-    Add {
-        entity: String,
-        text: String,
-        #[arg(long)]
-        expect_revision: Option<u64>,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum BenchCmd {
-    /// Concurrent durable appends of a fixed-size payload; prints throughput, latency
-    /// percentiles and each server's RSS.
-    Append(bench::AppendArgs),
-    /// Simulated agents at scale: heartbeats, health changes, false `node_lost`, CPU.
-    Agents(bench_agents::AgentsArgs),
-    /// Trivial jobs end to end on the cluster's agents: jobs per second, latency.
-    Jobs(bench_jobs::JobsArgs),
-    /// Medians over rounds of `bench append -o json` files, and Cairn's ratio to etcd.
-    Summary(bench_summary::SummaryArgs),
+/// Run one parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut ctx = ctx::Ctx::new(&cli.endpoints, cli.timeout, cli.output, cli.actor)?;
+    let ctx = &mut ctx;
+    match cli.command {
+        Command::Cluster(c) => cluster::run(ctx, c).await,
+        Command::Events(c) => events::run(ctx, c).await,
+        Command::Ns(c) => ns::run(ctx, c).await,
+        Command::Note(c) => note::run(ctx, c).await,
+        Command::Get(c) => get::run(ctx, c).await,
+        Command::Node(c) => node::run(ctx, c).await,
+        Command::Gpu(c) => gpu::run(ctx, c).await,
+        Command::Lease(c) => lease::run(ctx, c).await,
+        Command::Job(c) => job::run(ctx, c).await,
+        Command::Cron(c) => cron::run(ctx, c).await,
+        Command::Queue(c) => queue::run(ctx, c).await,
+        Command::Bench(c) => bench::run(ctx, c).await,
+    }
 }

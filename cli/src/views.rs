@@ -1,11 +1,12 @@
-//! Serializable views of the wire types, as `-o json|yaml` shows them.
+//! Serializable views of the wire types, as `-o json|yaml` shows them (events, entities,
+//! a node's GPUs), and the event and entity tables that several commands print.
 
 use std::collections::BTreeMap;
 
 use cairn_proto as pb;
 use serde::Serialize;
 
-use crate::output::time;
+use crate::output::{table, time};
 
 #[derive(Debug, Serialize)]
 pub struct EventView {
@@ -121,4 +122,83 @@ pub fn labels_line(l: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Events as a table: what `events list` and every change print.
+pub fn events_table(views: &[EventView]) -> comfy_table::Table {
+    let mut t = table(&["SEQ", "TIME", "ENTITY", "REV", "TYPE", "ACTOR", "DETAILS"]);
+    for v in views {
+        t.add_row(vec![
+            v.sequence.to_string(),
+            v.time.clone(),
+            v.entity.clone(),
+            v.entity_revision.to_string(),
+            v.kind.clone(),
+            v.actor.clone(),
+            v.details(),
+        ]);
+    }
+    t
+}
+
+/// Entities as a table: what `get`, `ns get` and `ns list` print.
+pub fn entities_table(views: &[EntityView]) -> comfy_table::Table {
+    let mut t = table(&[
+        "ENTITY", "REV", "CREATED", "UPDATED", "LABELS", "NOTES", "DELETED",
+    ]);
+    for v in views {
+        t.add_row(vec![
+            v.entity.clone(),
+            v.revision.to_string(),
+            v.created.clone(),
+            v.updated.clone(),
+            labels_line(&v.labels),
+            v.notes.to_string(),
+            v.deleted.to_string(),
+        ]);
+    }
+    t
+}
+
+/// One GPU of a node, with its health and cordon (`node get` and `gpu list`).
+#[derive(Serialize, Clone)]
+pub struct GpuOut {
+    pub node: String,
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub pci_bus_id: String,
+    pub memory_total_mib: u64,
+    pub compute_capability: String,
+    pub numa_node: i32,
+    pub cpu_affinity: String,
+    pub mig_enabled: bool,
+    pub healthy: bool,
+    pub reason: String,
+    pub cordoned: bool,
+}
+
+pub fn gpus_of(n: &pb::NodeView) -> Vec<GpuOut> {
+    let inv = n.inventory.clone().unwrap_or_default();
+    inv.gpus
+        .iter()
+        .map(|g| {
+            let h = n.health.iter().find(|h| h.uuid == g.uuid);
+            GpuOut {
+                node: n.name.clone(),
+                index: g.index,
+                uuid: g.uuid.clone(),
+                name: g.name.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                memory_total_mib: g.memory_total_mib,
+                compute_capability: g.compute_capability.clone(),
+                numa_node: g.numa_node,
+                cpu_affinity: g.cpu_affinity.clone(),
+                mig_enabled: g.mig_enabled,
+                healthy: h.is_none_or(|h| h.healthy),
+                reason: h.map(|h| h.reason.clone()).unwrap_or_default(),
+                cordoned: n.cordoned || n.cordoned_gpus.contains(&g.uuid),
+            }
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::bench::{Api, Backend, Round};
+use crate::bench::append::{Api, Backend, Round};
 use crate::output::{self, table};
 
 #[derive(clap::Args, Clone)]

@@ -11,6 +11,7 @@ use cairn_proto as pb;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::bench::proc::pid_rss;
 use crate::client::{self, Cluster};
 use crate::output::{self, table};
 
@@ -427,15 +428,4 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
         p999_ms: ms(0.999),
         rss_bytes: Vec::new(),
     }
-}
-
-pub(crate) fn pid_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }

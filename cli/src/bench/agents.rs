@@ -14,6 +14,7 @@ use pb::command::Body;
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use crate::bench::proc::{cpu_ticks, pid_rss};
 use crate::client::{self, Cluster};
 use crate::output::{self, table};
 
@@ -57,18 +58,6 @@ pub struct AgentsReport {
     /// CPU of each server over the run, percent of one core.
     pub cpu_percent: Vec<f64>,
     pub rss_bytes: Vec<u64>,
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
 }
 
 fn inventory() -> pb::NodeInventory {
@@ -248,11 +237,7 @@ pub async fn agents(cluster: &mut Cluster, args: AgentsArgs) -> anyhow::Result<(
         .zip(&cpu0)
         .map(|(p, t0)| (cpu_ticks(*p).saturating_sub(*t0)) as f64 / ticks_per_sec / seconds * 100.0)
         .collect();
-    let rss_bytes = args
-        .pids
-        .iter()
-        .map(|p| crate::bench::pid_rss(*p))
-        .collect();
+    let rss_bytes = args.pids.iter().map(|p| pid_rss(*p)).collect();
 
     let lost = cluster
         .call(|mut c| async move {

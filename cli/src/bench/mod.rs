@@ -1,0 +1,36 @@
+//! `cairn bench`: load generators and their reports. `append` measures durable
+//! appends (against Cairn, or etcd with the `etcd` feature), `agents` simulated agents
+//! at scale, `jobs` trivial jobs end to end on the cluster's agents; `summary` reduces
+//! several `append` rounds to medians and ratios to etcd. Each takes its own `-o`.
+
+mod agents;
+mod append;
+mod jobs;
+mod proc;
+mod summary;
+
+use clap::Subcommand;
+
+use crate::ctx::Ctx;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Concurrent durable appends of a fixed-size payload; prints throughput, latency
+    /// percentiles and each server's RSS.
+    Append(append::AppendArgs),
+    /// Simulated agents at scale: heartbeats, health changes, false `node_lost`, CPU.
+    Agents(agents::AgentsArgs),
+    /// Trivial jobs end to end on the cluster's agents: jobs per second, latency.
+    Jobs(jobs::JobsArgs),
+    /// Medians over rounds of `bench append -o json` files, and Cairn's ratio to etcd.
+    Summary(summary::SummaryArgs),
+}
+
+pub async fn run(ctx: &mut Ctx, c: BenchCmd) -> anyhow::Result<()> {
+    match c {
+        BenchCmd::Append(args) => append::append(&ctx.cluster, args).await,
+        BenchCmd::Summary(args) => summary::summary(args),
+        BenchCmd::Jobs(args) => jobs::jobs(&mut ctx.cluster, args).await,
+        BenchCmd::Agents(args) => agents::agents(&mut ctx.cluster, args).await,
+    }
+}

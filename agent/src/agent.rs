@@ -1,15 +1,19 @@
 //! The agent's loop: register the node, heartbeat, report GPU health changes, renew and
-//! enforce port leases. Shutdown is a future passed in, so tests and the embedded agent
-//! of `cairn-server dev` control it.
+//! enforce port leases, run the replicas placed on the node. Shutdown is a future passed
+//! in, so tests and the embedded agent of `cairn-server dev` control it; nothing the
+//! loop does blocks the runtime it shares with the server there (NVML and `/proc` scans
+//! run on the blocking pool).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use cairn_proto as pb;
 use pb::command::Body;
 use tonic::Code;
+use tracing::Instrument;
 
 use crate::control::Control;
 use crate::gpu::{self, GpuProvider, HealthPolicy, ProviderChoice};
@@ -148,15 +152,22 @@ pub fn node_inventory(cfg: &AgentConfig, gpus: &gpu::Inventory) -> pb::NodeInven
 
 /// Run the agent until `shutdown` completes. Errors only for what retrying cannot fix
 /// (another agent owns the node, the GPUs cannot be read).
+#[tracing::instrument(name = "agent", skip_all, fields(node = %cfg.node))]
 pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let token = load_or_create_token(&cfg.state_dir)?;
-    let provider = gpu::open(&cfg.gpus, cfg.sim_faults.clone(), &cfg.node)?;
-    let inventory = provider.inventory()?;
+    // NVML calls block: the provider is opened and read on the blocking pool.
+    let (choice, faults, name) = (cfg.gpus.clone(), cfg.sim_faults.clone(), cfg.node.clone());
+    let (provider, inventory) = tokio::task::spawn_blocking(move || {
+        let provider = gpu::open(&choice, faults, &name)?;
+        let inventory = provider.inventory()?;
+        Ok::<_, gpu::GpuError>((provider, inventory))
+    })
+    .await
+    .context("opening the GPU provider")??;
     tracing::info!(
-        node = %cfg.node,
         gpus = inventory.gpus.len(),
         provider = %inventory.provider,
         "cairn-agent starting"
@@ -172,7 +183,8 @@ pub async fn run(
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(pb::node_agent_server::NodeAgentServer::new(logs))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .in_current_span(),
     );
     let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token)?;
     let (node, state_dir) = (cfg.node.clone(), cfg.state_dir.clone());
@@ -181,24 +193,27 @@ pub async fn run(
     let mut agent = Agent {
         inventory: node_inv,
         cfg,
-        provider,
+        provider: Arc::new(Mutex::new(provider)),
         control,
         registered: false,
         reported: None,
-        guard: PortGuard::default(),
+        guard: Arc::default(),
         runner: Runner::new(&node, &state_dir),
         unsent: Vec::new(),
         reregister: Default::default(),
     };
-    agent.unsent = agent.runner.reclaim();
+    agent.unsent = agent.runner.reclaim().await;
     tokio::pin!(shutdown);
     // Heartbeats run on their own task, so nothing the loop waits for (a slow code sync,
     // a slow control plane) ever delays them into a false `node_lost`.
-    let beats = tokio::spawn(heartbeats(
-        Control::new(agent.cfg.endpoints.clone(), &agent.cfg.node, &token)?,
-        agent.cfg.heartbeat,
-        agent.reregister.clone(),
-    ));
+    let beats = tokio::spawn(
+        heartbeats(
+            Control::new(agent.cfg.endpoints.clone(), &agent.cfg.node, &token)?,
+            agent.cfg.heartbeat,
+            agent.reregister.clone(),
+        )
+        .in_current_span(),
+    );
     let mut health = tokio::time::interval(agent.cfg.health_every);
     let mut renew = tokio::time::interval(agent.cfg.lease_ttl / 3);
     let mut scan = tokio::time::interval(agent.cfg.port_scan_every);
@@ -210,7 +225,7 @@ pub async fn run(
         let step = tokio::select! {
             _ = &mut shutdown => {
                 beats.abort();
-                tokio::task::block_in_place(|| agent.runner.stop_all());
+                agent.runner.stop_all().await;
                 return Ok(());
             }
             _ = replicas.tick() => agent.run_replicas().await,
@@ -275,12 +290,14 @@ impl From<tonic::Status> for Step {
 struct Agent {
     cfg: AgentConfig,
     inventory: pb::NodeInventory,
-    provider: Box<dyn GpuProvider>,
+    /// Read on the blocking pool (NVML calls block).
+    provider: Arc<Mutex<Box<dyn GpuProvider>>>,
     control: Control,
     registered: bool,
     /// The health last accepted by the control plane.
     reported: Option<Vec<pb::GpuHealth>>,
-    guard: PortGuard,
+    /// Scans `/proc`: used on the blocking pool.
+    guard: Arc<Mutex<PortGuard>>,
     runner: Runner,
     /// Replica reports not yet accepted (the control plane was unreachable).
     unsent: Vec<pb::ReportReplica>,
@@ -306,7 +323,7 @@ impl Agent {
                 inventory: Some(self.inventory.clone()),
             }))
             .await?;
-        tracing::info!(node = %self.cfg.node, "node registered");
+        tracing::info!("node registered");
         self.registered = true;
         self.reported = None;
         Ok(())
@@ -314,10 +331,19 @@ impl Agent {
 
     async fn report_health(&mut self) -> Result<(), Step> {
         self.register().await?;
-        let observed = match self.provider.observe() {
-            Ok(o) => o,
+        let provider = self.provider.clone();
+        let observed = tokio::task::spawn_blocking(move || {
+            provider.lock().unwrap_or_else(|p| p.into_inner()).observe()
+        })
+        .await;
+        let observed = match observed {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read GPU health; will look again");
+                return Ok(());
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read GPU health");
+                tracing::warn!(error = %e, "reading GPU health did not finish; will look again");
                 return Ok(());
             }
         };
@@ -394,17 +420,22 @@ impl Agent {
             .iter()
             .map(|g| (g.uuid.clone(), g.index))
             .collect();
-        let state_dir = self.cfg.state_dir.clone();
-        let reports = self.runner.step(&jobs, &gpu_index, &addresses, &state_dir);
+        let reports = self.runner.step(&jobs, &gpu_index, &addresses).await;
         self.unsent.extend(reports);
         while let Some(r) = self.unsent.first().cloned() {
-            match self.control.submit(Body::ReportReplica(r)).await {
+            match self.control.submit(Body::ReportReplica(r.clone())).await {
                 Ok(_) => {
                     self.unsent.remove(0);
                 }
                 // Refused for good (the job is gone): nothing to retry.
                 Err(s) if s.code() != Code::Unavailable && s.code() != Code::PermissionDenied => {
-                    tracing::warn!(error = %s.message(), "a replica report was refused");
+                    tracing::warn!(
+                        job = %r.job,
+                        replica = %format_args!("{}-{}", r.role, r.index),
+                        attempt = r.attempt,
+                        error = %s.message(),
+                        "the control plane refused a replica report; dropped"
+                    );
                     self.unsent.remove(0);
                 }
                 Err(s) => return Err(s.into()),
@@ -432,7 +463,21 @@ impl Agent {
             .filter(|l| !l.holder.starts_with("job/"))
             .filter_map(|l| u16::try_from(l.port).ok())
             .collect();
-        let found = self.guard.enforce(&leased);
+        let guard = self.guard.clone();
+        let found = match tokio::task::spawn_blocking(move || {
+            guard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .enforce(&leased)
+        })
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking the leased ports did not finish; will check again");
+                return Ok(());
+            }
+        };
         for port in &found.taken_by_unknown {
             tracing::warn!(
                 port,

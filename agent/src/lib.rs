@@ -9,6 +9,7 @@
 //! - [`ports`]: holding leased ports and naming processes that take them;
 //! - [`replicas`]: running the job replicas placed on the node, with their wiring;
 //! - [`control`]: the connection to the control plane (leader hints, node token);
+//! - [`logs`]: the agent's own service, serving the replicas' logs;
 //! - [`agent`]: the loop that ties them together.
 
 pub mod agent;
@@ -17,3 +18,6 @@ pub mod gpu;
 pub mod logs;
 pub mod ports;
 pub mod replicas;
+
+#[cfg(test)]
+mod test_support;

@@ -12,8 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::replicas::Runner;
-
 pub struct LogService {
     pub state_dir: PathBuf,
 }
@@ -40,7 +38,7 @@ impl pb::node_agent_server::NodeAgent for LogService {
         if !valid(&r.job) || !valid(&r.role) {
             return Err(Status::invalid_argument("job and role must be names"));
         }
-        let path = Runner::log_file(&self.state_dir, &r.job, &r.role, r.index);
+        let path = crate::replicas::log_file(&self.state_dir, &r.job, &r.role, r.index);
         let mut file = tokio::fs::File::open(&path).await.map_err(|_| {
             Status::not_found(format!(
                 "no log for {}/{}-{} on this node",

@@ -16,9 +16,20 @@ enum GpuProviderArg {
     Sim,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Parser)]
 #[command(name = "cairn-agent", version, about = "The Cairn node agent")]
 struct Cli {
+    /// Log format (on stderr).
+    #[arg(long, value_enum, env = "CAIRN_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Control-plane members to report to, comma-separated host:port.
     #[arg(long, env = "CAIRN_ENDPOINTS", default_value = "127.0.0.1:7420")]
     endpoints: String,
@@ -93,14 +104,25 @@ fn parse_range(s: &str) -> Result<(u32, u32), String> {
     Ok((a, b))
 }
 
+/// Logs go to stderr (stdout carries `--inspect`'s JSON), filtered by `CAIRN_LOG` (or
+/// `RUST_LOG`; default `info`).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     let node = cli
         .node_name
         .clone()

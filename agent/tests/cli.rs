@@ -97,3 +97,34 @@ fn inspect_prints_what_the_provider_reports() {
     assert_eq!(v["links"].as_array().map(Vec::len), Some(28));
     assert_eq!(v["observations"][0]["health"]["healthy"], true);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_on_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = agent();
+    cmd.args([
+        "--gpu-provider",
+        "sim",
+        "--endpoints",
+        "127.0.0.1:1",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--state-dir",
+    ])
+    .arg(dir.path())
+    .env_remove("CAIRN_LOG")
+    .env_remove("RUST_LOG");
+    // It keeps trying to reach the control plane: stopped after a while.
+    let (code, err) = run(cmd, Duration::from_secs(2));
+    assert_eq!(code, None, "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(first).expect("a JSON line");
+    assert_eq!(line["fields"]["message"], "cairn-agent starting", "{err}");
+    assert_eq!(
+        line["span"]["node"].as_str().map(str::is_empty),
+        Some(false),
+        "{err}"
+    );
+}

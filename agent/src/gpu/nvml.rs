@@ -18,7 +18,7 @@ use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 
-use super::{GpuError, GpuProvider, Inventory, Observation};
+use super::provider::{GpuError, GpuProvider, Inventory, Observation};
 
 /// Most NVLinks one GPU has (NVML_NVLINK_MAX_LINKS).
 const MAX_NVLINKS: u32 = 18;

@@ -18,7 +18,7 @@ use std::time::Instant;
 use cairn_proto as pb;
 use serde::{Deserialize, Serialize};
 
-use super::{GpuError, GpuProvider, Inventory, Observation};
+use super::provider::{GpuError, GpuProvider, Inventory, Observation};
 
 pub const PRESETS: [&str; 3] = ["nvswitch-8", "cube-mesh-8", "pcie-4"];
 

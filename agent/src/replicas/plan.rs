@@ -254,10 +254,11 @@ fn files(jobs: &JobsHere, here: &Here, now: Now, out: &mut Vec<Action>) {
             });
         }
     }
+    // A job placed here again before its files went keeps them.
     let mut due: BTreeSet<&String> = here
         .cleanup
         .iter()
-        .filter(|(_, at)| now.at >= **at)
+        .filter(|(job, at)| now.at >= **at && !jobs.contains(job))
         .map(|(job, _)| job)
         .collect();
     for (job, ttl) in here.known.iter().filter(|(j, _)| !jobs.contains(j)) {
@@ -285,6 +286,7 @@ impl Here {
         match action {
             Action::Track { job, files_ttl } => {
                 self.known.insert(job.clone(), *files_ttl);
+                self.cleanup.remove(job);
             }
             Action::ScheduleCleanup { job, at } => {
                 self.known.remove(job);

@@ -610,6 +610,37 @@ fn an_ended_jobs_files_go_after_its_ttl() {
 }
 
 #[test]
+fn a_job_placed_here_again_before_its_ttl_keeps_its_files() {
+    let t = Clock::new();
+    let j = job(
+        "train",
+        "generic",
+        &[("worker", 1)],
+        serde_json::json!({"runPolicy": {"ttlSecondsAfterFinished": 2}}),
+    );
+    let mut here = Here::default();
+    step(&here_with(vec![j.clone()]), &mut here, t.at(0));
+    here.running.clear();
+    // --- requeued elsewhere: its files are due to go in 2 s
+    step(&here_with(Vec::new()), &mut here, t.at(1000));
+    assert!(here.cleanup.contains_key("train"));
+    // --- placed back here within the TTL, and still here when the TTL has passed
+    let back = here_with(vec![j]);
+    let actions = step(&back, &mut here, t.at(1500));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Track { .. })),
+        "{actions:?}"
+    );
+    assert!(here.cleanup.is_empty(), "the pending cleanup is cancelled");
+    assert!(
+        !step(&back, &mut here, t.at(5000))
+            .iter()
+            .any(|a| matches!(a, Action::RemoveFiles { .. })),
+        "its files stay while it runs here"
+    );
+}
+
+#[test]
 fn clean_pod_policy_all_removes_the_files_at_once_and_without_a_ttl_they_stay() {
     let t = Clock::new();
     let all = job(

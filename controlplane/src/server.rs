@@ -28,7 +28,7 @@ pub async fn run(
         anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
     }
     let id = config.node_id;
-    let (log, sm) = crate::store::open(&config.data_dir)?;
+    let (log, sm) = crate::store::open(&config.data_dir, id)?;
     // Entries a crash left below the purge point.
     log.collect_purged();
     let shared = sm.shared();

@@ -28,8 +28,8 @@ const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// crossed that line at every split.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Open (or create) the storage of a server in `data_dir`.
-pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
+/// Open (or create) the storage of member `member` in `data_dir`.
+pub fn open(data_dir: &Path, member: u64) -> anyhow::Result<(LogStore, StateMachine)> {
     use anyhow::Context;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -38,7 +38,7 @@ pub fn open(data_dir: &Path) -> anyhow::Result<(LogStore, StateMachine)> {
         .with_context(|| format!("opening the sled database in {}", db_dir.display()))?;
     let flusher = Flusher::start(db.clone(), &db_dir).context("starting the flusher")?;
     let log = LogStore::open(&db, flusher.clone()).context("opening the Raft log")?;
-    let sm = StateMachine::open(&db, flusher, data_dir.join("snapshots"))
+    let sm = StateMachine::open(&db, flusher, data_dir.join("snapshots"), member)
         .context("opening the state machine")?;
     Ok((log, sm))
 }

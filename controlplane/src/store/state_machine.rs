@@ -104,6 +104,8 @@ impl Shared {
 pub struct StateMachine {
     shared: Arc<Shared>,
     flusher: Flusher,
+    /// The member this is, for the spans of what it applies.
+    member: u64,
 }
 
 fn sto_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -145,6 +147,7 @@ impl StateMachine {
         db: &sled::Db,
         flusher: Flusher,
         snapshot_dir: PathBuf,
+        member: u64,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::Corrupt {
             key: vec![],
@@ -187,6 +190,7 @@ impl StateMachine {
                 snapshot_lock: tokio::sync::Mutex::new(()),
             }),
             flusher,
+            member,
         })
     }
 
@@ -214,6 +218,13 @@ fn apply_command(
         Ok(cmd) => cmd,
         Err(m) => return Outcome::Rejected(Rejection::InvalidArgument(m.to_string())),
     };
+    let _span = tracing::debug_span!(
+        "command",
+        entity = cmd.body.target().map(tracing::field::display),
+        correlation_id = %cmd.correlation_id,
+        actor = %cmd.actor,
+    )
+    .entered();
     match domain::decide(state, &cmd, pos) {
         Err(r) => Outcome::Rejected(r),
         Ok(events) => {
@@ -249,6 +260,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut inner = self.write();
         for entry in entries {
             let log_id = entry.log_id;
+            let _span = tracing::info_span!(
+                "apply",
+                member = self.member,
+                raft_index = log_id.index,
+                term = log_id.leader_id.term,
+            )
+            .entered();
             inner.last_applied = Some(log_id);
             let pos = Position {
                 raft_index: log_id.index,

@@ -40,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build -q --release -p cairn-controlplane -p cairn-cli --features cairn-cli/etcd)
+(cd "$ROOT" && cargo build -q --release -p cairn-server -p cairn-cli --features cairn-cli/etcd)
 CAIRN=$TARGET/release/cairn
 mkdir -p "$RESULTS"
 

@@ -36,7 +36,7 @@ build() {
   local flag=()
   [[ $PROFILE == release ]] && flag=(--release)
   say "building ($PROFILE)"
-  (cd "$ROOT" && cargo build -q "${flag[@]}" -p cairn-controlplane -p cairn-cli ${CAIRN_CLI_FEATURES:+--features "$CAIRN_CLI_FEATURES"})
+  (cd "$ROOT" && cargo build -q "${flag[@]}" -p cairn-server -p cairn-cli ${CAIRN_CLI_FEATURES:+--features "$CAIRN_CLI_FEATURES"})
 }
 
 start() {

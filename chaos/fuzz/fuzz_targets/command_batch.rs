@@ -3,7 +3,8 @@
 //! typed rejection.
 #![no_main]
 
-use cairn_controlplane::convert;
+use cairn_controlplane::convert::FromPb;
+use cairn_domain::node::NodeCommand;
 use cairn_domain::{decide, Command, CommandBody, Position, State};
 use cairn_proto as pb;
 use libfuzzer_sys::fuzz_target;
@@ -16,15 +17,15 @@ fn seeded() -> State {
         actor: "node/n1".into(),
         correlation_id: "c".into(),
         expected_revision: None,
-        body: CommandBody::RegisterNode {
+        body: CommandBody::Node(NodeCommand::Register {
             node: "n1".into(),
-            inventory: cairn_domain::node::NodeInventory {
+            inventory: Box::new(cairn_domain::node::NodeInventory {
                 port_range_start: 20000,
                 port_range_end: 20010,
                 ..Default::default()
-            },
+            }),
             token_digest: vec![1],
-        },
+        }),
     };
     let pos = Position {
         raft_index: 1,
@@ -42,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut state = seeded();
     for (i, cmd) in batch.commands.iter().enumerate() {
-        let Ok(c) = convert::command_from_pb(cmd) else {
+        let Ok(c) = Command::from_pb(cmd) else {
             continue;
         };
         let pos = Position {

@@ -2,8 +2,8 @@
 //! validation: a typed error or a value, never a panic.
 #![no_main]
 
-use cairn_controlplane::convert;
-use cairn_domain::validate;
+use cairn_controlplane::convert::FromPb;
+use cairn_domain::Command;
 use cairn_proto as pb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -11,8 +11,8 @@ use prost::Message;
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = pb::SubmitRequest::decode(data) {
         if let Some(cmd) = req.command {
-            if let Ok(c) = convert::command_from_pb(&cmd) {
-                let _ = validate::command_problems(&c);
+            if let Ok(c) = Command::from_pb(&cmd) {
+                let _ = c.problems();
             }
         }
     }

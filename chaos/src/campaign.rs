@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_proto as pb;
+use cairn_tests::{client_with_timeout, eventually, last_sequence, stored_events};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::checker::{self, Register};
-use crate::cluster::{self, client, Server};
+use crate::cluster::{self, Member, MemberSettings};
 use crate::net::Net;
 use crate::workload::{self, Clock, Outcome, RegisterOp, SetOp, SetVerdict, StreamVerdict};
 
@@ -38,8 +39,8 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Which 10.213.<net>.0/24 the hosts use.
     pub net: u8,
-    /// Size of each server's tmpfs data directory, MiB (0: no tmpfs and no disk-full
-    /// faults).
+    /// Size of each server's own disk, MiB (0: no disk of its own, and no disk-full or
+    /// slow-disk faults).
     pub disk_mb: u32,
     /// The members' `raft.snapshot_after_logs`.
     pub snapshot_after_logs: u64,
@@ -109,7 +110,7 @@ pub struct RegisterVerdict {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Convergence {
-    /// Per member: (id, last sequence, hash of its whole event log).
+    /// Per member: (id, last sequence, hash of its whole event log as stored).
     pub members: Vec<(u64, u64, String)>,
     pub identical: bool,
     pub gapless: bool,
@@ -130,18 +131,6 @@ pub struct Report {
     pub ok: bool,
 }
 
-async fn find_leader(servers: &mut [Server]) -> Option<u64> {
-    for s in servers.iter_mut().filter(|s| !s.paused) {
-        if !s.is_running() {
-            continue;
-        }
-        if let Some(l) = cluster::leader_seen_by(&s.addr).await {
-            return Some(l);
-        }
-    }
-    None
-}
-
 /// Create `name` (retrying through any member until `deadline`); AlreadyExists is fine.
 async fn ensure_namespace(
     endpoints: &[String],
@@ -160,7 +149,7 @@ async fn ensure_namespace(
                 ..Default::default()
             }),
         };
-        match client(&endpoints[i % endpoints.len()], Duration::from_secs(2))
+        match client_with_timeout(&endpoints[i % endpoints.len()], Duration::from_secs(2))
             .submit(req)
             .await
         {
@@ -173,39 +162,40 @@ async fn ensure_namespace(
     }
 }
 
-/// Every event of one member (stale read: exactly what it has applied).
-async fn member_log(addr: &str) -> anyhow::Result<Vec<pb::Event>> {
-    let mut c = client(addr, Duration::from_secs(10));
-    Ok(pb::all_events(&mut c, pb::ReadConsistency::Stale).await?)
+/// Every event of one member as it stores them (stale read: exactly what it has
+/// applied), and decoded.
+async fn member_log(addr: &str) -> anyhow::Result<(Vec<Vec<u8>>, Vec<pb::Event>)> {
+    use prost::Message;
+    let mut c = client_with_timeout(addr, Duration::from_secs(10));
+    let stored = stored_events(&mut c).await?;
+    let events = stored
+        .iter()
+        .map(|b| pb::Event::decode(b.as_slice()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((stored, events))
 }
 
-async fn last_sequence(addr: &str) -> Option<u64> {
-    let r = client(addr, Duration::from_secs(1))
-        .list_events(pb::ListEventsRequest {
-            filter: None,
-            limit: 1,
-            consistency: pb::ReadConsistency::Stale as i32,
-            raw: false,
-        })
-        .await
-        .ok()?;
-    r.into_inner().read.map(|r| r.last_sequence)
-}
-
-/// Undo every fault: network rules, full disks, pauses, stopped servers.
-fn heal(net: &Net, servers: &mut [Server]) -> anyhow::Result<()> {
+/// Undo every fault: network rules, full disks, pauses, stopped servers. A server that
+/// does not come back is reported here and judged by the checks.
+async fn heal(net: &Net, members: &mut [Member]) -> anyhow::Result<()> {
     net.heal()?;
-    for s in servers.iter_mut() {
-        cluster::free_disk(s.data_dir());
-        s.fast_disk();
-        if s.paused {
-            s.resume();
+    for m in members.iter_mut() {
+        m.free_disk();
+        m.fast_disk();
+        if m.server.is_paused() {
+            m.server.resume()?;
         }
-        if !s.is_running() {
-            s.start()?;
-        }
+        start(m).await;
     }
     Ok(())
+}
+
+/// Start a member's server unless it runs (one that exited on its own counts as
+/// stopped); a failure is reported, and the campaign goes on.
+async fn start(member: &mut Member) {
+    if let Err(e) = member.server.start().await {
+        println!("  node {} did not come back: {e:#}", member.server.id);
+    }
 }
 
 enum Change {
@@ -219,7 +209,7 @@ async fn membership(endpoints: &[String], change: Change) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut i = 0;
     while Instant::now() < deadline {
-        let mut c = client(&endpoints[i % endpoints.len()], Duration::from_secs(5));
+        let mut c = client_with_timeout(&endpoints[i % endpoints.len()], Duration::from_secs(5));
         let r = match &change {
             Change::Remove(id) => {
                 c.remove_member(pb::RemoveMemberRequest { node_id: *id })
@@ -254,7 +244,7 @@ async fn restore_membership(endpoints: &[String], n: usize) {
     // The leader's view of the membership (a removed node's own view may be stale).
     let mut voters = Vec::new();
     for e in endpoints {
-        if let Ok(s) = client(e, Duration::from_secs(2))
+        if let Ok(s) = client_with_timeout(e, Duration::from_secs(2))
             .cluster_status(pb::ClusterStatusRequest {})
             .await
         {
@@ -296,7 +286,7 @@ async fn time_to_write(endpoints: &[String], tag: &str, limit: Duration) -> Opti
                 ..Default::default()
             }),
         };
-        if client(&endpoints[i % endpoints.len()], Duration::from_millis(1000))
+        if client_with_timeout(&endpoints[i % endpoints.len()], Duration::from_millis(1000))
             .submit(req)
             .await
             .is_ok()
@@ -331,18 +321,27 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     let proxy = crate::proxy::DelayProxy::start(net)
         .await
         .context("starting the delay proxy")?;
-    let mut servers = cluster::start_all(net, settings)?;
-    let endpoints: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
-    let setup_deadline = Instant::now() + Duration::from_secs(30);
-    while find_leader(&mut servers).await.is_none() {
-        if Instant::now() > setup_deadline {
-            bail!(
-                "no leader within 30 s; see the logs in {}",
+    let member_settings = MemberSettings {
+        server_bin: settings.server_bin.clone(),
+        dir: settings.dir.clone(),
+        disk_mb: settings.disk_mb,
+        snapshot_after_logs: settings.snapshot_after_logs,
+    };
+    let mut members = cluster::start_all(net, &member_settings)
+        .await
+        .with_context(|| {
+            format!(
+                "starting the servers; see the logs in {}",
                 settings.dir.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            )
+        })?;
+    let endpoints: Vec<String> = members.iter().map(|m| m.server.addr.clone()).collect();
+    let setup_deadline = Instant::now() + Duration::from_secs(30);
+    eventually(Duration::from_secs(30), "a leader", || {
+        cluster::find_leader(&members)
+    })
+    .await
+    .with_context(|| format!("see the logs in {}", settings.dir.display()))?;
     ensure_namespace(&endpoints, PROBE, setup_deadline).await?;
     for k in 0..settings.registers {
         ensure_namespace(&endpoints, &workload::register_name(k), setup_deadline).await?;
@@ -377,9 +376,12 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             )));
         }
     }
-    let streams: Vec<_> = servers
+    let streams: Vec<_> = members
         .iter()
-        .map(|s| tokio::spawn(workload::stream_client(s.id, s.addr.clone(), until)))
+        .map(|m| {
+            let s = &m.server;
+            tokio::spawn(workload::stream_client(s.id, s.addr.clone(), until))
+        })
         .collect();
 
     // --- nemesis
@@ -393,12 +395,14 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         };
         let mut kind = menu[rng.gen_range(0..menu.len())];
         if matches!(kind, FaultKind::DiskFull | FaultKind::SlowDisk) && settings.disk_mb == 0
-            || kind == FaultKind::SlowDisk && !servers.iter().all(|s| s.can_slow_disk())
+            || kind == FaultKind::SlowDisk && !members.iter().all(Member::can_slow_disk)
         {
             kind = FaultKind::KillAny;
         }
-        let leader = find_leader(&mut servers).await.map(|l| (l - 1) as usize);
-        let n = servers.len();
+        let leader = cluster::find_leader(&members)
+            .await
+            .map(|l| (l - 1) as usize);
+        let n = members.len();
         let any = rng.gen_range(0..n);
         let start_ms = clock.now() / 1000;
         let detail = match kind {
@@ -440,19 +444,19 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 } else {
                     any
                 };
-                servers[victim].kill();
+                members[victim].server.kill();
                 format!("node {} killed (SIGKILL)", victim + 1)
             }
             FaultKind::KillAll => {
-                for s in servers.iter_mut() {
-                    s.kill();
+                for m in members.iter_mut() {
+                    m.server.kill();
                 }
                 "every member killed (SIGKILL)".to_string()
             }
-            FaultKind::Pause => {
-                servers[any].pause();
-                format!("node {} paused (SIGSTOP)", any + 1)
-            }
+            FaultKind::Pause => match members[any].server.pause() {
+                Ok(()) => format!("node {} paused (SIGSTOP)", any + 1),
+                Err(e) => format!("node {} not paused: {e:#}", any + 1),
+            },
             FaultKind::Bandwidth => {
                 let kbit = rng.gen_range(256..2048);
                 let l = leader.unwrap_or(any);
@@ -466,7 +470,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                 format!("{delay:?} +0..{jitter:?} delay between all members")
             }
             FaultKind::DiskFull => {
-                cluster::fill_disk(servers[any].data_dir())?;
+                members[any].fill_disk()?;
                 format!("node {}'s disk is full", any + 1)
             }
             FaultKind::SlowDisk => {
@@ -477,7 +481,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
                     any
                 };
                 let iops = rng.gen_range(5..50);
-                servers[victim].slow_disk(iops, 1 << 20)?;
+                members[victim].slow_disk(iops, 1 << 20)?;
                 format!("node {}'s disk does {iops} writes/s, 1 MiB/s", victim + 1)
             }
             FaultKind::Membership => {
@@ -504,7 +508,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             restore_membership(&endpoints, n).await;
         }
         proxy.clear(net)?;
-        heal(net, &mut servers)?;
+        heal(net, &mut members).await?;
         let end_ms = clock.now() / 1000;
         let recovery = time_to_write(
             &endpoints,
@@ -524,7 +528,7 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
 
     // --- heal everything, then check
     proxy.clear(net)?;
-    heal(net, &mut servers)?;
+    heal(net, &mut members).await?;
     let final_recovery = time_to_write(&endpoints, "final", Duration::from_secs(30)).await;
     for t in tasks {
         let _ = t.await;
@@ -540,14 +544,12 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
     // on a full disk may still have been shutting down at the heal: restart it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        for s in servers.iter_mut() {
-            if !s.is_running() {
-                s.start()?;
-            }
+        for m in members.iter_mut() {
+            start(m).await;
         }
         let mut seqs = Vec::new();
         for e in &endpoints {
-            seqs.push(last_sequence(e).await);
+            seqs.push(last_sequence(e, Duration::from_secs(1)).await);
         }
         let first = seqs[0];
         if first.is_some() && seqs.iter().all(|s| *s == first) {
@@ -558,17 +560,22 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every member's log as it stores it: the same bytes on every member, not only
+    // the same events.
     let mut logs = Vec::new();
-    for s in &servers {
-        logs.push((s.id, member_log(&s.addr).await.unwrap_or_default()));
+    let mut stored = Vec::new();
+    for m in &members {
+        let s = &m.server;
+        let (bytes, events) = member_log(&s.addr).await.unwrap_or_default();
+        logs.push((s.id, events));
+        stored.push(bytes);
     }
     let members: Vec<(u64, u64, String)> = logs
         .iter()
-        .map(|(id, events)| {
+        .zip(&stored)
+        .map(|((id, events), bytes)| {
             let mut h = DefaultHasher::new();
-            for e in events {
-                prost_bytes(e).hash(&mut h);
-            }
+            bytes.hash(&mut h);
             (
                 *id,
                 events.last().map_or(0, |e| e.sequence),
@@ -576,9 +583,8 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
             )
         })
         .collect();
-    let identical = members
-        .windows(2)
-        .all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2);
+    let identical =
+        stored.windows(2).all(|w| w[0] == w[1]) && members.windows(2).all(|w| w[0].1 == w[1].1);
     let gapless = logs.iter().all(|(_, ev)| {
         ev.iter()
             .enumerate()
@@ -707,11 +713,6 @@ async fn campaign(settings: &Settings, net: &Net) -> anyhow::Result<Report> {
         final_recovery_ms: final_recovery.map(|d| d.as_millis() as u64),
         ok,
     })
-}
-
-fn prost_bytes(e: &pb::Event) -> Vec<u8> {
-    use prost::Message;
-    e.encode_to_vec()
 }
 
 /// The report as text.

@@ -1,9 +1,11 @@
 //! `cairn-chaos`: run a fault-injection campaign against a real Cairn cluster.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_chaos::campaign::{self, Settings};
+use cairn_chaos::prerequisites::{self, Machine};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -56,20 +58,44 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let server_bin = match &cli.server_bin {
+        Some(b) => b.clone(),
+        None => match std::env::current_exe() {
+            Ok(exe) => exe.with_file_name("cairn-server"),
+            Err(e) => {
+                eprintln!("error: cannot locate cairn-server ({e}); pass --server-bin");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    // Before anything else: everything the campaign needs is there.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let machine = Machine {
+        path: &path,
+        root: rustix::process::geteuid().is_root(),
+        server_bin: &server_bin,
+    };
+    if let Err(unmet) = prerequisites::check(&machine, cli.disk_mb > 0) {
+        eprintln!("{unmet}");
+        return ExitCode::from(2);
+    }
+    match run(cli, server_bin).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, server_bin: PathBuf) -> anyhow::Result<()> {
     let seed = cli.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let server_bin = match cli.server_bin {
-        Some(b) => b,
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("cairn-server"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate cairn-server; pass --server-bin"))?,
-    };
     let dir = match cli.dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("cairn-chaos-{seed}")),

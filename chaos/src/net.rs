@@ -10,6 +10,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+/// The port a server listens on, on every host (each host has its own address).
+pub const SERVER_PORT: u16 = 7420;
+
 /// One simulated host.
 #[derive(Debug, Clone)]
 pub struct Host {

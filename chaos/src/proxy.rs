@@ -18,8 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::PORT;
-use crate::net::{in_ns, Net};
+use crate::net::{in_ns, Net, SERVER_PORT};
 
 /// The listener port of pair (from → to).
 fn pair_port(from: usize, to: usize) -> u16 {
@@ -49,7 +48,7 @@ impl DelayProxy {
                 let listener =
                     TcpListener::bind((net.harness_ip.as_str(), pair_port(from.index, to.index)))
                         .await?;
-                let target = format!("{}:{PORT}", to.ip);
+                let target = format!("{}:{SERVER_PORT}", to.ip);
                 listeners.push(tokio::spawn(accept(listener, target, shared.clone())));
             }
         }
@@ -65,7 +64,7 @@ impl DelayProxy {
         self.shared
             .jitter_ms
             .store(jitter.as_millis() as u64, Ordering::Relaxed);
-        let port = PORT.to_string();
+        let port = SERVER_PORT.to_string();
         for from in &net.hosts {
             for to in net.hosts.iter().filter(|h| h.index != from.index) {
                 let via = format!("{}:{}", net.harness_ip, pair_port(from.index, to.index));

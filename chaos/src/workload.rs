@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto as pb;
+use cairn_tests::client_with_timeout;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -13,7 +14,6 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::checker::{Call, Op, Ret};
-use crate::cluster::client;
 
 /// How an operation ended, as far as the client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,7 +76,7 @@ pub async fn set_client(
     let mut rng = StdRng::seed_from_u64(seed ^ (0x5e7 + id as u64));
     let mut clients: Vec<_> = endpoints
         .iter()
-        .map(|a| client(a, Duration::from_secs(2)))
+        .map(|a| client_with_timeout(a, Duration::from_secs(2)))
         .collect();
     let mut k = 0u64;
     while Instant::now() < until {
@@ -192,7 +192,7 @@ pub async fn register_client(
     let mut rng = StdRng::seed_from_u64(seed ^ (0x4e6 + ((key as u64) << 16) + id as u64));
     let mut clients: Vec<_> = endpoints
         .iter()
-        .map(|a| client(a, Duration::from_secs(2)))
+        .map(|a| client_with_timeout(a, Duration::from_secs(2)))
         .collect();
     let mut last_revision = 1;
     let mut n = 0u64;
@@ -316,7 +316,7 @@ pub async fn stream_client(member: u64, addr: String, until: Instant) -> StreamV
     };
     let mut last = 0u64;
     while Instant::now() < until {
-        let mut c = client(&addr, Duration::from_secs(3600));
+        let mut c = client_with_timeout(&addr, Duration::from_secs(3600));
         let req = pb::WatchEventsRequest {
             filter: Some(pb::EventFilter {
                 after_sequence: last,

@@ -7,7 +7,7 @@ use cairn_tests::{all_events, create_ns, note, Settings, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_every_event_and_entity() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(1, Settings::default())?;
+    let mut cluster = TestCluster::start(1, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let mut c = cluster.node(1).client();
 
@@ -25,7 +25,7 @@ async fn restart_keeps_every_event_and_entity() -> anyhow::Result<()> {
     );
 
     // --- SIGKILL and restart
-    cluster.restart(1)?;
+    cluster.restart(1).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let mut c = cluster.node(1).client();
     let after = all_events(&mut c, pb::ReadConsistency::Linearizable).await?;

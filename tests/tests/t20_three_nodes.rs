@@ -2,16 +2,16 @@
 //! acknowledged write, and a new leader serves writes within 2 s; the whole cluster
 //! killed and started again lists its full history through the CLI.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_tests::{client, create_ns, note, note_text, Settings, TestCluster};
+use cairn_tests::{client, create_ns, eventually, note, note_text, Settings, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_any_member_reach_every_member() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     for id in 1..=3 {
         let r = cluster
@@ -47,7 +47,7 @@ async fn writes_through_any_member_reach_every_member() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     cluster
         .node(leader)
@@ -86,7 +86,13 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Resu
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The load is under way: every writer has had writes acknowledged.
+    eventually(
+        Duration::from_secs(30),
+        &format!("{WRITES_PER_PHASE} writes acknowledged, from every writer"),
+        || async { load_under_way(&acked, None, writers.len()).then_some(()) },
+    )
+    .await?;
 
     // --- SIGKILL the leader
     let killed_at = Instant::now();
@@ -94,24 +100,20 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Resu
     let new_leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     assert_ne!(new_leader, leader);
     // The first write sent after the kill was acknowledged within 2 s of the kill.
-    let deadline = killed_at + Duration::from_secs(10);
-    let first_ack = loop {
-        let first = acked
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(_, sent, _)| *sent > killed_at)
-            .map(|(_, _, done)| *done)
-            .min();
-        if let Some(t) = first {
-            break t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write acknowledged within 10 s of the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let first_ack = eventually(
+        (killed_at + Duration::from_secs(10)).saturating_duration_since(Instant::now()),
+        "a write acknowledged within 10 s of the kill",
+        || async {
+            acked
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(_, sent, _)| *sent > killed_at)
+                .map(|(_, _, done)| *done)
+                .min()
+        },
+    )
+    .await?;
     let gap = first_ack - killed_at;
     println!("first write sent after the kill acknowledged {gap:?} after the leader was killed");
     assert!(
@@ -119,14 +121,20 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Resu
         "writes resumed only after {gap:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The load goes on under the new leader as it did before the kill.
+    eventually(
+        Duration::from_secs(30),
+        &format!("{WRITES_PER_PHASE} writes sent after the kill acknowledged, from every writer"),
+        || async { load_under_way(&acked, Some(killed_at), writers.len()).then_some(()) },
+    )
+    .await?;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await?;
     }
 
     // --- recovery: the old leader comes back and catches up
-    cluster.restart(leader)?;
+    cluster.restart(leader).await?;
     let leader_now = cluster.wait_leader(Duration::from_secs(10)).await?;
     let reference = cluster.events_of(leader_now).await?;
     let last = reference.last().map_or(0, |e| e.sequence);
@@ -169,6 +177,29 @@ async fn leader_sigkill_under_load_loses_no_acknowledged_write() -> anyhow::Resu
     Ok(())
 }
 
+/// Writes the load has acknowledged before the leader is killed, and again after.
+const WRITES_PER_PHASE: usize = 30;
+
+/// Whether the load has had [`WRITES_PER_PHASE`] writes (sent after `since`)
+/// acknowledged, from each of its `writers` (their texts start with `w<writer>-`).
+fn load_under_way(
+    acked: &Mutex<Vec<(String, Instant, Instant)>>,
+    since: Option<Instant>,
+    writers: usize,
+) -> bool {
+    let acked = acked.lock().expect("lock");
+    let writes: Vec<&str> = acked
+        .iter()
+        .filter(|(_, sent, _)| since.is_none_or(|t| *sent > t))
+        .map(|(text, _, _)| text.as_str())
+        .collect();
+    let from: HashSet<&str> = writes
+        .iter()
+        .filter_map(|text| text.split_once('-').map(|(w, _)| w))
+        .collect();
+    writes.len() >= WRITES_PER_PHASE && from.len() == writers
+}
+
 /// `SubmitStream`: pipelined commands are each answered, in the order sent, with their
 /// own outcome (a rejected or malformed one does not end the stream); every applied
 /// note is on every member exactly once; a follower refuses the stream with the
@@ -178,7 +209,7 @@ async fn a_submit_stream_answers_every_command_in_order() -> anyhow::Result<()> 
     use cairn_proto as pb;
     use pb::submit_stream_response::Result as R;
 
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let leader_addr = cluster.node(leader).addr.clone();
@@ -275,7 +306,7 @@ fn cli_events(endpoints: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
 /// write, after 8 restarts of 30.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_restarted_lists_its_full_history() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     cluster
         .node(1)
@@ -297,7 +328,7 @@ async fn the_whole_cluster_restarted_lists_its_full_history() -> anyhow::Result<
         }
         let before = cli_events(&endpoints)?;
 
-        cluster.restart_all()?;
+        cluster.restart_all().await?;
         cluster.wait_leader(Duration::from_secs(10)).await?;
         after = cli_events(&endpoints)?;
         let missing: Vec<_> = before.iter().filter(|e| !after.contains(e)).collect();

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cairn_proto as pb;
 use cairn_tests::{
-    client, client_with_timeout, create_ns, eventually, free_port, note, Settings, TestCluster,
+    client, client_with_timeout, create_ns, eventually, free_port, leader_seen_by, note, Settings,
+    TestCluster,
 };
 
 /// The events in a member's snapshot history file (magic, count, length-prefixed
@@ -51,7 +52,7 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
         logs_kept_after_snapshot: 0,
         ..Settings::default()
     };
-    let mut cluster = TestCluster::start(3, settings)?;
+    let mut cluster = TestCluster::start(3, settings).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let lagging = (1..=3).find(|id| *id != leader).expect("a follower");
 
@@ -72,7 +73,7 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
     );
 
     // --- the follower comes back and gets the whole history
-    cluster.restart(lagging)?;
+    cluster.restart(lagging).await?;
     cluster
         .wait_converged(last, Duration::from_secs(30))
         .await?;
@@ -87,7 +88,7 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
 
     // --- a new server joins as a learner and is promoted
     let addr = format!("127.0.0.1:{}", free_port());
-    cluster.add_node(4, addr.clone(), &BTreeMap::new())?;
+    cluster.add_node(4, addr.clone(), &BTreeMap::new()).await?;
     let r = c
         .add_learner(pb::AddLearnerRequest {
             node_id: 4,
@@ -148,7 +149,7 @@ async fn lagging_member_catches_up_through_a_snapshot_and_a_learner_joins() -> a
 /// reach a majority, and the cluster accepted no write from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_removing_a_voter_while_another_is_down_is_refused() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let (down, alive) = (followers[0], followers[1]);
@@ -189,24 +190,25 @@ async fn regression_removing_a_voter_while_another_is_down_is_refused() -> anyho
     Ok(())
 }
 
-/// The leader `addr`'s member reports, if it answers and knows one.
-async fn leader_seen_by(addr: &str) -> Option<u64> {
-    let status = tokio::time::timeout(
-        Duration::from_secs(3),
-        client(addr).cluster_status(pb::ClusterStatusRequest {}),
-    )
-    .await;
-    match status {
-        Ok(Ok(s)) => Some(s.into_inner().leader_id).filter(|l| *l != 0),
-        _ => None,
-    }
+/// The index of the last entry in the log of the member at `addr`, as it reports it.
+async fn own_last_log_index(addr: &str) -> Option<u64> {
+    let status = client(addr)
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    status
+        .members
+        .iter()
+        .find(|m| m.node_id == status.answered_by)
+        .map(|m| m.last_log_index)
 }
 
 /// A leader that one of `among` reports, itself one of `among`.
 async fn leader_among(addrs: &BTreeMap<u64, String>, among: &[u64]) -> anyhow::Result<u64> {
     eventually(Duration::from_secs(15), "a leader elected", || async {
         for id in among {
-            if let Some(l) = leader_seen_by(&addrs[id]).await {
+            if let Some(l) = leader_seen_by(&addrs[id], Duration::from_secs(3)).await {
                 if among.contains(&l) {
                     return Some(l);
                 }
@@ -231,7 +233,7 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
         relayed: true,
         ..Settings::default()
     };
-    let mut cluster = TestCluster::start(3, settings)?;
+    let mut cluster = TestCluster::start(3, settings).await?;
     let addrs: BTreeMap<u64, String> = cluster
         .nodes
         .iter()
@@ -247,13 +249,25 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
     for id in &others {
         cluster.node(*id).pause()?;
     }
+    let before = own_last_log_index(&addrs[&old])
+        .await
+        .expect("the leader answers");
     let mut patient = client_with_timeout(&addrs[&old], Duration::from_secs(60));
     let first = tokio::spawn(async move {
         patient
             .submit(note("cut-off", "uncommitted, answered"))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the first write in the leader's log",
+        || async {
+            own_last_log_index(&addrs[&old])
+                .await
+                .filter(|i| *i > before)
+        },
+    )
+    .await?;
     for i in 0..2 {
         let w = tokio::time::timeout(
             Duration::from_millis(500),
@@ -268,7 +282,7 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
 
     // --- the others elect a leader, which snapshots and purges past those entries;
     // nothing it sends reaches the old leader
-    cluster.node(old).relay().cut();
+    cluster.relay(old).cut();
     cluster.node(old).pause()?;
     for id in &others {
         cluster.node(*id).resume()?;
@@ -287,7 +301,7 @@ async fn regression_a_leader_takes_writes_after_a_snapshot_replaced_its_unanswer
 
     // --- the old leader comes back and catches up by installing a snapshot
     cluster.node(old).resume()?;
-    cluster.node(old).relay().heal();
+    cluster.relay(old).heal();
     cluster
         .wait_converged(last, Duration::from_secs(30))
         .await?;

@@ -27,7 +27,7 @@ async fn bad_requests_are_refused_with_typed_errors_and_change_nothing() -> anyh
         max_request_bytes: 64 * 1024,
         ..Settings::default()
     };
-    let mut cluster = TestCluster::start(1, settings)?;
+    let mut cluster = TestCluster::start(1, settings).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let mut c = cluster.node(1).client();
     c.submit(create_ns("a")).await?;

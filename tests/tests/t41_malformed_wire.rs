@@ -105,7 +105,7 @@ async fn malformed_requests_are_the_callers_fault_and_lose_nothing_accepted() ->
         max_request_bytes: 64 * 1024,
         ..Settings::default()
     };
-    let mut cluster = TestCluster::start(1, settings)?;
+    let mut cluster = TestCluster::start(1, settings).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let addr = cluster.node(1).addr.clone();
     let mut c = cluster.node(1).client();

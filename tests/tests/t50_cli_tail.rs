@@ -1,15 +1,15 @@
 //! `cairn events tail` follows the log across the loss of the member it reads from.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cairn_tests::{bin, create_ns, note, Settings, TestCluster};
+use cairn_tests::{cli, create_ns, note, Settings, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_survives_the_loss_of_its_member() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     cluster
         .node(leader)
@@ -27,15 +27,8 @@ async fn tail_survives_the_loss_of_its_member() -> anyhow::Result<()> {
             .filter(|n| n.id != follower)
             .map(|n| n.addr.clone()),
     );
-    let mut tail = Command::new(bin("cairn"))
-        .args([
-            "--endpoints",
-            &endpoints.join(","),
-            "events",
-            "tail",
-            "-o",
-            "json",
-        ])
+    let mut tail = cli(&endpoints)
+        .args(["events", "tail", "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

@@ -50,7 +50,8 @@ async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow
             node_lost_after_ms: 2_000,
             ..Settings::default()
         },
-    )?;
+    )
+    .await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
@@ -168,6 +169,8 @@ async fn agents_report_inventory_health_liveness_and_port_violations() -> anyhow
     let lost_before = lost_events(&cluster, leader).await;
     cluster.node(leader).kill();
     let new_leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    // Nothing to wait for here: the point is that a full grace period (2 s) and then
+    // some pass without a live node being declared lost.
     tokio::time::sleep(Duration::from_millis(2_000 + 1_500)).await;
     assert_eq!(
         lost_events(&cluster, new_leader).await,
@@ -216,7 +219,7 @@ fn lease_request(node: &str, holder: &str, count: u32) -> pb::SubmitRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_lease_requests_never_collide() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
 

@@ -38,7 +38,7 @@ async fn job_view(cluster: &TestCluster, name: &str) -> Option<pb::JobView> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_placed_on_the_best_links_and_queued_gangs_wait_for_capacity() -> anyhow::Result<()>
 {
-    let cluster = TestCluster::start(3, Settings::default())?;
+    let cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
@@ -114,7 +114,7 @@ async fn wait_phase(cluster: &TestCluster, name: &str, phase: &str) -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3, Settings::default())?;
+    let cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
@@ -154,8 +154,8 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
         done.placements.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(nodes.len(), 3, "3-GPU workers need their own 4-GPU nodes");
     // `cairn job logs` reads the master's output from its node's agent.
-    let out = std::process::Command::new(cairn_tests::bin("cairn"))
-        .args(["--endpoints", &endpoints.join(","), "job", "logs", "ddp"])
+    let out = cairn_tests::cli(&endpoints)
+        .args(["job", "logs", "ddp"])
         .args([
             "--role",
             "master",
@@ -230,7 +230,7 @@ async fn agents_run_replicas_to_success_and_failures_to_the_backoff_limit() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_hit_by_an_xid_is_placed_again_on_healthy_gpus() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3, Settings::default())?;
+    let cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
@@ -298,7 +298,7 @@ async fn cron_runs(cluster: &TestCluster) -> Vec<pb::CronRun> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_neither_skips_nor_doubles_a_run_across_a_leader_failover() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, Settings::default())?;
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let doc = serde_json::json!({
         "apiVersion": "cairn.dev/v1",
@@ -349,7 +349,7 @@ async fn a_cron_neither_skips_nor_doubles_a_run_across_a_leader_failover() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_restart_neither_orphans_nor_duplicates_replicas() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3, Settings::default())?;
+    let cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();
@@ -407,7 +407,7 @@ fn submit_doc(doc: serde_json::Value) -> pb::SubmitRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_is_synced_before_start_and_files_go_after_the_ttl() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3, Settings::default())?;
+    let cluster = TestCluster::start(3, Settings::default()).await?;
     cluster.wait_leader(Duration::from_secs(10)).await?;
     let endpoints = cluster.endpoints();
     let dir = cluster.dir().to_path_buf();

@@ -1,9 +1,9 @@
 //! Server configuration: one documented struct. Defaults, then a TOML file, then
-//! `CAIRN_*` environment variables and command-line flags (see `main.rs`);
-//! [`ServerConfig::validate`] reports every problem at once.
+//! `CAIRN_*` environment variables and command-line flags ([`Overrides`], which the
+//! binary fills from both); [`ServerConfig::validate`] reports every problem at once.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -132,7 +132,96 @@ fn is_host_port(a: &str) -> bool {
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
+/// Settings given on the command line or in `CAIRN_*` variables, over the file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub node_id: Option<u64>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// The first voters, `1=host:port,2=host:port,...`.
+    pub initial_members: Option<String>,
+    pub max_request_bytes: Option<usize>,
+}
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration file {path}:\n{why}")]
+    File { path: PathBuf, why: String },
+    #[error("initial members: {0}")]
+    Members(String),
+}
+
+/// `1=host:port,2=host:port,...` as a map of ids to addresses.
+pub fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (id, addr) = p
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Members(format!("{p:?} is not id=host:port")))?;
+            let id = id
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::Members(format!("the node id in {p:?}: {e}")))?;
+            Ok((id, addr.trim().to_string()))
+        })
+        .collect()
+}
+
 impl ServerConfig {
+    /// The defaults, then `file` (TOML) if given, then `overrides`. Not yet validated.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|why| ConfigError::File {
+                    path: path.to_path_buf(),
+                    why,
+                })?
+            }
+            None => Self::default(),
+        };
+        let Overrides {
+            node_id,
+            listen,
+            advertise,
+            data_dir,
+            initial_members,
+            max_request_bytes,
+        } = overrides;
+        cfg.node_id = node_id.unwrap_or(cfg.node_id);
+        cfg.listen = listen.unwrap_or(cfg.listen);
+        cfg.advertise = advertise.or(cfg.advertise);
+        cfg.data_dir = data_dir.unwrap_or(cfg.data_dir);
+        if let Some(m) = initial_members {
+            cfg.initial_members = parse_members(&m)?;
+        }
+        cfg.max_request_bytes = max_request_bytes.unwrap_or(cfg.max_request_bytes);
+        Ok(cfg)
+    }
+
+    /// `cairn-server dev`: a single-member cluster on `listen`, data in `data_dir`.
+    pub fn dev(listen: String, data_dir: PathBuf) -> Self {
+        Self {
+            node_id: 1,
+            initial_members: BTreeMap::from([(1, listen.clone())]),
+            listen,
+            data_dir,
+            ..Self::default()
+        }
+    }
+
     /// Parse a TOML configuration file's text (unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
@@ -265,6 +354,32 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.len(), 5, "{p:?}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_members_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cairn.toml");
+        std::fs::write(&file, "node_id = 3\nlisten = \"127.0.0.1:1\"\n").expect("write");
+        let cfg = ServerConfig::load(
+            Some(&file),
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                initial_members: Some("3=127.0.0.1:2, 4=127.0.0.1:5".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!((cfg.node_id, cfg.listen.as_str()), (3, "127.0.0.1:2"));
+        assert_eq!(cfg.initial_members.len(), 2);
+        let bad = Overrides {
+            initial_members: Some("x=127.0.0.1:2".into()),
+            ..Overrides::default()
+        };
+        let err = ServerConfig::load(None, bad).unwrap_err().to_string();
+        assert!(err.contains("the node id in \"x=127.0.0.1:2\""), "{err}");
+        let missing = ServerConfig::load(Some(&dir.path().join("nope.toml")), Overrides::default());
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! `cairn-server`: parse flags, load the configuration, start tracing, run.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use cairn_agent::agent::AgentConfig;
 use cairn_agent::gpu::ProviderChoice;
-use cairn_controlplane::config::{ServerConfig, DEV_ADDR};
+use cairn_controlplane::config::{Overrides, ServerConfig, DEV_ADDR};
 use clap::{Parser, Subcommand};
 
 /// Allocation-heavy paths (sled's copy-on-write nodes, protobuf, HTTP/2) run markedly
@@ -100,52 +98,18 @@ struct RunArgs {
     max_request_bytes: Option<usize>,
 }
 
-fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (id, addr) = p
-                .split_once('=')
-                .with_context(|| format!("initial member {p:?} is not id=host:port"))?;
-            let id = id
-                .trim()
-                .parse()
-                .with_context(|| format!("node id in {p:?}"))?;
-            Ok((id, addr.trim().to_string()))
-        })
-        .collect()
-}
-
-fn load(args: RunArgs) -> anyhow::Result<ServerConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            ServerConfig::from_toml(&text).map_err(|e| {
-                anyhow::anyhow!("invalid configuration file {}:\n{e}", path.display())
-            })?
-        }
-        None => ServerConfig::default(),
-    };
-    if let Some(v) = args.node_id {
-        cfg.node_id = v;
+impl RunArgs {
+    fn load(self) -> anyhow::Result<ServerConfig> {
+        let overrides = Overrides {
+            node_id: self.node_id,
+            listen: self.listen,
+            advertise: self.advertise,
+            data_dir: self.data_dir,
+            initial_members: self.initial_members,
+            max_request_bytes: self.max_request_bytes,
+        };
+        Ok(ServerConfig::load(self.config.as_deref(), overrides)?)
     }
-    if let Some(v) = args.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = args.advertise {
-        cfg.advertise = Some(v);
-    }
-    if let Some(v) = args.data_dir {
-        cfg.data_dir = v;
-    }
-    if let Some(v) = args.initial_members {
-        cfg.initial_members = parse_members(&v)?;
-    }
-    if let Some(v) = args.max_request_bytes {
-        cfg.max_request_bytes = v;
-    }
-    Ok(cfg)
 }
 
 fn init_tracing(format: &str) {
@@ -198,16 +162,9 @@ async fn run() -> anyhow::Result<()> {
                 a.address = Some("127.0.0.1".into());
                 a
             });
-            let config = ServerConfig {
-                node_id: 1,
-                initial_members: BTreeMap::from([(1, listen.clone())]),
-                listen,
-                data_dir,
-                ..ServerConfig::default()
-            };
-            (config, agent)
+            (ServerConfig::dev(listen, data_dir), agent)
         }
-        Command::Run(args) => (load(args)?, None),
+        Command::Run(args) => (args.load()?, None),
     };
     // The embedded agent reports to this server as soon as it answers.
     if let Some(agent) = agent {

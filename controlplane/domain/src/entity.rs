@@ -47,7 +47,7 @@ impl EntityState {
     }
 
     /// (Re)created: a deleted entity's stream goes on, with a new creation time.
-    pub fn created(&mut self, at: At) {
+    pub fn created(&mut self, at: At<'_>) {
         if self.created_ms == 0 || self.deleted {
             self.created_ms = at.timestamp_ms;
         }
@@ -62,12 +62,13 @@ pub struct Position {
     pub raft_term: u64,
 }
 
-/// Where an event sits in the history: what `evolve` may record of it.
+/// Where an event sits in the history, and who caused it: what `evolve` may record of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct At {
+pub struct At<'a> {
     pub sequence: u64,
     /// The leader's clock when it proposed the command (Unix milliseconds).
     pub timestamp_ms: i64,
+    pub actor: &'a str,
 }
 
 /// What `decide` may know of the command besides its body.

@@ -12,12 +12,13 @@
 //! same way), returned to the caller and never written to the log of events.
 //!
 //! The crate is organised by aggregate: one folder per concept ([`namespace`],
-//! [`member`], [`node`], [`queue`], [`job`], [`cron`]), each with its spec, commands,
+//! [`member`], [`node`], [`queue`], [`job`], [`cron`], [`model`]), each with its spec, commands,
 //! events, `decide` and `evolve`, and its tests. Below them sit the leaf modules every
 //! aggregate may use ([`validate`], [`doc`], [`entity`], [`emit`], [`rejection`]) and
 //! placement ([`schedule`]); above them [`core`] holds the envelopes, the state and the
 //! exhaustive dispatch. An aggregate uses only those below it (a cron starts jobs; jobs
-//! are placed on nodes); nothing uses the core but the crate's users.
+//! are placed on nodes and register model versions); nothing uses the core but the
+//! crate's users.
 //!
 //! Deliberately absent: storage, indexes and the wire format. The control plane persists
 //! events, builds the query indexes and converts to and from protobuf at its edge.
@@ -29,6 +30,7 @@ pub mod emit;
 pub mod entity;
 pub mod job;
 pub mod member;
+pub mod model;
 pub mod namespace;
 pub mod node;
 pub mod queue;

@@ -10,6 +10,8 @@
 //!   stale read is served from this member's applied state and says how far that was.
 //!   Where a request must go: here, or the leader ([`Route`]).
 //! - [`history`]: queries and watches of the event log.
+//! - [`registry`]: the registry's questions about the past (a model at a time, who held
+//!   a stage or alias then).
 //! - [`membership`]: adding, promoting and removing members, with the live-majority
 //!   check; recording Raft's membership as member events.
 //! - [`liveness`]: agents' heartbeats, which the leader keeps in memory (not events).
@@ -26,6 +28,7 @@ mod membership;
 mod peers;
 mod proposer;
 mod read;
+mod registry;
 mod status;
 mod submit;
 

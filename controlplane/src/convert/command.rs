@@ -4,6 +4,7 @@
 
 use cairn_domain::cron::CronCommand;
 use cairn_domain::job::{JobCommand, ReplicaExit};
+use cairn_domain::model::ModelCommand;
 use cairn_domain::namespace::NamespaceCommand;
 use cairn_domain::node::{GpuHealth, NodeCommand};
 use cairn_domain::queue::QueueCommand;
@@ -12,6 +13,7 @@ use cairn_proto as pb;
 use pb::command::Body;
 
 use super::job::{replica_id, submitted};
+use super::model::{outputs, outputs_to_pb, stage};
 use super::node::inventory;
 use super::{entity, FromPb, Malformed, ToPb};
 
@@ -132,6 +134,7 @@ impl FromPb for Command {
                     signal: x.signal,
                     oom: x.oom,
                 }),
+                outputs: outputs(&x.outputs),
                 token_digest: token(),
             }),
             // crons
@@ -144,6 +147,85 @@ impl FromPb for Command {
             Some(Body::TriggerCron(x)) => CommandBody::Cron(CronCommand::Trigger {
                 name: x.name.clone(),
                 scheduled_ms: x.scheduled_ms,
+            }),
+            // models
+            Some(Body::CreateModel(x)) => CommandBody::Model(ModelCommand::Create {
+                name: x.name.clone(),
+                description: x.description.clone(),
+                tags: x.tags.clone(),
+            }),
+            Some(Body::UpdateModel(x)) => CommandBody::Model(ModelCommand::Update {
+                name: x.name.clone(),
+                description: x.description.clone(),
+            }),
+            Some(Body::SetModelTag(x)) => CommandBody::Model(ModelCommand::SetTag {
+                name: x.name.clone(),
+                key: x.key.clone(),
+                value: x.value.clone(),
+            }),
+            Some(Body::DeleteModelTag(x)) => CommandBody::Model(ModelCommand::DeleteTag {
+                name: x.name.clone(),
+                key: x.key.clone(),
+            }),
+            Some(Body::RenameModel(x)) => CommandBody::Model(ModelCommand::Rename {
+                name: x.name.clone(),
+                new_name: x.new_name.clone(),
+            }),
+            Some(Body::DeleteModel(x)) => CommandBody::Model(ModelCommand::Delete {
+                name: x.name.clone(),
+            }),
+            Some(Body::CreateModelVersion(x)) => CommandBody::Model(ModelCommand::CreateVersion {
+                name: x.name.clone(),
+                source: x.source.clone(),
+                run_id: x.run_id.clone(),
+                description: x.description.clone(),
+                tags: x.tags.clone(),
+                create_model: x.create_model,
+            }),
+            Some(Body::UpdateModelVersion(x)) => CommandBody::Model(ModelCommand::UpdateVersion {
+                name: x.name.clone(),
+                version: x.version,
+                description: x.description.clone(),
+            }),
+            Some(Body::SetModelVersionTag(x)) => CommandBody::Model(ModelCommand::SetVersionTag {
+                name: x.name.clone(),
+                version: x.version,
+                key: x.key.clone(),
+                value: x.value.clone(),
+            }),
+            Some(Body::DeleteModelVersionTag(x)) => {
+                CommandBody::Model(ModelCommand::DeleteVersionTag {
+                    name: x.name.clone(),
+                    version: x.version,
+                    key: x.key.clone(),
+                })
+            }
+            Some(Body::DeleteModelVersion(x)) => CommandBody::Model(ModelCommand::DeleteVersion {
+                name: x.name.clone(),
+                version: x.version,
+            }),
+            Some(Body::TransitionModelStage(x)) => CommandBody::Model(ModelCommand::Transition {
+                name: x.name.clone(),
+                version: x.version,
+                stage: stage(x.stage, "transition_model_stage.stage")?,
+                expected: x
+                    .expected_stage
+                    .map(|s| stage(s, "transition_model_stage.expected_stage"))
+                    .transpose()?,
+                archive_existing: x.archive_existing,
+                reason: x.reason.clone(),
+            }),
+            Some(Body::SetModelAlias(x)) => CommandBody::Model(ModelCommand::SetAlias {
+                name: x.name.clone(),
+                alias: x.alias.clone(),
+                version: x.version,
+                expected: x.expected_version.map(|v| (v != 0).then_some(v)),
+                reason: x.reason.clone(),
+            }),
+            Some(Body::DeleteModelAlias(x)) => CommandBody::Model(ModelCommand::DeleteAlias {
+                name: x.name.clone(),
+                alias: x.alias.clone(),
+                reason: x.reason.clone(),
             }),
         };
         Ok(Command {
@@ -202,6 +284,7 @@ impl ToPb for Command {
                 })
             }
             CommandBody::Job(c) => job_to_pb(c, &mut token_digest),
+            CommandBody::Model(c) => model_to_pb(c),
             CommandBody::Cron(c) => match c {
                 CronCommand::Submit { doc } => Body::SubmitCron(pb::SubmitCron {
                     spec_json: doc.to_json(),
@@ -344,6 +427,7 @@ fn job_to_pb(c: &JobCommand, token_digest: &mut Vec<u8>) -> Body {
             attempt,
             pid,
             exit,
+            outputs,
             token_digest: t,
         } => {
             token_digest.clone_from(t);
@@ -363,7 +447,125 @@ fn job_to_pb(c: &JobCommand, token_digest: &mut Vec<u8>) -> Body {
                 exit_code: x.code,
                 signal: x.signal,
                 oom: x.oom,
+                outputs: outputs_to_pb(outputs),
             })
         }
+    }
+}
+
+fn model_to_pb(c: &ModelCommand) -> Body {
+    match c {
+        ModelCommand::Create {
+            name,
+            description,
+            tags,
+        } => Body::CreateModel(pb::CreateModel {
+            name: name.clone(),
+            description: description.clone(),
+            tags: tags.clone(),
+        }),
+        ModelCommand::Update { name, description } => Body::UpdateModel(pb::UpdateModel {
+            name: name.clone(),
+            description: description.clone(),
+        }),
+        ModelCommand::SetTag { name, key, value } => Body::SetModelTag(pb::SetModelTag {
+            name: name.clone(),
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        ModelCommand::DeleteTag { name, key } => Body::DeleteModelTag(pb::DeleteModelTag {
+            name: name.clone(),
+            key: key.clone(),
+        }),
+        ModelCommand::Rename { name, new_name } => Body::RenameModel(pb::RenameModel {
+            name: name.clone(),
+            new_name: new_name.clone(),
+        }),
+        ModelCommand::Delete { name } => Body::DeleteModel(pb::DeleteModel { name: name.clone() }),
+        ModelCommand::CreateVersion {
+            name,
+            source,
+            run_id,
+            description,
+            tags,
+            create_model,
+        } => Body::CreateModelVersion(pb::CreateModelVersion {
+            name: name.clone(),
+            source: source.clone(),
+            run_id: run_id.clone(),
+            description: description.clone(),
+            tags: tags.clone(),
+            create_model: *create_model,
+        }),
+        ModelCommand::UpdateVersion {
+            name,
+            version,
+            description,
+        } => Body::UpdateModelVersion(pb::UpdateModelVersion {
+            name: name.clone(),
+            version: *version,
+            description: description.clone(),
+        }),
+        ModelCommand::SetVersionTag {
+            name,
+            version,
+            key,
+            value,
+        } => Body::SetModelVersionTag(pb::SetModelVersionTag {
+            name: name.clone(),
+            version: *version,
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        ModelCommand::DeleteVersionTag { name, version, key } => {
+            Body::DeleteModelVersionTag(pb::DeleteModelVersionTag {
+                name: name.clone(),
+                version: *version,
+                key: key.clone(),
+            })
+        }
+        ModelCommand::DeleteVersion { name, version } => {
+            Body::DeleteModelVersion(pb::DeleteModelVersion {
+                name: name.clone(),
+                version: *version,
+            })
+        }
+        ModelCommand::Transition {
+            name,
+            version,
+            stage,
+            expected,
+            archive_existing,
+            reason,
+        } => Body::TransitionModelStage(pb::TransitionModelStage {
+            name: name.clone(),
+            version: *version,
+            stage: stage.to_pb() as i32,
+            expected_stage: expected.map(|s| s.to_pb() as i32),
+            archive_existing: *archive_existing,
+            reason: reason.clone(),
+        }),
+        ModelCommand::SetAlias {
+            name,
+            alias,
+            version,
+            expected,
+            reason,
+        } => Body::SetModelAlias(pb::SetModelAlias {
+            name: name.clone(),
+            alias: alias.clone(),
+            version: *version,
+            expected_version: expected.map(|v| v.unwrap_or(0)),
+            reason: reason.clone(),
+        }),
+        ModelCommand::DeleteAlias {
+            name,
+            alias,
+            reason,
+        } => Body::DeleteModelAlias(pb::DeleteModelAlias {
+            name: name.clone(),
+            alias: alias.clone(),
+            reason: reason.clone(),
+        }),
     }
 }

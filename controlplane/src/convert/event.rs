@@ -6,6 +6,7 @@
 use cairn_domain::cron::CronEvent;
 use cairn_domain::job::{JobEvent, Placement};
 use cairn_domain::member::MemberEvent;
+use cairn_domain::model::{Lineage, ModelEvent, NewVersion};
 use cairn_domain::namespace::NamespaceEvent;
 use cairn_domain::node::{GpuHealth, NodeEvent};
 use cairn_domain::queue::QueueEvent;
@@ -14,6 +15,7 @@ use cairn_proto as pb;
 use pb::event::Payload;
 
 use super::job::{recorded, replica_id};
+use super::model::{outputs, outputs_to_pb, stage, status};
 use super::node::inventory;
 use super::{entity, FromPb, Malformed, ToPb};
 
@@ -30,6 +32,7 @@ impl ToPb for Event {
             }
             EventPayload::Job(e) => job(e),
             EventPayload::Cron(e) => cron(e),
+            EventPayload::Model(e) => model(e),
             EventPayload::NoteAdded { text } => {
                 Payload::NoteAdded(pb::NoteAdded { text: text.clone() })
             }
@@ -188,6 +191,7 @@ fn job(e: &JobEvent) -> Payload {
             exit_code,
             signal,
             oom,
+            outputs,
         } => Payload::ReplicaExited(pb::ReplicaExited {
             role: replica.role.clone(),
             index: replica.index,
@@ -195,6 +199,7 @@ fn job(e: &JobEvent) -> Payload {
             exit_code: *exit_code,
             signal: *signal,
             oom: *oom,
+            outputs: outputs_to_pb(outputs),
         }),
         JobEvent::ReplicaRestarting {
             replica,
@@ -227,6 +232,97 @@ fn cron(e: &CronEvent) -> Payload {
             reason,
         } => Payload::CronSkipped(pb::CronSkipped {
             scheduled_ms: *scheduled_ms,
+            reason: reason.clone(),
+        }),
+    }
+}
+
+fn model(e: &ModelEvent) -> Payload {
+    match e {
+        ModelEvent::Created { description, tags } => Payload::ModelCreated(pb::ModelCreated {
+            description: description.clone(),
+            tags: tags.clone(),
+        }),
+        ModelEvent::Updated { description } => Payload::ModelUpdated(pb::ModelUpdated {
+            description: description.clone(),
+        }),
+        ModelEvent::TagSet { key, value } => Payload::ModelTagSet(pb::ModelTagSet {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        ModelEvent::TagDeleted { key } => {
+            Payload::ModelTagDeleted(pb::ModelTagDeleted { key: key.clone() })
+        }
+        ModelEvent::Renamed { to } => Payload::ModelRenamed(pb::ModelRenamed { to: to.clone() }),
+        ModelEvent::RenamedFrom { from } => {
+            Payload::ModelRenamedFrom(pb::ModelRenamedFrom { from: from.clone() })
+        }
+        ModelEvent::Deleted => Payload::ModelDeleted(pb::ModelDeleted {}),
+        ModelEvent::VersionCreated(v) => Payload::ModelVersionCreated(pb::ModelVersionCreated {
+            version: v.version,
+            source: v.source.clone(),
+            storage_location: v.storage_location.clone(),
+            run_id: v.run_id.clone(),
+            description: v.description.clone(),
+            tags: v.tags.clone(),
+            status: v.status.to_pb() as i32,
+            lineage: v.lineage.as_ref().map(ToPb::to_pb),
+            outputs: outputs_to_pb(&v.outputs),
+        }),
+        ModelEvent::VersionUpdated {
+            version,
+            description,
+        } => Payload::ModelVersionUpdated(pb::ModelVersionUpdated {
+            version: *version,
+            description: description.clone(),
+        }),
+        ModelEvent::VersionTagSet {
+            version,
+            key,
+            value,
+        } => Payload::ModelVersionTagSet(pb::ModelVersionTagSet {
+            version: *version,
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        ModelEvent::VersionTagDeleted { version, key } => {
+            Payload::ModelVersionTagDeleted(pb::ModelVersionTagDeleted {
+                version: *version,
+                key: key.clone(),
+            })
+        }
+        ModelEvent::VersionDeleted { version } => {
+            Payload::ModelVersionDeleted(pb::ModelVersionDeleted { version: *version })
+        }
+        ModelEvent::StageChanged {
+            version,
+            from,
+            to,
+            reason,
+        } => Payload::ModelVersionStageChanged(pb::ModelVersionStageChanged {
+            version: *version,
+            from: from.to_pb() as i32,
+            to: to.to_pb() as i32,
+            reason: reason.clone(),
+        }),
+        ModelEvent::AliasSet {
+            alias,
+            version,
+            previous,
+            reason,
+        } => Payload::ModelAliasSet(pb::ModelAliasSet {
+            alias: alias.clone(),
+            version: *version,
+            previous: previous.unwrap_or(0),
+            reason: reason.clone(),
+        }),
+        ModelEvent::AliasDeleted {
+            alias,
+            version,
+            reason,
+        } => Payload::ModelAliasDeleted(pb::ModelAliasDeleted {
+            alias: alias.clone(),
+            version: *version,
             reason: reason.clone(),
         }),
     }
@@ -361,6 +457,7 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
             exit_code: x.exit_code,
             signal: x.signal,
             oom: x.oom,
+            outputs: outputs(&x.outputs),
         }),
         Some(Payload::ReplicaRestarting(x)) => P::Job(JobEvent::ReplicaRestarting {
             replica: replica_id(&x.role, x.index),
@@ -381,6 +478,72 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
         }),
         Some(Payload::CronSkipped(x)) => P::Cron(CronEvent::Skipped {
             scheduled_ms: x.scheduled_ms,
+            reason: x.reason.clone(),
+        }),
+        // models
+        Some(Payload::ModelCreated(x)) => P::Model(ModelEvent::Created {
+            description: x.description.clone(),
+            tags: x.tags.clone(),
+        }),
+        Some(Payload::ModelUpdated(x)) => P::Model(ModelEvent::Updated {
+            description: x.description.clone(),
+        }),
+        Some(Payload::ModelTagSet(x)) => P::Model(ModelEvent::TagSet {
+            key: x.key.clone(),
+            value: x.value.clone(),
+        }),
+        Some(Payload::ModelTagDeleted(x)) => {
+            P::Model(ModelEvent::TagDeleted { key: x.key.clone() })
+        }
+        Some(Payload::ModelRenamed(x)) => P::Model(ModelEvent::Renamed { to: x.to.clone() }),
+        Some(Payload::ModelRenamedFrom(x)) => P::Model(ModelEvent::RenamedFrom {
+            from: x.from.clone(),
+        }),
+        Some(Payload::ModelDeleted(_)) => P::Model(ModelEvent::Deleted),
+        Some(Payload::ModelVersionCreated(x)) => {
+            P::Model(ModelEvent::VersionCreated(Box::new(NewVersion {
+                version: x.version,
+                source: x.source.clone(),
+                storage_location: x.storage_location.clone(),
+                run_id: x.run_id.clone(),
+                description: x.description.clone(),
+                tags: x.tags.clone(),
+                status: status(x.status, "model_version_created.status")?,
+                lineage: x.lineage.as_ref().map(Lineage::from_pb).transpose()?,
+                outputs: outputs(&x.outputs),
+            })))
+        }
+        Some(Payload::ModelVersionUpdated(x)) => P::Model(ModelEvent::VersionUpdated {
+            version: x.version,
+            description: x.description.clone(),
+        }),
+        Some(Payload::ModelVersionTagSet(x)) => P::Model(ModelEvent::VersionTagSet {
+            version: x.version,
+            key: x.key.clone(),
+            value: x.value.clone(),
+        }),
+        Some(Payload::ModelVersionTagDeleted(x)) => P::Model(ModelEvent::VersionTagDeleted {
+            version: x.version,
+            key: x.key.clone(),
+        }),
+        Some(Payload::ModelVersionDeleted(x)) => {
+            P::Model(ModelEvent::VersionDeleted { version: x.version })
+        }
+        Some(Payload::ModelVersionStageChanged(x)) => P::Model(ModelEvent::StageChanged {
+            version: x.version,
+            from: stage(x.from, "model_version_stage_changed.from")?,
+            to: stage(x.to, "model_version_stage_changed.to")?,
+            reason: x.reason.clone(),
+        }),
+        Some(Payload::ModelAliasSet(x)) => P::Model(ModelEvent::AliasSet {
+            alias: x.alias.clone(),
+            version: x.version,
+            previous: (x.previous != 0).then_some(x.previous),
+            reason: x.reason.clone(),
+        }),
+        Some(Payload::ModelAliasDeleted(x)) => P::Model(ModelEvent::AliasDeleted {
+            alias: x.alias.clone(),
+            version: x.version,
             reason: x.reason.clone(),
         }),
     })

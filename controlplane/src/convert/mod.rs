@@ -8,11 +8,12 @@
 //!
 //! - [`command`]: commands, both ways (what enters at the edge and travels through Raft).
 //! - [`event`]: events, both ways (what the store holds and the API serves).
-//! - [`node`], [`job`]: the value types of those aggregates.
+//! - [`node`], [`job`], [`model`]: the value types of those aggregates.
 
 mod command;
 mod event;
 mod job;
+mod model;
 mod node;
 #[cfg(test)]
 pub(crate) mod tests;

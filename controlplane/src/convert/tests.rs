@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_domain::cron::{CronCommand, CronEvent};
 use cairn_domain::job::{JobCommand, JobEvent, Placement, ReplicaExit, ReplicaId};
 use cairn_domain::member::MemberEvent;
+use cairn_domain::model::{
+    Lineage, ModelCommand, ModelEvent, NewVersion, RunOutputs, Stage, VersionStatus,
+};
 use cairn_domain::namespace::{NamespaceCommand, NamespaceEvent};
 use cairn_domain::node::{
     GpuHealth, GpuInfo, GpuLink, NodeCommand, NodeEvent, NodeInventory, PcieLevel,
@@ -68,6 +71,13 @@ fn cron_doc() -> Box<cairn_domain::cron::CronDocument> {
     let json = r#"{"apiVersion": "cairn.dev/v1", "kind": "TrainingCron", "metadata": {"name": "nightly"},
         "spec": {"schedule": "0 3 * * *", "jobTemplate": {"framework": "generic", "roles": {"run": {"replicas": 1, "command": ["true"]}}}}}"#;
     Box::new(cairn_domain::cron::parse(json).expect("a valid cron"))
+}
+
+fn outputs() -> RunOutputs {
+    RunOutputs {
+        metrics: BTreeMap::from([("accuracy".into(), "0.93".into())]),
+        params: BTreeMap::from([("lr".into(), "0.001".into())]),
+    }
 }
 
 fn replica() -> ReplicaId {
@@ -183,6 +193,7 @@ fn every_command() -> Vec<CommandBody> {
                 signal: 9,
                 oom: true,
             }),
+            outputs: outputs(),
             token_digest: token,
         }),
         CommandBody::Cron(CronCommand::Submit { doc: cron_doc() }),
@@ -192,6 +203,86 @@ fn every_command() -> Vec<CommandBody> {
         CommandBody::Cron(CronCommand::Trigger {
             name: "nightly".into(),
             scheduled_ms: 1_795_428_000_000,
+        }),
+        CommandBody::Model(ModelCommand::Create {
+            name: "resnet".into(),
+            description: "d".into(),
+            tags: labels(),
+        }),
+        CommandBody::Model(ModelCommand::Update {
+            name: "resnet".into(),
+            description: "e".into(),
+        }),
+        CommandBody::Model(ModelCommand::SetTag {
+            name: "resnet".into(),
+            key: "k".into(),
+            value: "v".into(),
+        }),
+        CommandBody::Model(ModelCommand::DeleteTag {
+            name: "resnet".into(),
+            key: "k".into(),
+        }),
+        CommandBody::Model(ModelCommand::Rename {
+            name: "resnet".into(),
+            new_name: "resnet-2".into(),
+        }),
+        CommandBody::Model(ModelCommand::Delete {
+            name: "resnet".into(),
+        }),
+        CommandBody::Model(ModelCommand::CreateVersion {
+            name: "resnet".into(),
+            source: "s3://b/m".into(),
+            run_id: "mnist".into(),
+            description: "d".into(),
+            tags: labels(),
+            create_model: true,
+        }),
+        CommandBody::Model(ModelCommand::UpdateVersion {
+            name: "resnet".into(),
+            version: 2,
+            description: "d".into(),
+        }),
+        CommandBody::Model(ModelCommand::SetVersionTag {
+            name: "resnet".into(),
+            version: 2,
+            key: "k".into(),
+            value: "v".into(),
+        }),
+        CommandBody::Model(ModelCommand::DeleteVersionTag {
+            name: "resnet".into(),
+            version: 2,
+            key: "k".into(),
+        }),
+        CommandBody::Model(ModelCommand::DeleteVersion {
+            name: "resnet".into(),
+            version: 2,
+        }),
+        CommandBody::Model(ModelCommand::Transition {
+            name: "resnet".into(),
+            version: 2,
+            stage: Stage::Production,
+            expected: Some(Stage::Staging),
+            archive_existing: true,
+            reason: "r".into(),
+        }),
+        CommandBody::Model(ModelCommand::SetAlias {
+            name: "resnet".into(),
+            alias: "champion".into(),
+            version: 2,
+            expected: Some(None),
+            reason: "r".into(),
+        }),
+        CommandBody::Model(ModelCommand::SetAlias {
+            name: "resnet".into(),
+            alias: "canary".into(),
+            version: 2,
+            expected: Some(Some(1)),
+            reason: String::new(),
+        }),
+        CommandBody::Model(ModelCommand::DeleteAlias {
+            name: "resnet".into(),
+            alias: "champion".into(),
+            reason: "r".into(),
         }),
     ]
 }
@@ -281,6 +372,7 @@ fn every_event() -> Vec<EventPayload> {
             exit_code: 137,
             signal: 9,
             oom: true,
+            outputs: outputs(),
         }),
         EventPayload::Job(JobEvent::ReplicaRestarting {
             replica: replica(),
@@ -299,6 +391,68 @@ fn every_event() -> Vec<EventPayload> {
         EventPayload::Cron(CronEvent::Skipped {
             scheduled_ms: 2,
             reason: "Forbid".into(),
+        }),
+        EventPayload::Model(ModelEvent::Created {
+            description: "d".into(),
+            tags: labels(),
+        }),
+        EventPayload::Model(ModelEvent::Updated {
+            description: "e".into(),
+        }),
+        EventPayload::Model(ModelEvent::TagSet {
+            key: "k".into(),
+            value: "v".into(),
+        }),
+        EventPayload::Model(ModelEvent::TagDeleted { key: "k".into() }),
+        EventPayload::Model(ModelEvent::Renamed { to: "b".into() }),
+        EventPayload::Model(ModelEvent::RenamedFrom { from: "a".into() }),
+        EventPayload::Model(ModelEvent::Deleted),
+        EventPayload::Model(ModelEvent::VersionCreated(Box::new(NewVersion {
+            version: 3,
+            source: "/models/r".into(),
+            storage_location: "file://gpu-1/models/r".into(),
+            run_id: "mnist".into(),
+            description: "d".into(),
+            tags: labels(),
+            status: VersionStatus::Pending,
+            lineage: Some(Lineage {
+                job: "mnist".into(),
+                nodes: vec!["gpu-1".into()],
+                gpus: vec!["GPU-0".into(), "GPU-1".into()],
+                code: "git https://example.com/r.git@v1".into(),
+            }),
+            outputs: outputs(),
+        }))),
+        EventPayload::Model(ModelEvent::VersionUpdated {
+            version: 3,
+            description: "d".into(),
+        }),
+        EventPayload::Model(ModelEvent::VersionTagSet {
+            version: 3,
+            key: "k".into(),
+            value: "v".into(),
+        }),
+        EventPayload::Model(ModelEvent::VersionTagDeleted {
+            version: 3,
+            key: "k".into(),
+        }),
+        EventPayload::Model(ModelEvent::VersionDeleted { version: 3 }),
+        EventPayload::Model(ModelEvent::StageChanged {
+            version: 3,
+            from: Stage::Staging,
+            to: Stage::Archived,
+            reason: "r".into(),
+        }),
+        EventPayload::Model(ModelEvent::AliasSet {
+            alias: "champion".into(),
+            version: 3,
+            previous: Some(2),
+            reason: "r".into(),
+        }),
+        EventPayload::Model(ModelEvent::AliasDeleted {
+            alias: "champion".into(),
+            version: 3,
+            reason: "r".into(),
         }),
     ]
 }

@@ -4,11 +4,13 @@
 mod cron;
 mod entity;
 mod job;
+mod model;
 mod node;
 mod queue;
 
 pub use cron::crons;
 pub use entity::{entities, entity};
 pub use job::jobs;
+pub use model::{model, models};
 pub use node::nodes;
 pub use queue::queues;

@@ -4,6 +4,7 @@
 use crate::cron::{self, CronCommand};
 use crate::entity::EntityKey;
 use crate::job::{self, JobCommand};
+use crate::model::{self, ModelCommand};
 use crate::namespace::{self, NamespaceCommand};
 use crate::node::{self, NodeCommand};
 use crate::queue::{self, QueueCommand};
@@ -28,6 +29,7 @@ pub enum CommandBody {
     Queue(QueueCommand),
     Job(JobCommand),
     Cron(CronCommand),
+    Model(ModelCommand),
     /// An operator's note on any live entity.
     AddNote {
         entity: EntityKey,
@@ -47,6 +49,7 @@ impl CommandBody {
             CommandBody::Queue(c) => key(queue::KIND, c.target()),
             CommandBody::Job(c) => c.target().and_then(|n| key(job::KIND, n)),
             CommandBody::Cron(c) => key(cron::KIND, c.target()),
+            CommandBody::Model(c) => key(model::KIND, c.target()),
             CommandBody::AddNote { entity, .. } => Some(entity.clone()),
             CommandBody::ReconcileMembers => None,
         }
@@ -55,9 +58,10 @@ impl CommandBody {
     /// Commands only the leader proposes; clients may not submit them.
     pub fn leader_only(&self) -> bool {
         match self {
-            CommandBody::Namespace(_) | CommandBody::Queue(_) | CommandBody::AddNote { .. } => {
-                false
-            }
+            CommandBody::Namespace(_)
+            | CommandBody::Queue(_)
+            | CommandBody::Model(_)
+            | CommandBody::AddNote { .. } => false,
             CommandBody::Node(c) => c.leader_only(),
             CommandBody::Job(c) => c.leader_only(),
             CommandBody::Cron(c) => c.leader_only(),
@@ -78,6 +82,7 @@ impl Command {
             CommandBody::Queue(c) => c.problems(&mut p),
             CommandBody::Job(c) => c.problems(&mut p),
             CommandBody::Cron(c) => c.problems(&mut p),
+            CommandBody::Model(c) => c.problems(&mut p),
             CommandBody::AddNote { entity, text } => {
                 super::kinds::entity_problems("add_note.entity", entity, &mut p);
                 if text.trim().is_empty() {

@@ -10,6 +10,7 @@ use crate::emit::Emit;
 use crate::entity::{EntityKey, Issued, Position};
 use crate::job::{self, JobEvent};
 use crate::member::{self, MemberEvent};
+use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
 use crate::queue::{self, QueueEvent};
@@ -58,6 +59,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
         CommandBody::Cron(c) => {
             cron::decide(&state.crons, state.job_context(), c, issued, &mut out)?
         }
+        CommandBody::Model(c) => model::decide(&state.models, c, &mut out)?,
         CommandBody::AddNote { entity, text } => {
             if !state.is_live(entity) {
                 return Err(Rejection::NotFound(entity.to_string()));
@@ -115,3 +117,4 @@ emit_as!(NodeEvent, node::KIND, Node);
 emit_as!(QueueEvent, queue::KIND, Queue);
 emit_as!(JobEvent, job::KIND, Job);
 emit_as!(CronEvent, cron::KIND, Cron);
+emit_as!(ModelEvent, model::KIND, Model);

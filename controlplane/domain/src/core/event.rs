@@ -5,6 +5,7 @@ use crate::cron::{self, CronEvent};
 use crate::entity::EntityKey;
 use crate::job::{self, JobEvent};
 use crate::member::{self, MemberEvent};
+use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
 use crate::queue::{self, QueueEvent};
@@ -35,6 +36,7 @@ pub enum EventPayload {
     Queue(QueueEvent),
     Job(JobEvent),
     Cron(CronEvent),
+    Model(ModelEvent),
     /// An operator's note, on an entity of any kind.
     NoteAdded {
         text: String,
@@ -52,6 +54,7 @@ impl EventPayload {
             EventPayload::Queue(e) => e.type_name(),
             EventPayload::Job(e) => e.type_name(),
             EventPayload::Cron(e) => e.type_name(),
+            EventPayload::Model(e) => e.type_name(),
             EventPayload::NoteAdded { .. } => "note_added",
         }
     }
@@ -65,6 +68,7 @@ impl EventPayload {
             EventPayload::Queue(_) => Some(queue::KIND),
             EventPayload::Job(_) => Some(job::KIND),
             EventPayload::Cron(_) => Some(cron::KIND),
+            EventPayload::Model(_) => Some(model::KIND),
             EventPayload::NoteAdded { .. } => None,
         }
     }

@@ -4,7 +4,7 @@
 use super::event::{Event, EventPayload};
 use super::state::State;
 use crate::entity::At;
-use crate::{cron, job, member, namespace, node, queue};
+use crate::{cron, job, member, model, namespace, node, queue};
 
 impl State {
     /// Fold one event into the state. Events must arrive in sequence order, each
@@ -19,6 +19,7 @@ impl State {
         let at = At {
             sequence: event.sequence,
             timestamp_ms: event.timestamp_ms,
+            actor: &event.actor,
         };
         let e = self.entities.entry(event.entity.clone()).or_default();
         e.revision = event.entity_revision;
@@ -31,6 +32,7 @@ impl State {
             EventPayload::Queue(ev) => queue::evolve(&mut self.quotas, e, name, ev, at),
             EventPayload::Job(ev) => job::evolve(&mut self.jobs, &mut self.nodes, e, name, ev, at),
             EventPayload::Cron(ev) => cron::evolve(&mut self.crons, e, name, ev, at),
+            EventPayload::Model(ev) => model::evolve(&mut self.models, e, name, ev, at),
             EventPayload::NoteAdded { .. } => e.notes += 1,
         }
     }

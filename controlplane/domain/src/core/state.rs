@@ -7,6 +7,7 @@ use crate::cron::{self, CronState, Crons};
 use crate::entity::{EntityKey, EntityState};
 use crate::job::{self, JobState, Jobs};
 use crate::member::{MemberRecord, Members, RaftMembers};
+use crate::model::Models;
 use crate::node::{NodeState, Nodes};
 use crate::queue::Quotas;
 
@@ -26,6 +27,8 @@ pub struct State {
     pub(super) crons: Crons,
     /// GPU quotas of queues (a queue without one has no limit).
     pub(super) quotas: Quotas,
+    /// Registered models, by current name (deleted ones until the name is taken again).
+    pub(super) models: Models,
 }
 
 impl State {
@@ -106,6 +109,7 @@ impl State {
             jobs: &self.jobs,
             nodes: &self.nodes,
             quotas: &self.quotas,
+            models: &self.models,
         }
     }
 
@@ -121,6 +125,11 @@ impl State {
     /// Queued jobs in scheduling order: priority (higher first), then submission.
     pub fn queue(&self) -> Vec<(&String, &JobState)> {
         job::queue(&self.jobs)
+    }
+
+    /// Registered models by name, deleted ones included.
+    pub fn models(&self) -> &Models {
+        &self.models
     }
 
     /// A cron that exists now.

@@ -8,7 +8,7 @@ use super::state::{CronState, Crons};
 use crate::entity::{At, EntityState};
 
 /// Fold a cron event into cron `name` and its entity record.
-pub fn evolve(crons: &mut Crons, e: &mut EntityState, name: &str, event: &CronEvent, at: At) {
+pub fn evolve(crons: &mut Crons, e: &mut EntityState, name: &str, event: &CronEvent, at: At<'_>) {
     match event {
         CronEvent::Submitted { doc } => {
             e.labels = doc.metadata.labels.clone();

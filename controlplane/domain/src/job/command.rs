@@ -2,6 +2,7 @@
 
 use super::spec::JobDocument;
 use super::state::ReplicaId;
+use crate::model::values::{self, RunOutputs};
 use crate::validate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum JobCommand {
         attempt: u32,
         pid: u32,
         exit: Option<ReplicaExit>,
+        /// With an exit: the metrics and parameters the run wrote.
+        outputs: RunOutputs,
         token_digest: Vec<u8>,
     },
 }
@@ -72,9 +75,12 @@ impl JobCommand {
             }
             JobCommand::Schedule => {}
             JobCommand::EnforceDeadline { name } => validate::name_problems("job.name", name, p),
-            JobCommand::ReportReplica { node, job, .. } => {
+            JobCommand::ReportReplica {
+                node, job, outputs, ..
+            } => {
                 validate::node_name_problems("report_replica.node", node, p);
                 validate::name_problems("report_replica.job", job, p);
+                values::outputs_problems("report_replica.outputs", outputs, p);
             }
         }
     }

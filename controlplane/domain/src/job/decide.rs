@@ -12,29 +12,35 @@ use super::state::{queue, JobPhase, JobState, Jobs, Placement, ReplicaId, Replic
 use super::KIND;
 use crate::emit::Emit;
 use crate::entity::Issued;
+use crate::model::{self, Lineage, ModelEvent, Models, NewVersion, RunOutputs};
 use crate::node::{self, Disruption, Nodes};
 use crate::queue::Quotas;
 use crate::rejection::Rejection;
 
-/// What a job decision reads: the jobs, and the nodes and quotas they are placed by.
+/// What a job decision reads: the jobs, the nodes and quotas they are placed by, and
+/// the models their runs register versions of.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub jobs: &'a Jobs,
     pub nodes: &'a Nodes,
     pub quotas: &'a Quotas,
+    pub models: &'a Models,
 }
 
 fn not_found(name: &str) -> Rejection {
     Rejection::NotFound(format!("{KIND}/{name}"))
 }
 
-/// Decide a job command.
-pub fn decide(
+/// Decide a job command; a job that succeeds registers a version of the model it names.
+pub fn decide<O>(
     ctx: Context<'_>,
     cmd: &JobCommand,
     issued: Issued<'_>,
-    out: &mut impl Emit<JobEvent>,
-) -> Result<(), Rejection> {
+    out: &mut O,
+) -> Result<(), Rejection>
+where
+    O: Emit<JobEvent> + Emit<ModelEvent>,
+{
     match cmd {
         JobCommand::Submit { doc } => submit(ctx, doc, issued.timestamp_ms, out),
         JobCommand::Schedule => {
@@ -86,6 +92,7 @@ pub fn decide(
             attempt,
             pid,
             exit,
+            outputs,
             token_digest,
         } => {
             node::authorise(ctx.nodes, node, token_digest)?;
@@ -96,8 +103,9 @@ pub fn decide(
                 attempt: *attempt,
                 pid: *pid,
                 exit: *exit,
+                outputs,
             };
-            report_replica(j, job, report, out);
+            report_replica(ctx.models, j, job, report, out);
             Ok(())
         }
     }
@@ -138,17 +146,22 @@ struct Report<'a> {
     attempt: u32,
     pid: u32,
     exit: Option<ReplicaExit>,
+    outputs: &'a RunOutputs,
 }
 
 /// An agent's report about a replica it runs. Reports about an older attempt, or about a
 /// job that already ended, change nothing (they may arrive late, or twice).
-fn report_replica(j: &JobState, name: &str, r: Report<'_>, out: &mut impl Emit<JobEvent>) {
+fn report_replica<O>(models: &Models, j: &JobState, name: &str, r: Report<'_>, out: &mut O)
+where
+    O: Emit<JobEvent> + Emit<ModelEvent>,
+{
     let Report {
         node,
         replica,
         attempt,
         pid,
         exit,
+        outputs,
     } = r;
     if !j
         .placements
@@ -200,14 +213,18 @@ fn report_replica(j: &JobState, name: &str, r: Report<'_>, out: &mut impl Emit<J
                     exit_code: x.code,
                     signal: x.signal,
                     oom: x.oom,
+                    outputs: outputs.clone(),
                 },
             );
-            exited(j, name, replica, attempt, x, out);
+            if exited(j, name, replica, attempt, x, out) {
+                register_model(models, j, name, outputs, out);
+            }
         }
     }
 }
 
-/// What follows a replica's exit: success, a restart, or failure.
+/// What follows a replica's exit: success, a restart, or failure. True when the job
+/// succeeded.
 fn exited(
     j: &JobState,
     name: &str,
@@ -215,7 +232,7 @@ fn exited(
     attempt: u32,
     x: ReplicaExit,
     out: &mut impl Emit<JobEvent>,
-) {
+) -> bool {
     let ok = x.code == 0 && x.signal == 0;
     // What the job looks like once this exit is folded in.
     let mut after = j.clone();
@@ -228,10 +245,10 @@ fn exited(
     }
     if ok && after.succeeded() {
         out.emit(name, JobEvent::Succeeded);
-        return;
+        return true;
     }
     let Some(role) = j.doc.spec.roles.get(&replica.role) else {
-        return;
+        return false;
     };
     let retry = match role.restart_policy {
         RestartPolicy::Never => false,
@@ -242,7 +259,7 @@ fn exited(
         RestartPolicy::ExitCode => !ok && (x.signal != 0 || x.oom || x.code >= 128),
     };
     if ok && !retry {
-        return;
+        return false;
     }
     let limit = j.doc.spec.run_policy.backoff_limit;
     let event = if !retry {
@@ -268,6 +285,59 @@ fn exited(
         }
     };
     out.emit(name, event);
+    false
+}
+
+/// A job that succeeded and names a model registers a version of it (the model is
+/// created if needed): its source, where it was trained (job, nodes, GPUs, code) and
+/// what its runs wrote — the reporting replica's outputs first, then the others'.
+fn register_model(
+    models: &Models,
+    j: &JobState,
+    name: &str,
+    outputs: &RunOutputs,
+    out: &mut impl Emit<ModelEvent>,
+) {
+    let Some(m) = &j.doc.spec.model else {
+        return;
+    };
+    let outputs = j.outputs.values().fold(outputs.clone(), |all, o| all.or(o));
+    let mut nodes: Vec<String> = j.placements.iter().map(|p| p.node.clone()).collect();
+    nodes.dedup();
+    let gpus = j.placements.iter().flat_map(|p| p.gpus.clone()).collect();
+    let code = match &j.doc.spec.code_sync {
+        Some(c) => match (&c.git, &c.directory) {
+            (Some(g), _) => match &g.reference {
+                Some(r) => format!("git {}@{r}", g.repository),
+                None => format!("git {}", g.repository),
+            },
+            (None, Some(d)) => format!("dir {d}"),
+            (None, None) => String::new(),
+        },
+        None => String::new(),
+    };
+    let source = if m.path.is_empty() {
+        format!("cairn://{}/{name}", super::KIND)
+    } else {
+        m.path.clone()
+    };
+    let first_node = nodes.first().cloned().unwrap_or_default();
+    let new = NewVersion {
+        storage_location: model::values::storage_location(&source, &first_node),
+        source,
+        run_id: name.to_string(),
+        description: m.description.clone(),
+        lineage: Some(Lineage {
+            job: name.to_string(),
+            nodes,
+            gpus,
+            code,
+        }),
+        outputs,
+        ..NewVersion::default()
+    };
+    // With `create_model` the registration cannot be refused.
+    let _ = model::register(models, &m.name, new, true, out);
 }
 
 fn describe(x: ReplicaExit) -> String {

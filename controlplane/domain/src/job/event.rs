@@ -2,6 +2,7 @@
 
 use super::spec::JobDocument;
 use super::state::{Placement, ReplicaId};
+use crate::model::RunOutputs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobEvent {
@@ -38,6 +39,8 @@ pub enum JobEvent {
         exit_code: i32,
         signal: i32,
         oom: bool,
+        /// The metrics and parameters the run wrote (for the model it produces).
+        outputs: RunOutputs,
     },
     /// The replica will run again, as `attempt`.
     ReplicaRestarting {

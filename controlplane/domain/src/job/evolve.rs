@@ -19,7 +19,7 @@ pub fn evolve(
     e: &mut EntityState,
     name: &str,
     event: &JobEvent,
-    at: At,
+    at: At<'_>,
 ) {
     let ts = at.timestamp_ms;
     match event {
@@ -119,8 +119,12 @@ pub fn evolve(
             replica,
             exit_code,
             signal,
+            outputs,
             ..
         } => on(jobs, name, |j| {
+            if !outputs.is_empty() {
+                j.outputs.insert(replica.clone(), outputs.clone());
+            }
             if let Some(r) = j.replicas.get_mut(replica) {
                 r.phase = if *exit_code == 0 && *signal == 0 {
                     ReplicaPhase::Succeeded

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{JobDocument, RoleSpec, SuccessPolicy};
+use crate::model::RunOutputs;
 
 /// Training jobs, by name.
 pub type Jobs = BTreeMap<String, JobState>;
@@ -193,6 +194,8 @@ pub struct JobState {
     pub restarts: u32,
     /// Every condition the job went through, oldest first.
     pub conditions: Vec<Condition>,
+    /// What each replica's last run wrote (metrics, parameters), when it wrote any.
+    pub outputs: BTreeMap<ReplicaId, RunOutputs>,
 }
 
 /// A step of a job's life (Created, Queued, Scheduled, Running, Restarting, Succeeded,
@@ -222,6 +225,7 @@ impl JobState {
             replicas: BTreeMap::new(),
             restarts: 0,
             conditions: vec![condition("Created"), condition("Queued")],
+            outputs: BTreeMap::new(),
         }
     }
 

@@ -376,6 +376,7 @@ fn report(
             signal: 0,
             oom: false,
         }),
+        outputs: Default::default(),
         token_digest: node.as_bytes().to_vec(),
     }))
 }

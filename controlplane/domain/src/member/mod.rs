@@ -94,7 +94,7 @@ pub fn reconcile(members: &Members, out: &mut impl Emit<MemberEvent>) {
 }
 
 /// Fold a member event in.
-pub fn evolve(members: &mut Members, e: &mut EntityState, event: &MemberEvent, at: At) {
+pub fn evolve(members: &mut Members, e: &mut EntityState, event: &MemberEvent, at: At<'_>) {
     match event {
         MemberEvent::Added {
             node_id,

@@ -142,7 +142,7 @@ pub fn decide(
 }
 
 /// Fold a namespace event into the namespace's record.
-pub fn evolve(e: &mut EntityState, event: &NamespaceEvent, at: At) {
+pub fn evolve(e: &mut EntityState, event: &NamespaceEvent, at: At<'_>) {
     match event {
         NamespaceEvent::Created { labels } => {
             e.created_ms = at.timestamp_ms;

@@ -6,7 +6,7 @@ use super::state::{Cordon, NodeState, Nodes, PortLease};
 use crate::entity::{At, EntityState};
 
 /// Fold a node event into node `name` and its entity record.
-pub fn evolve(nodes: &mut Nodes, e: &mut EntityState, name: &str, event: &NodeEvent, at: At) {
+pub fn evolve(nodes: &mut Nodes, e: &mut EntityState, name: &str, event: &NodeEvent, at: At<'_>) {
     match event {
         NodeEvent::Registered {
             inventory,
@@ -84,7 +84,7 @@ fn register(
     name: &str,
     inventory: &NodeInventory,
     token_digest: &[u8],
-    at: At,
+    at: At<'_>,
 ) {
     if e.created_ms == 0 {
         e.created_ms = at.timestamp_ms;

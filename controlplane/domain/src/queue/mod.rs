@@ -64,7 +64,13 @@ pub fn decide(
     Ok(())
 }
 
-pub fn evolve(quotas: &mut Quotas, e: &mut EntityState, name: &str, event: &QueueEvent, at: At) {
+pub fn evolve(
+    quotas: &mut Quotas,
+    e: &mut EntityState,
+    name: &str,
+    event: &QueueEvent,
+    at: At<'_>,
+) {
     match event {
         QueueEvent::QuotaSet { gpus } => {
             if e.created_ms == 0 {

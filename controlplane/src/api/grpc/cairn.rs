@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use cairn_domain::model::{Held, Stage};
 use cairn_domain::{kinds, EntityKey, Rejection};
 use cairn_proto as pb;
 use futures::Stream;
@@ -19,6 +20,7 @@ use super::request::{
     optional_name, read_info, token_digest,
 };
 use crate::app::{App, AppError, Applied, MembershipChange, Route};
+use crate::convert::FromPb;
 use crate::views;
 
 /// Largest page of events one ListEvents answer holds.
@@ -456,5 +458,94 @@ impl pb::cairn_server::Cairn for CairnService {
             },
         )
         .await
+    }
+
+    #[tracing::instrument(name = "ListModels", skip_all, fields(member = self.app.id()))]
+    async fn list_models(
+        &self,
+        req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let r = req.get_ref();
+        if !r.name.is_empty() || r.at_ms.is_some() {
+            let mut problems = Vec::new();
+            cairn_domain::model::values::name_problems("name", &r.name, &mut problems);
+            if !problems.is_empty() {
+                return Err(AppError::Invalid(problems).into());
+            }
+        }
+        let c = consistency(r.consistency)?;
+        if let Route::Leader(addr) = self.app.read_barrier(c, is_forwarded(&req)).await? {
+            let mut client = self.app.member_client(&addr)?;
+            return forward_read(client.list_models(forwarded(req))).await;
+        }
+        let read = read_info(self.app.read_point(c));
+        let r = req.into_inner();
+        let models = match r.at_ms {
+            Some(at) => match self.app.model_at(&r.name, at)? {
+                Some(m) => vec![views::model(&r.name, &m, 0)],
+                None => Vec::new(),
+            },
+            None => self
+                .app
+                .with_state(|s| views::models(s, &r.name, r.include_deleted)),
+        };
+        if !r.name.is_empty() && models.is_empty() {
+            return Err(not_found(format!("model/{}", r.name)).into());
+        }
+        Ok(Response::new(pb::ListModelsResponse {
+            models,
+            read: Some(read),
+        }))
+    }
+
+    #[tracing::instrument(name = "WhoHeld", skip_all, fields(member = self.app.id()))]
+    async fn who_held(
+        &self,
+        req: Request<pb::WhoHeldRequest>,
+    ) -> Result<Response<pb::WhoHeldResponse>, Status> {
+        let r = req.get_ref();
+        let mut problems = Vec::new();
+        cairn_domain::model::values::name_problems("name", &r.name, &mut problems);
+        let held = match &r.held {
+            Some(pb::who_held_request::Held::Stage(s)) => match pb::ModelStage::try_from(*s) {
+                Ok(s) => Some(Held::Stage(
+                    Stage::from_pb(&s).map_err(|m| AppError::Invalid(m.0))?,
+                )),
+                Err(_) => {
+                    problems.push(format!("stage: unknown stage {s}"));
+                    None
+                }
+            },
+            Some(pb::who_held_request::Held::Alias(a)) => Some(Held::Alias(a.clone())),
+            None => {
+                problems.push("held: a stage or an alias is required".into());
+                None
+            }
+        };
+        let (Some(held), true) = (held, problems.is_empty()) else {
+            return Err(AppError::Invalid(problems).into());
+        };
+        let c = consistency(r.consistency)?;
+        if let Route::Leader(addr) = self.app.read_barrier(c, is_forwarded(&req)).await? {
+            let mut client = self.app.member_client(&addr)?;
+            return forward_read(client.who_held(forwarded(req))).await;
+        }
+        let read = read_info(self.app.read_point(c));
+        let holders = self
+            .app
+            .who_held(&req.get_ref().name, &held, req.get_ref().at_ms)?
+            .into_iter()
+            .map(|h| pb::Holding {
+                version: h.version,
+                since_ms: h.since_ms,
+                actor: h.actor,
+                reason: h.reason,
+                sequence: h.sequence,
+            })
+            .collect();
+        Ok(Response::new(pb::WhoHeldResponse {
+            holders,
+            read: Some(read),
+        }))
     }
 }

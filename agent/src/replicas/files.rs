@@ -57,12 +57,21 @@ impl NodeFiles {
         self.root.join(format!("{job}.hostfile"))
     }
 
-    /// Every file a job leaves on the node: work directories, logs, hostfile.
-    pub fn of_job(&self, job: &str) -> [PathBuf; 3] {
+    /// Where a replica's run writes its metrics and parameters (`CAIRN_RUN_OUTPUTS`).
+    pub fn outputs(&self, key: &ReplicaKey) -> PathBuf {
+        self.root
+            .join("outputs")
+            .join(&key.job)
+            .join(format!("{}.json", key.replica))
+    }
+
+    /// Every file a job leaves on the node: work directories, logs, hostfile, outputs.
+    pub fn of_job(&self, job: &str) -> [PathBuf; 4] {
         [
             self.root.join("work").join(job),
             self.root.join("logs").join(job),
             self.hostfile(job),
+            self.root.join("outputs").join(job),
         ]
     }
 }
@@ -80,5 +89,9 @@ mod tests {
         assert_eq!(f.work_dir(&k), Path::new("/s/replicas/work/train/worker-2"));
         assert_eq!(f.pid_file(&k), Path::new("/s/replicas/train.worker-2.pid"));
         assert_eq!(f.hostfile("train"), Path::new("/s/replicas/train.hostfile"));
+        assert_eq!(
+            f.outputs(&k),
+            Path::new("/s/replicas/outputs/train/worker-2.json")
+        );
     }
 }

@@ -28,6 +28,7 @@
 mod codesync;
 mod files;
 mod job;
+mod outputs;
 mod plan;
 mod process;
 mod rotate;
@@ -302,6 +303,15 @@ impl Runner {
         if let Some(code) = &code {
             env.insert("CAIRN_CODE_DIR".into(), code.display().to_string());
         }
+        // What the run writes there (metrics, parameters) goes with its exit report.
+        let outputs = self.files.outputs(key);
+        if let Some(dir) = outputs.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        if let Err(e) = tokio::fs::remove_file(&outputs).await {
+            tracing::debug!(error = %e, "no outputs of an earlier attempt to remove");
+        }
+        env.insert(outputs::ENV.into(), outputs.display().to_string());
         let launch = Launch {
             program,
             args,
@@ -367,6 +377,7 @@ impl Runner {
         report.exit_code = exit.code;
         report.signal = exit.signal;
         report.oom = oom;
+        report.outputs = outputs::read(&self.files.outputs(key)).await;
         report
     }
 

@@ -5,13 +5,14 @@
 //! module, never each other.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use cairn_proto as pb;
 use pb::command::Body;
+use tokio_stream::StreamExt;
 
-use crate::client::Cluster;
+use crate::client::{self, Cluster};
 use crate::output::{emit, Format};
 use crate::views::{entities_table, events_table, EntityView, EventView};
 
@@ -120,6 +121,147 @@ impl Ctx {
             .await?;
         Ok(r.nodes)
     }
+
+    /// Models: the one named (empty: all), deleted ones when asked; with `at_ms`, the
+    /// one named as it was then.
+    pub async fn models(
+        &mut self,
+        name: &str,
+        include_deleted: bool,
+        at_ms: Option<i64>,
+        read: &ReadArgs,
+    ) -> anyhow::Result<Vec<pb::ModelView>> {
+        let req = pb::ListModelsRequest {
+            name: name.to_string(),
+            include_deleted,
+            consistency: read.consistency(),
+            at_ms,
+        };
+        let r = self
+            .cluster
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.list_models(req).await }
+            })
+            .await?;
+        Ok(r.models)
+    }
+
+    /// Every event of the entity `kind/name`, oldest first.
+    pub async fn events_of(
+        &mut self,
+        kind: &str,
+        name: &str,
+        read: &ReadArgs,
+    ) -> anyhow::Result<Vec<pb::Event>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let req = pb::ListEventsRequest {
+                filter: Some(pb::EventFilter {
+                    entity: Some(pb::EntityRef {
+                        kind: kind.into(),
+                        name: name.into(),
+                    }),
+                    after_sequence: after,
+                    ..Default::default()
+                }),
+                limit: 10_000,
+                consistency: read.consistency(),
+                raw: false,
+            };
+            let page = self
+                .cluster
+                .call(|mut c| {
+                    let req = req.clone();
+                    async move { c.list_events(req).await }
+                })
+                .await?;
+            out.extend(page.events);
+            if page.next_after_sequence == 0 {
+                return Ok(out);
+            }
+            after = page.next_after_sequence;
+        }
+    }
+
+    /// Print the events `filter` matches after `after`, then follow new ones as they are
+    /// applied, across member failures and leader changes (resuming after the last one
+    /// printed), until interrupted.
+    pub async fn follow(
+        &mut self,
+        filter: impl Fn(u64) -> anyhow::Result<pb::EventFilter>,
+        mut after: u64,
+    ) -> anyhow::Result<()> {
+        let mut failures = 0u32;
+        loop {
+            let req = pb::WatchEventsRequest {
+                filter: Some(filter(after)?),
+            };
+            let stream = self
+                .cluster
+                .call(|mut c| {
+                    let req = req.clone();
+                    async move { c.watch_events(req).await }
+                })
+                .await;
+            let mut stream = match stream {
+                Ok(s) => s,
+                Err(e) if failures < 100 => {
+                    failures += 1;
+                    eprintln!("cairn: {e:#}; retrying");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(e) => {
+                        failures = 0;
+                        after = e.sequence;
+                        self.print_event(&EventView::from(&e))?;
+                    }
+                    Err(s)
+                        if client::retryable(&s)
+                            || s.code() == tonic::Code::Unknown
+                            || s.code() == tonic::Code::Internal =>
+                    {
+                        eprintln!(
+                            "cairn: stream ended ({}); reconnecting after sequence {after}",
+                            s.message()
+                        );
+                        break;
+                    }
+                    Err(s) => return Err(client::status_error(&s)),
+                }
+            }
+            // The member went away: move on to another one and resume after `after`.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.cluster
+                .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
+                .await
+                .ok();
+        }
+    }
+
+    /// One event as a line (or a JSON/YAML document) of a followed stream.
+    fn print_event(&self, v: &EventView) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => println!("{}", serde_json::to_string(v)?),
+            Format::Yaml => print!("---\n{}", serde_yaml_ng::to_string(v)?),
+            Format::Table => println!(
+                "{:>8}  {}  {:<28} r{:<4} {:<26} {:<16} {}",
+                v.sequence,
+                v.time,
+                v.entity,
+                v.entity_revision,
+                v.kind,
+                v.actor,
+                v.details()
+            ),
+        }
+        Ok(())
+    }
 }
 
 fn default_actor() -> String {
@@ -145,6 +287,30 @@ impl ReadArgs {
             pb::ReadConsistency::Linearizable as i32
         }
     }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// RFC 3339, Unix milliseconds, or a duration ago (`10m`).
+pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms() - d.as_millis() as i64);
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    bail!(
+        "time {s:?} is neither RFC 3339 (2026-11-22T10:00:00Z), Unix ms, nor a duration ago (10m)"
+    )
 }
 
 /// `kind/name`, or (when `need_name` is false) a kind alone.
@@ -210,5 +376,16 @@ mod tests {
             Some(("team".into(), "ml".into()))
         );
         assert!(parse_labels(&["team=ml".into(), "team".into()]).is_err());
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z").ok(),
+            Some(1_767_225_600_000)
+        );
+        let ago = parse_time("10m").expect("duration");
+        assert!((now_ms() - ago - 600_000).abs() < 5_000);
+        assert!(parse_time("yesterday-ish").is_err());
     }
 }

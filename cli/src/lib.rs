@@ -16,7 +16,9 @@ mod views;
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{cluster, cron, events, get, gpu, job, lease, node, note, ns, queue};
+use crate::cmd::{
+    cluster, cron, events, get, gpu, job, lease, lineage, model, node, note, ns, queue,
+};
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +82,11 @@ pub enum Command {
     /// Job queues and their GPU quotas.
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// The model registry: models, versions, stages, aliases and their history.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
+    /// Where a model version came from (job, nodes, GPUs, code), or what a job produced.
+    Lineage(lineage::LineageArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -101,6 +108,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(c) => job::run(ctx, c).await,
         Command::Cron(c) => cron::run(ctx, c).await,
         Command::Queue(c) => queue::run(ctx, c).await,
+        Command::Model(c) => model::run(ctx, c).await,
+        Command::Lineage(c) => lineage::run(ctx, c).await,
         Command::Bench(c) => bench::run(ctx, c).await,
     }
 }

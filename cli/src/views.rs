@@ -24,6 +24,17 @@ pub struct EventView {
     pub payload: serde_json::Value,
 }
 
+/// A model stage's name.
+pub fn stage_name(v: i32) -> &'static str {
+    match pb::ModelStage::try_from(v) {
+        Ok(pb::ModelStage::None) => "None",
+        Ok(pb::ModelStage::Staging) => "Staging",
+        Ok(pb::ModelStage::Production) => "Production",
+        Ok(pb::ModelStage::Archived) => "Archived",
+        Err(_) => "?",
+    }
+}
+
 impl From<&pb::Event> for EventView {
     fn from(e: &pb::Event) -> Self {
         use pb::event::Payload as P;
@@ -47,6 +58,12 @@ impl From<&pb::Event> for EventView {
                         "port_range": format!("{}-{}", inv.port_range_start, inv.port_range_end),
                     }))
                 }
+                Some(P::ModelVersionStageChanged(x)) => Ok(serde_json::json!({
+                    "version": x.version,
+                    "from": stage_name(x.from),
+                    "to": stage_name(x.to),
+                    "reason": x.reason,
+                })),
                 Some(other) => serde_json::to_value(other).map(|v| match v {
                     // The oneof serializes as {"Variant": payload}: keep the payload.
                     serde_json::Value::Object(m) => m

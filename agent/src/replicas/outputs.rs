@@ -49,7 +49,9 @@ pub fn parse(bytes: &[u8]) -> Result<pb::RunOutputs, String> {
                 ("metrics", Value::Number(n)) => {
                     out.metrics.insert(name, n.to_string());
                 }
-                ("metrics", other) => return Err(format!("metrics.{name}: {other} is not a number")),
+                ("metrics", other) => {
+                    return Err(format!("metrics.{name}: {other} is not a number"))
+                }
                 ("params", Value::String(s)) => {
                     out.params.insert(name, s);
                 }
@@ -76,7 +78,9 @@ mod tests {
         assert_eq!(o.params["lr"], "0.001");
         assert_eq!(o.params["epochs"], "3");
         assert_eq!(o.params["amp"], "true");
-        assert!(parse(br#"{"metrics": {"accuracy": "high"}}"#).unwrap_err().contains("not a number"));
+        assert!(parse(br#"{"metrics": {"accuracy": "high"}}"#)
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse(br#"{"weights": {}}"#).is_err());
         assert!(parse(b"[1]").is_err());
         assert!(parse(br#"{"params": {}}"#).unwrap().metrics.is_empty());

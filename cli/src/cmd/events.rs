@@ -1,16 +1,11 @@
 //! `cairn events`: list the event log, or tail it across leader changes; and the event
 //! filter flags (`--entity`, `--type`, `--since`, `--until`, `--after-seq`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use anyhow::bail;
 use cairn_proto as pb;
 use clap::Subcommand;
-use tokio_stream::StreamExt;
 
-use crate::client;
-use crate::ctx::{parse_entity, Ctx, ReadArgs};
-use crate::output::{emit, Format};
+use crate::ctx::{parse_entity, parse_time, Ctx, ReadArgs};
+use crate::output::emit;
 use crate::views::{events_table, EventView};
 
 #[derive(Subcommand)]
@@ -62,30 +57,6 @@ pub async fn run(ctx: &mut Ctx, c: EventsCmd) -> anyhow::Result<()> {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// RFC 3339, Unix milliseconds, or a duration ago (`10m`).
-fn parse_time(s: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(t
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64));
-    }
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now_ms() - d.as_millis() as i64);
-    }
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    bail!(
-        "time {s:?} is neither RFC 3339 (2026-11-22T10:00:00Z), Unix ms, nor a duration ago (10m)"
-    )
-}
-
 fn filter(f: &FilterArgs, after: u64) -> anyhow::Result<pb::EventFilter> {
     Ok(pb::EventFilter {
         entity: f
@@ -133,84 +104,5 @@ async fn list(ctx: &mut Ctx, f: &FilterArgs, limit: u64, read: &ReadArgs) -> any
 }
 
 async fn tail(ctx: &mut Ctx, f: &FilterArgs) -> anyhow::Result<()> {
-    let mut after = f.after_seq;
-    let mut failures = 0u32;
-    loop {
-        let req = pb::WatchEventsRequest {
-            filter: Some(filter(f, after)?),
-        };
-        let stream = ctx
-            .cluster
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.watch_events(req).await }
-            })
-            .await;
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) if failures < 100 => {
-                failures += 1;
-                eprintln!("cairn: {e:#}; retrying");
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(e) => {
-                    failures = 0;
-                    after = e.sequence;
-                    let v = EventView::from(&e);
-                    match ctx.format {
-                        Format::Json => println!("{}", serde_json::to_string(&v)?),
-                        Format::Yaml => print!("---\n{}", serde_yaml_ng::to_string(&v)?),
-                        Format::Table => println!(
-                            "{:>8}  {}  {:<28} r{:<4} {:<26} {:<16} {}",
-                            v.sequence,
-                            v.time,
-                            v.entity,
-                            v.entity_revision,
-                            v.kind,
-                            v.actor,
-                            v.details()
-                        ),
-                    }
-                }
-                Err(s)
-                    if client::retryable(&s)
-                        || s.code() == tonic::Code::Unknown
-                        || s.code() == tonic::Code::Internal =>
-                {
-                    eprintln!(
-                        "cairn: stream ended ({}); reconnecting after sequence {after}",
-                        s.message()
-                    );
-                    break;
-                }
-                Err(s) => return Err(client::status_error(&s)),
-            }
-        }
-        // The member went away: move on to another one and resume after `after`.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ctx.cluster
-            .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
-            .await
-            .ok();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse() {
-        assert_eq!(
-            parse_time("2026-01-01T00:00:00Z").ok(),
-            Some(1_767_225_600_000)
-        );
-        let ago = parse_time("10m").expect("duration");
-        assert!((now_ms() - ago - 600_000).abs() < 5_000);
-        assert!(parse_time("yesterday-ish").is_err());
-    }
+    ctx.follow(|after| filter(f, after), f.after_seq).await
 }

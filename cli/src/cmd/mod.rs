@@ -9,6 +9,8 @@
 //!   `lease`: host-network port leases.
 //! - `job`: training jobs, their placement, logs and history. `cron`: jobs on a
 //!   schedule. `queue`: job queues and GPU quotas.
+//! - `model`: the model registry and its history. `lineage`: where a version came
+//!   from, or what a job produced.
 //!
 //! A new noun gets a file here, an entry above and a `pub mod` line below, and a
 //! variant in `crate::Command` with its line in `crate::run`.
@@ -20,6 +22,8 @@ pub mod get;
 pub mod gpu;
 pub mod job;
 pub mod lease;
+pub mod lineage;
+pub mod model;
 pub mod node;
 pub mod note;
 pub mod ns;

@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub initial_members: BTreeMap<u64, String>,
     /// Largest client request, in bytes (a larger one is refused, nothing changes).
     pub max_request_bytes: usize,
+    /// Address the MLflow-compatible REST facade binds (none: not served).
+    pub mlflow_listen: Option<String>,
     pub raft: RaftSettings,
     pub batch: BatchSettings,
     pub nodes: NodeSettings,
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(".cairn"),
             initial_members: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
+            mlflow_listen: None,
             raft: RaftSettings::default(),
             batch: BatchSettings::default(),
             nodes: NodeSettings::default(),
@@ -142,6 +145,8 @@ pub struct Overrides {
     /// The first voters, `1=host:port,2=host:port,...`.
     pub initial_members: Option<String>,
     pub max_request_bytes: Option<usize>,
+    /// The MLflow facade's address (empty or `off`: not served).
+    pub mlflow_listen: Option<String>,
 }
 
 /// A configuration that could not be read.
@@ -199,6 +204,7 @@ impl ServerConfig {
             data_dir,
             initial_members,
             max_request_bytes,
+            mlflow_listen,
         } = overrides;
         cfg.node_id = node_id.unwrap_or(cfg.node_id);
         cfg.listen = listen.unwrap_or(cfg.listen);
@@ -208,16 +214,22 @@ impl ServerConfig {
             cfg.initial_members = parse_members(&m)?;
         }
         cfg.max_request_bytes = max_request_bytes.unwrap_or(cfg.max_request_bytes);
+        if let Some(m) = mlflow_listen {
+            cfg.mlflow_listen = (!m.is_empty() && m != "off").then_some(m);
+        }
         Ok(cfg)
     }
 
-    /// `cairn-server dev`: a single-member cluster on `listen`, data in `data_dir`.
-    pub fn dev(listen: String, data_dir: PathBuf) -> Self {
+    /// `cairn-server dev`: a single-member cluster on `listen`, data in `data_dir`, the
+    /// MLflow facade on `mlflow_listen` (empty or `off`: none).
+    pub fn dev(listen: String, data_dir: PathBuf, mlflow_listen: String) -> Self {
         Self {
             node_id: 1,
             initial_members: BTreeMap::from([(1, listen.clone())]),
             listen,
             data_dir,
+            mlflow_listen: (!mlflow_listen.is_empty() && mlflow_listen != "off")
+                .then_some(mlflow_listen),
             ..Self::default()
         }
     }
@@ -264,6 +276,11 @@ impl ServerConfig {
                 "initial_members: does not contain this node ({}); a joining node starts with none and is added with `cairn cluster add-learner`",
                 self.node_id
             ));
+        }
+        if let Some(m) = &self.mlflow_listen {
+            if !is_host_port(m) {
+                p.push(format!("mlflow_listen: {m:?} is not host:port"));
+            }
         }
         if self.max_request_bytes < 1024 {
             p.push("max_request_bytes: must be at least 1024".into());

@@ -78,17 +78,29 @@ pub async fn run(
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     // Once stopping, in-flight requests get a grace period; event streams never end on
     // their own, so they are cut after it.
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let shutdown = {
-        let stopping = stopping.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = stopped_rx => {}
-            }
-            stopping.notify_one();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopped_rx => {}
         }
+        stopping_tx.send_replace(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
+    if let Some(addr) = &config.mlflow_listen {
+        let mlflow = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the MLflow facade on {addr}"))?;
+        tracing::info!(listen = %addr, "MLflow-compatible registry API listening");
+        let (app, until) = (app.clone(), stopped(stopping.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::mlflow::serve(app, mlflow, until).await {
+                tracing::error!(error = %e, "the MLflow facade stopped");
+            }
+        });
+    }
     let fatal_to_shutdown = async move {
         if let Ok(fatal) = (&mut fatal_rx).await {
             let _ = stopped_tx.send(());
@@ -101,9 +113,9 @@ pub async fn run(
         max_request_bytes: config.max_request_bytes,
         max_message_bytes: config.raft.max_message_bytes,
     };
-    let serve = grpc::serve(app, listener, limits, shutdown);
+    let serve = grpc::serve(app, listener, limits, stopped(stopping.clone()));
     let grace = async {
-        stopping.notified().await;
+        stopped(stopping).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     let result = tokio::select! {

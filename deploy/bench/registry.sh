@@ -212,12 +212,16 @@ run_postgres() {
   fi
   port=$(free_port)
   "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 \
-    >"$PGDIR/initdb.log" 2>&1 || { say "postgres: initdb failed"; cat "$PGDIR/initdb.log" >&2; return 1; }
+    >"$PGDIR/initdb.log" 2>&1 || { say "postgres: skipped (initdb failed)"; tail -5 "$PGDIR/initdb.log" >&2
+    stop_postgres; return 0; }
   "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$PGDIR" start \
-    >/dev/null || { say "postgres: did not start"; tail -20 "$PGDIR/postgres.log" >&2; return 1; }
-  "${PG_AS[@]}" "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres mlflow
-  start_mlflow postgres "postgresql://postgres@127.0.0.1:$port/mlflow" || { stop_postgres; return 0; }
+    >/dev/null || { say "postgres: skipped (did not start)"; tail -20 "$PGDIR/postgres.log" >&2
+    stop_postgres; return 0; }
+  "${PG_AS[@]}" "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres mlflow \
+    || { say "postgres: skipped (createdb failed)"; stop_postgres; return 0; }
+  # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; name psycopg2 (server-requirements.txt).
+  start_mlflow postgres "postgresql+psycopg2://postgres@127.0.0.1:$port/mlflow" || { stop_postgres; return 0; }
   load postgres "$MLFLOW_URI"
   stop_server
   stop_postgres

@@ -58,6 +58,8 @@ pub struct ServerSpec {
     pub node_lost_after_ms: u64,
     /// The command the server runs under, if any (e.g. `ip netns exec <ns>`).
     pub prefix: Vec<String>,
+    /// Where it serves the MLflow-compatible registry API (none: not at all).
+    pub mlflow_listen: Option<String>,
 }
 
 impl ServerSpec {
@@ -77,6 +79,7 @@ impl ServerSpec {
             max_request_bytes: 4 * 1024 * 1024,
             node_lost_after_ms: 10_000,
             prefix: Vec::new(),
+            mlflow_listen: None,
         }
     }
 
@@ -99,6 +102,9 @@ impl ServerSpec {
         );
         if let Some(advertise) = &self.advertise {
             toml.push_str(&format!("advertise = \"{advertise}\"\n"));
+        }
+        if let Some(mlflow) = &self.mlflow_listen {
+            toml.push_str(&format!("mlflow_listen = \"{mlflow}\"\n"));
         }
         if !self.initial_members.is_empty() {
             toml.push_str("[initial_members]\n");
@@ -132,6 +138,8 @@ impl ServerSpec {
                     "sim",
                     "--listen",
                     &self.listen,
+                    "--mlflow-listen",
+                    self.mlflow_listen.as_deref().unwrap_or("off"),
                     "--data-dir",
                 ])
                 .arg(&self.data_dir),

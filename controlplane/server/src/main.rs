@@ -72,6 +72,9 @@ enum Command {
         /// Simulated topology: nvswitch-8, cube-mesh-8, pcie-4, or a JSON file.
         #[arg(long, default_value = "nvswitch-8")]
         sim_topology: String,
+        /// Where the MLflow-compatible registry API listens (`off`: nowhere).
+        #[arg(long, env = "CAIRN_MLFLOW_LISTEN", default_value = "127.0.0.1:5000")]
+        mlflow_listen: String,
     },
     /// A member of a cluster: a configuration file and/or flags.
     Run(RunArgs),
@@ -96,6 +99,9 @@ struct RunArgs {
     /// Largest client request in bytes.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
+    /// Serve the MLflow-compatible registry API on this address (`off`: not at all).
+    #[arg(long, env = "CAIRN_MLFLOW_LISTEN")]
+    mlflow_listen: Option<String>,
 }
 
 impl RunArgs {
@@ -107,6 +113,7 @@ impl RunArgs {
             data_dir: self.data_dir,
             initial_members: self.initial_members,
             max_request_bytes: self.max_request_bytes,
+            mlflow_listen: self.mlflow_listen,
         };
         Ok(ServerConfig::load(self.config.as_deref(), overrides)?)
     }
@@ -144,6 +151,7 @@ async fn run() -> anyhow::Result<()> {
             no_agent,
             gpus,
             sim_topology,
+            mlflow_listen,
         } => {
             let agent = (!no_agent).then(|| {
                 let node = cairn_agent::agent::default_node_name();
@@ -162,7 +170,7 @@ async fn run() -> anyhow::Result<()> {
                 a.address = Some("127.0.0.1".into());
                 a
             });
-            (ServerConfig::dev(listen, data_dir), agent)
+            (ServerConfig::dev(listen, data_dir, mlflow_listen), agent)
         }
         Command::Run(args) => (args.load()?, None),
     };

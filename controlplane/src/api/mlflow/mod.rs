@@ -1,0 +1,177 @@
+//! The MLflow-compatible REST facade: MLflow's model-registry API 2.0 over HTTP, so
+//! MLflow's own client uses Cairn as its registry. A second adapter over the
+//! application layer, beside gRPC: writes become domain commands (forwarded to the
+//! leader from a follower, answered only once committed); reads are linearizable
+//! (served by the leader, through gRPC from a follower).
+//!
+//! - [`registry`]: the endpoints, under `/api/2.0/mlflow/` (and `/ajax-api/...`).
+//! - [`json`]: MLflow's objects, made from Cairn's model views.
+//! - [`search`]: MLflow's filter grammar, orderings and page tokens.
+//! - [`request`]: reading a request's parameters (query string or JSON body).
+//! - [`error`]: MLflow's error body and codes; the one mapping from `AppError`.
+
+mod error;
+mod json;
+mod registry;
+mod request;
+mod search;
+
+use std::future::Future;
+
+use axum::routing::{get, patch, post};
+use axum::Router;
+use cairn_domain::{Command, CommandBody};
+use cairn_proto as pb;
+use tokio::net::TcpListener;
+
+use crate::app::{App, AppError, Consistency, Route};
+use crate::convert::ToPb;
+use crate::views;
+pub use error::MlflowError;
+
+/// The facade's state: the member's application layer.
+#[derive(Clone)]
+pub struct Facade {
+    app: App,
+}
+
+impl Facade {
+    /// Record `body` as `actor`: on this member if it leads, else through the leader.
+    async fn submit(&self, actor: &str, body: CommandBody) -> Result<(), MlflowError> {
+        let cmd = self.app.accept(Command {
+            timestamp_ms: 0,
+            actor: actor.to_string(),
+            correlation_id: String::new(),
+            expected_revision: None,
+            body,
+        })?;
+        let leader = match self.app.route(false).await? {
+            Route::Here => match self.app.propose(&cmd).await {
+                Ok(_) => return Ok(()),
+                // Leadership moved before the command was appended: send it on.
+                Err(AppError::NotLeader {
+                    leader: Some((_, addr)),
+                }) => addr,
+                Err(e) => return Err(e.into()),
+            },
+            Route::Leader(addr) => addr,
+        };
+        let mut client = self.app.member_client(&leader)?;
+        let req = pb::SubmitRequest {
+            command: Some(cmd.to_pb()),
+        };
+        client.submit(req).await?;
+        Ok(())
+    }
+
+    /// Models (the one named, or all), read linearizably.
+    async fn models(&self, name: &str) -> Result<Vec<pb::ModelView>, MlflowError> {
+        match self
+            .app
+            .read_barrier(Consistency::Linearizable, false)
+            .await?
+        {
+            Route::Here => Ok(self.app.with_state(|s| views::models(s, name, false))),
+            Route::Leader(addr) => {
+                let mut client = self.app.member_client(&addr)?;
+                let req = pb::ListModelsRequest {
+                    name: name.to_string(),
+                    ..Default::default()
+                };
+                match client.list_models(req).await {
+                    Ok(r) => Ok(r.into_inner().models),
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        }
+    }
+
+    /// The model `name`, or MLflow's not-found error.
+    async fn model(&self, name: &str) -> Result<pb::ModelView, MlflowError> {
+        self.models(name).await?.into_iter().next().ok_or_else(|| {
+            MlflowError::not_found(format!("Registered Model with name={name} not found"))
+        })
+    }
+
+    /// Version `version` of model `name`, or MLflow's not-found error.
+    async fn version(&self, name: &str, version: u64) -> Result<pb::ModelVersionView, MlflowError> {
+        self.model(name)
+            .await?
+            .versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| {
+                MlflowError::not_found(format!(
+                    "Model Version (name={name}, version={version}) not found"
+                ))
+            })
+    }
+}
+
+/// The routes, under both of MLflow's prefixes.
+pub fn router(app: App) -> Router {
+    let api = Router::new()
+        .route("/registered-models/create", post(registry::create_model))
+        .route("/registered-models/get", get(registry::get_model))
+        .route("/registered-models/rename", post(registry::rename_model))
+        .route("/registered-models/update", patch(registry::update_model))
+        .route(
+            "/registered-models/delete",
+            axum::routing::delete(registry::delete_model),
+        )
+        .route("/registered-models/search", get(registry::search_models))
+        .route(
+            "/registered-models/get-latest-versions",
+            post(registry::latest_versions).get(registry::latest_versions),
+        )
+        .route("/registered-models/set-tag", post(registry::set_model_tag))
+        .route(
+            "/registered-models/delete-tag",
+            axum::routing::delete(registry::delete_model_tag),
+        )
+        .route(
+            "/registered-models/alias",
+            post(registry::set_alias)
+                .delete(registry::delete_alias)
+                .get(registry::get_by_alias),
+        )
+        .route("/model-versions/create", post(registry::create_version))
+        .route("/model-versions/get", get(registry::get_version))
+        .route("/model-versions/update", patch(registry::update_version))
+        .route(
+            "/model-versions/delete",
+            axum::routing::delete(registry::delete_version),
+        )
+        .route("/model-versions/search", get(registry::search_versions))
+        .route(
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
+        )
+        .route("/model-versions/set-tag", post(registry::set_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            axum::routing::delete(registry::delete_version_tag),
+        )
+        .route(
+            "/model-versions/get-download-uri",
+            get(registry::download_uri),
+        )
+        .fallback(registry::not_found)
+        .with_state(Facade { app });
+    Router::new()
+        .nest("/api/2.0/mlflow", api.clone())
+        .nest("/ajax-api/2.0/mlflow", api)
+        .fallback(registry::not_found)
+}
+
+/// Serve the facade on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

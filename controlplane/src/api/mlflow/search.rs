@@ -258,21 +258,17 @@ impl Filter {
                 ),
                 _ => return Err(bad(format!("expected a quoted value in filter {s:?}"))),
             };
-            if let (Key::VersionNumber, Value::Str(v)) = (&key, &value) {
-                let n = v
-                    .parse()
-                    .map_err(|_| bad(format!("version_number: {v:?} is not a number")))?;
-                clauses.push(Clause {
-                    key,
-                    op,
-                    value: Value::Num(n),
-                });
-            } else {
-                if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) {
-                    return Err(bad("<, <=, > and >= compare version_number only"));
-                }
-                clauses.push(Clause { key, op, value });
+            let value = match (&key, value) {
+                (Key::VersionNumber, Value::Str(v)) => Value::Num(
+                    v.parse()
+                        .map_err(|_| bad(format!("version_number: {v:?} is not a number")))?,
+                ),
+                (_, value) => value,
+            };
+            if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && key != Key::VersionNumber {
+                return Err(bad("<, <=, > and >= compare version_number only"));
             }
+            clauses.push(Clause { key, op, value });
             i += 1;
             match toks.get(i) {
                 None => {}

@@ -44,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --procs) PROCS=$2; shift 2 ;;
     --mlflow-workers) MLFLOW_WORKERS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,15 +59,21 @@ PGDIR=          # the PostgreSQL cluster's directory, while one exists
 PG_BIN=
 PG_AS=()        # how to run PostgreSQL's tools (as nobody when we are root)
 SERVER_PGID=    # process group of the running `mlflow server`, if any
+LOAD_PGID=      # process group of the running load generator, if any
 CAIRN_DIR=      # CAIRN_LOCAL_DIR of the running Cairn cluster, if any
 
+# Stop a process group that this script started (TERM, then KILL after 5 s).
+stop_group() {
+  local pgid=$1
+  [[ -n $pgid ]] || return 0
+  kill -TERM -- "-$pgid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
 stop_server() {
-  if [[ -n $SERVER_PGID ]]; then
-    kill -TERM -- "-$SERVER_PGID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 -- "-$SERVER_PGID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$SERVER_PGID" 2>/dev/null || true
-    SERVER_PGID=
-  fi
+  stop_group "$SERVER_PGID"
+  SERVER_PGID=
 }
 
 stop_postgres() {
@@ -88,6 +94,7 @@ stop_cairn() {
 }
 
 cleanup() {
+  stop_group "$LOAD_PGID"
   stop_server
   stop_postgres
   stop_cairn
@@ -103,7 +110,8 @@ free_port() {
 # Wait until a registry answers a search (MLflow and Cairn alike), at most $2 seconds.
 wait_registry() {
   local uri=$1 limit=$2
-  "$VENV/bin/python" - "$uri" "$limit" <<'EOF'
+  # In the background so that a signal to this script is handled at once.
+  "$VENV/bin/python" - "$uri" "$limit" <<'EOF' &
 import sys, time, urllib.request
 uri, deadline = sys.argv[1], time.time() + float(sys.argv[2])
 while time.time() < deadline:
@@ -117,6 +125,7 @@ while time.time() < deadline:
     time.sleep(0.5)
 sys.exit(1)
 EOF
+  wait $!
 }
 
 install_venv() {
@@ -155,11 +164,17 @@ load() {
   local system=$1 uri=$2 c
   for c in ${CLIENTS//,/ }; do
     say "$system: $c clients for $DURATION"
-    timeout "$LOAD_LIMIT" "$VENV/bin/python" "$ROOT/deploy/bench/registry_load.py" --uri "$uri" --clients "$c" \
-      --duration "$DURATION" --procs "$PROCS" --prefix "bench-$system" \
-      > "$RESULTS/$system-$c.json" 2> "$WORK/load.err" || {
+    # In its own process group, in the background: a signal to this script is handled at
+    # once (not after the load), and cleanup stops the generator with all its processes.
+    setsid timeout "$LOAD_LIMIT" "$VENV/bin/python" "$ROOT/deploy/bench/registry_load.py" \
+      --uri "$uri" --clients "$c" --duration "$DURATION" --procs "$PROCS" \
+      --prefix "bench-$system" > "$RESULTS/$system-$c.json" 2> "$WORK/load.err" &
+    LOAD_PGID=$!
+    wait "$LOAD_PGID" || {
+        LOAD_PGID=
         say "$system: the load generator failed at $c clients:"; tail -5 "$WORK/load.err" >&2
         rm -f "$RESULTS/$system-$c.json"; continue; }
+    LOAD_PGID=
     row "$RESULTS/$system-$c.json" "$system"
   done
 }
@@ -298,10 +313,11 @@ for c in clients:
     for base in ("sqlite", "postgres"):
         b = get(base, c)
         if b and b["calls_per_s"] and cairn["p99_ms"]:
-            lines.append(f"cairn/{base:<9} {c:>7} {cairn['calls_per_s'] / b['calls_per_s']:>9.2f}x"
-                         f" {b['p99_ms'] / cairn['p99_ms']:>14.2f}x")
+            lines.append(f"cairn/{base:<9} {c:>7} {cairn['calls_per_s'] / b['calls_per_s']:>13.2f}x"
+                         f" {b['p99_ms'] / cairn['p99_ms']:>16.2f}x")
 if lines:
     print()
-    print(f"{'ratio':<15} {'clients':>7} {'calls/s':>10} {'p99 (lower)':>15}")
+    print("Cairn's ratio: calls/s cairn/mlflow (higher is better), p99 mlflow/cairn (higher is better)")
+    print(f"{'ratio':<15} {'clients':>7} {'calls/s':>14} {'p99':>17}")
     print("\n".join(lines))
 EOF

@@ -25,6 +25,8 @@ pub struct Settings {
     /// Members reach each other through a [`Relay`] per member (clients still connect
     /// directly), so a test can cut one off from its peers.
     pub relayed: bool,
+    /// Every member serves the MLflow-compatible registry API (on a port of its own).
+    pub mlflow: bool,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             max_request_bytes: 4 * 1024 * 1024,
             node_lost_after_ms: 10_000,
             relayed: false,
+            mlflow: false,
         }
     }
 }
@@ -94,6 +97,7 @@ impl TestCluster {
             logs_kept_after_snapshot: s.logs_kept_after_snapshot,
             max_request_bytes: s.max_request_bytes,
             node_lost_after_ms: s.node_lost_after_ms,
+            mlflow_listen: s.mlflow.then(|| format!("127.0.0.1:{}", free_port())),
             ..ServerSpec::new(bin("cairn-server"), id, addr, dir)
         };
         self.nodes.push(Server::start_new(spec).await?);

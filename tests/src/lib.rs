@@ -13,6 +13,7 @@
 //! - [`client`]: gRPC clients (the one place tests and campaigns dial a member) and
 //!   the reads made through them.
 //! - [`commands`]: commands the tests submit.
+//! - [`http`]: JSON over HTTP/1.1 (the MLflow-compatible API).
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
 //! - [`process`]: where the binaries are; a child process with its log and signals.
 //! - [`ports`]: loopback ports nothing else takes.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod commands;
+pub mod http;
 pub mod ports;
 pub mod process;
 pub mod relay;
@@ -35,6 +37,7 @@ pub use client::{
 };
 pub use cluster::{Settings, TestCluster};
 pub use commands::{create_ns, note, note_text};
+pub use http::http_json;
 pub use ports::free_port;
 pub use process::bin;
 pub use relay::Relay;

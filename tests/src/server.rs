@@ -195,6 +195,11 @@ impl Server {
         self.dir.join("server.log")
     }
 
+    /// Where it serves the MLflow-compatible registry API, if it does.
+    pub fn mlflow_addr(&self) -> Option<&str> {
+        self.spec.mlflow_listen.as_deref()
+    }
+
     /// Where its sled files and snapshots are.
     pub fn data_dir(&self) -> &Path {
         &self.spec.data_dir

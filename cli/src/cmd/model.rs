@@ -110,6 +110,9 @@ pub enum ModelCmd {
         /// Only if the version is in this stage now.
         #[arg(long)]
         expect: Option<String>,
+        /// Only if exactly these versions are in the target stage now (`none`: no version).
+        #[arg(long, value_delimiter = ',')]
+        expect_in_stage: Option<Vec<String>>,
         /// Archive the versions already in the target stage.
         #[arg(long)]
         archive_existing: bool,
@@ -483,9 +486,22 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
             version,
             stage: to,
             expect,
+            expect_in_stage,
             archive_existing,
             reason,
         } => {
+            let expected_in_target = expect_in_stage
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| *v != "none")
+                        .map(|v| {
+                            v.parse()
+                                .with_context(|| format!("--expect-in-stage {v:?}"))
+                        })
+                        .collect::<anyhow::Result<Vec<u64>>>()
+                })
+                .transpose()?
+                .map(|versions| pb::ModelVersions { versions });
             let body = Body::TransitionModelStage(pb::TransitionModelStage {
                 name,
                 version,
@@ -493,6 +509,7 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
                 expected_stage: expect.as_deref().map(stage).transpose()?.map(|s| s as i32),
                 archive_existing,
                 reason,
+                expected_in_target,
             });
             ctx.submit_and_print(body, None).await
         }

@@ -212,6 +212,10 @@ impl FromPb for Command {
                     .expected_stage
                     .map(|s| stage(s, "transition_model_stage.expected_stage"))
                     .transpose()?,
+                expected_in_target: x
+                    .expected_in_target
+                    .as_ref()
+                    .map(|e| e.versions.iter().copied().collect()),
                 archive_existing: x.archive_existing,
                 reason: x.reason.clone(),
             }),
@@ -535,6 +539,7 @@ fn model_to_pb(c: &ModelCommand) -> Body {
             version,
             stage,
             expected,
+            expected_in_target,
             archive_existing,
             reason,
         } => Body::TransitionModelStage(pb::TransitionModelStage {
@@ -544,6 +549,9 @@ fn model_to_pb(c: &ModelCommand) -> Body {
             expected_stage: expected.map(|s| s.to_pb() as i32),
             archive_existing: *archive_existing,
             reason: reason.clone(),
+            expected_in_target: expected_in_target.as_ref().map(|e| pb::ModelVersions {
+                versions: e.iter().copied().collect(),
+            }),
         }),
         ModelCommand::SetAlias {
             name,

@@ -262,6 +262,7 @@ fn every_command() -> Vec<CommandBody> {
             version: 2,
             stage: Stage::Production,
             expected: Some(Stage::Staging),
+            expected_in_target: Some([1, 4].into()),
             archive_existing: true,
             reason: "r".into(),
         }),

@@ -1,6 +1,6 @@
 //! Commands about models and their versions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::{self, Stage};
 use crate::validate;
@@ -62,12 +62,14 @@ pub enum ModelCommand {
         version: u64,
     },
     /// Move a version to `stage`; with `expected`, only if it is in that stage now;
-    /// `archive_existing` archives the versions in the target stage.
+    /// with `expected_in_target`, only if exactly those versions are in the target
+    /// stage now; `archive_existing` archives the versions in the target stage.
     Transition {
         name: String,
         version: u64,
         stage: Stage,
         expected: Option<Stage>,
+        expected_in_target: Option<BTreeSet<u64>>,
         archive_existing: bool,
         reason: String,
     },

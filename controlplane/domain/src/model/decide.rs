@@ -167,6 +167,7 @@ pub fn decide(
             version: n,
             stage,
             expected,
+            expected_in_target,
             archive_existing,
             reason,
             ..
@@ -179,6 +180,19 @@ pub fn decide(
                         "{KIND}/{name} version {n} is in {}, not {} as expected",
                         now.name(),
                         expected.name()
+                    )));
+                }
+            }
+            if let Some(expected) = expected_in_target {
+                let holders: std::collections::BTreeSet<u64> = m
+                    .live_versions()
+                    .filter(|(_, v)| v.stage == *stage)
+                    .map(|(v, _)| *v)
+                    .collect();
+                if holders != *expected {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "{KIND}/{name} has versions {holders:?} in {}, not {expected:?} as expected",
+                        stage.name()
                     )));
                 }
             }

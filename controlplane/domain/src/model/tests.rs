@@ -47,6 +47,7 @@ fn stage(name: &str, v: u64, to: Stage, expected: Option<Stage>, archive: bool) 
         version: v,
         stage: to,
         expected,
+        expected_in_target: None,
         archive_existing: archive,
         reason: format!("to {}", to.name()),
     })
@@ -205,6 +206,37 @@ fn a_transition_names_the_stage_it_expects_and_only_one_racer_wins() {
     ));
     // The same stage again records nothing.
     assert!(ok(&mut s, stage("r", 2, Stage::Production, None, false)).is_empty());
+}
+
+#[test]
+fn racing_promotions_of_different_versions_expecting_the_same_holders_have_one_winner() {
+    let mut s = State::new();
+    ok(&mut s, create("r"));
+    ok(&mut s, version("r", "s3://b/1"));
+    ok(&mut s, version("r", "s3://b/2"));
+    let promote = |v| {
+        m(ModelCommand::Transition {
+            name: "r".into(),
+            version: v,
+            stage: Stage::Production,
+            expected: None,
+            expected_in_target: Some(Default::default()),
+            archive_existing: true,
+            reason: String::new(),
+        })
+    };
+    ok(&mut s, promote(2));
+    let err = apply(&mut s, &cmd(promote(1))).unwrap_err();
+    assert!(
+        matches!(&err, Rejection::FailedPrecondition(m) if m.contains("has versions {2} in Production")),
+        "{err}"
+    );
+    assert_eq!(
+        stage_of(&s, "r", 1),
+        Stage::None,
+        "the loser changed nothing"
+    );
+    assert_eq!(stage_of(&s, "r", 2), Stage::Production);
 }
 
 #[test]

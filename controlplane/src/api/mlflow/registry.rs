@@ -443,6 +443,9 @@ struct Transition {
     /// Cairn's: only if the version is in this stage now (compare-and-set).
     #[serde(default)]
     expected_stage: Option<String>,
+    /// Cairn's: only if exactly these versions are in the target stage now.
+    #[serde(default)]
+    expected_in_target: Option<Vec<Value>>,
     #[serde(default)]
     comment: String,
 }
@@ -454,6 +457,21 @@ pub async fn transition_stage(State(f): State<Facade>, p: Params) -> Answer {
         version: r.version,
         stage: stage(&r.stage)?,
         expected: r.expected_stage.as_deref().map(stage).transpose()?,
+        expected_in_target: r
+            .expected_in_target
+            .map(|vs| {
+                vs.iter()
+                    .map(|v| match v {
+                        Value::Number(n) => n.as_u64(),
+                        Value::String(s) => s.parse().ok(),
+                        _ => None,
+                    })
+                    .map(|v| {
+                        v.ok_or_else(|| MlflowError::invalid("expected_in_target: version numbers"))
+                    })
+                    .collect::<Result<_, _>>()
+            })
+            .transpose()?,
         archive_existing: r.archive_existing_versions,
         reason: r.comment,
     };

@@ -26,7 +26,7 @@ pub use command::ModelCommand;
 pub use decide::{decide, live, register};
 pub use event::{ModelEvent, NewVersion};
 pub use evolve::evolve;
-pub use state::{Change, Held, Holding, ModelState, Models, Move, VersionState};
+pub use state::{Change, Held, Holding, ModelState, Models, Move, Timeline, VersionState};
 pub use values::{Lineage, RunOutputs, Stage, VersionStatus};
 
 pub const KIND: &str = "model";

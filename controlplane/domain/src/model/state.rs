@@ -25,8 +25,8 @@ pub struct ModelState {
     pub deleted: bool,
     /// Earlier names, oldest first.
     pub former_names: Vec<String>,
-    /// Every stage transition and alias move, in log order.
-    pub timeline: Vec<Move>,
+    /// Every stage transition and alias move, in log order, with checkpoints.
+    pub timeline: Timeline,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -119,39 +119,168 @@ impl ModelState {
             .collect()
     }
 
-    /// The versions that held `what` at `at_ms` (leader time, inclusive), by number:
-    /// the timeline folded up to then. Several versions may hold a stage; an alias has
-    /// at most one.
+    /// The versions that held `what` at `at_ms` (leader time, inclusive), by number.
+    /// Several versions may hold a stage; an alias has at most one.
     pub fn held(&self, what: &Held, at_ms: i64) -> Vec<Holding> {
-        let mut holders: BTreeMap<u64, Holding> = BTreeMap::new();
-        for m in self.timeline.iter().filter(|m| m.at_ms <= at_ms) {
-            let holding = |version| Holding {
-                version,
-                since_ms: m.at_ms,
-                actor: m.actor.clone(),
-                reason: m.reason.clone(),
-                sequence: m.sequence,
+        self.timeline.held(what, at_ms)
+    }
+}
+
+/// Moves between checkpoints: a question about the past folds at most this many.
+const CHECKPOINT_EVERY: usize = 1024;
+
+/// Every stage transition and alias move of a model, in log order (the leader's clock
+/// orders them too), and who held what after every [`CHECKPOINT_EVERY`]th, so "who held
+/// it then" costs a binary search and a short fold however long the history is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeline {
+    moves: Vec<Move>,
+    /// `checkpoints[i]`: the holders after the first `(i + 1) * CHECKPOINT_EVERY` moves.
+    checkpoints: Vec<Holders>,
+}
+
+/// Who holds each stage and alias.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Holders {
+    stages: BTreeMap<Stage, BTreeMap<u64, Holding>>,
+    aliases: BTreeMap<String, Holding>,
+}
+
+impl Holders {
+    fn apply(&mut self, m: &Move) {
+        let holding = |version| Holding {
+            version,
+            since_ms: m.at_ms,
+            actor: m.actor.clone(),
+            reason: m.reason.clone(),
+            sequence: m.sequence,
+        };
+        match &m.change {
+            Change::Stage { version, from, to } => {
+                if from != to {
+                    if let Some(h) = self.stages.get_mut(from) {
+                        h.remove(version);
+                    }
+                }
+                self.stages
+                    .entry(*to)
+                    .or_default()
+                    .entry(*version)
+                    .or_insert_with(|| holding(*version));
+            }
+            Change::Deleted { version } => {
+                for h in self.stages.values_mut() {
+                    h.remove(version);
+                }
+            }
+            Change::Alias { alias, to, .. } => match to {
+                Some(v) => {
+                    self.aliases.insert(alias.clone(), holding(*v));
+                }
+                None => {
+                    self.aliases.remove(alias);
+                }
+            },
+        }
+    }
+
+    fn of(&self, what: &Held) -> Vec<Holding> {
+        match what {
+            Held::Stage(s) => self
+                .stages
+                .get(s)
+                .map(|h| h.values().cloned().collect())
+                .unwrap_or_default(),
+            Held::Alias(a) => self.aliases.get(a).cloned().into_iter().collect(),
+        }
+    }
+}
+
+impl Timeline {
+    /// Record the next move.
+    pub fn push(&mut self, m: Move) {
+        self.moves.push(m);
+        if self.moves.len().is_multiple_of(CHECKPOINT_EVERY) {
+            let mut holders = self.checkpoints.last().cloned().unwrap_or_default();
+            let from = self.moves.len() - CHECKPOINT_EVERY;
+            for m in &self.moves[from..] {
+                holders.apply(m);
+            }
+            self.checkpoints.push(holders);
+        }
+    }
+
+    /// Every move, in log order.
+    pub fn moves(&self) -> &[Move] {
+        &self.moves
+    }
+
+    /// Who held `what` after the moves made at or before `at_ms`.
+    pub fn held(&self, what: &Held, at_ms: i64) -> Vec<Holding> {
+        let n = self.moves.partition_point(|m| m.at_ms <= at_ms);
+        let done = n / CHECKPOINT_EVERY;
+        let mut holders = match done.checked_sub(1) {
+            Some(i) => self.checkpoints[i].clone(),
+            None => Holders::default(),
+        };
+        for m in &self.moves[done * CHECKPOINT_EVERY..n] {
+            holders.apply(m);
+        }
+        holders.of(what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long timeline answers every question as a fold from the start would.
+    #[test]
+    fn checkpoints_answer_as_the_whole_fold_does() {
+        let stages = [Stage::None, Stage::Staging, Stage::Production, Stage::Archived];
+        let mut t = Timeline::default();
+        let mut stage_of = BTreeMap::new();
+        for i in 0..(3 * CHECKPOINT_EVERY + 17) as u64 {
+            let version = i % 7 + 1;
+            let change = if i % 3 == 0 {
+                Change::Alias {
+                    alias: format!("a{}", i % 2),
+                    from: None,
+                    to: (i % 5 != 0).then_some(version),
+                }
+            } else if i % 97 == 0 {
+                stage_of.remove(&version);
+                Change::Deleted { version }
+            } else {
+                let from = stage_of.get(&version).copied().unwrap_or(Stage::None);
+                let to = stages[(i as usize / 3) % 4];
+                stage_of.insert(version, to);
+                Change::Stage { version, from, to }
             };
-            match (&m.change, what) {
-                (Change::Stage { version, from, to }, Held::Stage(stage)) => {
-                    if to == stage {
-                        holders.entry(*version).or_insert_with(|| holding(*version));
-                    } else if from == stage {
-                        holders.remove(version);
-                    }
+            t.push(Move {
+                sequence: i + 1,
+                // Several moves share a millisecond.
+                at_ms: (i / 2) as i64,
+                actor: format!("u{}", i % 3),
+                reason: String::new(),
+                change,
+            });
+        }
+        assert_eq!(t.checkpoints.len(), 3);
+        let questions = [
+            Held::Stage(Stage::Production),
+            Held::Stage(Stage::None),
+            Held::Alias("a0".into()),
+            Held::Alias("a1".into()),
+        ];
+        for at in [-1, 0, 511, 512, 1023, 1536, 2047, 2048, 5000] {
+            for what in &questions {
+                let mut naive = Holders::default();
+                for m in t.moves().iter().filter(|m| m.at_ms <= at) {
+                    naive.apply(m);
                 }
-                (Change::Deleted { version }, _) => {
-                    holders.remove(version);
-                }
-                (Change::Alias { alias, to, .. }, Held::Alias(asked)) if alias == asked => {
-                    holders.clear();
-                    if let Some(v) = to {
-                        holders.insert(*v, holding(*v));
-                    }
-                }
-                (Change::Alias { .. }, _) | (Change::Stage { .. }, Held::Alias(_)) => {}
+                assert_eq!(t.held(what, at), naive.of(what), "{what:?} at {at}");
             }
         }
-        holders.into_values().collect()
     }
 }

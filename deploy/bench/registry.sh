@@ -13,8 +13,7 @@
 # For each system and client count it prints a row (calls/s, p50 and p99 in ms over all
 # client calls); at the end, Cairn's ratio to each MLflow back end where Cairn ran. Only one
 # system runs at a time. Everything it starts is stopped, and its temporary directories
-# removed, on exit. Cairn is skipped, with a message, while its server has no MLflow facade
-# (no --mlflow-listen flag).
+# removed, on exit. A system that cannot start is skipped with a message.
 #
 # Installs what it needs: a virtualenv with tests/mlflow/server-requirements.txt (at
 # $CAIRN_BENCH_VENV, default ~/.cache/cairn-venv) and Debian's postgresql when initdb and
@@ -44,7 +43,7 @@ while [[ $# -gt 0 ]]; do
     --procs) PROCS=$2; shift 2 ;;
     --mlflow-workers) MLFLOW_WORKERS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -255,10 +254,6 @@ run_cairn() {
   fi
   if [[ ! -x $bin/cairn-server ]]; then
     say "cairn: skipped (no $bin/cairn-server)"; return 0
-  fi
-  if ! "$bin/cairn-server" run --help 2>&1 | grep -q -- '--mlflow-listen'; then
-    say "cairn: skipped (cairn-server does not accept --mlflow-listen yet: no MLflow facade)"
-    return 0
   fi
   CAIRN_DIR=$(mktemp -d /tmp/cairn-registry-cairn.XXXXXX)
   if ! CAIRN_LOCAL_DIR=$CAIRN_DIR CAIRN_PROFILE=release "$ROOT/deploy/local/cluster.sh" start \

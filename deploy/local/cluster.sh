@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A 3-member Cairn cluster on loopback (127.0.0.1:7421-7423), for trying things out.
+# A 3-member Cairn cluster on loopback (127.0.0.1:7421-7423, the MLflow-compatible API on
+# 127.0.0.1:5101-5103), for trying things out.
 #
 #   deploy/local/cluster.sh start    build, start 3 members, wait for a leader
 #   deploy/local/cluster.sh stop     stop exactly the processes `start` started
@@ -48,10 +49,10 @@ start() {
       continue
     fi
     "$BIN/cairn-server" run --node-id "$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
-      --data-dir "$DIR/node$i" --initial-members "$MEMBERS" \
+      --data-dir "$DIR/node$i" --initial-members "$MEMBERS" --mlflow-listen "127.0.0.1:510$i" \
       >> "$DIR/node$i.log" 2>&1 &
     echo $! > "$DIR/node$i.pid"
-    say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, data $DIR/node$i, log $DIR/node$i.log)"
+    say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, MLflow 127.0.0.1:510$i, data $DIR/node$i, log $DIR/node$i.log)"
   done
   for _ in $(seq 1 100); do
     if out=$("$BIN/cairn" --endpoints "$ENDPOINTS" --timeout 1s cluster status -o json 2>/dev/null); then

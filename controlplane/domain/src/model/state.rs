@@ -237,7 +237,12 @@ mod tests {
     /// A long timeline answers every question as a fold from the start would.
     #[test]
     fn checkpoints_answer_as_the_whole_fold_does() {
-        let stages = [Stage::None, Stage::Staging, Stage::Production, Stage::Archived];
+        let stages = [
+            Stage::None,
+            Stage::Staging,
+            Stage::Production,
+            Stage::Archived,
+        ];
         let mut t = Timeline::default();
         let mut stage_of = BTreeMap::new();
         for i in 0..(3 * CHECKPOINT_EVERY + 17) as u64 {

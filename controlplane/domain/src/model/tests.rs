@@ -343,14 +343,14 @@ fn tags_and_names_are_checked_at_every_size() {
     let long_value = m(ModelCommand::Create {
         name: "r".into(),
         description: String::new(),
-        tags: BTreeMap::from([("k".into(), "v".repeat(5001))]),
+        tags: BTreeMap::from([("k".into(), "v".repeat(100_001))]),
     });
     assert!(apply(&mut s, &cmd(long_value)).is_err());
-    for bad in ["", "a b", "../x", "/abs", "x//y"] {
+    for bad in ["", "a b", "../x", ".hidden", "a/b", "a:b"] {
         assert!(apply(&mut s, &cmd(create(bad))).is_err(), "{bad:?}");
     }
-    ok(&mut s, create("team/resnet-50.v2"));
-    assert!(apply(&mut s, &cmd(version("team/resnet-50.v2", " "))).is_err());
+    ok(&mut s, create("team.resnet-50_v2"));
+    assert!(apply(&mut s, &cmd(version("team.resnet-50_v2", " "))).is_err());
     assert_eq!(s.models().len(), 1, "refused commands change nothing");
 }
 

@@ -88,9 +88,9 @@ pub struct Lineage {
 /// Longest tag key, in bytes.
 pub const MAX_TAG_KEY: usize = 250;
 /// Longest tag value, in bytes.
-pub const MAX_TAG_VALUE: usize = 5000;
+pub const MAX_TAG_VALUE: usize = 100_000;
 /// Longest alias, in bytes.
-pub const MAX_ALIAS: usize = 256;
+pub const MAX_ALIAS: usize = 255;
 /// Longest description, in bytes.
 pub const MAX_DESCRIPTION: usize = 64 * 1024;
 /// Longest source URI, in bytes.
@@ -102,24 +102,27 @@ pub const MAX_OUTPUTS: usize = 1000;
 /// Longest model name, in bytes.
 pub const MAX_NAME: usize = 256;
 
-/// A model name: 1-256 bytes of letters, digits and `-`, `_`, `.`, `/` (MLflow's names
-/// are free text; these are the ones that are safe in a path and a URI).
+/// A model name: 1-256 bytes of letters, digits and `-`, `_`, `.` (MLflow refuses `/` and
+/// `:` and allows the rest; these are the names that are safe in a path, a URI and the
+/// CLI's `model/NAME:VERSION`).
 pub fn name_problems(field: &str, name: &str, p: &mut Vec<String>) {
     if name.is_empty() || name.len() > MAX_NAME {
         p.push(format!("{field}: must be 1-{MAX_NAME} bytes"));
     } else if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         p.push(format!(
-            "{field}: {name:?} may only hold letters, digits, '-', '_', '.', '/'"
+            "{field}: {name:?} may only hold letters, digits, '-', '_', '.'"
         ));
-    } else if name.starts_with(['.', '/']) || name.contains("..") || name.contains("//") {
-        p.push(format!("{field}: {name:?} is not a clean path"));
+    } else if name.starts_with('.') || name.contains("..") {
+        p.push(format!(
+            "{field}: {name:?} may not start with '.' or hold '..'"
+        ));
     }
 }
 
-/// Tags: at most [`MAX_TAGS`], keys 1-250 bytes, values up to 5,000.
+/// Tags: at most [`MAX_TAGS`], keys 1-250 bytes, values up to 100,000 (MLflow's limits).
 pub fn tags_problems(field: &str, tags: &BTreeMap<String, String>, p: &mut Vec<String>) {
     if tags.len() > MAX_TAGS {
         p.push(format!("{field}: {} tags, at most {MAX_TAGS}", tags.len()));

@@ -352,9 +352,11 @@ pub enum Field {
     Version,
 }
 
-/// `order_by` entries: `field [ASC|DESC]`.
+/// `order_by` entries: `field [ASC|DESC]`, each field at most once. As in MLflow, a
+/// registered model's `timestamp` is its last update and it has no `creation_timestamp`
+/// key; a version has both.
 pub fn order(items: &[String], over: Over) -> Result<Vec<(Field, bool)>, MlflowError> {
-    items
+    let order: Vec<(Field, bool)> = items
         .iter()
         .map(|item| {
             let mut parts = item.split_whitespace();
@@ -367,14 +369,20 @@ pub fn order(items: &[String], over: Over) -> Result<Vec<(Field, bool)>, MlflowE
             };
             let field = match field.trim_matches('`') {
                 "name" => Field::Name,
-                "creation_timestamp" | "timestamp" => Field::Created,
-                "last_updated_timestamp" => Field::Updated,
+                "timestamp" | "last_updated_timestamp" => Field::Updated,
+                "creation_timestamp" if over == Over::Versions => Field::Created,
                 "version_number" if over == Over::Versions => Field::Version,
                 other => return Err(bad(format!("invalid order_by field {other:?}"))),
             };
             Ok((field, desc))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (i, (field, _)) in order.iter().enumerate() {
+        if order[..i].iter().any(|(f, _)| f == field) {
+            return Err(bad(format!("order_by names {field:?} twice")));
+        }
+    }
+    Ok(order)
 }
 
 /// A page of `items` from `token` (an offset), at most `max`, and the next token.
@@ -444,13 +452,14 @@ mod tests {
 
     #[test]
     fn orders_and_pages() {
-        let o = order(
-            &["name DESC".into(), "creation_timestamp".into()],
-            Over::Models,
-        )
-        .unwrap();
-        assert_eq!(o, [(Field::Name, true), (Field::Created, false)]);
+        let o = order(&["name DESC".into(), "timestamp".into()], Over::Models).unwrap();
+        assert_eq!(o, [(Field::Name, true), (Field::Updated, false)]);
+        let o = order(&["creation_timestamp DESC".into()], Over::Versions).unwrap();
+        assert_eq!(o, [(Field::Created, true)]);
         assert!(order(&["version_number".into()], Over::Models).is_err());
+        assert!(order(&["creation_timestamp".into()], Over::Models).is_err());
+        let twice = ["name".into(), "name DESC".into()];
+        assert!(order(&twice, Over::Models).is_err());
         let (p, next) = page((0..5).collect::<Vec<_>>(), "", 2).unwrap();
         assert_eq!((p, next.as_str()), (vec![0, 1], "2"));
         let (p, next) = page((0..5).collect::<Vec<_>>(), "4", 2).unwrap();

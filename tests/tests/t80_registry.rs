@@ -139,19 +139,8 @@ async fn racing_promotions_have_one_winner_through_grpc_and_through_mlflow() -> 
     Ok(())
 }
 
-const TRAIN: &str = r#"
-apiVersion: cairn.dev/v1
-kind: TrainingJob
-metadata: {name: train-resnet}
-spec:
-  framework: pytorch
-  roles:
-    master:
-      replicas: 1
-      gpus: 2
-      command: ["sh", "-c", "echo '{\"metrics\": {\"accuracy\": 0.93}, \"params\": {\"lr\": \"0.001\"}}' > $CAIRN_RUN_OUTPUTS"]
-  model: {name: resnet, path: /models/resnet, description: nightly}
-"#;
+/// The registry example: a job that registers version N+1 of `resnet` when it succeeds.
+const TRAIN: &str = include_str!("../../deploy/examples/registry/train-resnet.yaml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trained_version_is_promoted_and_its_history_answers_who_held_what_when(

@@ -88,7 +88,7 @@ pub struct Lineage {
 /// Longest tag key, in bytes.
 pub const MAX_TAG_KEY: usize = 250;
 /// Longest tag value, in bytes.
-pub const MAX_TAG_VALUE: usize = 100_000;
+pub const MAX_TAG_VALUE: usize = 5000;
 /// Longest alias, in bytes.
 pub const MAX_ALIAS: usize = 255;
 /// Longest description, in bytes.
@@ -122,7 +122,7 @@ pub fn name_problems(field: &str, name: &str, p: &mut Vec<String>) {
     }
 }
 
-/// Tags: at most [`MAX_TAGS`], keys 1-250 bytes, values up to 100,000 (MLflow's limits).
+/// Tags: at most [`MAX_TAGS`], keys 1-250 bytes, values up to 5,000 (MLflow's documented limits).
 pub fn tags_problems(field: &str, tags: &BTreeMap<String, String>, p: &mut Vec<String>) {
     if tags.len() > MAX_TAGS {
         p.push(format!("{field}: {} tags, at most {MAX_TAGS}", tags.len()));

@@ -256,15 +256,33 @@ struct SetAlias {
     alias: String,
     #[serde(deserialize_with = "number")]
     version: u64,
+    /// Cairn's: only if the alias points at this version now (`""`: only if it is unset).
+    #[serde(default)]
+    expected_version: Option<Value>,
+}
+
+/// A version number given as a JSON number or a string of digits.
+fn version_number(v: &Value, field: &str) -> Result<u64, MlflowError> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| MlflowError::invalid(format!("{field}: {v} is not a version number")))
 }
 
 pub async fn set_alias(State(f): State<Facade>, p: Params) -> Answer {
     let r: SetAlias = p.read()?;
+    let expected = match r.expected_version {
+        None => None,
+        Some(Value::String(s)) if s.is_empty() => Some(None),
+        Some(v) => Some(Some(version_number(&v, "expected_version")?)),
+    };
     let cmd = ModelCommand::SetAlias {
         name: r.name,
         alias: r.alias,
         version: r.version,
-        expected: None,
+        expected,
         reason: String::new(),
     };
     f.submit(ACTOR, model_cmd(cmd)).await?;
@@ -461,14 +479,7 @@ pub async fn transition_stage(State(f): State<Facade>, p: Params) -> Answer {
             .expected_in_target
             .map(|vs| {
                 vs.iter()
-                    .map(|v| match v {
-                        Value::Number(n) => n.as_u64(),
-                        Value::String(s) => s.parse().ok(),
-                        _ => None,
-                    })
-                    .map(|v| {
-                        v.ok_or_else(|| MlflowError::invalid("expected_in_target: version numbers"))
-                    })
+                    .map(|v| version_number(v, "expected_in_target"))
                     .collect::<Result<_, _>>()
             })
             .transpose()?,

@@ -11,8 +11,9 @@
 #                            [--procs 2] [--mlflow-workers 1] [--out DIR]
 #
 # For each system and client count it prints a row (calls/s, p50 and p99 in ms over all
-# client calls); at the end, Cairn's ratio to each MLflow back end where Cairn ran. Only one
-# system runs at a time. Everything it starts is stopped, and its temporary directories
+# client calls, and CPU per call: the load generator's, and the rest of the machine's busy
+# time, i.e. the system under test with its database or all its members); at the end,
+# Cairn's ratio to each MLflow back end where Cairn ran. Only one system runs at a time. Everything it starts is stopped, and its temporary directories
 # removed, on exit. A system that cannot start is skipped with a message.
 #
 # Installs what it needs: a virtualenv with tests/mlflow/server-requirements.txt (at
@@ -24,7 +25,8 @@
 # keep-alive connection waits ~40 ms for a delayed ACK. One worker does not have that
 # stall, and on a small machine is about what MLflow can use next to the load generator.
 # --procs (default 2): the load generator's client threads are spread over this many
-# processes, so that Python's client is not the bottleneck.
+# processes, so that Python's client is not the bottleneck. On a small machine it still
+# may be: compare the CPU columns.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     --procs) PROCS=$2; shift 2 ;;
     --mlflow-workers) MLFLOW_WORKERS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -183,8 +185,8 @@ row() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 err = f"  ({r['errors']} errors)" if r["errors"] else ""
-print(f"{sys.argv[2]:<10} {r['clients']:>7} {r['calls_per_s']:>10.1f} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f}{err}",
-      flush=True)
+print(f"{sys.argv[2]:<10} {r['clients']:>7} {r['calls_per_s']:>10.1f} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f}"
+      f" {r['server_cpu_ms_per_call']:>13.2f} {r['loadgen_cpu_ms_per_call']:>13.2f}{err}", flush=True)
 EOF
 }
 
@@ -283,7 +285,7 @@ install_venv
 # The load generator's own bound: the timed part, plus setup and the 30 s HTTP timeout.
 LOAD_LIMIT=$("$VENV/bin/python" -c "import sys; sys.path.insert(0, '$ROOT/deploy/bench')
 from registry_load import parse_duration; print(int(parse_duration('$DURATION')) + 300)")
-printf '%-10s %7s %10s %9s %9s\n' system clients calls/s p50_ms p99_ms
+printf '%-10s %7s %10s %9s %9s %13s %13s\n' system clients calls/s p50_ms p99_ms server_cpu_ms loadgen_cpu_ms
 for system in ${SYSTEMS//,/ }; do
   case $system in
     sqlite) run_sqlite ;;
@@ -308,11 +310,14 @@ for c in clients:
     for base in ("sqlite", "postgres"):
         b = get(base, c)
         if b and b["calls_per_s"] and cairn["p99_ms"]:
+            cpu = (b["server_cpu_ms_per_call"] / cairn["server_cpu_ms_per_call"]
+                   if cairn["server_cpu_ms_per_call"] else float("inf"))
             lines.append(f"cairn/{base:<9} {c:>7} {cairn['calls_per_s'] / b['calls_per_s']:>13.2f}x"
-                         f" {b['p99_ms'] / cairn['p99_ms']:>16.2f}x")
+                         f" {b['p99_ms'] / cairn['p99_ms']:>16.2f}x {cpu:>16.2f}x")
 if lines:
     print()
-    print("Cairn's ratio: calls/s cairn/mlflow (higher is better), p99 mlflow/cairn (higher is better)")
-    print(f"{'ratio':<15} {'clients':>7} {'calls/s':>14} {'p99':>17}")
+    print("Cairn's ratio (higher is better): calls/s cairn/mlflow, p99 mlflow/cairn, and server")
+    print("CPU per call mlflow/cairn (the machine's busy time less the load generator's)")
+    print(f"{'ratio':<15} {'clients':>7} {'calls/s':>14} {'p99':>17} {'server cpu':>17}")
     print("\n".join(lines))
 EOF

@@ -28,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import sys
 import threading
 import time
@@ -119,8 +120,11 @@ def run_process(args):
         t = threading.Thread(target=run_client, args=(uri, m, t0, deadline, out), daemon=True)
         t.start()
         threads.append(t)
+    time.sleep(max(0.0, t0 - time.time()))
+    cpu0 = cpu_seconds()
     for t in threads:
         t.join(max(0.0, deadline - time.time()) + 60)  # a call has a 30 s HTTP timeout
+    cpu = cpu_seconds() - cpu0
     lat = {op: [] for op in OPS}
     errors = {op: 0 for op in OPS}
     samples, last_end = [], t0
@@ -131,7 +135,21 @@ def run_process(args):
         samples.extend(r["samples"])
         last_end = max(last_end, r["last_end"])
     return {"lat": lat, "errors": errors, "samples": samples[:5], "last_end": last_end,
-            "unfinished": sum(t.is_alive() for t in threads)}
+            "unfinished": sum(t.is_alive() for t in threads), "cpu_s": cpu}
+
+
+def cpu_seconds():
+    """CPU time (user + system) of this process, all its threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine spent busy (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values, p):
@@ -177,11 +195,18 @@ def main():
     t0 = time.time() + (0.5 if procs > 1 else 0.05)  # let the processes start
     deadline = t0 + duration
     jobs = [(args.uri, g, t0, deadline, clients) for g in groups]
+    # The machine's busy time over the timed part, sampled at its start by a thread.
+    busy = []
+    sampler = threading.Timer(max(0.0, t0 - time.time()),
+                              lambda: busy.append(machine_busy_seconds()))
+    sampler.start()
     if procs == 1:
         results = [run_process(jobs[0])]
     else:
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             results = pool.map(run_process, jobs)
+    sampler.join()
+    busy_s = machine_busy_seconds() - busy[0]
 
     elapsed = max(r["last_end"] for r in results) - t0
     lat = {op: [x for r in results for x in r["lat"][op]] for op in OPS}
@@ -197,12 +222,22 @@ def main():
         "ops": {op: stats(lat[op], errors[op], elapsed) for op in OPS},
         "error_samples": [s for r in results for s in r["samples"]][:5],
         "unfinished_clients": sum(r["unfinished"] for r in results),
+        # CPU over the timed part: the load generator's, and the rest of the machine's
+        # (the system under test, and whatever else ran), per client call.
+        "loadgen_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+        "machine_busy_s": round(busy_s, 2),
     }
+    calls = max(1, report["calls"])
+    report["loadgen_cpu_ms_per_call"] = round(report["loadgen_cpu_s"] * 1000 / calls, 3)
+    report["server_cpu_ms_per_call"] = round(
+        max(0.0, busy_s - report["loadgen_cpu_s"]) * 1000 / calls, 3)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     print(f"{args.uri} clients={clients}: {report['calls_per_s']} calls/s, "
           f"p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, "
-          f"{report['calls']} calls, {report['errors']} errors", file=sys.stderr)
+          f"{report['calls']} calls, {report['errors']} errors, CPU per call: server "
+          f"{report['server_cpu_ms_per_call']} ms, load generator "
+          f"{report['loadgen_cpu_ms_per_call']} ms", file=sys.stderr)
     return 1 if report["calls"] == 0 else 0
 
 

@@ -74,6 +74,8 @@ struct Inner {
     /// (term, log index) this member must have applied to serve linearizable reads as
     /// leader of that term: see `read::leadership_floor`.
     read_floor: Mutex<Option<(u64, u64)>>,
+    /// Linearizable reads waiting for the next confirmation of leadership.
+    read_rounds: Mutex<read::Rounds>,
     /// Agents' heartbeats, while this member leads.
     heartbeats: Heartbeats,
     /// Requests this member has numbered (for correlation ids).
@@ -99,6 +101,7 @@ impl App {
                 peers: peers::Peers::new(settings.max_message_bytes),
                 settings,
                 read_floor: Mutex::new(None),
+                read_rounds: Mutex::new(read::Rounds::default()),
                 heartbeats: Heartbeats::default(),
                 requests: AtomicU64::new(0),
             }),

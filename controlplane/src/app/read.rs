@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::oneshot;
 
 use super::{App, AppError, Result};
 
@@ -15,6 +16,13 @@ use super::{App, AppError, Result};
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(5);
 /// How long a request waits for a leader to be known.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// Linearizable reads waiting for a round, and whether one is under way.
+#[derive(Default)]
+pub(super) struct Rounds {
+    waiting: Vec<oneshot::Sender<Result<u64>>>,
+    running: bool,
+}
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +118,61 @@ impl App {
         if let Route::Leader(addr) = self.route(forwarded).await? {
             return Ok(Route::Leader(addr));
         }
+        let index = self.read_index().await?;
+        self.applied_through(index).await?;
+        Ok(Route::Here)
+    }
+
+    /// The index a linearizable read must wait for, confirmed with a quorum. Reads that
+    /// arrive together share one confirmation: a read joins the next round to start
+    /// (never one already under way, which may have begun before it arrived), and one
+    /// round runs at a time, so under load every round answers all the reads that
+    /// arrived during the one before.
+    async fn read_index(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut rounds = self
+                .inner
+                .read_rounds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            rounds.waiting.push(tx);
+            !std::mem::replace(&mut rounds.running, true)
+        };
+        if start {
+            let app = self.clone();
+            tokio::spawn(async move { app.run_read_rounds().await });
+        }
+        rx.await
+            .map_err(|_| AppError::Unavailable("the read round was dropped".into()))?
+    }
+
+    /// Confirm leadership for every waiting read, round after round, until none waits.
+    async fn run_read_rounds(self) {
+        loop {
+            let waiting = {
+                let mut rounds = self
+                    .inner
+                    .read_rounds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if rounds.waiting.is_empty() {
+                    rounds.running = false;
+                    return;
+                }
+                std::mem::take(&mut rounds.waiting)
+            };
+            let index = self.confirm_leadership().await;
+            for tx in waiting {
+                let _ = tx.send(index.clone());
+            }
+        }
+    }
+
+    /// One round of openraft's read index, raised to this term's floor.
+    async fn confirm_leadership(&self) -> Result<u64> {
         let floor = self.leadership_floor();
-        let (read_log_id, applied) = match self.raft().get_read_log_id().await {
+        let (read_log_id, _) = match self.raft().get_read_log_id().await {
             Ok(ids) => ids,
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 return Err(AppError::NotLeader {
@@ -127,17 +188,29 @@ impl App {
                 return Err(AppError::Unavailable(format!("the Raft node stopped: {f}")))
             }
         };
-        let index = read_log_id.map_or(0, |l| l.index).max(floor);
-        if applied.map_or(0, |l| l.index) < index {
-            self.raft()
-                .wait(Some(READ_BARRIER_WAIT))
-                .applied_index_at_least(Some(index), "the read index applied")
-                .await
-                .map_err(|e| {
-                    AppError::Unavailable(format!("the leader is not ready to read: {e}"))
-                })?;
+        Ok(read_log_id.map_or(0, |l| l.index).max(floor))
+    }
+
+    /// Wait until this member has applied the log through `index`, the entry of a
+    /// committed write: its state then holds that write and every write acknowledged
+    /// before it was made (they are earlier in the log), so a read of it is linearizable
+    /// with no round to the followers.
+    pub async fn applied_through(&self, index: u64) -> Result<()> {
+        let applied = self
+            .raft()
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        if applied >= index {
+            return Ok(());
         }
-        Ok(Route::Here)
+        self.raft()
+            .wait(Some(READ_BARRIER_WAIT))
+            .applied_index_at_least(Some(index), "a committed write applied")
+            .await
+            .map_err(|e| AppError::Unavailable(format!("not ready to read: {e}")))?;
+        Ok(())
     }
 
     /// The log index this member must have applied to serve a linearizable read as

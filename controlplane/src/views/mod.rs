@@ -11,6 +11,6 @@ mod queue;
 pub use cron::crons;
 pub use entity::{entities, entity};
 pub use job::jobs;
-pub use model::{model, models};
+pub use model::{model, models, models_where};
 pub use node::nodes;
 pub use queue::queues;

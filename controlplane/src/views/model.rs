@@ -47,10 +47,35 @@ pub fn model(name: &str, m: &ModelState, revision: u64) -> pb::ModelView {
 
 /// Models: the one named (empty: all), deleted ones only when asked.
 pub fn models(state: &State, name: &str, include_deleted: bool) -> Vec<pb::ModelView> {
+    if name.is_empty() {
+        return models_where(state, include_deleted, |_| true);
+    }
+    let found = state.models().get_key_value(name);
+    found
+        .filter(|(_, m)| include_deleted || !m.deleted)
+        .map(|(n, m)| view(state, n, m))
+        .into_iter()
+        .collect()
+}
+
+/// Models whose name `admit` accepts, deleted ones only when asked.
+pub fn models_where(
+    state: &State,
+    include_deleted: bool,
+    admit: impl Fn(&str) -> bool,
+) -> Vec<pb::ModelView> {
     state
         .models()
         .iter()
-        .filter(|(n, m)| (name.is_empty() || *n == name) && (include_deleted || !m.deleted))
-        .map(|(n, m)| model(n, m, state.revision(&EntityKey::new(KIND, n.clone()))))
+        .filter(|(n, m)| (include_deleted || !m.deleted) && admit(n))
+        .map(|(n, m)| view(state, n, m))
         .collect()
+}
+
+fn view(state: &State, name: &str, m: &ModelState) -> pb::ModelView {
+    model(
+        name,
+        m,
+        state.revision(&EntityKey::new(KIND, name.to_string())),
+    )
 }

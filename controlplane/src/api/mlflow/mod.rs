@@ -35,9 +35,26 @@ pub struct Facade {
     app: App,
 }
 
+/// A committed write: the entry that carried it, and the events it appended.
+struct Written {
+    index: u64,
+    events: Vec<pb::Event>,
+}
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// Linearizable: by the leader, once it has confirmed that it still leads.
+    Now,
+    /// Once this member has applied the entry at this index (a write of the same
+    /// request): the answer then holds that write and every write acknowledged before
+    /// it was made, with no round trip to the leader.
+    After(u64),
+}
+
 impl Facade {
     /// Record `body` as `actor`: on this member if it leads, else through the leader.
-    async fn submit(&self, actor: &str, body: CommandBody) -> Result<(), MlflowError> {
+    async fn submit(&self, actor: &str, body: CommandBody) -> Result<Written, MlflowError> {
         let cmd = self.app.accept(Command {
             timestamp_ms: 0,
             actor: actor.to_string(),
@@ -47,7 +64,12 @@ impl Facade {
         })?;
         let leader = match self.app.route(false).await? {
             Route::Here => match self.app.propose(&cmd).await {
-                Ok(_) => return Ok(()),
+                Ok(a) => {
+                    return Ok(Written {
+                        index: a.raft_index,
+                        events: a.events,
+                    })
+                }
                 // Leadership moved before the command was appended: send it on.
                 Err(AppError::NotLeader {
                     leader: Some((_, addr)),
@@ -60,26 +82,56 @@ impl Facade {
         let req = pb::SubmitRequest {
             command: Some(cmd.to_pb()),
         };
-        client.submit(req).await?;
-        Ok(())
+        let r = client.submit(req).await?.into_inner();
+        Ok(Written {
+            index: r.raft_index,
+            events: r.events,
+        })
     }
 
-    /// Models (the one named, or all), read linearizably.
-    async fn models(&self, name: &str) -> Result<Vec<pb::ModelView>, MlflowError> {
-        match self
-            .app
-            .read_barrier(Consistency::Linearizable, false)
-            .await?
-        {
-            Route::Here => Ok(self.app.with_state(|s| views::models(s, name, false))),
+    /// The model `name`, if it exists.
+    async fn models(&self, name: &str, read: Read) -> Result<Vec<pb::ModelView>, MlflowError> {
+        self.models_where(read, name, |n| n == name).await
+    }
+
+    /// Models whose name `admit` accepts (from the leader, all `named`: empty for all).
+    async fn models_where(
+        &self,
+        read: Read,
+        named: &str,
+        admit: impl Fn(&str) -> bool,
+    ) -> Result<Vec<pb::ModelView>, MlflowError> {
+        let route = match read {
+            Read::Now => {
+                self.app
+                    .read_barrier(Consistency::Linearizable, false)
+                    .await?
+            }
+            Read::After(index) => {
+                self.app.applied_through(index).await?;
+                Route::Here
+            }
+        };
+        match route {
+            Route::Here if !named.is_empty() => {
+                Ok(self.app.with_state(|s| views::models(s, named, false)))
+            }
+            Route::Here => Ok(self
+                .app
+                .with_state(|s| views::models_where(s, false, admit))),
             Route::Leader(addr) => {
                 let mut client = self.app.member_client(&addr)?;
                 let req = pb::ListModelsRequest {
-                    name: name.to_string(),
+                    name: named.to_string(),
                     ..Default::default()
                 };
                 match client.list_models(req).await {
-                    Ok(r) => Ok(r.into_inner().models),
+                    Ok(r) => Ok(r
+                        .into_inner()
+                        .models
+                        .into_iter()
+                        .filter(|m| admit(&m.name))
+                        .collect()),
                     Err(s) if s.code() == tonic::Code::NotFound => Ok(Vec::new()),
                     Err(s) => Err(s.into()),
                 }
@@ -88,15 +140,24 @@ impl Facade {
     }
 
     /// The model `name`, or MLflow's not-found error.
-    async fn model(&self, name: &str) -> Result<pb::ModelView, MlflowError> {
-        self.models(name).await?.into_iter().next().ok_or_else(|| {
-            MlflowError::not_found(format!("Registered Model with name={name} not found"))
-        })
+    async fn model(&self, name: &str, read: Read) -> Result<pb::ModelView, MlflowError> {
+        self.models(name, read)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                MlflowError::not_found(format!("Registered Model with name={name} not found"))
+            })
     }
 
     /// Version `version` of model `name`, or MLflow's not-found error.
-    async fn version(&self, name: &str, version: u64) -> Result<pb::ModelVersionView, MlflowError> {
-        self.model(name)
+    async fn version(
+        &self,
+        name: &str,
+        version: u64,
+        read: Read,
+    ) -> Result<pb::ModelVersionView, MlflowError> {
+        self.model(name, read)
             .await?
             .versions
             .into_iter()

@@ -1,6 +1,7 @@
 //! The endpoints of MLflow's model registry. Each reads its parameters, turns a write
 //! into a domain command (recorded through the leader) and answers with MLflow's
-//! objects, read back linearizably.
+//! objects: reads are linearizable, and a write's answer is read on this member once it
+//! has applied that write.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -18,7 +19,8 @@ use super::error::MlflowError;
 use super::json::{self, Tag};
 use super::request::{boolean, list, number, optional_number, Params, ACTOR};
 use super::search::{self, Field, Filter, Over, Record};
-use super::Facade;
+use super::{Facade, Read};
+use crate::app::AppError;
 
 type Answer = Result<Json<Value>, MlflowError>;
 
@@ -72,8 +74,8 @@ pub async fn create_model(State(f): State<Facade>, p: Params) -> Answer {
         description: r.description,
         tags: tags(r.tags),
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    Ok(Json(model(&f.model(&r.name).await?)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    Ok(Json(model(&f.model(&r.name, Read::After(w.index)).await?)))
 }
 
 #[derive(Deserialize)]
@@ -83,7 +85,7 @@ struct Name {
 
 pub async fn get_model(State(f): State<Facade>, p: Params) -> Answer {
     let r: Name = p.read()?;
-    Ok(Json(model(&f.model(&r.name).await?)))
+    Ok(Json(model(&f.model(&r.name, Read::Now).await?)))
 }
 
 #[derive(Deserialize)]
@@ -98,8 +100,10 @@ pub async fn rename_model(State(f): State<Facade>, p: Params) -> Answer {
         name: r.name,
         new_name: r.new_name.clone(),
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    Ok(Json(model(&f.model(&r.new_name).await?)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    Ok(Json(model(
+        &f.model(&r.new_name, Read::After(w.index)).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -115,8 +119,8 @@ pub async fn update_model(State(f): State<Facade>, p: Params) -> Answer {
         name: r.name.clone(),
         description: r.description,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    Ok(Json(model(&f.model(&r.name).await?)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    Ok(Json(model(&f.model(&r.name, Read::After(w.index)).await?)))
 }
 
 pub async fn delete_model(State(f): State<Facade>, p: Params) -> Answer {
@@ -168,7 +172,7 @@ pub async fn search_models(State(f): State<Facade>, p: Params) -> Answer {
     let mut order = search::order(&r.order_by, Over::Models)?;
     order.push((Field::Name, false));
     let mut models: Vec<pb::ModelView> = f
-        .models("")
+        .models_where(Read::Now, "", |n| filter.admits_name(n))
         .await?
         .into_iter()
         .filter(|m| {
@@ -209,7 +213,7 @@ pub async fn latest_versions(State(f): State<Facade>, p: Params) -> Answer {
     for s in &r.stages {
         stage(s)?;
     }
-    let m = f.model(&r.name).await?;
+    let m = f.model(&r.name, Read::Now).await?;
     let stages: Vec<&str> = r.stages.iter().map(String::as_str).collect();
     Ok(Json(
         json!({ "model_versions": json::latest_versions(&m, &stages) }),
@@ -308,7 +312,7 @@ pub async fn delete_alias(State(f): State<Facade>, p: Params) -> Answer {
 
 pub async fn get_by_alias(State(f): State<Facade>, p: Params) -> Answer {
     let r: AliasName = p.read()?;
-    let m = f.model(&r.name).await?;
+    let m = f.model(&r.name, Read::Now).await?;
     let Some(n) = m.aliases.get(&r.alias) else {
         return Err(MlflowError::invalid(format!(
             "Registered model alias {} not found.",
@@ -347,15 +351,15 @@ pub async fn create_version(State(f): State<Facade>, p: Params) -> Answer {
         tags: tags(r.tags),
         create_model: false,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    // The newest version of the model is the one just made (numbers only grow).
-    let m = f.model(&r.name).await?;
-    let v = m
-        .versions
-        .iter()
-        .max_by_key(|v| v.version)
-        .ok_or_else(|| MlflowError::not_found(format!("no version of {}", r.name)))?;
-    Ok(Json(version(v)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let made = w.events.iter().find_map(|e| match &e.payload {
+        Some(pb::event::Payload::ModelVersionCreated(v)) => Some(v.version),
+        _ => None,
+    });
+    let made = made.ok_or_else(|| AppError::Internal("no version was created".into()))?;
+    Ok(Json(version(
+        &f.version(&r.name, made, Read::After(w.index)).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -367,7 +371,9 @@ struct VersionRef {
 
 pub async fn get_version(State(f): State<Facade>, p: Params) -> Answer {
     let r: VersionRef = p.read()?;
-    Ok(Json(version(&f.version(&r.name, r.version).await?)))
+    Ok(Json(version(
+        &f.version(&r.name, r.version, Read::Now).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -386,8 +392,10 @@ pub async fn update_version(State(f): State<Facade>, p: Params) -> Answer {
         version: r.version,
         description: r.description,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    Ok(Json(version(&f.version(&r.name, r.version).await?)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    Ok(Json(version(
+        &f.version(&r.name, r.version, Read::After(w.index)).await?,
+    )))
 }
 
 pub async fn delete_version(State(f): State<Facade>, p: Params) -> Answer {
@@ -417,7 +425,7 @@ pub async fn search_versions(State(f): State<Facade>, p: Params) -> Answer {
         (Field::Version, true),
     ]);
     let mut versions: Vec<pb::ModelVersionView> = f
-        .models("")
+        .models_where(Read::Now, "", |n| filter.admits_name(n))
         .await?
         .into_iter()
         .flat_map(|m| m.versions)
@@ -486,8 +494,10 @@ pub async fn transition_stage(State(f): State<Facade>, p: Params) -> Answer {
         archive_existing: r.archive_existing_versions,
         reason: r.comment,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
-    Ok(Json(version(&f.version(&r.name, r.version).await?)))
+    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    Ok(Json(version(
+        &f.version(&r.name, r.version, Read::After(w.index)).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -532,7 +542,7 @@ pub async fn delete_version_tag(State(f): State<Facade>, p: Params) -> Answer {
 
 pub async fn download_uri(State(f): State<Facade>, p: Params) -> Answer {
     let r: VersionRef = p.read()?;
-    let v = f.version(&r.name, r.version).await?;
+    let v = f.version(&r.name, r.version, Read::Now).await?;
     let uri = if v.storage_location.is_empty() {
         v.source
     } else {

@@ -280,42 +280,63 @@ impl Filter {
     }
 
     pub fn matches(&self, r: &Record<'_>) -> bool {
-        self.clauses.iter().all(|c| {
-            let text = match &c.key {
-                Key::Name => Some(r.name),
-                Key::Tag(t) => r.tags.get(t).map(String::as_str),
-                Key::RunId => Some(r.run_id),
-                Key::SourcePath => Some(r.source),
-                Key::VersionNumber => {
-                    let (Some(v), Value::Num(n)) = (r.version, &c.value) else {
-                        return false;
-                    };
-                    let v = v as i64;
-                    return match c.op {
-                        Op::Eq => v == *n,
-                        Op::Ne => v != *n,
-                        Op::Lt => v < *n,
-                        Op::Le => v <= *n,
-                        Op::Gt => v > *n,
-                        Op::Ge => v >= *n,
-                        Op::Like | Op::ILike | Op::In | Op::NotIn => false,
-                    };
-                }
-            };
-            let Some(text) = text else {
-                // A tag it does not have: only "is not" holds.
-                return matches!(c.op, Op::Ne | Op::NotIn);
-            };
-            match (&c.value, c.op) {
-                (Value::Str(v), Op::Eq) => text == v,
-                (Value::Str(v), Op::Ne) => text != v,
-                (Value::Str(v), Op::Like) => like(text, v),
-                (Value::Str(v), Op::ILike) => like(&text.to_lowercase(), &v.to_lowercase()),
-                (Value::List(vs), Op::In) => vs.iter().any(|v| v == text),
-                (Value::List(vs), Op::NotIn) => !vs.iter().any(|v| v == text),
-                _ => false,
+        self.clauses.iter().all(|c| c.holds(r))
+    }
+
+    /// Whether its clauses on the name hold for `name`: when not, no record of that
+    /// model matches, and the search need not look at its versions.
+    pub fn admits_name(&self, name: &str) -> bool {
+        let tags = BTreeMap::new();
+        let r = Record {
+            name,
+            tags: &tags,
+            version: None,
+            run_id: "",
+            source: "",
+        };
+        self.clauses
+            .iter()
+            .filter(|c| c.key == Key::Name)
+            .all(|c| c.holds(&r))
+    }
+}
+
+impl Clause {
+    fn holds(&self, r: &Record<'_>) -> bool {
+        let text = match &self.key {
+            Key::Name => Some(r.name),
+            Key::Tag(t) => r.tags.get(t).map(String::as_str),
+            Key::RunId => Some(r.run_id),
+            Key::SourcePath => Some(r.source),
+            Key::VersionNumber => {
+                let (Some(v), Value::Num(n)) = (r.version, &self.value) else {
+                    return false;
+                };
+                let v = v as i64;
+                return match self.op {
+                    Op::Eq => v == *n,
+                    Op::Ne => v != *n,
+                    Op::Lt => v < *n,
+                    Op::Le => v <= *n,
+                    Op::Gt => v > *n,
+                    Op::Ge => v >= *n,
+                    Op::Like | Op::ILike | Op::In | Op::NotIn => false,
+                };
             }
-        })
+        };
+        let Some(text) = text else {
+            // A tag it does not have: only "is not" holds.
+            return matches!(self.op, Op::Ne | Op::NotIn);
+        };
+        match (&self.value, self.op) {
+            (Value::Str(v), Op::Eq) => text == v,
+            (Value::Str(v), Op::Ne) => text != v,
+            (Value::Str(v), Op::Like) => like(text, v),
+            (Value::Str(v), Op::ILike) => like(&text.to_lowercase(), &v.to_lowercase()),
+            (Value::List(vs), Op::In) => vs.iter().any(|v| v == text),
+            (Value::List(vs), Op::NotIn) => !vs.iter().any(|v| v == text),
+            _ => false,
+        }
     }
 }
 

@@ -33,10 +33,7 @@ pub async fn run(
     log.collect_purged();
     let shared = sm.shared();
     let raft_config = Arc::new(config.openraft().map_err(anyhow::Error::msg)?);
-    let network = Network {
-        id,
-        max_message_bytes: config.raft.max_message_bytes,
-    };
+    let network = Network::new(id, config.raft.max_message_bytes);
     let raft = Raft::new(id, raft_config, network, log.clone(), sm)
         .await
         .context("starting Raft")?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_proto as pb;
 use cairn_tests::{client, create_ns, eventually, note, note_text, Settings, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,6 +43,43 @@ async fn writes_through_any_member_reach_every_member() -> anyhow::Result<()> {
         .filter_map(|e| e.entity.as_ref().map(|r| r.name.clone()))
         .collect();
     assert_eq!(created, ["via-1", "via-2", "via-3"]);
+    Ok(())
+}
+
+/// Linearizable reads that arrive together share one confirmation of leadership; each
+/// must still see every write acknowledged before it began, whichever members took the
+/// write and the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reads_see_every_write_acknowledged_before_them() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
+    cluster.wait_leader(Duration::from_secs(10)).await?;
+    let clients: Vec<_> = (1..=3).map(|id| cluster.node(id).client()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..16usize {
+        let clients = clients.clone();
+        tasks.spawn(async move {
+            for i in 0..16usize {
+                let name = format!("r-{w}-{i}");
+                clients[(w + i) % 3]
+                    .clone()
+                    .submit(create_ns(&name))
+                    .await?;
+                let read = pb::GetEntityRequest {
+                    entity: Some(pb::EntityRef {
+                        kind: "namespace".into(),
+                        name: name.clone(),
+                    }),
+                    consistency: pb::ReadConsistency::Linearizable as i32,
+                };
+                let got = clients[(w + i + 1) % 3].clone().get_entity(read).await;
+                anyhow::ensure!(got.is_ok(), "{name} was acknowledged, then read: {got:?}");
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
     Ok(())
 }
 

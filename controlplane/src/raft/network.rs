@@ -1,5 +1,7 @@
 //! The client side of the Raft transport: openraft's RPCs over tonic gRPC.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::raft_transport_client::RaftTransportClient;
@@ -24,19 +26,49 @@ pub fn channel(addr: &str) -> Result<Channel, cairn_proto::BadEndpoint> {
         .channel(addr)
 }
 
-/// Creates one [`Connection`] per target; openraft keeps it while it replicates.
+/// The channel to each member, by id, with the address it was dialled at.
+type Channels = Arc<Mutex<HashMap<NodeId, (String, Channel)>>>;
+
+/// Creates a [`Connection`] whenever openraft asks: once per replication stream, but
+/// also for every read-index round and every election. They all share one channel (one
+/// HTTP/2 connection) per member, so a round costs two messages, not a TCP handshake;
+/// a channel that failed a call is dropped, and the next connection dials afresh.
 #[derive(Clone)]
 pub struct Network {
-    pub id: NodeId,
+    id: NodeId,
     /// The most bytes one Raft message may carry (both directions).
-    pub max_message_bytes: usize,
+    max_message_bytes: usize,
+    channels: Channels,
+}
+
+impl Network {
+    pub fn new(id: NodeId, max_message_bytes: usize) -> Self {
+        Self {
+            id,
+            max_message_bytes,
+            channels: Channels::default(),
+        }
+    }
+
+    /// The shared channel to `target` at `addr`, dialling (lazily) when there is none.
+    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, c)) = channels.get(&target) {
+            if at == addr {
+                return Ok(c.clone());
+            }
+        }
+        let c = channel(addr).map_err(|e| e.to_string())?;
+        channels.insert(target, (addr.to_string(), c.clone()));
+        Ok(c)
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
-        let client = channel(&node.addr).map(|c| {
+        let client = self.channel(target, &node.addr).map(|c| {
             RaftTransportClient::new(c)
                 .max_decoding_message_size(self.max_message_bytes)
                 .max_encoding_message_size(self.max_message_bytes)
@@ -44,7 +76,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             id: self.id,
             target,
-            client: client.map_err(|e| e.to_string()),
+            addr: node.addr.clone(),
+            client,
+            channels: self.channels.clone(),
         }
     }
 }
@@ -52,7 +86,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     id: NodeId,
     target: NodeId,
+    addr: String,
     client: Result<RaftTransportClient<Channel>, String>,
+    channels: Channels,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +96,34 @@ pub struct Connection {
 struct TransportError(String);
 
 impl Connection {
-    /// Send one message and decode the remote `Result<Resp, RaftError<E>>`.
+    /// Send one message and decode the remote `Result<Resp, RaftError<E>>`; after a
+    /// transport failure, forget the shared channel so the next connection dials anew.
     async fn call<Req, Resp, E>(
+        &mut self,
+        action: RPCTypes,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let result = self.send(action, req, option).await;
+        if let Err(RPCError::Timeout(_) | RPCError::Unreachable(_) | RPCError::Network(_)) = &result
+        {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            if channels
+                .get(&self.target)
+                .is_some_and(|(at, _)| *at == self.addr)
+            {
+                channels.remove(&self.target);
+            }
+        }
+        result
+    }
+
+    async fn send<Req, Resp, E>(
         &mut self,
         action: RPCTypes,
         req: &Req,

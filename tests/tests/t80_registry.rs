@@ -332,3 +332,99 @@ async fn a_trained_version_is_promoted_and_its_history_answers_who_held_what_whe
     assert_eq!(back["versions"][0]["model"], "resnet");
     Ok(())
 }
+
+/// `cairn model watch` follows registry events only, and resumes after losing the member
+/// it reads from, missing and repeating none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_watch_survives_the_loss_of_its_member() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut cluster = TestCluster::start(3, Settings::default()).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let mut endpoints = vec![cluster.node(follower).addr.clone()];
+    endpoints.extend(
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.id != follower)
+            .map(|n| n.addr.clone()),
+    );
+    let mut watch = cairn_tests::cli(&endpoints)
+        .args(["model", "watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut c = cluster.node(leader).client();
+    c.submit(submit(Body::CreateModel(pb::CreateModel {
+        name: "watched".into(),
+        ..Default::default()
+    })))
+    .await?;
+    for i in 1..=5 {
+        watched_round(&mut c, i).await?;
+    }
+    // --- lose the member the watch reads from, and go on changing the registry
+    cluster.node(follower).kill();
+    for i in 6..=10 {
+        watched_round(&mut c, i).await?;
+    }
+    let expected: Vec<u64> = cluster
+        .events_of(leader)
+        .await?
+        .iter()
+        .filter(|e| e.entity.as_ref().is_some_and(|r| r.kind == "model"))
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(expected.len(), 1 + 10 * 2, "model events written");
+
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.last() != expected.last() && std::time::Instant::now() < deadline {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
+            let entity = v["entity"].as_str().unwrap_or_default();
+            assert!(entity.starts_with("model/"), "only registry events: {v}");
+            seen.push(v["sequence"].as_u64().unwrap_or_default());
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(seen, expected, "the watch missed or repeated events");
+    Ok(())
+}
+
+/// A version of `watched`, a namespace (not a registry event), and the alias moved.
+async fn watched_round(
+    c: &mut pb::cairn_client::CairnClient<tonic::transport::Channel>,
+    i: u64,
+) -> anyhow::Result<()> {
+    c.submit(submit(Body::CreateModelVersion(pb::CreateModelVersion {
+        name: "watched".into(),
+        source: format!("s3://b/{i}"),
+        ..Default::default()
+    })))
+    .await?;
+    c.submit(cairn_tests::create_ns(&format!("not-a-model-{i}")))
+        .await?;
+    c.submit(submit(Body::SetModelAlias(pb::SetModelAlias {
+        name: "watched".into(),
+        alias: "champion".into(),
+        version: i,
+        ..Default::default()
+    })))
+    .await?;
+    Ok(())
+}

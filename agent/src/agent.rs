@@ -154,9 +154,12 @@ pub fn node_inventory(cfg: &AgentConfig, gpus: &gpu::Inventory) -> pb::NodeInven
 /// (another agent owns the node, the GPUs cannot be read).
 #[tracing::instrument(name = "agent", skip_all, fields(node = %cfg.node))]
 pub async fn run(
-    cfg: AgentConfig,
+    mut cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Replicas run in their own directories: every path handed to them must be absolute.
+    cfg.state_dir = std::path::absolute(&cfg.state_dir)
+        .with_context(|| format!("resolving {}", cfg.state_dir.display()))?;
     let token = load_or_create_token(&cfg.state_dir)?;
     // NVML calls block: the provider is opened and read on the blocking pool.
     let (choice, faults, name) = (cfg.gpus.clone(), cfg.sim_faults.clone(), cfg.node.clone());

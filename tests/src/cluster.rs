@@ -184,6 +184,13 @@ impl TestCluster {
         .await
     }
 
+    /// Every member's address, member `first`'s first (the one a client tries first).
+    pub fn endpoints_from(&self, first: u64) -> Vec<String> {
+        let (mut nodes, rest): (Vec<_>, Vec<_>) = self.nodes.iter().partition(|n| n.id == first);
+        nodes.extend(rest);
+        nodes.into_iter().map(|n| n.addr.clone()).collect()
+    }
+
     /// Every event a member has applied, read from that member alone (stale read).
     pub async fn events_of(&self, id: u64) -> anyhow::Result<Vec<pb::Event>> {
         let n = self

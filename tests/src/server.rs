@@ -131,7 +131,9 @@ impl ServerSpec {
         };
         match self.mode {
             Mode::Member => command.arg("run").arg("--config").arg(config),
+            // As a user runs it: in its own directory, with a relative data directory.
             Mode::Dev => command
+                .current_dir(&self.dir)
                 .args([
                     "dev",
                     "--gpus",
@@ -142,7 +144,11 @@ impl ServerSpec {
                     self.mlflow_listen.as_deref().unwrap_or("off"),
                     "--data-dir",
                 ])
-                .arg(&self.data_dir),
+                .arg(
+                    self.data_dir
+                        .strip_prefix(&self.dir)
+                        .unwrap_or(&self.data_dir),
+                ),
         };
         command.env("CAIRN_LOG", "info,openraft=warn");
         command

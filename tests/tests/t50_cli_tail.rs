@@ -19,14 +19,7 @@ async fn tail_survives_the_loss_of_its_member() -> anyhow::Result<()> {
 
     // --- tail through a follower first, so killing it leaves a working cluster
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let mut endpoints = vec![cluster.node(follower).addr.clone()];
-    endpoints.extend(
-        cluster
-            .nodes
-            .iter()
-            .filter(|n| n.id != follower)
-            .map(|n| n.addr.clone()),
-    );
+    let endpoints = cluster.endpoints_from(follower);
     let mut tail = cli(&endpoints)
         .args(["events", "tail", "-o", "json"])
         .stdout(Stdio::piped())

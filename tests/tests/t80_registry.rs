@@ -343,14 +343,7 @@ async fn model_watch_survives_the_loss_of_its_member() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(3, Settings::default()).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
-    let mut endpoints = vec![cluster.node(follower).addr.clone()];
-    endpoints.extend(
-        cluster
-            .nodes
-            .iter()
-            .filter(|n| n.id != follower)
-            .map(|n| n.addr.clone()),
-    );
+    let endpoints = cluster.endpoints_from(follower);
     let mut watch = cairn_tests::cli(&endpoints)
         .args(["model", "watch", "-o", "json"])
         .stdout(Stdio::piped())

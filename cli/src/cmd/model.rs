@@ -379,26 +379,30 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
             tags,
             untags,
         } => {
-            let mut bodies = Vec::new();
-            if let Some(description) = description {
-                bodies.push(Body::UpdateModel(pb::UpdateModel {
-                    name: name.clone(),
-                    description,
-                }));
-            }
-            for (key, value) in parse_labels(&tags)? {
-                bodies.push(Body::SetModelTag(pb::SetModelTag {
-                    name: name.clone(),
-                    key,
-                    value,
-                }));
-            }
-            for key in untags {
-                bodies.push(Body::DeleteModelTag(pb::DeleteModelTag {
-                    name: name.clone(),
-                    key,
-                }));
-            }
+            let bodies = changes(
+                description,
+                &tags,
+                untags,
+                |description| {
+                    Body::UpdateModel(pb::UpdateModel {
+                        name: name.clone(),
+                        description,
+                    })
+                },
+                |key, value| {
+                    Body::SetModelTag(pb::SetModelTag {
+                        name: name.clone(),
+                        key,
+                        value,
+                    })
+                },
+                |key| {
+                    Body::DeleteModelTag(pb::DeleteModelTag {
+                        name: name.clone(),
+                        key,
+                    })
+                },
+            )?;
             submit_all(ctx, bodies).await
         }
         ModelCmd::Rename { name, new_name } => {
@@ -450,29 +454,33 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
             untags,
             delete,
         } => {
-            let mut bodies = Vec::new();
-            if let Some(description) = description {
-                bodies.push(Body::UpdateModelVersion(pb::UpdateModelVersion {
-                    name: name.clone(),
-                    version,
-                    description,
-                }));
-            }
-            for (key, value) in parse_labels(&tags)? {
-                bodies.push(Body::SetModelVersionTag(pb::SetModelVersionTag {
-                    name: name.clone(),
-                    version,
-                    key,
-                    value,
-                }));
-            }
-            for key in untags {
-                bodies.push(Body::DeleteModelVersionTag(pb::DeleteModelVersionTag {
-                    name: name.clone(),
-                    version,
-                    key,
-                }));
-            }
+            let mut bodies = changes(
+                description,
+                &tags,
+                untags,
+                |description| {
+                    Body::UpdateModelVersion(pb::UpdateModelVersion {
+                        name: name.clone(),
+                        version,
+                        description,
+                    })
+                },
+                |key, value| {
+                    Body::SetModelVersionTag(pb::SetModelVersionTag {
+                        name: name.clone(),
+                        version,
+                        key,
+                        value,
+                    })
+                },
+                |key| {
+                    Body::DeleteModelVersionTag(pb::DeleteModelVersionTag {
+                        name: name.clone(),
+                        version,
+                        key,
+                    })
+                },
+            )?;
             if delete {
                 bodies.push(Body::DeleteModelVersion(pb::DeleteModelVersion {
                     name: name.clone(),
@@ -637,6 +645,23 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+/// The commands for a new description, tags to set (`key=value`) and tags to remove.
+fn changes(
+    description: Option<String>,
+    tags: &[String],
+    untags: Vec<String>,
+    describe: impl Fn(String) -> Body,
+    set: impl Fn(String, String) -> Body,
+    unset: impl Fn(String) -> Body,
+) -> anyhow::Result<Vec<Body>> {
+    let mut bodies: Vec<Body> = description.into_iter().map(describe).collect();
+    for (key, value) in parse_labels(tags)? {
+        bodies.push(set(key, value));
+    }
+    bodies.extend(untags.into_iter().map(unset));
+    Ok(bodies)
 }
 
 /// Submit each change in turn, printing what each recorded.

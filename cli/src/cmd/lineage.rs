@@ -2,6 +2,8 @@
 //! that job ran and on which GPUs, its code — and, from a job, the versions it produced.
 //! A tree by default, JSON with `-o json`, Graphviz with `--format dot`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
 use cairn_proto as pb;
 use serde::Serialize;
@@ -36,8 +38,11 @@ struct VersionLineage {
     storage_location: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     job: Option<JobLineage>,
-    /// Deployments that served the version (none yet: deployments are not recorded).
-    deployments: Vec<String>,
+    /// What the run recorded: metrics and parameters.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metrics: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    params: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -136,7 +141,16 @@ async fn version_lineage(
         source: v.source.clone(),
         storage_location: v.storage_location.clone(),
         job,
-        deployments: Vec::new(),
+        metrics: v
+            .outputs
+            .as_ref()
+            .map(|o| o.metrics.clone())
+            .unwrap_or_default(),
+        params: v
+            .outputs
+            .as_ref()
+            .map(|o| o.params.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -263,6 +277,12 @@ fn tree(l: &Lineage) -> String {
             Some(j) => s.push_str(&format!("{}\n", job_tree(j, "    "))),
             None => s.push_str("    (registered by hand: no job)\n"),
         }
+        for (what, values) in [("metrics", &v.metrics), ("params", &v.params)] {
+            if !values.is_empty() {
+                let list: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!("    {what}: {}\n", list.join(", ")));
+            }
+        }
     }
     s
 }
@@ -322,7 +342,8 @@ mod tests {
                         gpus: vec!["GPU-0".into()],
                     }],
                 }),
-                deployments: Vec::new(),
+                metrics: BTreeMap::from([("accuracy".into(), "0.93".into())]),
+                params: BTreeMap::from([("lr".into(), "0.001".into())]),
             }],
         }
     }
@@ -339,6 +360,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("master-0 on node/a: GPU-0"), "{t}");
+        assert!(
+            t.contains("    metrics: accuracy=0.93\n    params: lr=0.001\n"),
+            "{t}"
+        );
         let d = dot(&sample());
         assert!(d.contains("\"job/train\" -> \"model/resnet:3\""), "{d}");
         assert!(d.contains("\"node/a\" -> \"job/train\""), "{d}");

@@ -11,7 +11,7 @@ use pb::command::Body;
 use serde::Serialize;
 
 use crate::ctx::{now_ms, parse_labels, parse_time, Ctx, ReadArgs};
-use crate::output::{emit, table, time};
+use crate::output::{emit, table, time, Format};
 use crate::views::{events_table, stage_name, EventView};
 use comfy_table::Table;
 
@@ -607,10 +607,11 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
                     sequence: h.sequence,
                 })
                 .collect();
+            if out.is_empty() && matches!(ctx.format, Format::Table) {
+                println!("no version held it at {}", time(at_ms));
+                return Ok(());
+            }
             emit(ctx.format, &out, || {
-                if out.is_empty() {
-                    println!("no version held it at {}", time(at_ms));
-                }
                 grid(
                     &["VERSION", "SINCE", "SET BY", "REASON", "SEQ"],
                     out.iter()

@@ -25,6 +25,7 @@
 
 pub mod core;
 pub mod cron;
+pub mod deployment;
 pub mod doc;
 pub mod emit;
 pub mod entity;

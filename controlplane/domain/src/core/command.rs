@@ -2,6 +2,7 @@
 //! which request, which revision the caller expects) around one aggregate's command.
 
 use crate::cron::{self, CronCommand};
+use crate::deployment::{self, DeploymentCommand};
 use crate::entity::EntityKey;
 use crate::job::{self, JobCommand};
 use crate::model::{self, ModelCommand};
@@ -30,6 +31,7 @@ pub enum CommandBody {
     Job(JobCommand),
     Cron(CronCommand),
     Model(ModelCommand),
+    Deployment(DeploymentCommand),
     /// An operator's note on any live entity.
     AddNote {
         entity: EntityKey,
@@ -50,6 +52,7 @@ impl CommandBody {
             CommandBody::Job(c) => c.target().and_then(|n| key(job::KIND, n)),
             CommandBody::Cron(c) => key(cron::KIND, c.target()),
             CommandBody::Model(c) => key(model::KIND, c.target()),
+            CommandBody::Deployment(c) => key(deployment::KIND, c.target()),
             CommandBody::AddNote { entity, .. } => Some(entity.clone()),
             CommandBody::ReconcileMembers => None,
         }
@@ -65,6 +68,7 @@ impl CommandBody {
             CommandBody::Node(c) => c.leader_only(),
             CommandBody::Job(c) => c.leader_only(),
             CommandBody::Cron(c) => c.leader_only(),
+            CommandBody::Deployment(c) => c.leader_only(),
             CommandBody::ReconcileMembers => true,
         }
     }
@@ -83,6 +87,7 @@ impl Command {
             CommandBody::Job(c) => c.problems(&mut p),
             CommandBody::Cron(c) => c.problems(&mut p),
             CommandBody::Model(c) => c.problems(&mut p),
+            CommandBody::Deployment(c) => c.problems(&mut p),
             CommandBody::AddNote { entity, text } => {
                 super::kinds::entity_problems("add_note.entity", entity, &mut p);
                 if text.trim().is_empty() {

@@ -6,6 +6,7 @@ use super::command::{Command, CommandBody};
 use super::event::{Event, EventPayload};
 use super::state::State;
 use crate::cron::{self, CronEvent};
+use crate::deployment::{self, DeploymentEvent};
 use crate::emit::Emit;
 use crate::entity::{EntityKey, Issued, Position};
 use crate::job::{self, JobEvent};
@@ -53,6 +54,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
         CommandBody::Node(c) => {
             let disruptions = node::decide(&state.nodes, c, issued, &mut out)?;
             job::react(&state.jobs, &disruptions, &mut out);
+            deployment::react(&state.deployments, &disruptions, &mut out);
         }
         CommandBody::Queue(c) => queue::decide(&state.quotas, c, &mut out)?,
         CommandBody::Job(c) => job::decide(state.job_context(), c, issued, &mut out)?,
@@ -60,6 +62,9 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
             cron::decide(&state.crons, state.job_context(), c, issued, &mut out)?
         }
         CommandBody::Model(c) => model::decide(&state.models, c, &mut out)?,
+        CommandBody::Deployment(c) => {
+            deployment::decide(state.deployment_context(), c, issued, &mut out)?
+        }
         CommandBody::AddNote { entity, text } => {
             if !state.is_live(entity) {
                 return Err(Rejection::NotFound(entity.to_string()));
@@ -118,3 +123,4 @@ emit_as!(QueueEvent, queue::KIND, Queue);
 emit_as!(JobEvent, job::KIND, Job);
 emit_as!(CronEvent, cron::KIND, Cron);
 emit_as!(ModelEvent, model::KIND, Model);
+emit_as!(DeploymentEvent, deployment::KIND, Deployment);

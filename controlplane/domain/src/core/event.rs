@@ -5,6 +5,7 @@ use crate::cron::{self, CronEvent};
 use crate::entity::EntityKey;
 use crate::job::{self, JobEvent};
 use crate::member::{self, MemberEvent};
+use crate::deployment::{self, DeploymentEvent};
 use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
@@ -37,6 +38,7 @@ pub enum EventPayload {
     Job(JobEvent),
     Cron(CronEvent),
     Model(ModelEvent),
+    Deployment(DeploymentEvent),
     /// An operator's note, on an entity of any kind.
     NoteAdded {
         text: String,
@@ -55,6 +57,7 @@ impl EventPayload {
             EventPayload::Job(e) => e.type_name(),
             EventPayload::Cron(e) => e.type_name(),
             EventPayload::Model(e) => e.type_name(),
+            EventPayload::Deployment(e) => e.type_name(),
             EventPayload::NoteAdded { .. } => "note_added",
         }
     }
@@ -69,6 +72,7 @@ impl EventPayload {
             EventPayload::Job(_) => Some(job::KIND),
             EventPayload::Cron(_) => Some(cron::KIND),
             EventPayload::Model(_) => Some(model::KIND),
+            EventPayload::Deployment(_) => Some(deployment::KIND),
             EventPayload::NoteAdded { .. } => None,
         }
     }

@@ -4,7 +4,7 @@
 use super::event::{Event, EventPayload};
 use super::state::State;
 use crate::entity::At;
-use crate::{cron, job, member, model, namespace, node, queue};
+use crate::{cron, deployment, job, member, model, namespace, node, queue};
 
 impl State {
     /// Fold one event into the state. Events must arrive in sequence order, each
@@ -33,6 +33,9 @@ impl State {
             EventPayload::Job(ev) => job::evolve(&mut self.jobs, &mut self.nodes, e, name, ev, at),
             EventPayload::Cron(ev) => cron::evolve(&mut self.crons, e, name, ev, at),
             EventPayload::Model(ev) => model::evolve(&mut self.models, e, name, ev, at),
+            EventPayload::Deployment(ev) => {
+                deployment::evolve(&mut self.deployments, &mut self.nodes, e, name, ev, at)
+            }
             EventPayload::NoteAdded { .. } => e.notes += 1,
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::cron::{self, CronState, Crons};
+use crate::deployment::{self, DeploymentState, Deployments};
 use crate::entity::{EntityKey, EntityState};
 use crate::job::{self, JobState, Jobs};
 use crate::member::{MemberRecord, Members, RaftMembers};
@@ -29,6 +30,8 @@ pub struct State {
     pub(super) quotas: Quotas,
     /// Registered models, by current name (deleted ones until the name is taken again).
     pub(super) models: Models,
+    /// Model deployments, by name (deleted ones until the name is taken again).
+    pub(super) deployments: Deployments,
 }
 
 impl State {
@@ -130,6 +133,25 @@ impl State {
     /// Registered models by name, deleted ones included.
     pub fn models(&self) -> &Models {
         &self.models
+    }
+
+    /// Model deployments by name, deleted ones included.
+    pub fn deployments(&self) -> &Deployments {
+        &self.deployments
+    }
+
+    /// A deployment that exists now.
+    pub fn deployment(&self, name: &str) -> Option<&DeploymentState> {
+        self.deployments.get(name).filter(|d| !d.deleted)
+    }
+
+    /// What a deployment decision reads.
+    pub fn deployment_context(&self) -> deployment::Context<'_> {
+        deployment::Context {
+            deployments: &self.deployments,
+            nodes: &self.nodes,
+            models: &self.models,
+        }
     }
 
     /// A cron that exists now.

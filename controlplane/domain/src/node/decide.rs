@@ -18,6 +18,9 @@ pub struct Disruption {
     pub node: String,
     /// Only the work on this GPU (None: everything on the node).
     pub gpu: Option<String>,
+    /// The work there cannot be reached any more (the node was lost); otherwise it may
+    /// go on serving until it is replaced.
+    pub unreachable: bool,
     pub reason: String,
 }
 
@@ -82,6 +85,7 @@ pub fn decide(
                 disrupted.push(Disruption {
                     node: node.clone(),
                     gpu: None,
+                    unreachable: true,
                     reason: format!("{KIND}/{node} was lost"),
                 });
             }
@@ -127,6 +131,7 @@ pub fn decide(
                             disrupted.push(Disruption {
                                 node: node.clone(),
                                 gpu: None,
+                                unreachable: false,
                                 reason: format!("{KIND}/{node} is drained"),
                             });
                         }
@@ -345,6 +350,7 @@ fn report_health(
             disrupted.push(Disruption {
                 node: node.to_string(),
                 gpu: Some(g.uuid.clone()),
+                unreachable: false,
                 reason: format!(
                     "GPU {} on {KIND}/{node} became unhealthy ({})",
                     g.uuid, g.reason

@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "cairn/v1/nodes.proto",
         "cairn/v1/models.proto",
+        "cairn/v1/deployments.proto",
         "cairn/v1/events.proto",
         "cairn/v1/commands.proto",
         "cairn/v1/api.proto",

@@ -3,6 +3,7 @@
 //! that travels through Raft. Both matches cover every variant.
 
 use cairn_domain::cron::CronCommand;
+use cairn_domain::deployment::DeploymentCommand;
 use cairn_domain::job::{JobCommand, ReplicaExit};
 use cairn_domain::model::ModelCommand;
 use cairn_domain::namespace::NamespaceCommand;
@@ -12,6 +13,7 @@ use cairn_domain::{Command, CommandBody};
 use cairn_proto as pb;
 use pb::command::Body;
 
+use super::deployment::{command_to_pb as deployment_to_pb, report};
 use super::job::{replica_id, submitted};
 use super::model::{outputs, outputs_to_pb, stage};
 use super::node::inventory;
@@ -231,6 +233,52 @@ impl FromPb for Command {
                 alias: x.alias.clone(),
                 reason: x.reason.clone(),
             }),
+            // deployments
+            Some(Body::ApplyDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Apply {
+                doc: submitted(&x.spec_json)?,
+            }),
+            Some(Body::DeleteDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Delete {
+                name: x.name.clone(),
+            }),
+            Some(Body::ScaleDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Scale {
+                name: x.name.clone(),
+                replicas: x.replicas,
+                reason: x.reason.clone(),
+            }),
+            Some(Body::PauseDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Pause {
+                name: x.name.clone(),
+                reason: x.reason.clone(),
+            }),
+            Some(Body::ResumeDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Resume {
+                name: x.name.clone(),
+            }),
+            Some(Body::PromoteDeployment(x)) => {
+                CommandBody::Deployment(DeploymentCommand::Promote {
+                    name: x.name.clone(),
+                })
+            }
+            Some(Body::RollbackDeployment(x)) => {
+                CommandBody::Deployment(DeploymentCommand::Rollback {
+                    name: x.name.clone(),
+                    reason: x.reason.clone(),
+                })
+            }
+            Some(Body::AdvanceDeployment(x)) => {
+                CommandBody::Deployment(DeploymentCommand::Advance {
+                    name: x.name.clone(),
+                })
+            }
+            Some(Body::ReportServing(x)) => {
+                CommandBody::Deployment(DeploymentCommand::ReportServing {
+                    node: x.node.clone(),
+                    name: x.name.clone(),
+                    revision: x.revision,
+                    index: x.index,
+                    attempt: x.attempt,
+                    report: report(x)?,
+                    token_digest: token(),
+                })
+            }
         };
         Ok(Command {
             timestamp_ms: c.timestamp_ms,
@@ -289,6 +337,7 @@ impl ToPb for Command {
             }
             CommandBody::Job(c) => job_to_pb(c, &mut token_digest),
             CommandBody::Model(c) => model_to_pb(c),
+            CommandBody::Deployment(c) => deployment_to_pb(c, &mut token_digest),
             CommandBody::Cron(c) => match c {
                 CronCommand::Submit { doc } => Body::SubmitCron(pb::SubmitCron {
                     spec_json: doc.to_json(),

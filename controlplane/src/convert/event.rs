@@ -4,6 +4,7 @@
 //! this build cannot read at all is an error naming the event, never a silent skip.
 
 use cairn_domain::cron::CronEvent;
+use cairn_domain::deployment::DeploymentEvent;
 use cairn_domain::job::{JobEvent, Placement};
 use cairn_domain::member::MemberEvent;
 use cairn_domain::model::{Lineage, ModelEvent, NewVersion};
@@ -14,6 +15,7 @@ use cairn_domain::{Event, EventPayload};
 use cairn_proto as pb;
 use pb::event::Payload;
 
+use super::deployment::{event_to_pb as deployment, placement};
 use super::job::{recorded, replica_id};
 use super::model::{outputs, outputs_to_pb, stage, status};
 use super::node::inventory;
@@ -33,6 +35,7 @@ impl ToPb for Event {
             EventPayload::Job(e) => job(e),
             EventPayload::Cron(e) => cron(e),
             EventPayload::Model(e) => model(e),
+            EventPayload::Deployment(e) => deployment(e),
             EventPayload::NoteAdded { text } => {
                 Payload::NoteAdded(pb::NoteAdded { text: text.clone() })
             }
@@ -546,5 +549,101 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
             version: x.version,
             reason: x.reason.clone(),
         }),
+        // deployments
+        Some(Payload::DeploymentApplied(x)) => P::Deployment(DeploymentEvent::Applied {
+            doc: recorded(&x.spec_json, "deployment_applied.spec_json")?,
+        }),
+        Some(Payload::DeploymentRevisionCreated(x)) => {
+            P::Deployment(DeploymentEvent::RevisionCreated {
+                revision: x.revision,
+                model_version: x.model_version,
+                model_uri: x.model_uri.clone(),
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentRouted(x)) => P::Deployment(DeploymentEvent::Routed {
+            port: x.port,
+            nodes: x.nodes.clone(),
+        }),
+        Some(Payload::DeploymentReplicasPlaced(x)) => {
+            P::Deployment(DeploymentEvent::ReplicasPlaced {
+                revision: x.revision,
+                placements: x.placements.iter().map(placement).collect(),
+            })
+        }
+        Some(Payload::DeploymentReplicaStarted(x)) => {
+            P::Deployment(DeploymentEvent::ReplicaStarted {
+                revision: x.revision,
+                index: x.index,
+                attempt: x.attempt,
+                pid: x.pid,
+            })
+        }
+        Some(Payload::DeploymentReplicaReady(x)) => P::Deployment(DeploymentEvent::ReplicaReady {
+            revision: x.revision,
+            index: x.index,
+        }),
+        Some(Payload::DeploymentReplicaNotReady(x)) => {
+            P::Deployment(DeploymentEvent::ReplicaNotReady {
+                revision: x.revision,
+                index: x.index,
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentReplicaRestarting(x)) => {
+            P::Deployment(DeploymentEvent::ReplicaRestarting {
+                revision: x.revision,
+                index: x.index,
+                attempt: x.attempt,
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentReplicaDoomed(x)) => {
+            P::Deployment(DeploymentEvent::ReplicaDoomed {
+                revision: x.revision,
+                index: x.index,
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentReplicasRemoved(x)) => {
+            P::Deployment(DeploymentEvent::ReplicasRemoved {
+                revision: x.revision,
+                indexes: x.indexes.clone(),
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentTrafficShifted(x)) => {
+            P::Deployment(DeploymentEvent::TrafficShifted {
+                weights: x.weights.clone(),
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentCanaryStep(x)) => {
+            P::Deployment(DeploymentEvent::CanaryStep { step: x.step })
+        }
+        Some(Payload::DeploymentRolloutCompleted(x)) => {
+            P::Deployment(DeploymentEvent::RolloutCompleted {
+                revision: x.revision,
+            })
+        }
+        Some(Payload::DeploymentRollbackStarted(x)) => {
+            P::Deployment(DeploymentEvent::RollbackStarted {
+                to: x.to,
+                reason: x.reason.clone(),
+            })
+        }
+        Some(Payload::DeploymentPromoted(_)) => P::Deployment(DeploymentEvent::Promoted),
+        Some(Payload::DeploymentPaused(x)) => P::Deployment(DeploymentEvent::Paused {
+            reason: x.reason.clone(),
+        }),
+        Some(Payload::DeploymentResumed(_)) => P::Deployment(DeploymentEvent::Resumed),
+        Some(Payload::DeploymentWaiting(x)) => P::Deployment(DeploymentEvent::Waiting {
+            reason: x.reason.clone(),
+        }),
+        Some(Payload::DeploymentScaled(x)) => P::Deployment(DeploymentEvent::Scaled {
+            replicas: x.replicas,
+            reason: x.reason.clone(),
+        }),
+        Some(Payload::DeploymentDeleted(_)) => P::Deployment(DeploymentEvent::Deleted),
     })
 }

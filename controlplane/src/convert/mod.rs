@@ -8,9 +8,10 @@
 //!
 //! - [`command`]: commands, both ways (what enters at the edge and travels through Raft).
 //! - [`event`]: events, both ways (what the store holds and the API serves).
-//! - [`node`], [`job`], [`model`]: the value types of those aggregates.
+//! - [`node`], [`job`], [`model`], [`deployment`]: the value types of those aggregates.
 
 mod command;
+mod deployment;
 mod event;
 mod job;
 mod model;

@@ -7,6 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_domain::cron::{CronCommand, CronEvent};
+use cairn_domain::deployment::{
+    DeploymentCommand, DeploymentEvent, ServingPlacement, ServingReport,
+};
 use cairn_domain::job::{JobCommand, JobEvent, Placement, ReplicaExit, ReplicaId};
 use cairn_domain::member::MemberEvent;
 use cairn_domain::model::{
@@ -65,6 +68,15 @@ fn job_doc() -> Box<cairn_domain::job::JobDocument> {
         "metadata": {"name": "mnist", "labels": {"team": "vision"}},
         "spec": {"framework": "pytorch", "roles": {"worker": {"replicas": 2, "gpus": 1, "command": ["python", "train.py"]}}}}"#;
     Box::new(cairn_domain::job::parse(json).expect("a valid job"))
+}
+
+fn deployment_doc() -> Box<cairn_domain::deployment::DeploymentDocument> {
+    let json = r#"{"apiVersion": "cairn.dev/v1", "kind": "ModelDeployment", "metadata": {"name": "svc"},
+        "spec": {"model": {"name": "resnet", "alias": "champion"}, "replicas": 2,
+                 "template": {"command": ["serve"], "gpus": 1},
+                 "readinessProbe": {"httpGet": {"path": "/healthz"}},
+                 "canary": {"steps": [{"weight": 10, "pause": "5m"}, {"weight": 50}]}}}"#;
+    Box::new(cairn_domain::deployment::parse(json).expect("a valid deployment"))
 }
 
 fn cron_doc() -> Box<cairn_domain::cron::CronDocument> {
@@ -285,6 +297,37 @@ fn every_command() -> Vec<CommandBody> {
             alias: "champion".into(),
             reason: "r".into(),
         }),
+        CommandBody::Deployment(DeploymentCommand::Apply {
+            doc: deployment_doc(),
+        }),
+        CommandBody::Deployment(DeploymentCommand::Delete { name: "svc".into() }),
+        CommandBody::Deployment(DeploymentCommand::Scale {
+            name: "svc".into(),
+            replicas: 3,
+            reason: "load".into(),
+        }),
+        CommandBody::Deployment(DeploymentCommand::Pause {
+            name: "svc".into(),
+            reason: "r".into(),
+        }),
+        CommandBody::Deployment(DeploymentCommand::Resume { name: "svc".into() }),
+        CommandBody::Deployment(DeploymentCommand::Promote { name: "svc".into() }),
+        CommandBody::Deployment(DeploymentCommand::Rollback {
+            name: "svc".into(),
+            reason: "r".into(),
+        }),
+        CommandBody::Deployment(DeploymentCommand::Advance { name: "svc".into() }),
+        CommandBody::Deployment(DeploymentCommand::ReportServing {
+            node: "gpu-1".into(),
+            name: "svc".into(),
+            revision: 2,
+            index: 1,
+            attempt: 3,
+            report: ServingReport::NotReady {
+                reason: "503".into(),
+            },
+            token_digest: b"digest".to_vec(),
+        }),
     ]
 }
 
@@ -455,6 +498,78 @@ fn every_event() -> Vec<EventPayload> {
             version: 3,
             reason: "r".into(),
         }),
+        EventPayload::Deployment(DeploymentEvent::Applied {
+            doc: deployment_doc(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::RevisionCreated {
+            revision: 2,
+            model_version: 7,
+            model_uri: "s3://b/m/7".into(),
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::Routed {
+            port: 20000,
+            nodes: vec!["gpu-1".into(), "gpu-2".into()],
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicasPlaced {
+            revision: 2,
+            placements: vec![ServingPlacement {
+                index: 0,
+                node: "gpu-1".into(),
+                gpus: vec!["GPU-0".into()],
+                port: 20001,
+            }],
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicaStarted {
+            revision: 2,
+            index: 0,
+            attempt: 1,
+            pid: 42,
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicaReady {
+            revision: 2,
+            index: 0,
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicaNotReady {
+            revision: 2,
+            index: 0,
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicaRestarting {
+            revision: 2,
+            index: 0,
+            attempt: 2,
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicaDoomed {
+            revision: 2,
+            index: 0,
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::ReplicasRemoved {
+            revision: 1,
+            indexes: vec![0, 3],
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::TrafficShifted {
+            weights: BTreeMap::from([(1, 90), (2, 10)]),
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::CanaryStep { step: 1 }),
+        EventPayload::Deployment(DeploymentEvent::RolloutCompleted { revision: 2 }),
+        EventPayload::Deployment(DeploymentEvent::RollbackStarted {
+            to: 1,
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::Promoted),
+        EventPayload::Deployment(DeploymentEvent::Paused { reason: "r".into() }),
+        EventPayload::Deployment(DeploymentEvent::Resumed),
+        EventPayload::Deployment(DeploymentEvent::Waiting { reason: "r".into() }),
+        EventPayload::Deployment(DeploymentEvent::Scaled {
+            replicas: 4,
+            reason: "r".into(),
+        }),
+        EventPayload::Deployment(DeploymentEvent::Deleted),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! - [`deadlines`]: jobs past their active deadline fail.
 //! - [`cron`]: due cron runs start.
 //! - [`schedule`]: while jobs wait, each change of state is followed by a scheduling pass.
+//! - [`rollouts`]: deployments with a step due are advanced.
 //! - Membership: whenever this member starts leading a term it records Raft's
 //!   membership as member events ([`record_membership`]).
 //!
@@ -16,6 +17,7 @@ mod cron;
 mod deadlines;
 mod leases;
 mod liveness;
+mod rollouts;
 mod schedule;
 #[cfg(test)]
 mod testing;
@@ -53,6 +55,7 @@ fn tick(
     );
     add("system/deadlines", deadlines::due(state, wall));
     add("system/cron", cron::due(state, wall));
+    add("system/rollouts", rollouts::due(state, wall));
     due
 }
 

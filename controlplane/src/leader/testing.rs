@@ -9,7 +9,7 @@ use cairn_domain::{decide, Command, CommandBody, Position, State};
 /// Leader time of the commands these states are made of.
 pub const T0: i64 = 1_795_428_000_000;
 
-fn apply(mut state: State, body: CommandBody) -> State {
+pub fn apply(mut state: State, body: CommandBody) -> State {
     let cmd = Command {
         timestamp_ms: T0,
         actor: "test".into(),
@@ -112,4 +112,28 @@ pub fn cron(schedule: &str, suspend: bool) -> (State, i64) {
         CommandBody::Cron(CronCommand::Submit { doc: Box::new(doc) }),
     );
     (state, T0)
+}
+
+/// `state` with model `m` (version 1) and deployment `svc` of it (one replica, no GPU).
+pub fn deployment(state: State) -> State {
+    use cairn_domain::deployment::DeploymentCommand;
+    use cairn_domain::model::ModelCommand;
+    let state = apply(
+        state,
+        CommandBody::Model(ModelCommand::CreateVersion {
+            name: "m".into(),
+            source: "/models/m.json".into(),
+            run_id: String::new(),
+            description: String::new(),
+            tags: Default::default(),
+            create_model: true,
+        }),
+    );
+    let json = r#"{"apiVersion": "cairn.dev/v1", "kind": "ModelDeployment", "metadata": {"name": "svc"},
+        "spec": {"model": {"name": "m", "version": 1}, "replicas": 1, "template": {"command": ["serve"]}}}"#;
+    let doc = cairn_domain::deployment::parse(json).expect("a valid deployment");
+    apply(
+        state,
+        CommandBody::Deployment(DeploymentCommand::Apply { doc: Box::new(doc) }),
+    )
 }

@@ -2,6 +2,7 @@
 //! state (and the request's filters) and returns wire views; none changes anything.
 
 mod cron;
+mod deployment;
 mod entity;
 mod job;
 mod model;
@@ -9,6 +10,7 @@ mod node;
 mod queue;
 
 pub use cron::crons;
+pub use deployment::deployments;
 pub use entity::{entities, entity};
 pub use job::jobs;
 pub use model::{model, models, models_where};

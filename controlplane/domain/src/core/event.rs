@@ -2,10 +2,10 @@
 //! revision, actor, correlation) around one aggregate's event.
 
 use crate::cron::{self, CronEvent};
+use crate::deployment::{self, DeploymentEvent};
 use crate::entity::EntityKey;
 use crate::job::{self, JobEvent};
 use crate::member::{self, MemberEvent};
-use crate::deployment::{self, DeploymentEvent};
 use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};

@@ -92,11 +92,14 @@ pub fn decide(
                 return Ok(());
             }
             out.emit(name, DeploymentEvent::Applied { doc: doc.clone() });
-            let changed = d.current().and_then(|c| d.revisions.get(&c)).is_none_or(|r| {
-                r.model_version != version
-                    || r.template != doc.spec.template
-                    || r.probe != doc.spec.readiness_probe
-            });
+            let changed = d
+                .current()
+                .and_then(|c| d.revisions.get(&c))
+                .is_none_or(|r| {
+                    r.model_version != version
+                        || r.template != doc.spec.template
+                        || r.probe != doc.spec.readiness_probe
+                });
             if changed {
                 let revision = d.revisions.keys().next_back().map_or(1, |r| r + 1);
                 let created = DeploymentEvent::RevisionCreated {
@@ -214,13 +217,13 @@ pub fn decide(
                 }),
                 ServingReport::Ready => (r.phase != ServingPhase::Ready)
                     .then_some(DeploymentEvent::ReplicaReady { revision, index }),
-                ServingReport::NotReady { reason } => (r.phase == ServingPhase::Ready).then(|| {
-                    DeploymentEvent::ReplicaNotReady {
+                ServingReport::NotReady { reason } => {
+                    (r.phase == ServingPhase::Ready).then(|| DeploymentEvent::ReplicaNotReady {
                         revision,
                         index,
                         reason: reason.clone(),
-                    }
-                }),
+                    })
+                }
                 ServingReport::Exited { code, signal } => {
                     let why = if *signal != 0 {
                         format!("killed by signal {signal}")
@@ -255,7 +258,10 @@ pub fn react(
             for (i, x) in &r.replicas {
                 let hit = disruptions.iter().find(|dis| {
                     x.node == dis.node
-                        && dis.gpu.as_deref().is_none_or(|g| x.gpus.iter().any(|u| u == g))
+                        && dis
+                            .gpu
+                            .as_deref()
+                            .is_none_or(|g| x.gpus.iter().any(|u| u == g))
                 });
                 let Some(dis) = hit else {
                     continue;
@@ -330,7 +336,10 @@ fn route(nodes: &Nodes, d: &DeploymentState) -> Option<DeploymentEvent> {
     let port = if d.port != 0 {
         d.port
     } else {
-        let lo = live.iter().map(|(_, s)| s.inventory.port_range_start).max()?;
+        let lo = live
+            .iter()
+            .map(|(_, s)| s.inventory.port_range_start)
+            .max()?;
         let hi = live.iter().map(|(_, s)| s.inventory.port_range_end).min()?;
         (lo..=hi).find(|p| live.iter().all(|(_, s)| free(s, *p)))?
     };
@@ -431,11 +440,17 @@ fn traffic(
     let ready = d.ready(target);
     let now_w = d.weights.get(&target).copied().unwrap_or(0);
     let steps = d.doc.spec.canary.as_ref().map_or(&[][..], |c| &c.steps[..]);
-    let canary = d.rollout.as_ref().filter(|r| !r.promoted && !steps.is_empty());
+    let canary = d
+        .rollout
+        .as_ref()
+        .filter(|r| !r.promoted && !steps.is_empty());
     if let Some(r) = canary {
         let next = match r.step {
             None => Some(0),
-            Some(i) => match steps.get(i as usize).and_then(|s| s.pause.as_ref().map(|_| s)) {
+            Some(i) => match steps
+                .get(i as usize)
+                .and_then(|s| s.pause.as_ref().map(|_| s))
+            {
                 Some(s) if now >= r.step_since_ms + s.pause_ms().unwrap_or(0) => Some(i + 1),
                 Some(_) => return d.weights.clone(),
                 None => {
@@ -549,7 +564,11 @@ fn place(
         });
     }
     if (slots.len() as u32) < n {
-        let why = placed.as_ref().err().cloned().unwrap_or_else(|| "no room".into());
+        let why = placed
+            .as_ref()
+            .err()
+            .cloned()
+            .unwrap_or_else(|| "no room".into());
         *waiting = format!(
             "{KIND}/{name}: no room for {} replicas of revision {target}: {why}",
             n - slots.len() as u32

@@ -3,8 +3,8 @@
 
 use super::event::DeploymentEvent;
 use super::state::{
-    endpoint_holder, replica_holder, DeploymentState, Deployments, Revision, Rollout,
-    ServingPhase, ServingReplica,
+    endpoint_holder, replica_holder, DeploymentState, Deployments, Revision, Rollout, ServingPhase,
+    ServingReplica,
 };
 use crate::entity::{At, EntityState};
 use crate::node::{Nodes, PortLease};
@@ -167,7 +167,11 @@ pub fn evolve(
             }
         }
         DeploymentEvent::TrafficShifted { weights, .. } => {
-            d.weights = weights.iter().filter(|(_, w)| **w > 0).map(|(r, w)| (*r, *w)).collect();
+            d.weights = weights
+                .iter()
+                .filter(|(_, w)| **w > 0)
+                .map(|(r, w)| (*r, *w))
+                .collect();
         }
         DeploymentEvent::CanaryStep { step } => {
             if let Some(r) = d.rollout.as_mut() {

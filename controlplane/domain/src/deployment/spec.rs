@@ -172,7 +172,9 @@ pub struct CanaryStep {
 impl CanaryStep {
     /// The pause in milliseconds (None: until promoted).
     pub fn pause_ms(&self) -> Option<i64> {
-        self.pause.as_deref().and_then(|p| parse_duration_ms(p).ok())
+        self.pause
+            .as_deref()
+            .and_then(|p| parse_duration_ms(p).ok())
     }
 }
 
@@ -216,9 +218,12 @@ impl Spec for DeploymentSpec {
                 p.push("spec.model: exactly one of version and alias".into())
             }
             (Some(v), None) if v < 1 => p.push("spec.model.version: must be >= 1".into()),
-            (None, Some(a)) if a.is_empty() || a.len() > model_values::MAX_ALIAS => p.push(
-                format!("spec.model.alias: must be 1-{} bytes", model_values::MAX_ALIAS),
-            ),
+            (None, Some(a)) if a.is_empty() || a.len() > model_values::MAX_ALIAS => {
+                p.push(format!(
+                    "spec.model.alias: must be 1-{} bytes",
+                    model_values::MAX_ALIAS
+                ))
+            }
             _ => {}
         }
         if !(1..=MAX_REPLICAS).contains(&self.replicas) {
@@ -269,7 +274,9 @@ impl Spec for DeploymentSpec {
             p.push(format!("spec.strategy.maxSurge: must be 0-{MAX_REPLICAS}"));
         }
         if !(0..=MAX_REPLICAS).contains(&s.max_unavailable) {
-            p.push(format!("spec.strategy.maxUnavailable: must be 0-{MAX_REPLICAS}"));
+            p.push(format!(
+                "spec.strategy.maxUnavailable: must be 0-{MAX_REPLICAS}"
+            ));
         }
         if s.max_surge == 0 && s.max_unavailable == 0 {
             p.push("spec.strategy: maxSurge or maxUnavailable must be above 0".into());
@@ -296,7 +303,9 @@ impl Spec for DeploymentSpec {
         }
         if let Some(a) = &self.autoscale {
             if !(1..=MAX_REPLICAS).contains(&a.min_replicas) {
-                p.push(format!("spec.autoscale.minReplicas: must be 1-{MAX_REPLICAS}"));
+                p.push(format!(
+                    "spec.autoscale.minReplicas: must be 1-{MAX_REPLICAS}"
+                ));
             }
             if a.max_replicas < a.min_replicas || a.max_replicas > MAX_REPLICAS {
                 p.push(format!(

@@ -63,7 +63,10 @@ fn doc(extra: &str) -> String {
 
 fn apply_doc(s: &mut State, json: &str) -> Result<Vec<&'static str>, Rejection> {
     let doc = spec::parse(json).map_err(|p| Rejection::InvalidArgument(p.join("; ")))?;
-    let events = apply(s, &cmd(body(DeploymentCommand::Apply { doc: Box::new(doc) })))?;
+    let events = apply(
+        s,
+        &cmd(body(DeploymentCommand::Apply { doc: Box::new(doc) })),
+    )?;
     Ok(types(&events))
 }
 
@@ -186,11 +189,18 @@ fn a_new_deployment_routes_places_and_serves_once_ready() {
         let holder = replica_holder("svc", 1, *i);
         assert_eq!(s.node("a").unwrap().allocated_gpus[&x.gpus[0]], holder);
     }
-    assert!(advance(&mut s, 10_000).is_empty(), "nothing due until ready");
+    assert!(
+        advance(&mut s, 10_000).is_empty(),
+        "nothing due until ready"
+    );
     report(&mut s, 10_000, 1, 0, ServingReport::Started { pid: 7 });
     report(&mut s, 10_000, 1, 0, ServingReport::Ready);
     assert_eq!(advance(&mut s, 10_000), ["deployment_traffic_shifted"]);
-    assert_eq!(weights(&s), [(1, 100)], "the only revision takes everything");
+    assert_eq!(
+        weights(&s),
+        [(1, 100)],
+        "the only revision takes everything"
+    );
     // A report for an older attempt is ignored.
     let stale = at(
         10_000,
@@ -236,7 +246,10 @@ fn a_rolling_update_moves_traffic_only_to_ready_capacity_within_the_surge() {
     // maxSurge 1: one new replica beside the two old ones.
     assert_eq!(advance(&mut s, 20_000), ["deployment_replicas_placed"]);
     assert_eq!(d(&s).replica_count(), 3);
-    assert!(advance(&mut s, 20_000).is_empty(), "no traffic before ready");
+    assert!(
+        advance(&mut s, 20_000).is_empty(),
+        "no traffic before ready"
+    );
     all_ready(&mut s, 20_000, 2);
     // Half the replicas ready: half the traffic; the old revision keeps what 50% needs.
     assert_eq!(
@@ -259,7 +272,11 @@ fn a_rolling_update_moves_traffic_only_to_ready_capacity_within_the_surge() {
     assert!(d(&s).revisions[&1].replicas.is_empty());
     assert!(d(&s).rollout.is_none());
     let node = s.node("a").unwrap();
-    assert_eq!(node.allocated_gpus.len(), 2, "old replicas gave their GPUs back");
+    assert_eq!(
+        node.allocated_gpus.len(),
+        2,
+        "old replicas gave their GPUs back"
+    );
 }
 
 #[test]
@@ -300,9 +317,17 @@ fn a_canary_steps_through_its_weights_with_pauses_and_waits_for_promote() {
         advance(&mut s, 999_999),
         ["deployment_replicas_placed", "deployment_waiting"]
     );
-    assert!(d(&s).waiting.contains("waits for promote"), "{}", d(&s).waiting);
+    assert!(
+        d(&s).waiting.contains("waits for promote"),
+        "{}",
+        d(&s).waiting
+    );
     assert!(advance(&mut s, 999_999).is_empty());
-    apply(&mut s, &cmd(body(DeploymentCommand::Promote { name: "svc".into() }))).unwrap();
+    apply(
+        &mut s,
+        &cmd(body(DeploymentCommand::Promote { name: "svc".into() })),
+    )
+    .unwrap();
     settle(&mut s, 1_000_000);
     all_ready(&mut s, 1_000_000, 2);
     settle(&mut s, 1_000_000);
@@ -323,10 +348,15 @@ fn a_canary_that_never_becomes_ready_moves_no_traffic_and_says_why() {
         ["deployment_replicas_placed", "deployment_waiting"]
     );
     report(&mut s, 20_000, 2, 0, ServingReport::Started { pid: 9 });
-    assert!(advance(&mut s, 20_000).is_empty(), "the reason has not changed");
+    assert!(
+        advance(&mut s, 20_000).is_empty(),
+        "the reason has not changed"
+    );
     assert_eq!(weights(&s), [(1, 100)], "no traffic moves");
     assert!(
-        d(&s).waiting.contains("waits for 1 ready replicas of revision 2"),
+        d(&s)
+            .waiting
+            .contains("waits for 1 ready replicas of revision 2"),
         "{}",
         d(&s).waiting
     );
@@ -336,7 +366,11 @@ fn a_canary_that_never_becomes_ready_moves_no_traffic_and_says_why() {
         ["deployment_replica_restarting"]
     );
     assert_eq!(weights(&s), [(1, 100)]);
-    assert_eq!(d(&s).revisions[&1].replicas.len(), 2, "the old keeps its capacity");
+    assert_eq!(
+        d(&s).revisions[&1].replicas.len(),
+        2,
+        "the old keeps its capacity"
+    );
 }
 
 #[test]
@@ -395,7 +429,13 @@ fn a_rollback_mid_canary_gives_the_traffic_back_and_removes_the_canary() {
 #[test]
 fn an_exited_replica_restarts_and_scaling_adds_and_removes_replicas() {
     let mut s = serving("");
-    report(&mut s, 11_000, 1, 0, ServingReport::Exited { code: 1, signal: 0 });
+    report(
+        &mut s,
+        11_000,
+        1,
+        0,
+        ServingReport::Exited { code: 1, signal: 0 },
+    );
     let x = &d(&s).revisions[&1].replicas[&0];
     assert_eq!((x.phase, x.attempt), (ServingPhase::Pending, 1));
     let scale = |n| {
@@ -468,7 +508,11 @@ fn a_deployment_following_an_alias_rolls_out_when_the_alias_moves() {
 #[test]
 fn deleting_gives_back_gpus_and_ports_and_the_name_can_be_used_again() {
     let mut s = serving("");
-    apply(&mut s, &cmd(body(DeploymentCommand::Delete { name: "svc".into() }))).unwrap();
+    apply(
+        &mut s,
+        &cmd(body(DeploymentCommand::Delete { name: "svc".into() })),
+    )
+    .unwrap();
     let node = s.node("a").unwrap();
     assert!(node.allocated_gpus.is_empty());
     assert!(node.leases.is_empty());

@@ -498,6 +498,36 @@ impl pb::cairn_server::Cairn for CairnService {
         }))
     }
 
+    #[tracing::instrument(name = "ListDeployments", skip_all, fields(member = self.app.id()))]
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let r = req.get_ref();
+        optional_name("name", &r.name, false)?;
+        let c = r.consistency;
+        self.read(
+            req,
+            c,
+            |mut c, r| async move { c.list_deployments(r).await },
+            |s, r| {
+                let deployments = views::deployments(s, &r.name, r.include_deleted);
+                if !r.name.is_empty() && deployments.is_empty() {
+                    return Err(not_found(format!("deployment/{}", r.name)));
+                }
+                Ok(pb::ListDeploymentsResponse {
+                    deployments,
+                    read: None,
+                })
+            },
+            |r, read| pb::ListDeploymentsResponse {
+                read: Some(read),
+                ..r
+            },
+        )
+        .await
+    }
+
     #[tracing::instrument(name = "WhoHeld", skip_all, fields(member = self.app.id()))]
     async fn who_held(
         &self,

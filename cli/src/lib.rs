@@ -17,7 +17,7 @@ mod views;
 use clap::{Parser, Subcommand};
 
 use crate::cmd::{
-    cluster, cron, events, get, gpu, job, lease, lineage, model, node, note, ns, queue,
+    cluster, cron, deploy, events, get, gpu, job, lease, lineage, model, node, note, ns, queue,
 };
 
 #[derive(Parser)]
@@ -87,6 +87,9 @@ pub enum Command {
     Model(model::ModelCmd),
     /// Where a model version came from (job, nodes, GPUs, code), or what a job produced.
     Lineage(lineage::LineageArgs),
+    /// Model deployments: revisions, replicas, traffic, rollouts, rollbacks.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(c) => queue::run(ctx, c).await,
         Command::Model(c) => model::run(ctx, c).await,
         Command::Lineage(c) => lineage::run(ctx, c).await,
+        Command::Deploy(c) => deploy::run(ctx, c).await,
         Command::Bench(c) => bench::run(ctx, c).await,
     }
 }

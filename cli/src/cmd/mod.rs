@@ -10,13 +10,14 @@
 //! - `job`: training jobs, their placement, logs and history. `cron`: jobs on a
 //!   schedule. `queue`: job queues and GPU quotas.
 //! - `model`: the model registry and its history. `lineage`: where a version came
-//!   from, or what a job produced.
+//!   from, or what a job produced. `deploy`: model deployments and their rollouts.
 //!
 //! A new noun gets a file here, an entry above and a `pub mod` line below, and a
 //! variant in `crate::Command` with its line in `crate::run`.
 
 pub mod cluster;
 pub mod cron;
+pub mod deploy;
 pub mod events;
 pub mod get;
 pub mod gpu;

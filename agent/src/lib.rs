@@ -8,6 +8,8 @@
 //! - [`gpu`]: the provider trait, NVML and simulated GPUs, the health policy;
 //! - [`ports`]: holding leased ports and naming processes that take them;
 //! - [`replicas`]: running the job replicas placed on the node, with their wiring;
+//! - [`serving`]: the stable endpoint of a model deployment, a weighted reverse proxy
+//!   in front of its replicas;
 //! - [`control`]: the connection to the control plane (leader hints, node token);
 //! - [`logs`]: the agent's own service, serving the replicas' logs;
 //! - [`agent`]: the loop that ties them together.
@@ -18,6 +20,7 @@ pub mod gpu;
 pub mod logs;
 pub mod ports;
 pub mod replicas;
+pub mod serving;
 
 #[cfg(test)]
 mod test_support;

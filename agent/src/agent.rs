@@ -19,6 +19,7 @@ use crate::control::Control;
 use crate::gpu::{self, GpuProvider, HealthPolicy, ProviderChoice};
 use crate::ports::PortGuard;
 use crate::replicas::Runner;
+use crate::serving::runner::Serving;
 
 /// Everything the agent needs to run.
 #[derive(Debug, Clone)]
@@ -202,10 +203,13 @@ pub async fn run(
         reported: None,
         guard: Arc::default(),
         runner: Runner::new(&node, &state_dir),
+        serving: Serving::new(&node, &state_dir),
         unsent: Vec::new(),
+        unsent_serving: Vec::new(),
         reregister: Default::default(),
     };
     agent.unsent = agent.runner.reclaim().await;
+    agent.serving.reclaim().await;
     tokio::pin!(shutdown);
     // Heartbeats run on their own task, so nothing the loop waits for (a slow code sync,
     // a slow control plane) ever delays them into a false `node_lost`.
@@ -229,6 +233,7 @@ pub async fn run(
             _ = &mut shutdown => {
                 beats.abort();
                 agent.runner.stop_all().await;
+                agent.serving.stop_all().await;
                 return Ok(());
             }
             _ = replicas.tick() => agent.run_replicas().await,
@@ -302,8 +307,10 @@ struct Agent {
     /// Scans `/proc`: used on the blocking pool.
     guard: Arc<Mutex<PortGuard>>,
     runner: Runner,
+    serving: Serving,
     /// Replica reports not yet accepted (the control plane was unreachable).
     unsent: Vec<pb::ReportReplica>,
+    unsent_serving: Vec<pb::ReportServing>,
     /// Set by the heartbeat task when the control plane no longer knows the node.
     reregister: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -444,6 +451,70 @@ impl Agent {
                 Err(s) => return Err(s.into()),
             }
         }
+        self.run_serving(addresses, &gpu_index).await
+    }
+
+    /// Serving replicas and endpoints: what the deployments place and route here.
+    async fn run_serving(
+        &mut self,
+        mut addresses: BTreeMap<String, String>,
+        gpu_index: &BTreeMap<String, u32>,
+    ) -> Result<(), Step> {
+        let deployments = self
+            .control
+            .call(
+                pb::ListDeploymentsRequest {
+                    name: String::new(),
+                    include_deleted: false,
+                    consistency: pb::ReadConsistency::Stale as i32,
+                },
+                |mut c, r| async move { c.list_deployments(r).await },
+            )
+            .await?
+            .deployments;
+        let elsewhere = |d: &pb::DeploymentView| {
+            d.revisions
+                .iter()
+                .flat_map(|r| &r.replicas)
+                .any(|x| !addresses.contains_key(&x.node))
+        };
+        if deployments.iter().any(elsewhere) {
+            let nodes = self
+                .control
+                .call(
+                    pb::ListNodesRequest {
+                        name: String::new(),
+                        consistency: pb::ReadConsistency::Stale as i32,
+                    },
+                    |mut c, r| async move { c.list_nodes(r).await },
+                )
+                .await?
+                .nodes;
+            for n in nodes {
+                let addr = n.inventory.map(|i| i.address).unwrap_or_default();
+                addresses.insert(n.name, addr);
+            }
+        }
+        let reports = self.serving.step(&deployments, &addresses, gpu_index).await;
+        self.unsent_serving.extend(reports);
+        while let Some(r) = self.unsent_serving.first().cloned() {
+            match self.control.submit(Body::ReportServing(r.clone())).await {
+                Ok(_) => {
+                    self.unsent_serving.remove(0);
+                }
+                // Refused for good (the deployment is gone): nothing to retry.
+                Err(s) if s.code() != Code::Unavailable && s.code() != Code::PermissionDenied => {
+                    tracing::warn!(
+                        deployment = %r.name,
+                        replica = %format_args!("r{}-{}", r.revision, r.index),
+                        error = %s.message(),
+                        "the control plane refused a serving report; dropped"
+                    );
+                    self.unsent_serving.remove(0);
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
         Ok(())
     }
 
@@ -458,12 +529,13 @@ impl Agent {
             .call(req, |mut c, r| async move { c.list_nodes(r).await })
             .await?;
         // Ports leased to job replicas are handed to the replica: the runner checks them
-        // right before it starts one. The guard holds the rest.
+        // right before it starts one; those of serving replicas and endpoints are the
+        // model servers' and the routers'. The guard holds the rest.
         let leased: BTreeSet<u16> = view
             .nodes
             .iter()
             .flat_map(|n| n.leases.iter())
-            .filter(|l| !l.holder.starts_with("job/"))
+            .filter(|l| !l.holder.starts_with("job/") && !l.holder.starts_with("deploy/"))
             .filter_map(|l| u16::try_from(l.port).ok())
             .collect();
         let guard = self.guard.clone();

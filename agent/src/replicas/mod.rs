@@ -41,11 +41,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cairn_proto as pb;
 
 pub use files::log_file;
+// What the serving replicas share with the job replicas: processes and their logs.
 use files::NodeFiles;
 use job::{JobsHere, ReplicaKey, UnreadableJob};
-use plan::{plan, Action, Exit, Here, Now, StopSignal, STOP_GRACE};
-use process::{Launch, PidRecord, ReplicaProcess};
-use rotate::{RotatingLog, LOG_KEEP, LOG_MAX_BYTES};
+use plan::{plan, Action, Exit, Here, Now};
+pub(crate) use plan::{StopSignal, STOP_GRACE};
+use process::PidRecord;
+pub(crate) use process::{Launch, ReplicaProcess};
+pub(crate) use rotate::{RotatingLog, LOG_KEEP, LOG_MAX_BYTES};
 
 /// Runs the replicas placed on one node.
 pub struct Runner {

@@ -102,6 +102,8 @@ pub struct Serving {
     /// while its key or its port is still held by one of them.
     stopping: BTreeMap<Key, (u32, tokio::task::JoinHandle<()>)>,
     probes: Client<HttpConnector, Empty<Bytes>>,
+    /// util-linux's `setpriv`, when the node has it.
+    setpriv: Option<String>,
 }
 
 impl Serving {
@@ -117,6 +119,10 @@ impl Serving {
             probes: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
                 .build(connector),
+            setpriv: ["/usr/bin/setpriv", "/bin/setpriv"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+                .map(String::from),
         }
     }
 
@@ -443,6 +449,17 @@ impl Serving {
         env.insert("CAIRN_REVISION".into(), key.revision.to_string());
         let mut args: Vec<String> = first_args.to_vec();
         args.extend(w.template.args.iter().cloned());
+        // A model server must not outlive its agent (it would hold its port and serve a
+        // table no one updates): `setpriv` makes it get SIGTERM when the agent dies.
+        let mut program = program.as_str();
+        if let Some(setpriv) = &self.setpriv {
+            let mut wrapped: Vec<String> = ["--pdeathsig", "TERM", "--", program]
+                .map(String::from)
+                .to_vec();
+            wrapped.append(&mut args);
+            args = wrapped;
+            program = setpriv;
+        }
         let log_path = Self::log_file(self.root.parent().unwrap_or(&self.root), key);
         if let Some(dir) = log_path.parent() {
             tokio::fs::create_dir_all(dir).await?;

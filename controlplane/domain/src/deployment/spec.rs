@@ -1,7 +1,7 @@
 //! The spec of a model deployment (`apiVersion: cairn.dev/v1`, `kind: ModelDeployment`):
 //! the model it serves (a version, or whatever an alias points at), its replicas and
-//! their model-server template, the readiness probe, the rollout strategy, canary steps
-//! and autoscaling; and its checks, with field paths.
+//! their model-server template, the readiness probe, the rollout strategy and canary
+//! steps; and its checks, with field paths.
 
 use std::collections::BTreeMap;
 
@@ -38,8 +38,6 @@ pub struct DeploymentSpec {
     /// update that moves traffic as new replicas become ready).
     #[serde(default)]
     pub canary: Option<Canary>,
-    #[serde(default)]
-    pub autoscale: Option<Autoscale>,
 }
 
 /// The model served: a fixed version, or the version an alias points at (a deployment
@@ -178,16 +176,6 @@ impl CanaryStep {
     }
 }
 
-/// Replicas between `minReplicas` and `maxReplicas`, so that each carries about
-/// `targetInFlight` requests at once (measured by the routers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Autoscale {
-    pub min_replicas: i64,
-    pub max_replicas: i64,
-    pub target_in_flight: i64,
-}
-
 /// `<digits><s|m|h>` in milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let unit = s.chars().last().ok_or("empty duration")?;
@@ -299,21 +287,6 @@ impl Spec for DeploymentSpec {
                         p.push(format!("{at}.pause: {why}"));
                     }
                 }
-            }
-        }
-        if let Some(a) = &self.autoscale {
-            if !(1..=MAX_REPLICAS).contains(&a.min_replicas) {
-                p.push(format!(
-                    "spec.autoscale.minReplicas: must be 1-{MAX_REPLICAS}"
-                ));
-            }
-            if a.max_replicas < a.min_replicas || a.max_replicas > MAX_REPLICAS {
-                p.push(format!(
-                    "spec.autoscale.maxReplicas: must be minReplicas-{MAX_REPLICAS}"
-                ));
-            }
-            if !(1..=10_000).contains(&a.target_in_flight) {
-                p.push("spec.autoscale.targetInFlight: must be 1-10000".into());
             }
         }
         p

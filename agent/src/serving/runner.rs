@@ -482,15 +482,18 @@ impl Serving {
         deployments: &[pb::DeploymentView],
         addresses: &BTreeMap<String, String>,
     ) {
-        let here: BTreeMap<&str, &pb::DeploymentView> = deployments
+        let here: BTreeMap<&str, (u32, &pb::DeploymentView)> = deployments
             .iter()
-            .filter(|d| !d.deleted && d.port != 0 && d.routed_on.contains(&self.node))
-            .map(|d| (d.name.as_str(), d))
+            .filter(|d| !d.deleted)
+            .filter_map(|d| Some((d.name.as_str(), (*d.routed_on.get(&self.node)?, d))))
             .collect();
         let gone: Vec<String> = self
             .endpoints
             .iter()
-            .filter(|(name, e)| here.get(name.as_str()).is_none_or(|d| d.port != e.port))
+            .filter(|(name, e)| {
+                here.get(name.as_str())
+                    .is_none_or(|(port, _)| *port != e.port)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
@@ -500,13 +503,12 @@ impl Serving {
             }
         }
         let mut resolved: BTreeMap<String, Option<IpAddr>> = BTreeMap::new();
-        for (name, d) in here {
+        for (name, (port, d)) in here {
             if !self.endpoints.contains_key(name) {
-                let listener = match tokio::net::TcpListener::bind(("0.0.0.0", d.port as u16)).await
-                {
+                let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port as u16)).await {
                     Ok(l) => l,
                     Err(e) => {
-                        tracing::warn!(deployment = %name, port = d.port, error = %e, "cannot listen on the endpoint's port; will try again");
+                        tracing::warn!(deployment = %name, port, error = %e, "cannot listen on the endpoint's port; will try again");
                         continue;
                     }
                 };
@@ -523,15 +525,9 @@ impl Serving {
                     }
                     .in_current_span(),
                 );
-                tracing::info!(deployment = %name, port = d.port, "endpoint serves");
-                self.endpoints.insert(
-                    name.to_string(),
-                    Endpoint {
-                        port: d.port,
-                        router,
-                        stop,
-                    },
-                );
+                tracing::info!(deployment = %name, port, "endpoint serves");
+                self.endpoints
+                    .insert(name.to_string(), Endpoint { port, router, stop });
             }
             let mut routes = Vec::new();
             for r in &d.revisions {

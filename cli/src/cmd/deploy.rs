@@ -282,9 +282,9 @@ fn out(
         urls: d
             .routed_on
             .iter()
-            .map(|n| {
+            .map(|(n, port)| {
                 let host = addresses.get(n).filter(|a| !a.is_empty()).unwrap_or(n);
-                format!("http://{host}:{}", d.port)
+                format!("http://{host}:{port}")
             })
             .collect(),
         status: status(d),

@@ -54,7 +54,7 @@ fn deployment(name: &str, d: &DeploymentState, revision: u64) -> pb::DeploymentV
         replicas: d.replicas,
         weights: d.weights.clone(),
         port: d.port,
-        routed_on: d.routed_on.iter().cloned().collect(),
+        routed_on: d.routed_on.clone(),
         waiting: d.waiting.clone(),
         paused: d.paused.clone(),
         rollout: d.rollout.as_ref().map(|r| pb::RolloutView {

@@ -319,12 +319,14 @@ pub fn plan(ctx: &Context<'_>, name: &str, d: &DeploymentState, now: i64) -> Vec
     ev
 }
 
-/// Lease the endpoint's port on the live nodes that do not route it yet: one port,
-/// the lowest free on all of them, chosen when the deployment is first routed.
+/// Lease the endpoint's port on the live nodes that do not route it yet. The port is the
+/// same on every node where it can be: the lowest free on all of them, chosen when the
+/// deployment is first routed. A node where it is taken (or outside its port range)
+/// routes on its own lowest free port, in a later step.
 fn route(nodes: &Nodes, d: &DeploymentState) -> Option<DeploymentEvent> {
     let live: Vec<(&String, &node::NodeState)> = nodes
         .iter()
-        .filter(|(n, s)| !s.lost && !d.routed_on.contains(*n))
+        .filter(|(n, s)| !s.lost && !d.routed_on.contains_key(*n))
         .collect();
     if live.is_empty() {
         return None;
@@ -333,22 +335,35 @@ fn route(nodes: &Nodes, d: &DeploymentState) -> Option<DeploymentEvent> {
         (s.inventory.port_range_start..=s.inventory.port_range_end).contains(&p)
             && !s.leases.contains_key(&p)
     };
-    let port = if d.port != 0 {
-        d.port
+    let lowest = |s: &node::NodeState| {
+        (s.inventory.port_range_start..=s.inventory.port_range_end).find(|p| free(s, *p))
+    };
+    let common = if d.port != 0 {
+        Some(d.port)
     } else {
         let lo = live
             .iter()
             .map(|(_, s)| s.inventory.port_range_start)
             .max()?;
         let hi = live.iter().map(|(_, s)| s.inventory.port_range_end).min()?;
-        (lo..=hi).find(|p| live.iter().all(|(_, s)| free(s, *p)))?
+        (lo..=hi).find(|p| live.iter().all(|(_, s)| free(s, *p)))
     };
-    let on: Vec<String> = live
-        .iter()
-        .filter(|(_, s)| free(s, port))
-        .map(|(n, _)| (*n).clone())
-        .collect();
-    (!on.is_empty()).then_some(DeploymentEvent::Routed { port, nodes: on })
+    if let Some(port) = common {
+        let on: Vec<String> = live
+            .iter()
+            .filter(|(_, s)| free(s, port))
+            .map(|(n, _)| (*n).clone())
+            .collect();
+        if !on.is_empty() {
+            return Some(DeploymentEvent::Routed { port, nodes: on });
+        }
+    }
+    live.iter().find_map(|(n, s)| {
+        lowest(s).map(|port| DeploymentEvent::Routed {
+            port,
+            nodes: vec![(*n).clone()],
+        })
+    })
 }
 
 /// A deployment that follows an alias gets a new revision when the alias moved.

@@ -75,7 +75,9 @@ pub fn evolve(
             });
         }
         DeploymentEvent::Routed { port, nodes: on } => {
-            d.port = *port;
+            if d.port == 0 {
+                d.port = *port;
+            }
             for n in on {
                 if let Some(node) = nodes.get_mut(n) {
                     let lease = PortLease {
@@ -84,7 +86,7 @@ pub fn evolve(
                     };
                     node.leases.insert(*port, lease);
                 }
-                d.routed_on.insert(n.clone());
+                d.routed_on.insert(n.clone(), *port);
             }
         }
         DeploymentEvent::ReplicasPlaced {
@@ -209,7 +211,7 @@ pub fn evolve(
                 }
             }
             let endpoint = endpoint_holder(name);
-            for n in &d.routed_on {
+            for n in d.routed_on.keys() {
                 if let Some(node) = nodes.get_mut(n) {
                     node.leases.retain(|_, l| l.holder != endpoint);
                 }

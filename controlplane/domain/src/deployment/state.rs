@@ -1,7 +1,7 @@
 //! A model deployment as the log tells it: its numbered revisions and their replicas,
 //! the traffic weights, the rollout under way, and the stable endpoint.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::spec::{DeploymentDocument, Probe, ServingTemplate};
 
@@ -19,10 +19,11 @@ pub struct DeploymentState {
     /// Revision → percent of the requests; sums to 100 once anything serves.
     pub weights: BTreeMap<u32, u32>,
     pub rollout: Option<Rollout>,
-    /// The port of the stable endpoint (0 until one is chosen), and the nodes that
-    /// lease it and route it.
+    /// The stable endpoint's port (0 until one is chosen): the same on every node where
+    /// it is free there, else the node's own lowest free port.
     pub port: u32,
-    pub routed_on: BTreeSet<String>,
+    /// Node → the endpoint port it leases and routes.
+    pub routed_on: BTreeMap<String, u32>,
     /// Why the deployment does not progress (empty: it does, or has nothing to do).
     pub waiting: String,
     pub paused: Option<String>,

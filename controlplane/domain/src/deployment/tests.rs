@@ -534,3 +534,29 @@ fn applying_the_same_spec_twice_changes_nothing() {
         ["deployment_applied", "deployment_scaled"]
     );
 }
+
+#[test]
+fn the_endpoint_port_is_common_where_it_can_be_and_per_node_where_it_cannot() {
+    let mut s = cluster();
+    // `b` shares `a`'s port range; `c` has a range of its own.
+    register(&mut s, nvswitch("b"));
+    let mut c = nvswitch("c");
+    (c.port_range_start, c.port_range_end) = (30000, 30099);
+    register(&mut s, c);
+    apply_doc(&mut s, &doc("")).unwrap();
+    settle(&mut s, 10_000);
+    let routed: Vec<(&str, u32)> = d(&s)
+        .routed_on
+        .iter()
+        .map(|(n, p)| (n.as_str(), *p))
+        .collect();
+    assert_eq!(routed, [("a", 20000), ("b", 20000), ("c", 30000)]);
+    assert_eq!(d(&s).port, 20000);
+    for (node, port) in routed {
+        assert_eq!(s.node(node).unwrap().leases[&port].holder, "deploy/svc");
+    }
+    // A node that joins later takes the common port if it is free there.
+    register(&mut s, nvswitch("d"));
+    settle(&mut s, 10_000);
+    assert_eq!(d(&s).routed_on["d"], 20000);
+}

@@ -19,6 +19,7 @@ use crate::control::Control;
 use crate::gpu::{self, GpuProvider, HealthPolicy, ProviderChoice};
 use crate::ports::PortGuard;
 use crate::replicas::Runner;
+use crate::serving::load::LoadMeter;
 use crate::serving::runner::Serving;
 
 /// Everything the agent needs to run.
@@ -218,6 +219,7 @@ pub async fn run(
             Control::new(agent.cfg.endpoints.clone(), &agent.cfg.node, &token)?,
             agent.cfg.heartbeat,
             agent.reregister.clone(),
+            LoadMeter::new(agent.serving.routers()),
         )
         .in_current_span(),
     );
@@ -255,6 +257,7 @@ async fn heartbeats(
     mut control: Control,
     every: Duration,
     reregister: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut load: LoadMeter,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,6 +265,7 @@ async fn heartbeats(
         tick.tick().await;
         let req = pb::HeartbeatRequest {
             node: control.node().to_string(),
+            serving: load.report(),
         };
         match control
             .call(req, |mut c, r| async move { c.heartbeat(r).await })

@@ -57,7 +57,7 @@ struct Cli {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
     /// Host-network port range leases come from, e.g. 20000-29999.
-    #[arg(long, default_value = "20000-29999", value_parser = parse_range)]
+    #[arg(long, default_value = "20000-29999", value_parser = cairn_agent::ports::parse_range)]
     port_range: (u32, u32),
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     lease_ttl: Duration,
@@ -84,24 +84,6 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{s:?} is not key=value"))
-}
-
-fn parse_range(s: &str) -> Result<(u32, u32), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
-    let a: u32 = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not a port"))?;
-    let b: u32 = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not a port"))?;
-    if a == 0 || b > 65535 || a > b {
-        return Err(format!("{s:?} is not a port range within 1-65535"));
-    }
-    Ok((a, b))
 }
 
 /// Logs go to stderr (stdout carries `--inspect`'s JSON), filtered by `CAIRN_LOG` (or

@@ -145,6 +145,25 @@ impl PortGuard {
     }
 }
 
+/// `LOW-HIGH`, a range of ports within 1-65535 (a command-line flag's value).
+pub fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+    let a: u32 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u32 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    if a == 0 || b > 65535 || a > b {
+        return Err(format!("{s:?} is not a port range within 1-65535"));
+    }
+    Ok((a, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

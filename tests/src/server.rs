@@ -60,6 +60,9 @@ pub struct ServerSpec {
     pub prefix: Vec<String>,
     /// Where it serves the MLflow-compatible registry API (none: not at all).
     pub mlflow_listen: Option<String>,
+    /// Under `dev`: the ports its agent leases (none: the default), so that two dev
+    /// servers on one machine do not route on the same ports.
+    pub port_range: Option<(u16, u16)>,
 }
 
 impl ServerSpec {
@@ -80,6 +83,7 @@ impl ServerSpec {
             node_lost_after_ms: 10_000,
             prefix: Vec::new(),
             mlflow_listen: None,
+            port_range: None,
         }
     }
 
@@ -148,6 +152,11 @@ impl ServerSpec {
                     self.data_dir
                         .strip_prefix(&self.dir)
                         .unwrap_or(&self.data_dir),
+                )
+                .args(
+                    self.port_range
+                        .iter()
+                        .flat_map(|(a, b)| ["--port-range".to_string(), format!("{a}-{b}")]),
                 ),
         };
         command.env("CAIRN_LOG", "info,openraft=warn");

@@ -285,7 +285,8 @@ async fn a_canary_is_promoted_and_rolled_back_under_load_with_no_failed_request(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let addr = format!("127.0.0.1:{}", free_port());
-    let spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().join("dev"));
+    let mut spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().join("dev"));
+    spec.port_range = Some((21000, 21999));
     let _server = Server::start_new(spec).await?;
     let endpoints = vec![addr];
     register_linear(&endpoints).await?;
@@ -463,4 +464,82 @@ async fn on_three_nodes_rollouts_lose_no_request_and_failed_replicas_are_replace
     .await;
     stop.store(true, Ordering::Relaxed);
     outcome
+}
+
+/// The replica count `cairn deploy get` shows.
+async fn replicas_become(endpoints: &[String], want: u64, within: Duration) -> anyhow::Result<()> {
+    eventually(within, &format!("{want} replicas wanted and ready"), || {
+        let endpoints = endpoints.to_vec();
+        async move {
+            let d = cli_json(&endpoints, &["deploy", "get", "linear"]).ok()?;
+            (d["replicas"] == want && d["ready"] == want).then_some(())
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_autoscaled_deployment_follows_its_load_and_the_log_says_why() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().join("dev"));
+    spec.port_range = Some((22000, 22999));
+    let _server = Server::start_new(spec).await?;
+    let endpoints = vec![addr];
+    register_linear(&endpoints).await?;
+    // Each prediction takes 50 ms, so each client keeps about one request in flight.
+    let mut doc = linear(1, 0);
+    doc["spec"]["replicas"] = json!(1);
+    doc["spec"]["template"]["env"] = json!({"PREDICT_SECONDS": "0.05"});
+    doc["spec"]["autoscale"] = json!({
+        "minReplicas": 1, "maxReplicas": 3, "targetInFlight": 1, "scaleDownDelay": "5s"
+    });
+    let urls = deploy(&endpoints, dir.path(), doc).await?;
+    replicas_become(&endpoints, 1, Duration::from_secs(10)).await?;
+
+    // --- 4 clients: 4 in flight call for 4 replicas, 3 at most
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    load(&urls, 4, stop.clone(), seen.clone());
+    let outcome = replicas_become(&endpoints, 3, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    outcome?;
+    no_failures(&seen, "scaling up")?;
+
+    // --- idle: down to the minimum, once idle for the delay
+    replicas_become(&endpoints, 1, Duration::from_secs(60)).await?;
+
+    let history = cli_json(&endpoints, &["deploy", "history", "linear"])?;
+    let scaled: Vec<&Value> = history
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["type"] == "deployment_scaled")
+                .collect()
+        })
+        .unwrap_or_default();
+    let up = scaled
+        .iter()
+        .find(|e| e["payload"]["replicas"] == 3)
+        .ok_or_else(|| anyhow::anyhow!("no scale to 3: {scaled:?}"))?;
+    assert_eq!(up["actor"], "system/autoscaler");
+    let load = &up["payload"]["load"];
+    let in_flight = load["in_flight_milli"].as_u64().unwrap_or(0);
+    assert!(
+        in_flight > 2_000,
+        "scaled to 3 on more than 2 requests in flight: {up}"
+    );
+    assert_eq!(load["target_in_flight"], 1, "{up}");
+    let down = scaled
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no scale at all"))?;
+    assert_eq!(down["payload"]["replicas"], 1, "{down}");
+    assert_eq!(down["actor"], "system/autoscaler");
+    assert!(
+        down["payload"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("autoscale down")),
+        "{down}"
+    );
+    Ok(())
 }

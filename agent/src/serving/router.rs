@@ -230,6 +230,7 @@ impl Router {
             revision,
             backend,
             answered: false,
+            since: std::time::Instant::now(),
         })
     }
 
@@ -292,6 +293,7 @@ struct InFlight {
     revision: u64,
     backend: SocketAddr,
     answered: bool,
+    since: std::time::Instant,
 }
 
 impl InFlight {
@@ -314,10 +316,12 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let drained = self
-            .shared
-            .table()
-            .finish(self.revision, self.backend, self.answered);
+        let drained = self.shared.table().finish(
+            self.revision,
+            self.backend,
+            self.answered,
+            self.since.elapsed(),
+        );
         if drained {
             self.shared.changed.notify_waiters();
         }
@@ -680,12 +684,13 @@ mod tests {
             (a.requests(), b.requests(), outside.requests()),
             (50, 50, 0)
         );
-        let load = RevisionLoad {
-            revision: 3,
-            in_flight: 0,
-            served: 50,
-        };
-        eventually(PROMPTLY, || router.load() == [load]).await;
+        eventually(PROMPTLY, || {
+            let load = router.load();
+            load.len() == 1
+                && (load[0].revision, load[0].in_flight, load[0].served) == (3, 0, 50)
+                && load[0].busy_us > 0
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_domain::deployment::{Probe, ServingTemplate};
@@ -33,6 +34,7 @@ use pb::report_serving::Report;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::load::Routers;
 use super::router::{Route, Router};
 use crate::replicas::{
     Launch, ReplicaProcess, RotatingLog, StopSignal, LOG_KEEP, LOG_MAX_BYTES, STOP_GRACE,
@@ -98,6 +100,8 @@ pub struct Serving {
     root: PathBuf,
     running: BTreeMap<Key, Running>,
     endpoints: BTreeMap<String, Endpoint>,
+    /// The endpoints' routers, shared with the heartbeats that report their load.
+    routers: Routers,
     /// Replicas being drained and stopped, with their ports: a replica does not start
     /// while its key or its port is still held by one of them.
     stopping: BTreeMap<Key, (u32, tokio::task::JoinHandle<()>)>,
@@ -115,6 +119,7 @@ impl Serving {
             root: state_dir.join("serving"),
             running: BTreeMap::new(),
             endpoints: BTreeMap::new(),
+            routers: Routers::default(),
             stopping: BTreeMap::new(),
             probes: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
@@ -564,6 +569,17 @@ impl Serving {
                 e.router.set_routes(routes);
             }
         }
+        let routers = self
+            .endpoints
+            .iter()
+            .map(|(name, e)| (name.clone(), e.router.clone()))
+            .collect();
+        *self.routers.lock().unwrap_or_else(|p| p.into_inner()) = routers;
+    }
+
+    /// The endpoints' routers, kept current by each step.
+    pub fn routers(&self) -> Routers {
+        Arc::clone(&self.routers)
     }
 
     /// Stop every replica and endpoint (the agent is shutting down).

@@ -31,6 +31,10 @@ pub struct RevisionLoad {
     pub in_flight: u64,
     /// Requests it has answered since it entered the table.
     pub served: u64,
+    /// The time its finished requests took, summed, in microseconds: over an interval,
+    /// its growth divided by the interval's length is the average number of requests in
+    /// flight (Little's law).
+    pub busy_us: u64,
 }
 
 /// The routes and the counts of requests in flight.
@@ -88,6 +92,7 @@ impl Table {
                 revision,
                 in_flight: 0,
                 served: 0,
+                busy_us: 0,
             });
         }
     }
@@ -145,9 +150,15 @@ impl Table {
         Some((revision, backend))
     }
 
-    /// Ends a request that [`pick`](Self::pick) started; `answered` if the backend
-    /// responded. True when this leaves `backend` drained.
-    pub fn finish(&mut self, revision: u64, backend: SocketAddr, answered: bool) -> bool {
+    /// Ends a request that [`pick`](Self::pick) started `took` ago; `answered` if the
+    /// backend responded. True when this leaves `backend` drained.
+    pub fn finish(
+        &mut self,
+        revision: u64,
+        backend: SocketAddr,
+        answered: bool,
+        took: std::time::Duration,
+    ) -> bool {
         if let Some(n) = self.in_flight.get_mut(&backend) {
             *n -= 1;
             if *n == 0 {
@@ -158,6 +169,7 @@ impl Table {
         if let Some(load) = self.load.get_mut(&revision) {
             load.in_flight -= 1;
             load.served += u64::from(answered);
+            load.busy_us += took.as_micros() as u64;
             if load.in_flight == 0 && !in_table {
                 self.load.remove(&revision);
             }
@@ -182,6 +194,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -215,7 +228,7 @@ mod tests {
         let held: Vec<SocketAddr> = (0..3).map(|_| t.pick(None).expect("a backend").1).collect();
         assert_eq!(held, [addr(1), addr(2), addr(3)]);
         // --- backend 2 finishes: it is the only one idle
-        t.finish(1, addr(2), true);
+        t.finish(1, addr(2), true, Duration::ZERO);
         assert_eq!(t.pick(None), Some((1, addr(2))));
     }
 
@@ -229,15 +242,32 @@ mod tests {
         assert!(!t.is_drained(addr(1)));
         assert_eq!(t.load()[0].in_flight, 1, "revision 1 is still counted");
         // --- the request ends
-        assert!(t.finish(1, addr(1), true));
+        assert!(t.finish(1, addr(1), true, Duration::ZERO));
         assert_eq!(
             t.load(),
             [RevisionLoad {
                 revision: 2,
                 in_flight: 0,
-                served: 0
+                served: 0,
+                busy_us: 0
             }]
         );
+    }
+
+    #[test]
+    fn finished_requests_add_their_time_to_their_revision() {
+        let mut t = Table::default();
+        t.set(vec![route(1, 1, &[1]), route(2, 1, &[2])]);
+        let a = t.pick(None).expect("a backend");
+        let b = t.pick(None).expect("a backend");
+        t.finish(a.0, a.1, true, Duration::from_millis(3));
+        t.finish(b.0, b.1, false, Duration::from_micros(250));
+        let busy: Vec<(u64, u64, u64)> = t
+            .load()
+            .iter()
+            .map(|l| (l.revision, l.served, l.busy_us))
+            .collect();
+        assert_eq!(busy, [(a.0, 1, 3_000), (b.0, 0, 250)]);
     }
 
     #[test]

@@ -180,7 +180,13 @@ pub async fn agents(cluster: &mut Cluster, args: AgentsArgs) -> anyhow::Result<(
                     break;
                 }
                 let t0 = Instant::now();
-                let Ok(req) = with_token(pb::HeartbeatRequest { node: name.clone() }, &name) else {
+                let Ok(req) = with_token(
+                    pb::HeartbeatRequest {
+                        node: name.clone(),
+                        serving: Vec::new(),
+                    },
+                    &name,
+                ) else {
                     break;
                 };
                 match c.heartbeat(req).await {

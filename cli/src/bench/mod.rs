@@ -7,6 +7,7 @@ mod agents;
 mod append;
 mod jobs;
 mod proc;
+mod serve;
 mod summary;
 
 use clap::Subcommand;
@@ -24,6 +25,9 @@ pub enum BenchCmd {
     Jobs(jobs::JobsArgs),
     /// Medians over rounds of `bench append -o json` files, and Cairn's ratio to etcd.
     Summary(summary::SummaryArgs),
+    /// HTTP load on model servers or deployment endpoints: requests/s, latency, failures,
+    /// and the latency a router adds over calling a replica directly.
+    Serve(serve::ServeArgs),
 }
 
 pub async fn run(ctx: &mut Ctx, c: BenchCmd) -> anyhow::Result<()> {
@@ -32,5 +36,6 @@ pub async fn run(ctx: &mut Ctx, c: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Summary(args) => summary::summary(args),
         BenchCmd::Jobs(args) => jobs::jobs(&mut ctx.cluster, args).await,
         BenchCmd::Agents(args) => agents::agents(&mut ctx.cluster, args).await,
+        BenchCmd::Serve(args) => serve::serve(args).await,
     }
 }

@@ -139,6 +139,7 @@ pub async fn run(ctx: &mut Ctx, c: DeployCmd) -> anyhow::Result<()> {
                 name,
                 replicas,
                 reason,
+                load: None,
             });
             ctx.submit_and_print(body, None).await
         }
@@ -495,7 +496,17 @@ fn explain(e: &pb::Event) -> String {
         Some(P::DeploymentResumed(_)) => "resumed".into(),
         Some(P::DeploymentWaiting(x)) if x.reason.is_empty() => "no longer waiting".into(),
         Some(P::DeploymentWaiting(x)) => format!("waiting: {}", x.reason),
-        Some(P::DeploymentScaled(x)) => format!("{} replicas: {}", x.replicas, x.reason),
+        Some(P::DeploymentScaled(x)) => match &x.load {
+            Some(l) => format!(
+                "{} replicas: {} ({:.2} requests in flight over {} ready, target {} each)",
+                x.replicas,
+                x.reason,
+                l.in_flight_milli as f64 / 1000.0,
+                l.ready,
+                l.target_in_flight
+            ),
+            None => format!("{} replicas: {}", x.replicas, x.reason),
+        },
         Some(P::DeploymentDeleted(_)) => "deleted".into(),
         Some(p) => format!("{p:?}"),
         None => String::new(),

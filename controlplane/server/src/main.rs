@@ -72,6 +72,9 @@ enum Command {
         /// Simulated topology: nvswitch-8, cube-mesh-8, pcie-4, or a JSON file.
         #[arg(long, default_value = "nvswitch-8")]
         sim_topology: String,
+        /// Host-network ports the local agent leases from (replicas, endpoints).
+        #[arg(long, default_value = "20000-29999", value_parser = cairn_agent::ports::parse_range)]
+        port_range: (u32, u32),
         /// Where the MLflow-compatible registry API listens (`off`: nowhere).
         #[arg(long, env = "CAIRN_MLFLOW_LISTEN", default_value = "127.0.0.1:5000")]
         mlflow_listen: String,
@@ -151,6 +154,7 @@ async fn run() -> anyhow::Result<()> {
             no_agent,
             gpus,
             sim_topology,
+            port_range,
             mlflow_listen,
         } => {
             let agent = (!no_agent).then(|| {
@@ -168,6 +172,7 @@ async fn run() -> anyhow::Result<()> {
                 a.sim_faults = Some(data_dir.join("agent").join("gpu-faults.json"));
                 // Everything runs on this machine: replicas reach each other on loopback.
                 a.address = Some("127.0.0.1".into());
+                a.port_range = port_range;
                 a
             });
             (ServerConfig::dev(listen, data_dir, mlflow_listen), agent)

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::{AppError, Result};
 pub use history::Watch;
-pub use liveness::{Heartbeat, Heartbeats};
+pub use liveness::{EndpointLoad, Heartbeat, Heartbeats};
 pub use membership::MembershipChange;
 pub use proposer::{now_ms, BatchLimits, Proposer, ORPHAN_GRACE};
 pub use read::{Consistency, ReadPoint, Route};

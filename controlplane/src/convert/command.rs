@@ -244,6 +244,7 @@ impl FromPb for Command {
                 name: x.name.clone(),
                 replicas: x.replicas,
                 reason: x.reason.clone(),
+                load: x.load.as_ref().map(super::deployment::load_from_pb),
             }),
             Some(Body::PauseDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Pause {
                 name: x.name.clone(),

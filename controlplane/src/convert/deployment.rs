@@ -2,7 +2,7 @@
 //! other variant in `command.rs` and `event.rs`).
 
 use cairn_domain::deployment::{
-    DeploymentCommand, DeploymentEvent, ServingPlacement, ServingReport,
+    DeploymentCommand, DeploymentEvent, ScaleLoad, ServingPlacement, ServingReport,
 };
 use cairn_proto as pb;
 use pb::command::Body;
@@ -22,10 +22,12 @@ pub(super) fn command_to_pb(c: &DeploymentCommand, token_digest: &mut Vec<u8>) -
             name,
             replicas,
             reason,
+            load,
         } => Body::ScaleDeployment(pb::ScaleDeployment {
             name: name.clone(),
             replicas: *replicas,
             reason: reason.clone(),
+            load: load.map(load_to_pb),
         }),
         DeploymentCommand::Pause { name, reason } => Body::PauseDeployment(pb::PauseDeployment {
             name: name.clone(),
@@ -226,12 +228,32 @@ pub(super) fn event_to_pb(e: &DeploymentEvent) -> Payload {
         DeploymentEvent::Waiting { reason } => Payload::DeploymentWaiting(pb::DeploymentWaiting {
             reason: reason.clone(),
         }),
-        DeploymentEvent::Scaled { replicas, reason } => {
-            Payload::DeploymentScaled(pb::DeploymentScaled {
-                replicas: *replicas,
-                reason: reason.clone(),
-            })
-        }
+        DeploymentEvent::Scaled {
+            replicas,
+            reason,
+            load,
+        } => Payload::DeploymentScaled(pb::DeploymentScaled {
+            replicas: *replicas,
+            reason: reason.clone(),
+            load: load.map(load_to_pb),
+        }),
         DeploymentEvent::Deleted => Payload::DeploymentDeleted(pb::DeploymentDeleted {}),
+    }
+}
+
+fn load_to_pb(l: ScaleLoad) -> pb::ScaleLoad {
+    pb::ScaleLoad {
+        in_flight_milli: l.in_flight_milli,
+        ready: l.ready,
+        target_in_flight: l.target_in_flight,
+    }
+}
+
+/// The autoscaler's figures, from protobuf.
+pub fn load_from_pb(l: &pb::ScaleLoad) -> ScaleLoad {
+    ScaleLoad {
+        in_flight_milli: l.in_flight_milli,
+        ready: l.ready,
+        target_in_flight: l.target_in_flight,
     }
 }

@@ -643,6 +643,7 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
         Some(Payload::DeploymentScaled(x)) => P::Deployment(DeploymentEvent::Scaled {
             replicas: x.replicas,
             reason: x.reason.clone(),
+            load: x.load.as_ref().map(super::deployment::load_from_pb),
         }),
         Some(Payload::DeploymentDeleted(_)) => P::Deployment(DeploymentEvent::Deleted),
     })

@@ -305,6 +305,17 @@ fn every_command() -> Vec<CommandBody> {
             name: "svc".into(),
             replicas: 3,
             reason: "load".into(),
+            load: Some(cairn_domain::deployment::ScaleLoad {
+                in_flight_milli: 7_250,
+                ready: 2,
+                target_in_flight: 2,
+            }),
+        }),
+        CommandBody::Deployment(DeploymentCommand::Scale {
+            name: "svc".into(),
+            replicas: 2,
+            reason: "by hand".into(),
+            load: None,
         }),
         CommandBody::Deployment(DeploymentCommand::Pause {
             name: "svc".into(),
@@ -568,6 +579,11 @@ fn every_event() -> Vec<EventPayload> {
         EventPayload::Deployment(DeploymentEvent::Scaled {
             replicas: 4,
             reason: "r".into(),
+            load: Some(cairn_domain::deployment::ScaleLoad {
+                in_flight_milli: 3_500,
+                ready: 1,
+                target_in_flight: 1,
+            }),
         }),
         EventPayload::Deployment(DeploymentEvent::Deleted),
     ]

@@ -8,11 +8,13 @@
 //! - [`cron`]: due cron runs start.
 //! - [`schedule`]: while jobs wait, each change of state is followed by a scheduling pass.
 //! - [`rollouts`]: deployments with a step due are advanced.
+//! - [`autoscale`]: autoscaled deployments get the replicas their load calls for.
 //! - Membership: whenever this member starts leading a term it records Raft's
 //!   membership as member events ([`record_membership`]).
 //!
 //! A new worker is a module with a `due` function and one line in [`tick`].
 
+mod autoscale;
 mod cron;
 mod deadlines;
 mod leases;
@@ -37,6 +39,8 @@ const MEMBERSHIP_RETRY: Duration = Duration::from_millis(500);
 fn tick(
     state: &cairn_domain::State,
     heard: &liveness::Heard,
+    in_flight: &std::collections::BTreeMap<String, u64>,
+    memory: &mut autoscale::Memory,
     leading_since: Instant,
     grace: Duration,
 ) -> Vec<(&'static str, CommandBody)> {
@@ -56,6 +60,10 @@ fn tick(
     add("system/deadlines", deadlines::due(state, wall));
     add("system/cron", cron::due(state, wall));
     add("system/rollouts", rollouts::due(state, wall));
+    add(
+        "system/autoscaler",
+        autoscale::due(state, in_flight, wall, memory),
+    );
     due
 }
 
@@ -68,6 +76,7 @@ pub async fn run(app: App) {
     // The log position at which the queue was last tried: a new pass is worth it only
     // after something changed.
     let mut last_pass = None;
+    let mut memory = autoscale::Memory::default();
     loop {
         interval.tick().await;
         let (leading, term) = app.leading();
@@ -80,9 +89,13 @@ pub async fn run(app: App) {
             led_term = term;
             leading_since = Instant::now();
             app.heartbeats().clear();
+            memory = autoscale::Memory::default();
         }
         let heard = app.heartbeats().snapshot();
-        let due = app.with_state(|s| tick(s, &heard, leading_since, grace));
+        // A node silent for longer than the lost grace has no say in the load.
+        let in_flight = app.heartbeats().in_flight(grace);
+        let due =
+            app.with_state(|s| tick(s, &heard, &in_flight, &mut memory, leading_since, grace));
         for (actor, body) in due {
             if let Err(e) = app.propose_as(actor, body).await {
                 tracing::warn!(actor, error = %e, "a leader worker's command was not recorded; it is proposed again on a later tick");

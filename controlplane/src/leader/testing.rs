@@ -116,6 +116,13 @@ pub fn cron(schedule: &str, suspend: bool) -> (State, i64) {
 
 /// `state` with model `m` (version 1) and deployment `svc` of it (one replica, no GPU).
 pub fn deployment(state: State) -> State {
+    let json = r#"{"apiVersion": "cairn.dev/v1", "kind": "ModelDeployment", "metadata": {"name": "svc"},
+        "spec": {"model": {"name": "m", "version": 1}, "replicas": 1, "template": {"command": ["serve"]}}}"#;
+    deployment_from(state, json)
+}
+
+/// `state` with model `m` (version 1) and the deployment `json` (of `m`).
+pub fn deployment_from(state: State, json: &str) -> State {
     use cairn_domain::deployment::DeploymentCommand;
     use cairn_domain::model::ModelCommand;
     let state = apply(
@@ -129,8 +136,6 @@ pub fn deployment(state: State) -> State {
             create_model: true,
         }),
     );
-    let json = r#"{"apiVersion": "cairn.dev/v1", "kind": "ModelDeployment", "metadata": {"name": "svc"},
-        "spec": {"model": {"name": "m", "version": 1}, "replicas": 1, "template": {"command": ["serve"]}}}"#;
     let doc = cairn_domain::deployment::parse(json).expect("a valid deployment");
     apply(
         state,

@@ -10,6 +10,8 @@ Configuration comes from the environment the node agent gives a serving replica:
   CAIRN_LISTEN_HOST    address to bind (default 0.0.0.0)
   LOAD_SECONDS         extra seconds before the model counts as loaded (default 0),
                        to simulate a large model
+  PREDICT_SECONDS      extra seconds each prediction takes (default 0), to simulate
+                       inference work
   VERBOSE              "1" logs one line per request to stderr
 
 Missing or invalid configuration exits with code 2.
@@ -64,13 +66,18 @@ def read_config():
     if not os.path.isfile(path):
         fail_config(f"CAIRN_MODEL_PATH {path!r} is not a readable file")
 
-    load_text = env.get("LOAD_SECONDS", "").strip() or "0"
-    try:
-        load_seconds = float(load_text)
-    except ValueError:
-        load_seconds = -1.0
-    if not (math.isfinite(load_seconds) and load_seconds >= 0):
-        fail_config(f"LOAD_SECONDS must be a number >= 0, got {load_text!r}")
+    def seconds(name):
+        text = env.get(name, "").strip() or "0"
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (math.isfinite(value) and value >= 0):
+            fail_config(f"{name} must be a number >= 0, got {text!r}")
+        return value
+
+    load_seconds = seconds("LOAD_SECONDS")
+    predict_seconds = seconds("PREDICT_SECONDS")
 
     return {
         "port": port,
@@ -79,6 +86,7 @@ def read_config():
         "name": env.get("CAIRN_MODEL_NAME", ""),
         "version": env.get("CAIRN_MODEL_VERSION", ""),
         "load_seconds": load_seconds,
+        "predict_seconds": predict_seconds,
         "verbose": env.get("VERBOSE", "") == "1",
     }
 
@@ -252,6 +260,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(400, {"error": str(e)})
             return
         c = self.config
+        if c["predict_seconds"]:
+            time.sleep(c["predict_seconds"])
         self.send_json(200, {"outputs": outputs, "model": c["name"], "version": c["version"]})
 
     def predict(self, model):

@@ -31,7 +31,7 @@ def free_port():
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CAIRN_") and k not in ("LOAD_SECONDS", "VERBOSE")}
+           if not k.startswith("CAIRN_") and k not in ("LOAD_SECONDS", "PREDICT_SECONDS", "VERBOSE")}
     env.update(extra)
     return env
 
@@ -243,6 +243,8 @@ class Lifecycle(unittest.TestCase):
                                         CAIRN_MODEL_PATH=os.path.join(MODELS, "missing.json")),
             "LOAD_SECONDS": dict(CAIRN_PORT=str(free_port()), CAIRN_MODEL_PATH=model,
                                  LOAD_SECONDS="soon"),
+            "PREDICT_SECONDS": dict(CAIRN_PORT=str(free_port()), CAIRN_MODEL_PATH=model,
+                                    PREDICT_SECONDS="-1"),
         }
         for message, env in cases.items():
             with self.subTest(message=message):

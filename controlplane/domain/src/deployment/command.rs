@@ -1,5 +1,6 @@
 //! Commands about model deployments.
 
+use super::event::ScaleLoad;
 use super::spec::DeploymentDocument;
 use super::spec::MAX_REPLICAS;
 use crate::validate;
@@ -14,10 +15,13 @@ pub enum DeploymentCommand {
     Delete {
         name: String,
     },
+    /// A new replica count: from a person, or from the leader's autoscaler with the load
+    /// that called for it.
     Scale {
         name: String,
         replicas: u32,
         reason: String,
+        load: Option<ScaleLoad>,
     },
     /// Stop moving traffic and replicas until resumed.
     Pause {
@@ -108,6 +112,7 @@ impl DeploymentCommand {
                 name,
                 replicas,
                 reason,
+                load: _,
             } => {
                 validate::name_problems("scale_deployment.name", name, p);
                 if !(1..=MAX_REPLICAS as u32).contains(replicas) {

@@ -110,11 +110,21 @@ pub fn decide(
                 };
                 out.emit(name, created);
             }
-            let replicas = doc.spec.replicas.max(1) as u32;
-            if replicas != d.doc.spec.replicas.max(1) as u32 && replicas != d.replicas {
+            let asked = doc.spec.replicas.max(1) as u32;
+            let (mut replicas, mut reason) = (d.replicas, "");
+            if asked != d.doc.spec.replicas.max(1) as u32 {
+                (replicas, reason) = (asked, "spec.replicas changed");
+            }
+            if let Some(a) = &doc.spec.autoscale {
+                if a.clamp(replicas) != replicas {
+                    (replicas, reason) = (a.clamp(replicas), "within spec.autoscale's bounds");
+                }
+            }
+            if replicas != d.replicas {
                 let scaled = DeploymentEvent::Scaled {
                     replicas,
-                    reason: "spec.replicas changed".into(),
+                    reason: reason.into(),
+                    load: None,
                 };
                 out.emit(name, scaled);
             }
@@ -124,12 +134,31 @@ pub fn decide(
             out.emit(name, DeploymentEvent::Deleted);
         }
         DeploymentCommand::Scale {
-            replicas, reason, ..
+            replicas,
+            reason,
+            load,
+            ..
         } => {
-            if live(&ctx, name)?.replicas != *replicas {
+            let d = live(&ctx, name)?;
+            match (&d.doc.spec.autoscale, load) {
+                (Some(a), _) if a.clamp(*replicas) != *replicas => {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "{KIND}/{name} scales itself within {}-{} replicas (spec.autoscale): change the bounds with apply",
+                        a.min_replicas, a.max_replicas
+                    )));
+                }
+                (None, Some(_)) => {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "{KIND}/{name} has no spec.autoscale"
+                    )));
+                }
+                _ => {}
+            }
+            if d.replicas != *replicas {
                 let scaled = DeploymentEvent::Scaled {
                     replicas: *replicas,
                     reason: reason.clone(),
+                    load: *load,
                 };
                 out.emit(name, scaled);
             }

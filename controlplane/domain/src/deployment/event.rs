@@ -91,8 +91,22 @@ pub enum DeploymentEvent {
     Scaled {
         replicas: u32,
         reason: String,
+        /// The load the autoscaler measured (none: scaled by hand or by the spec).
+        load: Option<ScaleLoad>,
     },
     Deleted,
+}
+
+/// The figures an autoscaling decision was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleLoad {
+    /// Requests in flight at the deployment's routers, averaged over the last report of
+    /// each, in thousandths.
+    pub in_flight_milli: u64,
+    /// Ready replicas with traffic then.
+    pub ready: u32,
+    /// The spec's target of requests in flight per replica.
+    pub target_in_flight: u32,
 }
 
 /// Where one new replica runs.

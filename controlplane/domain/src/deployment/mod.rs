@@ -19,7 +19,7 @@ mod tests;
 
 pub use command::{DeploymentCommand, ServingReport};
 pub use decide::{decide, plan, react, Context};
-pub use event::{DeploymentEvent, ServingPlacement};
+pub use event::{DeploymentEvent, ScaleLoad, ServingPlacement};
 pub use evolve::evolve;
 pub use spec::*;
 pub use state::*;

@@ -1,7 +1,7 @@
 //! The spec of a model deployment (`apiVersion: cairn.dev/v1`, `kind: ModelDeployment`):
 //! the model it serves (a version, or whatever an alias points at), its replicas and
-//! their model-server template, the readiness probe, the rollout strategy and canary
-//! steps; and its checks, with field paths.
+//! their model-server template, the readiness probe, the rollout strategy, canary steps
+//! and autoscaling; and its checks, with field paths.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +38,9 @@ pub struct DeploymentSpec {
     /// update that moves traffic as new replicas become ready).
     #[serde(default)]
     pub canary: Option<Canary>,
+    /// Replicas that follow the load (`replicas` is then the count to start with).
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
 }
 
 /// The model served: a fixed version, or the version an alias points at (a deployment
@@ -176,6 +179,38 @@ impl CanaryStep {
     }
 }
 
+/// Replicas between `minReplicas` and `maxReplicas`, so that each carries about
+/// `targetInFlight` requests at once, as the routers measure it. A higher count is
+/// taken at once; a lower one only when it was enough for all of the last
+/// `scaleDownDelay` (default `60s`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Autoscale {
+    pub min_replicas: i64,
+    pub max_replicas: i64,
+    pub target_in_flight: i64,
+    #[serde(default)]
+    pub scale_down_delay: Option<String>,
+}
+
+/// The scale-down delay when the spec names none.
+pub const SCALE_DOWN_DELAY_MS: i64 = 60_000;
+
+impl Autoscale {
+    /// The scale-down delay in milliseconds.
+    pub fn scale_down_delay_ms(&self) -> i64 {
+        self.scale_down_delay
+            .as_deref()
+            .and_then(|d| parse_duration_ms(d).ok())
+            .unwrap_or(SCALE_DOWN_DELAY_MS)
+    }
+
+    /// `replicas` brought within the bounds.
+    pub fn clamp(&self, replicas: u32) -> u32 {
+        replicas.clamp(self.min_replicas as u32, self.max_replicas as u32)
+    }
+}
+
 /// `<digits><s|m|h>` in milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let unit = s.chars().last().ok_or("empty duration")?;
@@ -286,6 +321,29 @@ impl Spec for DeploymentSpec {
                     if let Err(why) = parse_duration_ms(pause) {
                         p.push(format!("{at}.pause: {why}"));
                     }
+                }
+            }
+        }
+        if let Some(a) = &self.autoscale {
+            if !(1..=MAX_REPLICAS).contains(&a.min_replicas) {
+                p.push(format!(
+                    "spec.autoscale.minReplicas: must be 1-{MAX_REPLICAS}"
+                ));
+            } else if !(a.min_replicas..=MAX_REPLICAS).contains(&a.max_replicas) {
+                p.push(format!(
+                    "spec.autoscale.maxReplicas: must be minReplicas-{MAX_REPLICAS}"
+                ));
+            } else if !(a.min_replicas..=a.max_replicas).contains(&self.replicas) {
+                p.push(
+                    "spec.replicas: must be within spec.autoscale's minReplicas-maxReplicas".into(),
+                );
+            }
+            if !(1..=10_000).contains(&a.target_in_flight) {
+                p.push("spec.autoscale.targetInFlight: must be 1-10000".into());
+            }
+            if let Some(delay) = &a.scale_down_delay {
+                if let Err(why) = parse_duration_ms(delay) {
+                    p.push(format!("spec.autoscale.scaleDownDelay: {why}"));
                 }
             }
         }

@@ -155,6 +155,25 @@ fn a_spec_with_problems_is_refused_with_field_paths_and_changes_nothing() {
     ] {
         assert!(why.contains(field), "{field} missing from: {why}");
     }
+    let scaling = doc(
+        r#", "autoscale": {"minReplicas": 3, "maxReplicas": 8, "targetInFlight": 0,
+            "scaleDownDelay": "soon"}"#,
+    );
+    let Err(Rejection::InvalidArgument(why)) = apply_doc(&mut s, &scaling) else {
+        panic!("accepted");
+    };
+    for field in [
+        "spec.replicas: must be within spec.autoscale",
+        "spec.autoscale.targetInFlight: must be 1-10000",
+        "spec.autoscale.scaleDownDelay",
+    ] {
+        assert!(why.contains(field), "{field} missing from: {why}");
+    }
+    let inverted =
+        doc(r#", "autoscale": {"minReplicas": 2, "maxReplicas": 1, "targetInFlight": 1}"#);
+    assert!(
+        matches!(apply_doc(&mut s, &inverted), Err(Rejection::InvalidArgument(w)) if w.contains("spec.autoscale.maxReplicas"))
+    );
     let unknown = doc(r#", "replicaz": 3"#);
     assert!(apply_doc(&mut s, &unknown).is_err());
     let missing = doc("").replace(r#""version": 1"#, r#""version": 7"#);
@@ -443,6 +462,7 @@ fn an_exited_replica_restarts_and_scaling_adds_and_removes_replicas() {
             name: "svc".into(),
             replicas: n,
             reason: String::new(),
+            load: None,
         })
     };
     apply(&mut s, &cmd(scale(4))).unwrap();
@@ -559,4 +579,50 @@ fn the_endpoint_port_is_common_where_it_can_be_and_per_node_where_it_cannot() {
     register(&mut s, nvswitch("d"));
     settle(&mut s, 10_000);
     assert_eq!(d(&s).routed_on["d"], 20000);
+}
+
+#[test]
+fn an_autoscaled_deployment_scales_within_its_bounds_and_keeps_its_count_on_apply() {
+    let auto = r#", "autoscale": {"minReplicas": 1, "maxReplicas": 4, "targetInFlight": 2}"#;
+    let mut s = serving(auto);
+    let scale = |replicas, load| {
+        body(DeploymentCommand::Scale {
+            name: "svc".into(),
+            replicas,
+            reason: "r".into(),
+            load,
+        })
+    };
+    let figures = ScaleLoad {
+        in_flight_milli: 7_000,
+        ready: 2,
+        target_in_flight: 2,
+    };
+    // Outside the bounds: refused, by hand or not.
+    for replicas in [0, 5] {
+        assert!(apply(&mut s, &cmd(scale(replicas, Some(figures)))).is_err());
+    }
+    let up = apply(&mut s, &cmd(scale(4, Some(figures)))).unwrap();
+    assert!(matches!(
+        &up[0].payload,
+        crate::core::EventPayload::Deployment(DeploymentEvent::Scaled { replicas: 4, load: Some(l), .. })
+            if *l == figures
+    ));
+    assert_eq!(d(&s).replicas, 4);
+    // Applying the spec again (another template) keeps the count the load asked for ...
+    let changed = doc(auto).replace(r#""command": ["serve"]"#, r#""command": ["serve", "-v"]"#);
+    apply_doc(&mut s, &changed).unwrap();
+    assert_eq!(d(&s).replicas, 4);
+    // ... and narrower bounds bring it within them.
+    let narrower = changed.replace(r#""maxReplicas": 4"#, r#""maxReplicas": 3"#);
+    assert!(apply_doc(&mut s, &narrower)
+        .unwrap()
+        .contains(&"deployment_scaled"));
+    assert_eq!(d(&s).replicas, 3);
+    // Figures for a deployment without autoscale are refused.
+    let mut fixed = serving("");
+    assert!(matches!(
+        apply(&mut fixed, &cmd(scale(3, Some(figures)))),
+        Err(Rejection::FailedPrecondition(w)) if w.contains("no spec.autoscale")
+    ));
 }

@@ -19,7 +19,7 @@ use super::request::{
     command, consistency, filter, forward_read, forward_write, forwarded, is_forwarded,
     optional_name, read_info, token_digest,
 };
-use crate::app::{App, AppError, Applied, MembershipChange, Route};
+use crate::app::{App, AppError, Applied, EndpointLoad, MembershipChange, Route};
 use crate::convert::FromPb;
 use crate::views;
 
@@ -346,7 +346,17 @@ impl pb::cairn_server::Cairn for CairnService {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let digest = token_digest(&req);
-        let h = self.app.heartbeat(&req.get_ref().node, &digest).await?;
+        let req = req.into_inner();
+        let loads = req
+            .serving
+            .into_iter()
+            .map(|l| EndpointLoad {
+                deployment: l.deployment,
+                revision: l.revision,
+                in_flight_milli: l.in_flight_milli,
+            })
+            .collect();
+        let h = self.app.heartbeat(&req.node, &digest, loads).await?;
         Ok(Response::new(pb::HeartbeatResponse {
             leader_id: h.leader_id,
             lost: h.lost,

@@ -505,6 +505,7 @@ fn explain(e: &pb::Event) -> String {
                 l.ready,
                 l.target_in_flight
             ),
+            None if x.reason.is_empty() => format!("{} replicas", x.replicas),
             None => format!("{} replicas: {}", x.replicas, x.reason),
         },
         Some(P::DeploymentDeleted(_)) => "deleted".into(),

@@ -1,5 +1,6 @@
 //! `cairn lineage`: where a model version came from — the job that trained it, where
-//! that job ran and on which GPUs, its code — and, from a job, the versions it produced.
+//! that job ran and on which GPUs, its code — and where it went: the deployments whose
+//! revisions serve (or served) it. From a job, the versions it produced.
 //! A tree by default, JSON with `-o json`, Graphviz with `--format dot`.
 
 use std::collections::BTreeMap;
@@ -43,6 +44,19 @@ struct VersionLineage {
     metrics: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     params: BTreeMap<String, String>,
+    /// The deployments with a revision of this version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deployments: Vec<DeploymentLineage>,
+}
+
+#[derive(Serialize)]
+struct DeploymentLineage {
+    name: String,
+    /// Its revisions that run this version.
+    revisions: Vec<u32>,
+    /// The percentage of its requests these revisions take now.
+    weight_now: u32,
+    deleted: bool,
 }
 
 #[derive(Serialize)]
@@ -76,6 +90,7 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
                 None => (rest, None),
             };
             let models = ctx.models(name, false, None, &a.read).await?;
+            let served = deployments(ctx, &a.read).await?;
             let mut versions = Vec::new();
             for m in &models {
                 for v in m
@@ -83,7 +98,7 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
                     .iter()
                     .filter(|v| version.is_none_or(|n| v.version == n))
                 {
-                    versions.push(version_lineage(ctx, v, &a.read).await?);
+                    versions.push(version_lineage(ctx, v, &served, &a.read).await?);
                 }
             }
             if versions.is_empty() {
@@ -93,13 +108,14 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
         }
         "job" => {
             let models = ctx.models("", false, None, &a.read).await?;
+            let served = deployments(ctx, &a.read).await?;
             let mut versions = Vec::new();
             for v in models
                 .iter()
                 .flat_map(|m| &m.versions)
                 .filter(|v| v.run_id == rest)
             {
-                versions.push(version_lineage(ctx, v, &a.read).await?);
+                versions.push(version_lineage(ctx, v, &served, &a.read).await?);
             }
             if versions.is_empty() {
                 // Still show the job: it produced nothing (yet).
@@ -123,9 +139,54 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every deployment, deleted ones included.
+async fn deployments(ctx: &mut Ctx, read: &ReadArgs) -> anyhow::Result<Vec<pb::DeploymentView>> {
+    let req = pb::ListDeploymentsRequest {
+        name: String::new(),
+        include_deleted: true,
+        consistency: read.consistency(),
+    };
+    let r = ctx
+        .cluster
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_deployments(req).await }
+        })
+        .await?;
+    Ok(r.deployments)
+}
+
+/// The deployments of `all` with a revision of version `version` of `model`.
+fn served_by(all: &[pb::DeploymentView], model: &str, version: u64) -> Vec<DeploymentLineage> {
+    all.iter()
+        .filter(|d| {
+            let spec: serde_json::Value = serde_json::from_str(&d.spec_json).unwrap_or_default();
+            spec["spec"]["model"]["name"] == model
+        })
+        .filter_map(|d| {
+            let revisions: Vec<u32> = d
+                .revisions
+                .iter()
+                .filter(|r| r.model_version == version)
+                .map(|r| r.revision)
+                .collect();
+            (!revisions.is_empty()).then(|| DeploymentLineage {
+                name: d.name.clone(),
+                weight_now: revisions
+                    .iter()
+                    .map(|r| d.weights.get(r).copied().unwrap_or(0))
+                    .sum(),
+                revisions,
+                deleted: d.deleted,
+            })
+        })
+        .collect()
+}
+
 async fn version_lineage(
     ctx: &mut Ctx,
     v: &pb::ModelVersionView,
+    served: &[pb::DeploymentView],
     read: &ReadArgs,
 ) -> anyhow::Result<VersionLineage> {
     let job = if v.run_id.is_empty() {
@@ -151,6 +212,7 @@ async fn version_lineage(
             .as_ref()
             .map(|o| o.params.clone())
             .unwrap_or_default(),
+        deployments: served_by(served, &v.name, v.version),
     })
 }
 
@@ -283,6 +345,19 @@ fn tree(l: &Lineage) -> String {
                 s.push_str(&format!("    {what}: {}\n", list.join(", ")));
             }
         }
+        for d in &v.deployments {
+            let revisions: Vec<String> = d.revisions.iter().map(|r| format!("r{r}")).collect();
+            let now = if d.deleted {
+                "deleted".to_string()
+            } else {
+                format!("{}% of its traffic now", d.weight_now)
+            };
+            s.push_str(&format!(
+                "    → deployment/{} {} ({now})\n",
+                d.name,
+                revisions.join(", ")
+            ));
+        }
     }
     s
 }
@@ -311,6 +386,12 @@ fn dot(l: &Lineage) -> String {
                     q(&format!("{}: {} GPUs", r.replica, r.gpus.len()))
                 ));
             }
+        }
+        for d in &v.deployments {
+            let deployment = q(&format!("deployment/{}", d.name));
+            s.push_str(&format!(
+                "  {deployment} [shape=hexagon];\n  {version} -> {deployment};\n"
+            ));
         }
     }
     s.push_str("}\n");
@@ -344,6 +425,12 @@ mod tests {
                 }),
                 metrics: BTreeMap::from([("accuracy".into(), "0.93".into())]),
                 params: BTreeMap::from([("lr".into(), "0.001".into())]),
+                deployments: vec![DeploymentLineage {
+                    name: "classify".into(),
+                    revisions: vec![1, 3],
+                    weight_now: 90,
+                    deleted: false,
+                }],
             }],
         }
     }
@@ -364,7 +451,15 @@ mod tests {
             t.contains("    metrics: accuracy=0.93\n    params: lr=0.001\n"),
             "{t}"
         );
+        assert!(
+            t.contains("    → deployment/classify r1, r3 (90% of its traffic now)\n"),
+            "{t}"
+        );
         let d = dot(&sample());
+        assert!(
+            d.contains("\"model/resnet:3\" -> \"deployment/classify\""),
+            "{d}"
+        );
         assert!(d.contains("\"job/train\" -> \"model/resnet:3\""), "{d}");
         assert!(d.contains("\"node/a\" -> \"job/train\""), "{d}");
     }

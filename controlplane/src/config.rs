@@ -32,6 +32,30 @@ pub struct ServerConfig {
     pub raft: RaftSettings,
     pub batch: BatchSettings,
     pub nodes: NodeSettings,
+    /// Where the leader projects the log as Kubernetes objects (none: nowhere).
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+/// The Kubernetes projection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSettings {
+    /// A kubeconfig file; none: the in-cluster configuration (or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The Kubernetes namespace of the namespaced kinds (created if missing).
+    pub namespace: String,
+    /// How often everything Kubernetes holds is compared with the log, in seconds.
+    pub resync_seconds: u64,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            namespace: "cairn".into(),
+            resync_seconds: 10,
+        }
+    }
 }
 
 /// How the leader watches the GPU nodes' agents.
@@ -86,6 +110,7 @@ impl Default for ServerConfig {
             initial_members: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
             mlflow_listen: None,
+            kubernetes: None,
             raft: RaftSettings::default(),
             batch: BatchSettings::default(),
             nodes: NodeSettings::default(),

@@ -23,6 +23,16 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `started` with the application layer once it exists (to start
+/// workers that live outside this crate, such as the Kubernetes projector).
+pub async fn run_with(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(App),
+) -> anyhow::Result<()> {
     let problems = config.validate();
     if !problems.is_empty() {
         anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
@@ -67,6 +77,7 @@ pub async fn run(
     tokio::spawn(crate::leader::record_membership(app.clone()));
     tokio::spawn(crate::leader::run(app.clone()));
     tokio::spawn(log_leader_changes(raft.clone()));
+    started(app.clone());
 
     // A storage error stops Raft for good (a replica must not go on after a failed
     // write): then the process exits, for its supervisor to restart it.

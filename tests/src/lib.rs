@@ -24,6 +24,7 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod http;
+pub mod kube;
 pub mod ports;
 pub mod process;
 pub mod relay;
@@ -38,6 +39,7 @@ pub use client::{
 pub use cluster::{Settings, TestCluster};
 pub use commands::{create_ns, note, note_text};
 pub use http::http_json;
+pub use kube::KubeApiServer;
 pub use ports::free_port;
 pub use process::bin;
 pub use relay::Relay;

@@ -63,6 +63,8 @@ pub struct ServerSpec {
     /// Under `dev`: the ports its agent leases (none: the default), so that two dev
     /// servers on one machine do not route on the same ports.
     pub port_range: Option<(u16, u16)>,
+    /// Under `dev`: project into the Kubernetes API server this kubeconfig names.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl ServerSpec {
@@ -84,6 +86,7 @@ impl ServerSpec {
             prefix: Vec::new(),
             mlflow_listen: None,
             port_range: None,
+            kubeconfig: None,
         }
     }
 
@@ -157,6 +160,11 @@ impl ServerSpec {
                     self.port_range
                         .iter()
                         .flat_map(|(a, b)| ["--port-range".to_string(), format!("{a}-{b}")]),
+                )
+                .args(
+                    self.kubeconfig
+                        .iter()
+                        .flat_map(|k| ["--kubeconfig".to_string(), k.display().to_string()]),
                 ),
         };
         command.env("CAIRN_LOG", "info,openraft=warn");

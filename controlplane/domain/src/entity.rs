@@ -32,6 +32,8 @@ impl fmt::Display for EntityKey {
 pub struct EntityState {
     /// Revision of the entity's stream: the number of events about it so far.
     pub revision: u64,
+    /// The sequence of its latest event.
+    pub sequence: u64,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub deleted: bool,

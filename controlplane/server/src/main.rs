@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cairn_agent::agent::AgentConfig;
 use cairn_agent::gpu::ProviderChoice;
-use cairn_controlplane::config::{Overrides, ServerConfig, DEV_ADDR};
+use cairn_controlplane::config::{KubernetesSettings, Overrides, ServerConfig, DEV_ADDR};
 use clap::{Parser, Subcommand};
 
 /// Allocation-heavy paths (sled's copy-on-write nodes, protobuf, HTTP/2) run markedly
@@ -75,6 +75,9 @@ enum Command {
         /// Host-network ports the local agent leases from (replicas, endpoints).
         #[arg(long, default_value = "20000-29999", value_parser = cairn_agent::ports::parse_range)]
         port_range: (u32, u32),
+        /// Project the log into the Kubernetes API server this kubeconfig names.
+        #[arg(long, env = "CAIRN_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
         /// Where the MLflow-compatible registry API listens (`off`: nowhere).
         #[arg(long, env = "CAIRN_MLFLOW_LISTEN", default_value = "127.0.0.1:5000")]
         mlflow_listen: String,
@@ -155,6 +158,7 @@ async fn run() -> anyhow::Result<()> {
             gpus,
             sim_topology,
             port_range,
+            kubeconfig,
             mlflow_listen,
         } => {
             let agent = (!no_agent).then(|| {
@@ -175,7 +179,12 @@ async fn run() -> anyhow::Result<()> {
                 a.port_range = port_range;
                 a
             });
-            (ServerConfig::dev(listen, data_dir, mlflow_listen), agent)
+            let mut config = ServerConfig::dev(listen, data_dir, mlflow_listen);
+            config.kubernetes = kubeconfig.map(|k| KubernetesSettings {
+                kubeconfig: Some(k),
+                ..KubernetesSettings::default()
+            });
+            (config, agent)
         }
         Command::Run(args) => (args.load()?, None),
     };
@@ -203,5 +212,19 @@ async fn run() -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    cairn_controlplane::server::run(config, shutdown).await
+    let projection = config
+        .kubernetes
+        .clone()
+        .map(|k| cairn_k8s::projector::Config {
+            kubeconfig: k.kubeconfig,
+            namespace: k.namespace,
+            resync: std::time::Duration::from_secs(k.resync_seconds.max(1)),
+        });
+    cairn_controlplane::server::run_with(config, shutdown, move |app| {
+        if let Some(cfg) = projection {
+            tracing::info!(namespace = %cfg.namespace, "projecting the log into Kubernetes while leading");
+            tokio::spawn(cairn_k8s::projector::run(app, cfg));
+        }
+    })
+    .await
 }

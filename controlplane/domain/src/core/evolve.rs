@@ -23,6 +23,7 @@ impl State {
         };
         let e = self.entities.entry(event.entity.clone()).or_default();
         e.revision = event.entity_revision;
+        e.sequence = event.sequence;
         e.updated_ms = event.timestamp_ms;
         let name = &event.entity.name;
         match &event.payload {

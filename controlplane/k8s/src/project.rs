@@ -1,0 +1,523 @@
+//! What Kubernetes should hold, as a pure function of Cairn's state: one object per live
+//! entity of a projected kind, each stamped with the log sequence of the entity's latest
+//! event (`cairn.dev/seq`) and its revision (`cairn.dev/revision`). The projector applies
+//! the objects whose stamp differs from what it last applied, and deletes the objects of
+//! entities that are gone.
+
+use std::collections::BTreeMap;
+
+use cairn_controlplane::views;
+use cairn_domain::{EntityKey, State};
+use cairn_proto as pb;
+use serde_json::{json, Value};
+
+use crate::crd;
+
+/// The label on every object Cairn projected (and only on those).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "cairn");
+/// The annotation with the sequence of the entity's latest event.
+pub const SEQ: &str = "cairn.dev/seq";
+/// The annotation with the entity's revision.
+pub const REVISION: &str = "cairn.dev/revision";
+/// The annotation with the entity's name in Cairn, where the object's name differs.
+pub const CAIRN_NAME: &str = "cairn.dev/name";
+
+/// A projected kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    TrainingJob,
+    TrainingCron,
+    GpuNode,
+    PortLease,
+    Model,
+    ModelVersion,
+    ModelDeployment,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::TrainingJob,
+        Kind::TrainingCron,
+        Kind::GpuNode,
+        Kind::PortLease,
+        Kind::Model,
+        Kind::ModelVersion,
+        Kind::ModelDeployment,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::TrainingJob => "TrainingJob",
+            Kind::TrainingCron => "TrainingCron",
+            Kind::GpuNode => "GpuNode",
+            Kind::PortLease => "PortLease",
+            Kind::Model => "Model",
+            Kind::ModelVersion => "ModelVersion",
+            Kind::ModelDeployment => "ModelDeployment",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::TrainingJob => "trainingjobs",
+            Kind::TrainingCron => "trainingcrons",
+            Kind::GpuNode => "gpunodes",
+            Kind::PortLease => "portleases",
+            Kind::Model => "models",
+            Kind::ModelVersion => "modelversions",
+            Kind::ModelDeployment => "modeldeployments",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        match self {
+            Kind::GpuNode => false,
+            Kind::TrainingJob
+            | Kind::TrainingCron
+            | Kind::PortLease
+            | Kind::Model
+            | Kind::ModelVersion
+            | Kind::ModelDeployment => true,
+        }
+    }
+}
+
+/// One object as Kubernetes should hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub kind: Kind,
+    pub name: String,
+    /// The sequence of the latest event it reflects.
+    pub seq: u64,
+    /// apiVersion, kind, metadata and spec: what is applied to the object.
+    pub body: Value,
+    /// What is applied to its status subresource (none for kinds without one).
+    pub status: Option<Value>,
+}
+
+/// A Kubernetes object name for a Cairn name: the name itself when it is a valid DNS
+/// subdomain, else a lowercase form of it with a hash of the original, so two names
+/// never meet.
+pub fn object_name(name: &str) -> String {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        return name.to_string();
+    }
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.truncate(200);
+    let s = s.trim_matches('-');
+    // FNV-1a: stable across builds and members.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    if s.is_empty() {
+        format!("x-{:08x}", hash as u32)
+    } else {
+        format!("{s}-{:08x}", hash as u32)
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The stamps of entity `key` in `state`: (sequence, revision).
+fn stamps(state: &State, key: &EntityKey) -> (u64, u64) {
+    state
+        .entity(key)
+        .map_or((0, 0), |e| (e.sequence, e.revision))
+}
+
+fn body(
+    kind: Kind,
+    name: &str,
+    cairn_name: &str,
+    namespace: &str,
+    (seq, revision): (u64, u64),
+    spec: Value,
+) -> Value {
+    let mut annotations = BTreeMap::from([
+        (SEQ.to_string(), seq.to_string()),
+        (REVISION.to_string(), revision.to_string()),
+    ]);
+    if cairn_name != name {
+        annotations.insert(CAIRN_NAME.to_string(), cairn_name.to_string());
+    }
+    let mut metadata = json!({
+        "name": name,
+        "labels": {MANAGED_BY.0: MANAGED_BY.1},
+        "annotations": annotations,
+    });
+    if kind.namespaced() {
+        metadata["namespace"] = json!(namespace);
+    }
+    json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": kind.name(),
+        "metadata": metadata,
+        "spec": spec,
+    })
+}
+
+/// The `spec` of a Cairn document, as accepted.
+fn document_spec(spec_json: &str) -> Value {
+    serde_json::from_str::<Value>(spec_json)
+        .ok()
+        .and_then(|d| d.get("spec").cloned())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}))
+}
+
+fn status<T: serde::Serialize>(kind: Kind, name: &str, namespace: &str, status: T) -> Value {
+    let mut v = json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": kind.name(),
+        "metadata": {"name": name},
+        "status": status,
+    });
+    if kind.namespaced() {
+        v["metadata"]["namespace"] = json!(namespace);
+    }
+    v
+}
+
+fn object(
+    state: &State,
+    kind: Kind,
+    key: EntityKey,
+    namespace: &str,
+    spec: Value,
+    st: Option<Value>,
+) -> Object {
+    let name = object_name(&key.name);
+    let stamps = stamps(state, &key);
+    Object {
+        kind,
+        seq: stamps.0,
+        body: body(kind, &name, &key.name, namespace, stamps, spec),
+        status: st,
+        name,
+    }
+}
+
+/// Every object Kubernetes should hold for `state`, namespaced ones in `namespace`.
+pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
+    let mut out = Vec::new();
+    let jobs = views::jobs(state, "", "");
+    let ended: std::collections::BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| matches!(j.phase.as_str(), "Succeeded" | "Failed" | "Cancelled"))
+        .map(|j| j.name.as_str())
+        .collect();
+    for j in &jobs {
+        let name = object_name(&j.name);
+        let nodes: std::collections::BTreeSet<&str> =
+            j.placements.iter().map(|p| p.node.as_str()).collect();
+        let st = crd::TrainingJobStatus {
+            phase: j.phase.clone(),
+            reason: j.reason.clone(),
+            gpus: j.placements.iter().map(|p| p.gpus.len() as u32).sum(),
+            nodes: nodes.into_iter().collect::<Vec<_>>().join(","),
+            restarts: j.restarts,
+            submitted: rfc3339(j.submitted_ms),
+            intake: None,
+        };
+        let key = EntityKey::new(cairn_domain::job::KIND, &j.name);
+        let st = status(Kind::TrainingJob, &name, namespace, st);
+        out.push(object(
+            state,
+            Kind::TrainingJob,
+            key,
+            namespace,
+            document_spec(&j.spec_json),
+            Some(st),
+        ));
+    }
+    for c in views::crons(state, "") {
+        let name = object_name(&c.name);
+        let st = crd::TrainingCronStatus {
+            schedule: c.schedule.clone(),
+            suspended: c.suspend,
+            active: c
+                .runs
+                .iter()
+                .filter(|r| !ended.contains(r.job.as_str()))
+                .count() as u32,
+            last_run: rfc3339(c.last_scheduled_ms),
+        };
+        let key = EntityKey::new(cairn_domain::cron::KIND, &c.name);
+        let st = status(Kind::TrainingCron, &name, namespace, st);
+        out.push(object(
+            state,
+            Kind::TrainingCron,
+            key,
+            namespace,
+            document_spec(&c.spec_json),
+            Some(st),
+        ));
+    }
+    for n in views::nodes(state, "") {
+        out.extend(node_objects(state, &n, namespace));
+    }
+    for m in views::models(state, "", false) {
+        out.extend(model_objects(state, &m, namespace));
+    }
+    for d in views::deployments(state, "", false) {
+        let name = object_name(&d.name);
+        let ready = d
+            .revisions
+            .iter()
+            .filter(|r| d.weights.get(&r.revision).is_some_and(|w| *w > 0))
+            .flat_map(|r| &r.replicas)
+            .filter(|x| x.phase == "Ready")
+            .count();
+        let traffic: Vec<String> = d
+            .weights
+            .iter()
+            .filter(|(_, w)| **w > 0)
+            .map(|(r, w)| format!("r{r} {w}%"))
+            .collect();
+        let spec = document_spec(&d.spec_json);
+        let model = &spec["model"];
+        let model = match (model["version"].as_u64(), model["alias"].as_str()) {
+            (Some(v), _) => format!("{}:{v}", model["name"].as_str().unwrap_or("")),
+            (None, Some(a)) => format!("{}@{a}", model["name"].as_str().unwrap_or("")),
+            (None, None) => String::new(),
+        };
+        let st = crd::ModelDeploymentStatus {
+            model,
+            ready: format!("{ready}/{}", d.replicas),
+            traffic: traffic.join(", "),
+            weights: d.weights.iter().map(|(r, w)| (r.to_string(), *w)).collect(),
+            urls: d
+                .routed_on
+                .iter()
+                .map(|(node, port)| {
+                    let host = state
+                        .node(node)
+                        .map(|n| n.inventory.address.clone())
+                        .filter(|a| !a.is_empty())
+                        .unwrap_or_else(|| node.clone());
+                    format!("http://{host}:{port}")
+                })
+                .collect(),
+            status: if d.waiting.is_empty() {
+                "serving".into()
+            } else {
+                d.waiting.clone()
+            },
+        };
+        let key = EntityKey::new(cairn_domain::deployment::KIND, &d.name);
+        let st = status(Kind::ModelDeployment, &name, namespace, st);
+        out.push(object(
+            state,
+            Kind::ModelDeployment,
+            key,
+            namespace,
+            spec,
+            Some(st),
+        ));
+    }
+    out
+}
+
+fn node_objects(state: &State, n: &pb::NodeView, namespace: &str) -> Vec<Object> {
+    let key = EntityKey::new(cairn_domain::node::KIND, &n.name);
+    let inv = n.inventory.clone().unwrap_or_default();
+    let name = object_name(&n.name);
+    let unhealthy: BTreeMap<String, String> = n
+        .health
+        .iter()
+        .filter(|h| !h.healthy)
+        .map(|h| (h.uuid.clone(), h.reason.clone()))
+        .collect();
+    let topology = {
+        let nvlink = inv.links.iter().filter(|l| l.nvlinks > 0).count();
+        format!(
+            "{nvlink} NVLink pairs, {} PCIe-only pairs",
+            inv.links.len() - nvlink
+        )
+    };
+    let spec = crd::GpuNodeSpec {
+        hostname: inv.hostname.clone(),
+        address: inv.address.clone(),
+        gpus: inv.gpus.len() as u32,
+        inventory: inv
+            .gpus
+            .iter()
+            .map(|g| crd::Gpu {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                model: g.name.clone(),
+                memory_mib: g.memory_total_mib,
+            })
+            .collect(),
+        topology,
+        labels: inv.labels.clone().into_iter().collect(),
+    };
+    let st = crd::GpuNodeStatus {
+        state: if n.state == "lost" { "Lost" } else { "Ready" }.into(),
+        cordoned: n.cordoned,
+        draining: n.draining,
+        healthy_gpus: inv.gpus.len().saturating_sub(unhealthy.len()) as u32,
+        unhealthy,
+        leases: n.leases.len() as u32,
+    };
+    let spec = serde_json::to_value(spec).unwrap_or_default();
+    let st = status(Kind::GpuNode, &name, namespace, st);
+    let mut out = vec![object(
+        state,
+        Kind::GpuNode,
+        key.clone(),
+        namespace,
+        spec,
+        Some(st),
+    )];
+    // Leases change with their node: they carry the node's stamps.
+    for l in &n.leases {
+        let spec = crd::PortLeaseSpec {
+            node: n.name.clone(),
+            port: l.port,
+            holder: l.holder.clone(),
+            expires: if l.expires_ms >= i64::MAX / 2 {
+                String::new()
+            } else {
+                rfc3339(l.expires_ms)
+            },
+        };
+        let lease_name = object_name(&format!("{}.{}", n.name, l.port));
+        let stamps = stamps(state, &key);
+        out.push(Object {
+            kind: Kind::PortLease,
+            seq: stamps.0,
+            body: body(
+                Kind::PortLease,
+                &lease_name,
+                &lease_name,
+                namespace,
+                stamps,
+                serde_json::to_value(spec).unwrap_or_default(),
+            ),
+            status: None,
+            name: lease_name,
+        });
+    }
+    out
+}
+
+fn model_objects(state: &State, m: &pb::ModelView, namespace: &str) -> Vec<Object> {
+    let key = EntityKey::new(cairn_domain::model::KIND, &m.name);
+    let stamps = stamps(state, &key);
+    let name = object_name(&m.name);
+    let live: Vec<&pb::ModelVersionView> = m.versions.iter().collect();
+    let spec = crd::ModelSpec {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        tags: m.tags.clone().into_iter().collect(),
+    };
+    let st = crd::ModelStatus {
+        latest_version: live.iter().map(|v| v.version).max().unwrap_or(0),
+        versions: live.len() as u32,
+        aliases: m
+            .aliases
+            .iter()
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let mut out = vec![Object {
+        kind: Kind::Model,
+        seq: stamps.0,
+        body: body(
+            Kind::Model,
+            &name,
+            &m.name,
+            namespace,
+            stamps,
+            serde_json::to_value(spec).unwrap_or_default(),
+        ),
+        status: Some(status(Kind::Model, &name, namespace, st)),
+        name: name.clone(),
+    }];
+    // Versions change with their model: they carry the model's stamps.
+    for v in live {
+        let vname = format!("{name}-v{}", v.version);
+        let spec = crd::ModelVersionSpec {
+            model: m.name.clone(),
+            version: v.version,
+            source: v.source.clone(),
+            job: v.run_id.clone(),
+        };
+        let st = crd::ModelVersionStatus {
+            stage: stage(v.stage).into(),
+            status: match pb::ModelVersionStatus::try_from(v.status) {
+                Ok(pb::ModelVersionStatus::Ready) => "ready",
+                Ok(pb::ModelVersionStatus::Failed) => "failed",
+                _ => "pending",
+            }
+            .into(),
+            aliases: v.aliases.join(","),
+        };
+        out.push(Object {
+            kind: Kind::ModelVersion,
+            seq: stamps.0,
+            body: body(
+                Kind::ModelVersion,
+                &vname,
+                &format!("{}:{}", m.name, v.version),
+                namespace,
+                stamps,
+                serde_json::to_value(spec).unwrap_or_default(),
+            ),
+            status: Some(status(Kind::ModelVersion, &vname, namespace, st)),
+            name: vname,
+        });
+    }
+    out
+}
+
+fn stage(s: i32) -> &'static str {
+    match pb::ModelStage::try_from(s) {
+        Ok(pb::ModelStage::Staging) => "Staging",
+        Ok(pb::ModelStage::Production) => "Production",
+        Ok(pb::ModelStage::Archived) => "Archived",
+        _ => "None",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_are_dns_subdomains_and_never_collide() {
+        assert_eq!(object_name("resnet-50"), "resnet-50");
+        let a = object_name("My Model");
+        let b = object_name("my_model");
+        assert!(a.starts_with("my-model-"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(object_name("My Model"), a, "stable");
+        assert!(object_name("___").starts_with("x-"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The Kubernetes projection against a real kube-apiserver (`../shared/tools/
+//! kube-apiserver.sh`): `cairn-server dev --kubeconfig` installs the CRDs (Established,
+//! with their printer columns) and projects its nodes, a job that runs to Succeeded and a
+//! model version; every custom resource and CRD deleted by hand comes back, and so does
+//! everything after the api-server restarts on an empty etcd — each object at its latest
+//! state, from Cairn's log.
+
+use std::time::Duration;
+
+use cairn_tests::{bin, cli_json, eventually, free_port, KubeApiServer, Server, ServerSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::json;
+
+const KINDS: [(&str, &str, bool); 7] = [
+    ("TrainingJob", "trainingjobs", true),
+    ("TrainingCron", "trainingcrons", true),
+    ("GpuNode", "gpunodes", false),
+    ("PortLease", "portleases", true),
+    ("Model", "models", true),
+    ("ModelVersion", "modelversions", true),
+    ("ModelDeployment", "modeldeployments", true),
+];
+
+fn api(client: &kube::Client, kind: &str, plural: &str, namespaced: bool) -> Api<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cairn.dev", "v1", kind), plural);
+    if namespaced {
+        Api::namespaced_with(client.clone(), "cairn", &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    }
+}
+
+/// What the projection shows: (kind, name, the status field that matters).
+async fn shown(k: &KubeApiServer) -> Option<Vec<(String, String, String)>> {
+    let client = k.client().await.ok()?;
+    let mut out = Vec::new();
+    for (kind, plural, namespaced) in KINDS {
+        let list = api(&client, kind, plural, namespaced)
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        for o in list.items {
+            let status = o.data.get("status").cloned().unwrap_or_default();
+            let what = match kind {
+                "TrainingJob" => status["phase"].as_str().unwrap_or("").to_string(),
+                "GpuNode" => status["state"].as_str().unwrap_or("").to_string(),
+                "ModelVersion" => status["stage"].as_str().unwrap_or("").to_string(),
+                _ => String::new(),
+            };
+            out.push((kind.to_string(), o.metadata.name.unwrap_or_default(), what));
+        }
+    }
+    Some(out)
+}
+
+/// Waits until the projection shows the job Succeeded, the ready node and version 1 in
+/// Staging; returns everything shown.
+async fn complete(
+    k: &KubeApiServer,
+    within: Duration,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    eventually(within, "the log projected", || async {
+        let s = shown(k).await?;
+        let has = |kind: &str, name: &str, what: &str| {
+            s.iter()
+                .any(|(k, n, w)| k == kind && n == name && w == what)
+        };
+        (has("TrainingJob", "hello", "Succeeded")
+            && s.iter().any(|(k, _, w)| k == "GpuNode" && w == "Ready")
+            && has("ModelVersion", "bert-v1", "Staging")
+            && has("Model", "bert", ""))
+        .then_some(s)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut k = KubeApiServer::start(&dir.path().join("kube"))?;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().join("dev"));
+    spec.port_range = Some((27000, 27999));
+    spec.kubeconfig = Some(k.kubeconfig.clone());
+    let _server = Server::start_new(spec).await?;
+    let endpoints = vec![addr];
+
+    // --- a job that runs to Succeeded, and a model version in Staging
+    let job = json!({
+        "apiVersion": "cairn.dev/v1", "kind": "TrainingJob", "metadata": {"name": "hello"},
+        "spec": {"framework": "generic", "roles": {"run": {"replicas": 1, "command": ["true"]}}}
+    });
+    let file = dir.path().join("hello.json");
+    std::fs::write(&file, job.to_string())?;
+    eventually(Duration::from_secs(20), "the job is submitted", || {
+        let (endpoints, file) = (endpoints.clone(), file.display().to_string());
+        async move { cli_json(&endpoints, &["job", "submit", "-f", &file]).ok() }
+    })
+    .await?;
+    cli_json(
+        &endpoints,
+        &[
+            "model",
+            "register",
+            "bert",
+            "--source",
+            "s3://m/bert/1",
+            "--create",
+        ],
+    )?;
+    cli_json(&endpoints, &["model", "stage", "bert", "1", "Staging"])?;
+
+    // --- projected: CRDs Established with their columns, and every object
+    let first = complete(&k, Duration::from_secs(90)).await?;
+    let client = k.client().await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let tj = crds.get("trainingjobs.cairn.dev").await?;
+    let columns: Vec<String> = tj.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(columns, ["Phase", "GPUs", "Nodes", "Restarts", "Age"]);
+    assert!(tj.status.and_then(|s| s.conditions).is_some_and(|c| c
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True")));
+    let hello = api(&client, "TrainingJob", "trainingjobs", true)
+        .get("hello")
+        .await?;
+    assert_eq!(
+        hello.data["spec"]["framework"], "generic",
+        "the spec as accepted"
+    );
+    let annotations = hello.metadata.annotations.clone().unwrap_or_default();
+    assert!(annotations
+        .get("cairn.dev/seq")
+        .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n > 0)));
+
+    // --- every custom resource and every CRD deleted by hand: all back from the log
+    for (kind, plural, namespaced) in KINDS {
+        let a = api(&client, kind, plural, namespaced);
+        for o in a.list(&ListParams::default()).await?.items {
+            a.delete(
+                &o.metadata.name.unwrap_or_default(),
+                &DeleteParams::default(),
+            )
+            .await?;
+        }
+    }
+    for crd in crds.list(&ListParams::default()).await?.items {
+        crds.delete(
+            &crd.metadata.name.unwrap_or_default(),
+            &DeleteParams::default(),
+        )
+        .await?;
+    }
+    let again = complete(&k, Duration::from_secs(90)).await?;
+    assert_eq!(sorted(again), sorted(first.clone()), "restored as it was");
+
+    // --- the api-server restarts on an empty etcd: everything back again
+    k.restart_empty()?;
+    let restored = complete(&k, Duration::from_secs(120)).await?;
+    assert_eq!(
+        sorted(restored),
+        sorted(first),
+        "restored after an empty etcd"
+    );
+    Ok(())
+}
+
+fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)> {
+    v.sort();
+    v
+}

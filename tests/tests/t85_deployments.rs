@@ -199,6 +199,10 @@ async fn canary_promote_rollback(
         Duration::from_secs(90),
     )
     .await?;
+    // The split is measured once every router has the table: they read it every 500 ms
+    // and pass thousands of requests a second.
+    more_answers(seen, 2, 20).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (a1, a2, _) = counts(seen);
     eventually(
         Duration::from_secs(120),
@@ -231,11 +235,24 @@ async fn canary_promote_rollback(
         &["deploy", "rollback", "linear", "--reason", "p99 regression"],
     )?;
     traffic_becomes(endpoints, json!({"1": 100}), Duration::from_secs(90)).await?;
-    // Requests keep flowing after the rollback, and (once the routers have the new
-    // table) to version 1 only.
+    // Requests keep flowing after the rollback, and once every router has the new
+    // table (agents read it every 500 ms), to version 1 only.
     more_answers(seen, 1, 200).await?;
+    eventually(
+        Duration::from_secs(20),
+        "version 2 answers nothing for a second",
+        || {
+            let seen = seen.clone();
+            async move {
+                let (_, before, _) = counts(&seen);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                (counts(&seen).1 == before).then_some(())
+            }
+        },
+    )
+    .await?;
     let (_, c2, _) = counts(seen);
-    more_answers(seen, 1, 200).await?;
+    more_answers(seen, 1, 1_000).await?;
     let (_, d2, _) = counts(seen);
     assert_eq!(d2, c2, "version 2 served nothing after the rollback");
     no_failures(seen, "canary, promote, rollback")?;

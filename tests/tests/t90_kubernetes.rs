@@ -1,15 +1,19 @@
 //! The Kubernetes projection against a real kube-apiserver (`../shared/tools/
 //! kube-apiserver.sh`): `cairn-server dev --kubeconfig` installs the CRDs (Established,
 //! with their printer columns) and projects its nodes, a job that runs to Succeeded and a
-//! model version; every custom resource and CRD deleted by hand comes back, and so does
-//! everything after the api-server restarts on an empty etcd — each object at its latest
-//! state, from Cairn's log.
+//! model version; `TrainingJob`s applied in Kubernetes are taken in (accepted and run to
+//! Succeeded, or refused with the field path in `.status`, or cancelled when deleted);
+//! every custom resource and CRD deleted by hand comes back, and so does everything after
+//! the api-server restarts on an empty etcd — each object at its latest state, from
+//! Cairn's log.
 
 use std::time::Duration;
 
 use cairn_tests::{bin, cli_json, eventually, free_port, KubeApiServer, Server, ServerSpec};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
 use serde_json::json;
 
 const KINDS: [(&str, &str, bool); 7] = [
@@ -114,7 +118,7 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
     cli_json(&endpoints, &["model", "stage", "bert", "1", "Staging"])?;
 
     // --- projected: CRDs Established with their columns, and every object
-    let first = complete(&k, Duration::from_secs(90)).await?;
+    complete(&k, Duration::from_secs(90)).await?;
     let client = k.client().await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let tj = crds.get("trainingjobs.cairn.dev").await?;
@@ -139,6 +143,100 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
     assert!(annotations
         .get("cairn.dev/seq")
         .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n > 0)));
+
+    // `cairn cluster status` says what the projector does.
+    let status = cli_json(&endpoints, &["cluster", "status"])?;
+    let projecting = status["members"][0]["kubernetes"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(projecting.starts_with("leading: "), "{status}");
+
+    // --- intake: TrainingJobs applied in Kubernetes
+    let jobs = api(&client, "TrainingJob", "trainingjobs", true);
+    let user_job = |name: &str,
+                    command: serde_json::Value,
+                    replicas: i64|
+     -> anyhow::Result<DynamicObject> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "cairn.dev/v1", "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": "cairn", "labels": {"team": "vision"}},
+            "spec": {"framework": "generic", "roles": {"run": {"replicas": replicas, "command": command}}}
+        }))?)
+    };
+    for (name, command, replicas) in [
+        ("from-kubectl", json!(["true"]), 1),
+        ("bad-spec", json!(["true"]), -1),
+        ("long", json!(["sleep", "300"]), 1),
+    ] {
+        jobs.create(&PostParams::default(), &user_job(name, command, replicas)?)
+            .await?;
+    }
+    let verdict = |name: &'static str| {
+        let jobs = jobs.clone();
+        eventually(Duration::from_secs(30), "the intake's verdict", move || {
+            let jobs = jobs.clone();
+            async move {
+                let o = jobs.get(name).await.ok()?;
+                let intake = o.data["status"]["intake"].clone();
+                (!intake.is_null()).then_some(o)
+            }
+        })
+    };
+    let accepted = verdict("from-kubectl").await?;
+    assert_eq!(
+        accepted.data["status"]["intake"]["accepted"], true,
+        "{:?}",
+        accepted.data
+    );
+    let refused = verdict("bad-spec").await?;
+    assert_eq!(refused.data["status"]["intake"]["accepted"], false);
+    let why = refused.data["status"]["intake"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("spec.roles.run.replicas"), "{why}");
+    let phase = |name: &'static str, want: &'static str| {
+        let endpoints = endpoints.clone();
+        eventually(Duration::from_secs(60), want, move || {
+            let endpoints = endpoints.clone();
+            async move {
+                let j = cli_json(&endpoints, &["job", "get", name]).ok()?;
+                (j["phase"] == want).then_some(j)
+            }
+        })
+    };
+    phase("from-kubectl", "Succeeded").await?;
+    eventually(
+        Duration::from_secs(30),
+        "the status shows Succeeded",
+        || {
+            let jobs = jobs.clone();
+            async move {
+                let o = jobs.get("from-kubectl").await.ok()?;
+                let labels = o.metadata.labels.clone().unwrap_or_default();
+                (o.data["status"]["phase"] == "Succeeded"
+                    && o.data["spec"]["roles"]["run"]["command"] == json!(["true"])
+                    && !labels.contains_key("app.kubernetes.io/managed-by"))
+                .then_some(())
+            }
+        },
+    )
+    .await?;
+    phase("long", "Running").await?;
+    jobs.delete("long", &DeleteParams::default()).await?;
+    phase("long", "Cancelled").await?;
+    jobs.delete("bad-spec", &DeleteParams::default()).await?;
+    // The deleted job stays deleted.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        jobs.get_opt("long").await?.is_none(),
+        "a job its user deleted came back"
+    );
+    let first = complete(&k, Duration::from_secs(30)).await?;
+    assert!(first
+        .iter()
+        .any(|(k, n, w)| k == "TrainingJob" && n == "from-kubectl" && w == "Succeeded"));
 
     // --- every custom resource and every CRD deleted by hand: all back from the log
     for (kind, plural, namespaced) in KINDS {

@@ -54,6 +54,9 @@ pub async fn run(ctx: &mut Ctx, c: ClusterCmd) -> anyhow::Result<()> {
                     0 => println!("no leader (term {})", s.term),
                     l => println!("leader: node {l}, term {}", s.term),
                 }
+                for m in s.members.iter().filter(|m| !m.kubernetes.is_empty()) {
+                    println!("kubernetes (node {}): {}", m.node_id, m.kubernetes);
+                }
             }
             Ok(())
         }

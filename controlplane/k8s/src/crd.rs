@@ -86,6 +86,9 @@ pub struct Intake {
     /// Where the submission is in Cairn's log.
     #[serde(default)]
     pub sequence: u64,
+    /// The `metadata.generation` judged.
+    #[serde(default)]
+    pub observed_generation: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
@@ -122,6 +125,9 @@ pub struct TrainingCronStatus {
     pub active: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_run: String,
+    /// Cairn's verdict on a cron applied with kubectl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<Intake>,
 }
 
 /// A GPU node as its agent reports it (cluster-scoped; written by Cairn only).
@@ -329,6 +335,9 @@ pub struct ModelDeploymentStatus {
     pub urls: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
+    /// Cairn's verdict on a deployment applied with kubectl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<Intake>,
 }
 
 document_spec!(TrainingJobSpec, TrainingCronSpec, ModelDeploymentSpec);

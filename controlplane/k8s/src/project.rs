@@ -11,7 +11,7 @@ use cairn_domain::{EntityKey, State};
 use cairn_proto as pb;
 use serde_json::{json, Value};
 
-use crate::crd;
+use crate::{crd, intake};
 
 /// The label on every object Cairn projected (and only on those).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "cairn");
@@ -93,6 +93,22 @@ pub struct Object {
     pub body: Value,
     /// What is applied to its status subresource (none for kinds without one).
     pub status: Option<Value>,
+    /// A user applied it with kubectl: its spec is theirs, and it carries no
+    /// managed-by label (Cairn writes its spec only to restore it).
+    pub user: bool,
+}
+
+impl Object {
+    /// What to apply to an object that exists: the user's spec left alone.
+    pub fn update_body(&self) -> Value {
+        let mut body = self.body.clone();
+        if self.user {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("spec");
+            }
+        }
+        body
+    }
 }
 
 /// A Kubernetes object name for a Cairn name: the name itself when it is a valid DNS
@@ -156,6 +172,7 @@ fn body(
     namespace: &str,
     (seq, revision): (u64, u64),
     spec: Value,
+    user: bool,
 ) -> Value {
     let mut annotations = BTreeMap::from([
         (SEQ.to_string(), seq.to_string()),
@@ -166,9 +183,11 @@ fn body(
     }
     let mut metadata = json!({
         "name": name,
-        "labels": {MANAGED_BY.0: MANAGED_BY.1},
         "annotations": annotations,
     });
+    if !user {
+        metadata["labels"] = json!({MANAGED_BY.0: MANAGED_BY.1});
+    }
     if kind.namespaced() {
         metadata["namespace"] = json!(namespace);
     }
@@ -209,14 +228,16 @@ fn object(
     namespace: &str,
     spec: Value,
     st: Option<Value>,
+    user: bool,
 ) -> Object {
     let name = object_name(&key.name);
     let stamps = stamps(state, &key);
     Object {
         kind,
         seq: stamps.0,
-        body: body(kind, &name, &key.name, namespace, stamps, spec),
+        body: body(kind, &name, &key.name, namespace, stamps, spec, user),
         status: st,
+        user,
         name,
     }
 }
@@ -231,6 +252,11 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
         .map(|j| j.name.as_str())
         .collect();
     for j in &jobs {
+        let user = intake::from_intake(&j.spec_json);
+        if user && j.phase == "Cancelled" && j.reason.contains(intake::DELETED_REASON) {
+            // Its user deleted it: it stays deleted.
+            continue;
+        }
         let name = object_name(&j.name);
         let nodes: std::collections::BTreeSet<&str> =
             j.placements.iter().map(|p| p.node.as_str()).collect();
@@ -252,6 +278,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             namespace,
             document_spec(&j.spec_json),
             Some(st),
+            user,
         ));
     }
     for c in views::crons(state, "") {
@@ -265,6 +292,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
                 .filter(|r| !ended.contains(r.job.as_str()))
                 .count() as u32,
             last_run: rfc3339(c.last_scheduled_ms),
+            intake: None,
         };
         let key = EntityKey::new(cairn_domain::cron::KIND, &c.name);
         let st = status(Kind::TrainingCron, &name, namespace, st);
@@ -275,6 +303,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             namespace,
             document_spec(&c.spec_json),
             Some(st),
+            intake::from_intake(&c.spec_json),
         ));
     }
     for n in views::nodes(state, "") {
@@ -327,6 +356,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             } else {
                 d.waiting.clone()
             },
+            intake: None,
         };
         let key = EntityKey::new(cairn_domain::deployment::KIND, &d.name);
         let st = status(Kind::ModelDeployment, &name, namespace, st);
@@ -337,6 +367,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             namespace,
             spec,
             Some(st),
+            intake::from_intake(&d.spec_json),
         ));
     }
     out
@@ -393,6 +424,7 @@ fn node_objects(state: &State, n: &pb::NodeView, namespace: &str) -> Vec<Object>
         namespace,
         spec,
         Some(st),
+        false,
     )];
     // Leases change with their node: they carry the node's stamps.
     for l in &n.leases {
@@ -418,8 +450,10 @@ fn node_objects(state: &State, n: &pb::NodeView, namespace: &str) -> Vec<Object>
                 namespace,
                 stamps,
                 serde_json::to_value(spec).unwrap_or_default(),
+                false,
             ),
             status: None,
+            user: false,
             name: lease_name,
         });
     }
@@ -456,8 +490,10 @@ fn model_objects(state: &State, m: &pb::ModelView, namespace: &str) -> Vec<Objec
             namespace,
             stamps,
             serde_json::to_value(spec).unwrap_or_default(),
+            false,
         ),
         status: Some(status(Kind::Model, &name, namespace, st)),
+        user: false,
         name: name.clone(),
     }];
     // Versions change with their model: they carry the model's stamps.
@@ -489,8 +525,10 @@ fn model_objects(state: &State, m: &pb::ModelView, namespace: &str) -> Vec<Objec
                 namespace,
                 stamps,
                 serde_json::to_value(spec).unwrap_or_default(),
+                false,
             ),
             status: Some(status(Kind::ModelVersion, &vname, namespace, st)),
+            user: false,
             name: vname,
         });
     }

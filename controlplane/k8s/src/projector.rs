@@ -25,6 +25,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::Client;
 
+use crate::intake::Intake;
 use crate::project::{self, Kind, Object, MANAGED_BY, SEQ};
 
 /// The field manager of everything Cairn writes.
@@ -37,6 +38,8 @@ const STEP: Duration = Duration::from_millis(200);
 const BACKOFF: Duration = Duration::from_secs(1);
 /// How long CRDs may take to become Established.
 const ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
+/// How often objects users applied are looked for.
+const INTAKE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where and how to project.
 #[derive(Debug, Clone)]
@@ -61,6 +64,16 @@ async fn client(cfg: &Config) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// The objects of `kind` (in `namespace` when it is namespaced).
+fn api(client: &Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
+    let ar = resource(kind);
+    if kind.namespaced() {
+        Api::namespaced_with(client.clone(), namespace, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    }
+}
+
 fn resource(kind: Kind) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("cairn.dev", "v1", kind.name()),
@@ -73,6 +86,10 @@ pub async fn run(app: App, cfg: Config) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     loop {
         while !app.leading().0 {
+            app.set_projection(format!(
+                "standby: projects into namespace {} while this member leads",
+                cfg.namespace
+            ));
             tokio::time::sleep(STEP).await;
         }
         match client(&cfg).await {
@@ -80,10 +97,12 @@ pub async fn run(app: App, cfg: Config) {
                 let mut p = Projector::new(c, cfg.clone());
                 if let Err(e) = p.lead(&app).await {
                     tracing::warn!(error = %format!("{e:#}"), "projecting into Kubernetes failed; will try again");
+                    app.set_projection(format!("failing, will try again: {e:#}"));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "no Kubernetes client; will try again")
+                tracing::warn!(error = %format!("{e:#}"), "no Kubernetes client; will try again");
+                app.set_projection(format!("no Kubernetes client, will try again: {e:#}"));
             }
         }
         tokio::time::sleep(BACKOFF).await;
@@ -95,6 +114,7 @@ struct Projector {
     cfg: Config,
     /// What was applied: (kind, name) → the sequence it reflects.
     applied: BTreeMap<(Kind, String), u64>,
+    intake: Intake,
 }
 
 impl Projector {
@@ -103,22 +123,20 @@ impl Projector {
             client,
             cfg,
             applied: BTreeMap::new(),
+            intake: Intake::default(),
         }
     }
 
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        let ar = resource(kind);
-        if kind.namespaced() {
-            Api::namespaced_with(self.client.clone(), &self.cfg.namespace, &ar)
-        } else {
-            Api::all_with(self.client.clone(), &ar)
-        }
+        api(&self.client, &self.cfg.namespace, kind)
     }
 
     /// Projects until this member stops leading (Ok) or Kubernetes fails (Err).
     async fn lead(&mut self, app: &App) -> anyhow::Result<()> {
         let mut seen = 0;
         let mut resynced = None::<Instant>;
+        let mut scanned = None::<Instant>;
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         loop {
             if !app.leading().0 {
                 return Ok(());
@@ -135,12 +153,26 @@ impl Projector {
                     "Kubernetes reconciled with the log"
                 );
                 resynced = Some(Instant::now());
+                seen = 0;
+            }
+            if scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
+                let (client, ns) = (self.client.clone(), self.cfg.namespace.clone());
+                self.intake
+                    .scan(app, |k| api(&client, &ns, k), &crds)
+                    .await?;
+                scanned = Some(Instant::now());
             }
             let last = app.with_state(|s| s.last_sequence());
             if last != seen {
                 let desired = app.with_state(|s| project::objects(s, &self.cfg.namespace));
                 self.step(desired).await?;
                 seen = last;
+                app.set_projection(format!(
+                    "leading: {} objects in namespace {}, projected through sequence {seen}; last full reconcile {} s ago",
+                    self.applied.len(),
+                    self.cfg.namespace,
+                    resynced.map_or(0, |t| t.elapsed().as_secs()),
+                ));
             }
             tokio::time::sleep(STEP).await;
         }
@@ -160,7 +192,7 @@ impl Projector {
             .filter(|k| !keys.contains(*k))
             .cloned()
             .collect();
-        self.apply_all(changed).await?;
+        self.apply_all(changed, false).await?;
         self.delete_all(gone).await
     }
 
@@ -168,15 +200,21 @@ impl Projector {
     /// namespace first, then every object. Returns (applied, deleted).
     async fn reconcile(&mut self, desired: Vec<Object>) -> anyhow::Result<(usize, usize)> {
         self.install().await?;
+        // Every object, users' too: a user's object is never deleted here, but it is
+        // stamped, and restored whole when it is missing.
         let mut held: BTreeMap<(Kind, String), u64> = BTreeMap::new();
-        let lp = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+        let mut managed: BTreeSet<(Kind, String)> = BTreeSet::new();
         for kind in Kind::ALL {
             let list = self
                 .api(kind)
-                .list(&lp)
+                .list(&ListParams::default())
                 .await
                 .with_context(|| format!("listing {}", kind.plural()))?;
             for o in list.items {
+                let ours =
+                    o.metadata.labels.as_ref().is_some_and(|l| {
+                        l.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+                    });
                 let seq = o
                     .metadata
                     .annotations
@@ -185,25 +223,31 @@ impl Projector {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 if let Some(name) = o.metadata.name {
+                    if ours {
+                        managed.insert((kind, name.clone()));
+                    }
                     held.insert((kind, name), seq);
                 }
             }
         }
         let keys: BTreeSet<(Kind, String)> =
             desired.iter().map(|o| (o.kind, o.name.clone())).collect();
-        let stale: Vec<Object> = desired
-            .into_iter()
-            .filter(|o| held.get(&(o.kind, o.name.clone())) != Some(&o.seq))
-            .collect();
-        let extra: Vec<(Kind, String)> = held
-            .keys()
-            .filter(|k| !keys.contains(*k))
-            .cloned()
-            .collect();
-        let counts = (stale.len(), extra.len());
+        let mut missing = Vec::new();
+        let mut stale = Vec::new();
+        for o in desired {
+            match held.get(&(o.kind, o.name.clone())) {
+                None => missing.push(o),
+                Some(seq) if *seq != o.seq => stale.push(o),
+                Some(_) => {}
+            }
+        }
+        let extra: Vec<(Kind, String)> =
+            managed.into_iter().filter(|k| !keys.contains(k)).collect();
+        let counts = (missing.len() + stale.len(), extra.len());
         // What Kubernetes holds is what was applied.
         self.applied = held;
-        self.apply_all(stale).await?;
+        self.apply_all(missing, true).await?;
+        self.apply_all(stale, false).await?;
         self.delete_all(extra).await?;
         Ok(counts)
     }
@@ -249,13 +293,20 @@ impl Projector {
         Ok(())
     }
 
-    async fn apply_all(&mut self, objects: Vec<Object>) -> anyhow::Result<()> {
+    /// Applies `objects`; `whole`: they are missing, so users' objects get their spec
+    /// back too.
+    async fn apply_all(&mut self, objects: Vec<Object>, whole: bool) -> anyhow::Result<()> {
         let done: Vec<(Kind, String, u64)> = futures::stream::iter(objects)
             .map(|o| {
                 let api = self.api(o.kind);
                 async move {
                     let pp = PatchParams::apply(FIELD_MANAGER).force();
-                    api.patch(&o.name, &pp, &Patch::Apply(&o.body))
+                    let body = if whole {
+                        o.body.clone()
+                    } else {
+                        o.update_body()
+                    };
+                    api.patch(&o.name, &pp, &Patch::Apply(&body))
                         .await
                         .with_context(|| format!("applying {} {}", o.kind.name(), o.name))?;
                     if let Some(status) = &o.status {

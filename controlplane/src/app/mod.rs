@@ -80,6 +80,8 @@ struct Inner {
     heartbeats: Heartbeats,
     /// Requests this member has numbered (for correlation ids).
     requests: AtomicU64,
+    /// What the Kubernetes projector says it does (empty: there is none).
+    projection: Mutex<String>,
 }
 
 impl App {
@@ -104,7 +106,31 @@ impl App {
                 read_rounds: Mutex::new(read::Rounds::default()),
                 heartbeats: Heartbeats::default(),
                 requests: AtomicU64::new(0),
+                projection: Mutex::new(String::new()),
             }),
+        }
+    }
+
+    /// The Kubernetes projector's account of itself, for the member's status.
+    pub fn set_projection(&self, status: String) {
+        *self
+            .inner
+            .projection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// The Kubernetes projector's last account of itself (`off`: none runs here).
+    pub fn projection(&self) -> String {
+        let s = self
+            .inner
+            .projection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if s.is_empty() {
+            "off".into()
+        } else {
+            s.clone()
         }
     }
 

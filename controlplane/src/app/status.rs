@@ -18,6 +18,9 @@ pub struct MemberReport {
     pub last_log_index: u64,
     pub last_sequence: u64,
     pub rss_bytes: u64,
+    /// The Kubernetes projection on this member (`off`, standby, or what it did last).
+    #[serde(default)]
+    pub kubernetes: String,
 }
 
 /// One member in the cluster's status: its address, and its report or why none came.
@@ -76,6 +79,7 @@ impl App {
             last_log_index: m.last_log_index.unwrap_or(0),
             last_sequence: self.shared().read().state.last_sequence(),
             rss_bytes: rss_bytes(),
+            kubernetes: self.projection(),
         }
     }
 

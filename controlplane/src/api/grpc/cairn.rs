@@ -291,6 +291,7 @@ impl pb::cairn_server::Cairn for CairnService {
                         s.last_log_index = r.last_log_index;
                         s.last_sequence = r.last_sequence;
                         s.rss_bytes = r.rss_bytes;
+                        s.kubernetes = r.kubernetes;
                     }
                     Err(e) => {
                         s.role = "unreachable".into();

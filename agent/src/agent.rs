@@ -411,21 +411,7 @@ impl Agent {
             .iter()
             .any(|j| j.placements.iter().any(|p| p.node != self.cfg.node))
         {
-            let nodes = self
-                .control
-                .call(
-                    pb::ListNodesRequest {
-                        name: String::new(),
-                        consistency: pb::ReadConsistency::Stale as i32,
-                    },
-                    |mut c, r| async move { c.list_nodes(r).await },
-                )
-                .await?
-                .nodes;
-            for n in nodes {
-                let addr = n.inventory.map(|i| i.address).unwrap_or_default();
-                addresses.insert(n.name, addr);
-            }
+            addresses.extend(self.node_addresses().await?);
         }
         addresses.insert(self.cfg.node.clone(), self.inventory.address.clone());
         let gpu_index: BTreeMap<String, u32> = self
@@ -458,6 +444,25 @@ impl Agent {
         self.run_serving(addresses, &gpu_index).await
     }
 
+    /// Every node's address as its agent reported it, by node name.
+    async fn node_addresses(&mut self) -> Result<BTreeMap<String, String>, tonic::Status> {
+        let nodes = self
+            .control
+            .call(
+                pb::ListNodesRequest {
+                    name: String::new(),
+                    consistency: pb::ReadConsistency::Stale as i32,
+                },
+                |mut c, r| async move { c.list_nodes(r).await },
+            )
+            .await?
+            .nodes;
+        Ok(nodes
+            .into_iter()
+            .map(|n| (n.name, n.inventory.map(|i| i.address).unwrap_or_default()))
+            .collect())
+    }
+
     /// Serving replicas and endpoints: what the deployments place and route here.
     async fn run_serving(
         &mut self,
@@ -483,21 +488,7 @@ impl Agent {
                 .any(|x| !addresses.contains_key(&x.node))
         };
         if deployments.iter().any(elsewhere) {
-            let nodes = self
-                .control
-                .call(
-                    pb::ListNodesRequest {
-                        name: String::new(),
-                        consistency: pb::ReadConsistency::Stale as i32,
-                    },
-                    |mut c, r| async move { c.list_nodes(r).await },
-                )
-                .await?
-                .nodes;
-            for n in nodes {
-                let addr = n.inventory.map(|i| i.address).unwrap_or_default();
-                addresses.insert(n.name, addr);
-            }
+            addresses.extend(self.node_addresses().await?);
         }
         let reports = self.serving.step(&deployments, &addresses, gpu_index).await;
         self.unsent_serving.extend(reports);

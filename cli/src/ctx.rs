@@ -188,6 +188,31 @@ impl Ctx {
     /// Print the events `filter` matches after `after`, then follow new ones as they are
     /// applied, across member failures and leader changes (resuming after the last one
     /// printed), until interrupted.
+    /// [`follow`](Self::follow) the events of one entity (all of its kind when `name` is
+    /// empty).
+    pub async fn follow_entity(
+        &mut self,
+        kind: &str,
+        name: String,
+        after: u64,
+    ) -> anyhow::Result<()> {
+        let entity = pb::EntityRef {
+            kind: kind.into(),
+            name,
+        };
+        self.follow(
+            |after| {
+                Ok(pb::EventFilter {
+                    entity: Some(entity.clone()),
+                    after_sequence: after,
+                    ..Default::default()
+                })
+            },
+            after,
+        )
+        .await
+    }
+
     pub async fn follow(
         &mut self,
         filter: impl Fn(u64) -> anyhow::Result<pb::EventFilter>,

@@ -149,33 +149,21 @@ pub async fn run(ctx: &mut Ctx, c: DeployCmd) -> anyhow::Result<()> {
         }
         DeployCmd::History { name } => history(ctx, &name).await,
         DeployCmd::Watch { name, after_seq } => {
-            let entity = pb::EntityRef {
-                kind: "deployment".into(),
-                name,
-            };
-            ctx.follow(
-                |after| {
-                    Ok(pb::EventFilter {
-                        entity: Some(entity.clone()),
-                        after_sequence: after,
-                        ..Default::default()
-                    })
-                },
-                after_seq,
-            )
-            .await
+            ctx.follow_entity("deployment", name, after_seq).await
         }
     }
 }
 
-async fn deployments(
+/// The deployment `name` (empty: all), deleted ones only when asked.
+pub(crate) async fn deployments(
     ctx: &mut Ctx,
     name: &str,
+    include_deleted: bool,
     read: &ReadArgs,
 ) -> anyhow::Result<Vec<pb::DeploymentView>> {
     let req = pb::ListDeploymentsRequest {
         name: name.to_string(),
-        include_deleted: false,
+        include_deleted,
         consistency: read.consistency(),
     };
     let r = ctx
@@ -189,7 +177,7 @@ async fn deployments(
 }
 
 async fn one(ctx: &mut Ctx, name: &str, read: &ReadArgs) -> anyhow::Result<pb::DeploymentView> {
-    deployments(ctx, name, read)
+    deployments(ctx, name, false, read)
         .await?
         .into_iter()
         .next()
@@ -339,7 +327,7 @@ fn traffic(t: &std::collections::BTreeMap<u32, u32>) -> String {
 }
 
 async fn list(ctx: &mut Ctx, read: &ReadArgs) -> anyhow::Result<()> {
-    let all = deployments(ctx, "", read).await?;
+    let all = deployments(ctx, "", false, read).await?;
     let addresses = addresses(ctx, read).await?;
     let outs: Vec<DeploymentOut> = all.iter().map(|d| out(d, &addresses)).collect();
     emit(ctx.format, &outs, || {

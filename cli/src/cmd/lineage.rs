@@ -90,7 +90,7 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
                 None => (rest, None),
             };
             let models = ctx.models(name, false, None, &a.read).await?;
-            let served = deployments(ctx, &a.read).await?;
+            let served = super::deploy::deployments(ctx, "", true, &a.read).await?;
             let mut versions = Vec::new();
             for m in &models {
                 for v in m
@@ -108,7 +108,7 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
         }
         "job" => {
             let models = ctx.models("", false, None, &a.read).await?;
-            let served = deployments(ctx, &a.read).await?;
+            let served = super::deploy::deployments(ctx, "", true, &a.read).await?;
             let mut versions = Vec::new();
             for v in models
                 .iter()
@@ -137,23 +137,6 @@ pub async fn run(ctx: &mut Ctx, a: LineageArgs) -> anyhow::Result<()> {
         (Format::Table, _) => print!("{}", tree(&lineage)),
     }
     Ok(())
-}
-
-/// Every deployment, deleted ones included.
-async fn deployments(ctx: &mut Ctx, read: &ReadArgs) -> anyhow::Result<Vec<pb::DeploymentView>> {
-    let req = pb::ListDeploymentsRequest {
-        name: String::new(),
-        include_deleted: true,
-        consistency: read.consistency(),
-    };
-    let r = ctx
-        .cluster
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.list_deployments(req).await }
-        })
-        .await?;
-    Ok(r.deployments)
 }
 
 /// The deployments of `all` with a revision of version `version` of `model`.

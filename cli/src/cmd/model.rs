@@ -629,21 +629,8 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
             })
         }
         ModelCmd::Watch { name, after_seq } => {
-            let entity = pb::EntityRef {
-                kind: "model".into(),
-                name: name.unwrap_or_default(),
-            };
-            ctx.follow(
-                |after| {
-                    Ok(pb::EventFilter {
-                        entity: Some(entity.clone()),
-                        after_sequence: after,
-                        ..Default::default()
-                    })
-                },
-                after_seq,
-            )
-            .await
+            ctx.follow_entity("model", name.unwrap_or_default(), after_seq)
+                .await
         }
     }
 }

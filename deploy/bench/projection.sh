@@ -3,12 +3,14 @@
 # ../shared/tools/kube-apiserver.sh): `cairn-server dev --kubeconfig` (release build, no
 # agent) projects N registered models (created through the MLflow API, 8 at a time).
 #
+#   0. steady-state lag: models created at --rate per second for 20 s, each timed from
+#      Cairn's answer to the object appearing in a `kubectl get -w` (projection_lag.py);
 #   1. projection: time from the first model created to all N objects in Kubernetes, and
 #      the rate at which Cairn accepted them, next to it;
 #   2. restore: the api-server restarts on an empty etcd; time until all N are back;
 #   3. the CPU each side used meanwhile (Cairn; kube-apiserver with etcd).
 #
-#   deploy/bench/projection.sh [--models 10000]
+#   deploy/bench/projection.sh [--models 10000] [--rate 50]
 #
 # Needs curl and kubectl. Everything it starts is stopped, and its directory removed.
 set -euo pipefail
@@ -16,10 +18,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KUBE="$ROOT/../shared/tools/kube-apiserver.sh"
 N=10000
+RATE=50
 while [[ $# -gt 0 ]]; do
   case $1 in
     --models) N=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rate) RATE=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,12 +69,16 @@ wait_for() {  # wait until count() reaches $1; prints the time
 }
 secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 
+say "0. steady-state lag at $RATE models/s"
+python3 "$ROOT/deploy/bench/projection_lag.py" "$MLFLOW" "$RATE" 20 "$KUBECONFIG"
+LAG=$(count)
+
 say "1. projecting $N models"
 C0=$(cpu "$SERVER_PID"); K0=$(cpu $(kube_pids)); T0=$(now)
 seq 1 "$N" | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "http://$MLFLOW/api/2.0/mlflow/registered-models/create" \
   -H 'Content-Type: application/json' -d '{"name": "bench-{}"}'
 T1=$(now)
-T2=$(wait_for "$N")
+T2=$(wait_for $((N + LAG)))
 C1=$(cpu "$SERVER_PID"); K1=$(cpu $(kube_pids))
 echo "created $N models in $(secs "$T0" "$T1") s ($(python3 -c "print(f'{$N / ($T1 - $T0):.0f}')") /s through the MLflow API)"
 echo "all $N objects in Kubernetes $(secs "$T0" "$T2") s after the first: $(python3 -c "print(f'{$N / ($T2 - $T0):.0f}')") objects/s"
@@ -82,7 +90,7 @@ rm -rf "$WORK/kube/etcd-data"
 T3=$(now)
 "$KUBE" start "$WORK/kube" >/dev/null
 C2=$(cpu "$SERVER_PID"); K2=$(cpu $(kube_pids))
-T4=$(wait_for "$N")
+T4=$(wait_for $((N + LAG)))
 C3=$(cpu "$SERVER_PID"); K3=$(cpu $(kube_pids))
-echo "all $N objects back $(secs "$T3" "$T4") s after the restart began"
+echo "all $((N + LAG)) objects back $(secs "$T3" "$T4") s after the restart began"
 echo "CPU meanwhile: Cairn $(python3 -c "print(f'{($C3 - $C2) / 100:.1f}')") s, kube-apiserver + etcd $(python3 -c "print(f'{($K3 - $K2) / 100:.1f}')") s"

@@ -238,6 +238,20 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
         .iter()
         .any(|(k, n, w)| k == "TrainingJob" && n == "from-kubectl" && w == "Succeeded"));
 
+    // --- one object deleted by hand is back at once (a watch sees it; the full
+    // reconcile runs only every 10 s)
+    let models = api(&client, "Model", "models", true);
+    models.delete("bert", &DeleteParams::default()).await?;
+    let gone = std::time::Instant::now();
+    eventually(Duration::from_secs(30), "the model is back", || {
+        let models = models.clone();
+        async move { models.get_opt("bert").await.ok().flatten() }
+    })
+    .await?;
+    let back = gone.elapsed();
+    eprintln!("a deleted object was back after {back:?}");
+    assert!(back < Duration::from_secs(3), "back after {back:?}");
+
     // --- every custom resource and every CRD deleted by hand: all back from the log
     for (kind, plural, namespaced) in KINDS {
         let a = api(&client, kind, plural, namespaced);

@@ -4,13 +4,15 @@
 //! (server-side apply, field manager `cairn`, spec then status), and deletes the objects
 //! of entities that are gone. A full reconcile — list every managed object of every
 //! kind, re-install what is missing, re-apply what is stale, delete what Cairn does not
-//! have — runs when it starts leading and then every `resync`, so objects deleted by
-//! hand, CRDs removed, or an api-server restarted on an empty etcd are restored from
-//! the log. Kubernetes' resourceVersions are never read as a clock: the stamps are
+//! have — runs when it starts leading, then every `resync`, and at once when a watch
+//! sees a managed object or a CRD deleted, so objects deleted by hand, CRDs removed, or
+//! an api-server restarted on an empty etcd are restored from the log. Kubernetes' resourceVersions are never read as a clock: the stamps are
 //! Cairn's own sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,6 +25,7 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 
 use crate::intake::Intake;
@@ -137,11 +140,16 @@ impl Projector {
         let mut resynced = None::<Instant>;
         let mut scanned = None::<Instant>;
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        // A deletion seen by a watch calls for a full reconcile at once.
+        let lost = Arc::new(AtomicBool::new(false));
+        let watches = self.watch_deletions(&lost);
+        let _stop = AbortOnDrop(watches);
         loop {
             if !app.leading().0 {
                 return Ok(());
             }
-            if resynced.is_none_or(|t| t.elapsed() >= self.cfg.resync) {
+            let deleted = lost.swap(false, Ordering::Relaxed);
+            if deleted || resynced.is_none_or(|t| t.elapsed() >= self.cfg.resync) {
                 let desired = app.with_state(|s| project::objects(s, &self.cfg.namespace));
                 let started = Instant::now();
                 let (applied, deleted) = self.reconcile(desired).await?;
@@ -176,6 +184,39 @@ impl Projector {
             }
             tokio::time::sleep(STEP).await;
         }
+    }
+
+    /// Watches every kind's managed objects (and the CRDs) and raises `lost` when one is
+    /// deleted: the next step of the loop repairs it.
+    fn watch_deletions(&self, lost: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let mut tasks = Vec::new();
+        for kind in Kind::ALL {
+            let api = self.api(kind);
+            let (lost, config) = (Arc::clone(lost), watcher::Config::default().labels(&labels));
+            tasks.push(tokio::spawn(async move {
+                let mut events = watcher(api, config).default_backoff().boxed();
+                while let Some(e) = events.next().await {
+                    if let Ok(watcher::Event::Delete(_)) = e {
+                        lost.store(true, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let lost = Arc::clone(lost);
+        tasks.push(tokio::spawn(async move {
+            let config = watcher::Config::default();
+            let mut events = watcher(crds, config).default_backoff().boxed();
+            while let Some(e) = events.next().await {
+                if let Ok(watcher::Event::Delete(crd)) = e {
+                    if crd.spec.group == "cairn.dev" {
+                        lost.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+        tasks
     }
 
     /// Applies what changed since the last step and deletes what is gone.
@@ -340,5 +381,16 @@ impl Projector {
             self.applied.remove(&(kind, name));
         }
         Ok(())
+    }
+}
+
+/// Aborts the watch tasks when the projector stops leading.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }

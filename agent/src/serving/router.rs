@@ -548,10 +548,15 @@ mod tests {
         ))
     }
 
-    /// An address where nothing listens: connecting is refused.
-    fn refusing() -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr")
+    /// An address where nothing listens, so connecting is refused, held (bound, never
+    /// listening) for as long as the socket lives so that no other test can take it.
+    fn refusing() -> (tokio::net::TcpSocket, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        (socket, addr)
     }
 
     fn route(revision: u64, weight: u32, backends: &[SocketAddr]) -> Route {
@@ -696,7 +701,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_retried_on_another_backend() {
         let live = backend("live").await;
-        let refused = refusing();
+        let (_held, refused) = refusing();
         let (router, addr) = endpoint(vec![route(1, 1, &[refused, live.addr])]).await;
         let client = client();
 

@@ -150,7 +150,10 @@ impl Projector {
             }
             let deleted = lost.swap(false, Ordering::Relaxed);
             if deleted || resynced.is_none_or(|t| t.elapsed() >= self.cfg.resync) {
-                let desired = app.with_state(|s| project::objects(s, &self.cfg.namespace));
+                // The state and its sequence read together: the steps after this
+                // reconcile start from it instead of projecting everything again.
+                let (desired, at) = app
+                    .with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
                 let started = Instant::now();
                 let (applied, deleted) = self.reconcile(desired).await?;
                 tracing::info!(
@@ -161,7 +164,7 @@ impl Projector {
                     "Kubernetes reconciled with the log"
                 );
                 resynced = Some(Instant::now());
-                seen = 0;
+                seen = at;
             }
             if scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
                 let (client, ns) = (self.client.clone(), self.cfg.namespace.clone());
@@ -175,13 +178,13 @@ impl Projector {
                 let desired = app.with_state(|s| project::objects(s, &self.cfg.namespace));
                 self.step(desired).await?;
                 seen = last;
-                app.set_projection(format!(
-                    "leading: {} objects in namespace {}, projected through sequence {seen}; last full reconcile {} s ago",
-                    self.applied.len(),
-                    self.cfg.namespace,
-                    resynced.map_or(0, |t| t.elapsed().as_secs()),
-                ));
             }
+            app.set_projection(format!(
+                "leading: {} objects in namespace {}, projected through sequence {seen}; last full reconcile {} s ago",
+                self.applied.len(),
+                self.cfg.namespace,
+                resynced.map_or(0, |t| t.elapsed().as_secs()),
+            ));
             tokio::time::sleep(STEP).await;
         }
     }

@@ -37,8 +37,8 @@ pub struct Settings {
     pub server_bin: PathBuf,
     /// Data directories and logs.
     pub dir: PathBuf,
-    /// Which 10.213.<net>.0/24 the hosts use.
-    pub net: u8,
+    /// Which 10.213.<net>.0/24 the hosts use (`None`: the first free one).
+    pub net: Option<u8>,
     /// Size of each server's own disk, MiB (0: no disk of its own, and no disk-full or
     /// slow-disk faults).
     pub disk_mb: u32,
@@ -311,6 +311,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     }
     std::fs::create_dir_all(&settings.dir)?;
     let mut net = Net::create(settings.nodes, settings.net).context("creating the hosts")?;
+    println!(
+        "hosts: {:?}",
+        net.hosts.iter().map(|h| &h.ip).collect::<Vec<_>>()
+    );
     let result = campaign(&settings, &net).await;
     net.teardown();
     result

@@ -40,9 +40,10 @@ struct Cli {
     /// Where data, logs and the report go (default: a new temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Which 10.213.<net>.0/24 the simulated hosts use.
-    #[arg(long, default_value_t = 7)]
-    net: u8,
+    /// Which 10.213.<net>.0/24 the simulated hosts use (default: the first from 7 up
+    /// that no interface of this machine routes, so campaigns never share one).
+    #[arg(long)]
+    net: Option<u8>,
     /// Put each server's data on an ext4 loop-device disk of this many MiB and add
     /// disk-full and slow-disk faults (0: off).
     #[arg(long, default_value_t = 0)]

@@ -54,14 +54,56 @@ pub fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<()> {
     sh(&full)
 }
 
+/// The root namespace's route to 10.213.`net`.0/24, if there is one.
+fn route_of(net: u8) -> anyhow::Result<Option<String>> {
+    let out = Command::new("ip")
+        .args(["-4", "route", "show", &format!("10.213.{net}.0/24")])
+        .output()
+        .context("running ip route")?;
+    if !out.status.success() {
+        bail!(
+            "ip route failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let route = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok((!route.is_empty()).then_some(route))
+}
+
+/// The first 10.213.x.0/24 from 7 up that nothing routes.
+fn free_net() -> anyhow::Result<u8> {
+    for net in 7..=250 {
+        if route_of(net)?.is_none() {
+            return Ok(net);
+        }
+    }
+    bail!("every 10.213.x.0/24 from 7 to 250 is routed already: remove the links of old campaigns (`ip link show | grep ch`)")
+}
+
 impl Net {
     /// A name unique to this campaign's network (for host-side resources).
     pub fn name(&self) -> String {
         format!("cairn-chaos-{}", self.tag)
     }
 
-    /// Create `n` hosts. `net` picks the /24 (so concurrent campaigns do not collide).
-    pub fn create(n: usize, net: u8) -> anyhow::Result<Self> {
+    /// Create `n` hosts on 10.213.`net`.0/24, or on the first such /24 from 7 up that
+    /// nothing routes yet. A subnet already routed (by a campaign still running, or by
+    /// the links a killed one left) would send the harness's connections to the other
+    /// campaign's hosts, so it is refused.
+    pub fn create(n: usize, net: Option<u8>) -> anyhow::Result<Self> {
+        let net = match net {
+            Some(net) => {
+                if let Some(route) = route_of(net)? {
+                    bail!(
+                        "10.213.{net}.0/24 is already in use ({route}): another campaign \
+                         runs, or a killed one left its links (remove them with \
+                         `ip link del <dev>`); pick another --net"
+                    );
+                }
+                net
+            }
+            None => free_net()?,
+        };
         let tag = format!("{}", std::process::id() % 100_000);
         let mut me = Self {
             tag: tag.clone(),

@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_proto as pb;
+use cairn_proto::tls::server::{identity_of, ServerTls};
+use cairn_proto::tls::{Identity, TlsFiles};
 use pb::command::Body;
+use rustls::pki_types::pem::PemObject;
+use tonic::service::interceptor::InterceptedService;
 use tonic::Code;
 use tracing::Instrument;
 
@@ -49,6 +53,9 @@ pub struct AgentConfig {
     pub replicas_every: Duration,
     /// Where the agent's own service (replica logs) listens.
     pub listen: String,
+    /// Mutual TLS as `urn:cairn:agent:<node>`, towards members and on the agent's own
+    /// service (none: plaintext).
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 impl AgentConfig {
@@ -70,8 +77,33 @@ impl AgentConfig {
             policy: HealthPolicy::default(),
             address: None,
             replicas_every: Duration::from_millis(500),
-            listen: "0.0.0.0:0".into(),
+            listen: "127.0.0.1:0".into(),
+            tls: None,
         }
+    }
+}
+
+/// Whether `host:port` is a loopback address.
+pub fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
+/// That the certificate in `files` names this agent's node (an agent with another
+/// node's certificate would be refused on every report).
+pub fn check_identity(files: &TlsFiles, node: &str) -> anyhow::Result<()> {
+    let certs =
+        std::fs::read(&files.cert).with_context(|| format!("reading {}", files.cert.display()))?;
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(&certs)
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: no certificate", files.cert.display()))?
+        .with_context(|| format!("reading {}", files.cert.display()))?;
+    match cairn_proto::tls::server::identity_in(&der).map_err(anyhow::Error::msg)? {
+        Identity::Agent(n) if n == node => Ok(()),
+        other => anyhow::bail!(
+            "{} names {other}, not agent/{node} (issue one with `cairn certs issue agent {node}`)",
+            files.cert.display()
+        ),
     }
 }
 
@@ -185,13 +217,39 @@ pub async fn run(
     let logs = crate::logs::LogService {
         state_dir: cfg.state_dir.clone(),
     };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(pb::node_agent_server::NodeAgentServer::new(logs))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .in_current_span(),
-    );
-    let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token)?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(ServerTls::load(files.as_ref().clone())?),
+        None => None,
+    };
+    let on = tls.is_some();
+    let router = tonic::transport::Server::builder().add_service(InterceptedService::new(
+        pb::node_agent_server::NodeAgentServer::new(logs),
+        move |req: tonic::Request<()>| {
+            if !on {
+                return Ok(req);
+            }
+            // Users (the CLI) and members read logs; another agent may not.
+            match identity_of(&req)? {
+                Identity::Agent(a) => Err(tonic::Status::permission_denied(format!(
+                    "agent/{a} may not read another node's logs"
+                ))),
+                Identity::Member(_) | Identity::User(_) => Ok(req),
+            }
+        },
+    ));
+    match tls {
+        Some(tls) => tokio::spawn(
+            router
+                .serve_with_incoming(cairn_proto::tls::server::incoming(listener, tls))
+                .in_current_span(),
+        ),
+        None => tokio::spawn(
+            router
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .in_current_span(),
+        ),
+    };
+    let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token, cfg.tls.clone())?;
     let (node, state_dir) = (cfg.node.clone(), cfg.state_dir.clone());
     let mut node_inv = node_inventory(&cfg, &inventory);
     node_inv.agent_endpoint = format!("{}:{port}", node_inv.address);
@@ -216,7 +274,12 @@ pub async fn run(
     // a slow control plane) ever delays them into a false `node_lost`.
     let beats = tokio::spawn(
         heartbeats(
-            Control::new(agent.cfg.endpoints.clone(), &agent.cfg.node, &token)?,
+            Control::new(
+                agent.cfg.endpoints.clone(),
+                &agent.cfg.node,
+                &token,
+                agent.cfg.tls.clone(),
+            )?,
             agent.cfg.heartbeat,
             agent.reregister.clone(),
             LoadMeter::new(agent.serving.routers()),

@@ -1,10 +1,14 @@
 //! The agent's line to the control plane: any member will do, leader hints are
-//! followed, and every request carries the node's token.
+//! followed, and every request carries the node's credential (its certificate under
+//! TLS, its token without).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto as pb;
+use cairn_proto::tls::TlsFiles;
 use pb::cairn_client::CairnClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -15,17 +19,18 @@ pub struct Control {
     current: usize,
     token: MetadataValue<tonic::metadata::Ascii>,
     node: String,
-}
-
-fn channel(addr: &str) -> Result<Channel, Status> {
-    pb::Dial::new()
-        .timeout(Duration::from_secs(5))
-        .channel(addr)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    tls: Option<Arc<TlsFiles>>,
+    /// One channel per member (a TLS handshake per call would cost more than the call).
+    channels: HashMap<String, Channel>,
 }
 
 impl Control {
-    pub fn new(endpoints: Vec<String>, node: &str, token: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        endpoints: Vec<String>,
+        node: &str,
+        token: &str,
+        tls: Option<Arc<TlsFiles>>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(!endpoints.is_empty(), "no control-plane endpoints given");
         Ok(Self {
             endpoints,
@@ -34,7 +39,22 @@ impl Control {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("the node token is not printable ASCII"))?,
             node: node.to_string(),
+            tls,
+            channels: HashMap::new(),
         })
+    }
+
+    fn channel(&mut self, addr: &str) -> Result<Channel, Status> {
+        if let Some(c) = self.channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = pb::Dial::new()
+            .timeout(Duration::from_secs(5))
+            .tls(self.tls.clone())
+            .channel(addr)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.channels.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
     pub fn node(&self) -> &str {
@@ -62,7 +82,7 @@ impl Control {
             let addr = hinted
                 .take()
                 .unwrap_or_else(|| self.endpoints[self.current].clone());
-            let client = CairnClient::new(channel(&addr)?);
+            let client = CairnClient::new(self.channel(&addr)?);
             match f(client, self.request(msg.clone())).await {
                 Ok(r) => {
                     if let Some(i) = self.endpoints.iter().position(|e| *e == addr) {
@@ -92,7 +112,7 @@ impl Control {
     pub async fn submit(&mut self, body: pb::command::Body) -> Result<pb::SubmitResponse, Status> {
         let req = pb::SubmitRequest {
             command: Some(pb::Command {
-                actor: format!("node/{}", self.node),
+                actor: format!("{}{}", cairn_domain::authz::AGENT_ACTOR, self.node),
                 body: Some(body),
                 ..Default::default()
             }),

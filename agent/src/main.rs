@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_agent::agent::{self, AgentConfig};
 use cairn_agent::gpu::{HealthPolicy, ProviderChoice};
+use cairn_proto::tls::TlsFiles;
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +77,19 @@ struct Cli {
     /// exit: the record a real-GPU fixture is made from.
     #[arg(long)]
     inspect: bool,
+    /// The cluster CA (PEM): mutual TLS with --tls-cert and --tls-key, towards members
+    /// and on the agent's own service.
+    #[arg(long, env = "CAIRN_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (PEM), naming urn:cairn:agent:<node name>.
+    #[arg(long, env = "CAIRN_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    #[arg(long, env = "CAIRN_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// Serve the agent's own service on an address other than loopback without TLS.
+    #[arg(long, env = "CAIRN_INSECURE")]
+    insecure: bool,
     /// A GPU unhealthy by an XID recovers after this long without another.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     xid_recovery: Duration,
@@ -137,6 +152,24 @@ async fn main() {
     cfg.policy = policy;
     cfg.address = cli.address.clone();
     cfg.listen = cli.listen.clone();
+    if let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+        let files = TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        if let Err(e) = agent::check_identity(&files, &node) {
+            eprintln!("cairn-agent: {e:#}");
+            std::process::exit(2);
+        }
+        cfg.tls = Some(Arc::new(files));
+    } else if !cli.insecure && !cli.inspect && !agent::is_loopback(&cfg.listen) {
+        eprintln!(
+            "cairn-agent: --listen {} is not a loopback address and no TLS is configured: pass --tls-ca/--tls-cert/--tls-key (`cairn certs issue agent {node}`) or --insecure",
+            cfg.listen
+        );
+        std::process::exit(2);
+    }
     if cli.inspect {
         match cairn_agent::gpu::inspect(&cfg.gpus, cfg.sim_faults.clone(), &node, &cfg.policy) {
             Ok(json) => {

@@ -97,6 +97,8 @@ pub async fn start_all(net: &Net, settings: &MemberSettings) -> anyhow::Result<V
             snapshot_after_logs: settings.snapshot_after_logs,
             logs_kept_after_snapshot: settings.snapshot_after_logs / 10,
             prefix: ["ip", "netns", "exec", &h.ns].map(String::from).to_vec(),
+            // Addresses inside namespaces only this campaign reaches.
+            insecure: true,
             ..ServerSpec::new(settings.server_bin.clone(), id, listen, dir)
         };
         let server = Server::new(spec)?;

@@ -2,10 +2,12 @@
 //! being elected, and say clearly when no endpoint answers.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use cairn_proto::cairn_client::CairnClient;
+use cairn_proto::tls::TlsFiles;
 use cairn_proto::LEADER_HINT;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
@@ -21,16 +23,8 @@ pub struct Cluster {
     current: usize,
     /// How long one command keeps retrying.
     pub deadline: Duration,
-}
-
-pub fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(cairn_proto::Dial::new().channel(addr)?)
-}
-
-pub fn client(addr: &str) -> anyhow::Result<CairnClient<Channel>> {
-    Ok(CairnClient::new(channel(addr)?)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
+    /// Mutual TLS as this identity (none: plaintext).
+    tls: Option<Arc<TlsFiles>>,
 }
 
 /// Whether a status means "try another member, or again later": nothing was done.
@@ -39,7 +33,20 @@ pub fn retryable(s: &Status) -> bool {
 }
 
 impl Cluster {
-    pub fn new(endpoints: &str) -> anyhow::Result<Self> {
+    /// A channel to `addr` (a member or an agent), as this identity.
+    pub fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
+        Ok(cairn_proto::Dial::new()
+            .tls(self.tls.clone())
+            .channel(addr)?)
+    }
+
+    pub fn client(&self, addr: &str) -> anyhow::Result<CairnClient<Channel>> {
+        Ok(CairnClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    pub fn new(endpoints: &str, tls: Option<TlsFiles>) -> anyhow::Result<Self> {
         let endpoints: Vec<String> = endpoints
             .split(',')
             .map(|s| s.trim().to_string())
@@ -54,6 +61,7 @@ impl Cluster {
             endpoints,
             current: 0,
             deadline: Duration::from_secs(15),
+            tls: tls.map(Arc::new),
         })
     }
 
@@ -92,7 +100,7 @@ impl Cluster {
             let addr = hinted
                 .take()
                 .unwrap_or_else(|| self.endpoints[self.current].clone());
-            match f(client(&addr)?).await {
+            match f(self.client(&addr)?).await {
                 Ok(r) => {
                     if let Some(i) = self.endpoints.iter().position(|e| *e == addr) {
                         self.current = i;

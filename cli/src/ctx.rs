@@ -30,8 +30,9 @@ impl Ctx {
         deadline: Duration,
         format: Format,
         actor: Option<String>,
+        tls: Option<cairn_proto::tls::TlsFiles>,
     ) -> anyhow::Result<Self> {
-        let mut cluster = Cluster::new(endpoints)?;
+        let mut cluster = Cluster::new(endpoints, tls)?;
         cluster.deadline = deadline;
         Ok(Self {
             cluster,

@@ -17,7 +17,8 @@ mod views;
 use clap::{Parser, Subcommand};
 
 use crate::cmd::{
-    cluster, cron, deploy, events, get, gpu, job, lease, lineage, model, node, note, ns, queue,
+    certs, cluster, cron, deploy, events, get, gpu, job, lease, lineage, model, node, note, ns,
+    queue,
 };
 
 #[derive(Parser)]
@@ -41,9 +42,19 @@ pub struct Cli {
     /// How long a command keeps retrying while no member answers or a leader is elected.
     #[arg(long, global = true, env = "CAIRN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
-    /// Who is asking (recorded as the actor of every change).
+    /// Who is asking (recorded as the actor of every change; with TLS the member records
+    /// the identity of the client certificate instead).
     #[arg(long, global = true, env = "CAIRN_ACTOR")]
     pub actor: Option<String>,
+    /// The cluster CA (PEM): mutual TLS with --cert and --key.
+    #[arg(long, global = true, env = "CAIRN_CA", requires_all = ["cert", "key"])]
+    pub ca: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), naming urn:cairn:user:<name>.
+    #[arg(long, global = true, env = "CAIRN_CERT", requires_all = ["ca", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// This client's private key (PEM).
+    #[arg(long, global = true, env = "CAIRN_KEY", requires_all = ["ca", "cert"])]
+    pub key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,11 +104,18 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Development certificates: a CA and the certificates of members, agents and users.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
 }
 
 /// Run one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut ctx = ctx::Ctx::new(&cli.endpoints, cli.timeout, cli.output, cli.actor)?;
+    let tls = match (cli.ca, cli.cert, cli.key) {
+        (Some(ca), Some(cert), Some(key)) => Some(cairn_proto::tls::TlsFiles { ca, cert, key }),
+        _ => None,
+    };
+    let mut ctx = ctx::Ctx::new(&cli.endpoints, cli.timeout, cli.output, cli.actor, tls)?;
     let ctx = &mut ctx;
     match cli.command {
         Command::Cluster(c) => cluster::run(ctx, c).await,
@@ -115,5 +133,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lineage(c) => lineage::run(ctx, c).await,
         Command::Deploy(c) => deploy::run(ctx, c).await,
         Command::Bench(c) => bench::run(ctx, c).await,
+        Command::Certs(c) => certs::run(c),
     }
 }

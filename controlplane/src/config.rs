@@ -34,6 +34,33 @@ pub struct ServerConfig {
     pub nodes: NodeSettings,
     /// Where the leader projects the log as Kubernetes objects (none: nowhere).
     pub kubernetes: Option<KubernetesSettings>,
+    /// Mutual TLS on the member's port, for clients, agents and other members alike
+    /// (none: plaintext, on loopback only unless `insecure`).
+    pub tls: Option<TlsSettings>,
+    /// Listen on addresses other than loopback without TLS.
+    pub insecure: bool,
+}
+
+/// The PEM files of a member's identity (`cairn certs` makes development ones).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The cluster CA: the certificates of members, agents and users are checked
+    /// against it.
+    pub ca: PathBuf,
+    /// This member's certificate (naming `urn:cairn:member:<node_id>`).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsSettings {
+    pub fn files(&self) -> cairn_proto::tls::TlsFiles {
+        cairn_proto::tls::TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// The Kubernetes projection.
@@ -111,6 +138,8 @@ impl Default for ServerConfig {
             max_request_bytes: 4 * 1024 * 1024,
             mlflow_listen: None,
             kubernetes: None,
+            tls: None,
+            insecure: false,
             raft: RaftSettings::default(),
             batch: BatchSettings::default(),
             nodes: NodeSettings::default(),
@@ -155,6 +184,14 @@ fn members_by_id<'de, D: serde::Deserializer<'de>>(
         .collect()
 }
 
+/// Whether `host:port` names a loopback address (`localhost` counts).
+fn is_loopback(a: &str) -> bool {
+    match a.parse::<std::net::SocketAddr>() {
+        Ok(s) => s.ip().is_loopback(),
+        Err(_) => a.rsplit_once(':').is_some_and(|(h, _)| h == "localhost"),
+    }
+}
+
 fn is_host_port(a: &str) -> bool {
     a.rsplit_once(':')
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
@@ -172,6 +209,11 @@ pub struct Overrides {
     pub max_request_bytes: Option<usize>,
     /// The MLflow facade's address (empty or `off`: not served).
     pub mlflow_listen: Option<String>,
+    /// The three TLS files, all or none.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 /// A configuration that could not be read.
@@ -187,6 +229,8 @@ pub enum ConfigError {
     File { path: PathBuf, why: String },
     #[error("initial members: {0}")]
     Members(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// `1=host:port,2=host:port,...` as a map of ids to addresses.
@@ -230,6 +274,10 @@ impl ServerConfig {
             initial_members,
             max_request_bytes,
             mlflow_listen,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            insecure,
         } = overrides;
         cfg.node_id = node_id.unwrap_or(cfg.node_id);
         cfg.listen = listen.unwrap_or(cfg.listen);
@@ -242,6 +290,16 @@ impl ServerConfig {
         if let Some(m) = mlflow_listen {
             cfg.mlflow_listen = (!m.is_empty() && m != "off").then_some(m);
         }
+        match (tls_ca, tls_cert, tls_key) {
+            (None, None, None) => {}
+            (Some(ca), Some(cert), Some(key)) => cfg.tls = Some(TlsSettings { ca, cert, key }),
+            _ => {
+                return Err(ConfigError::Tls(
+                    "--tls-ca, --tls-cert and --tls-key go together".into(),
+                ))
+            }
+        }
+        cfg.insecure |= insecure;
         Ok(cfg)
     }
 
@@ -305,6 +363,39 @@ impl ServerConfig {
         if let Some(m) = &self.mlflow_listen {
             if !is_host_port(m) {
                 p.push(format!("mlflow_listen: {m:?} is not host:port"));
+            }
+        }
+        if let Some(t) = &self.tls {
+            for (field, path) in [
+                ("tls.ca", &t.ca),
+                ("tls.cert", &t.cert),
+                ("tls.key", &t.key),
+            ] {
+                if let Err(e) = std::fs::metadata(path) {
+                    p.push(format!("{field}: {}: {e}", path.display()));
+                }
+            }
+        }
+        if !self.insecure {
+            let beyond_loopback = self
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_loopback());
+            if self.tls.is_none() && beyond_loopback {
+                p.push(format!(
+                    "listen: {} is not a loopback address and no [tls] is configured: configure TLS (`cairn certs init`) or start with --insecure",
+                    self.listen
+                ));
+            }
+            // The MLflow facade speaks plain HTTP.
+            if let Some(m) = self
+                .mlflow_listen
+                .as_deref()
+                .filter(|m| is_host_port(m) && !is_loopback(m))
+            {
+                p.push(format!(
+                    "mlflow_listen: {m} is not a loopback address and the MLflow facade serves plain HTTP: put it behind a TLS proxy on loopback or start with --insecure"
+                ));
             }
         }
         if self.max_request_bytes < 1024 {
@@ -396,6 +487,44 @@ mod tests {
             "{p:?}"
         );
         assert_eq!(p.len(), 5, "{p:?}");
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_needs_insecure_and_tls_files_must_exist() {
+        let wide = ServerConfig {
+            listen: "0.0.0.0:7420".into(),
+            initial_members: BTreeMap::from([(1, "10.0.0.1:7420".into())]),
+            ..ServerConfig::default()
+        };
+        let p = wide.validate();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("not a loopback address"), "{p:?}");
+        let insecure = ServerConfig {
+            insecure: true,
+            ..wide.clone()
+        };
+        assert_eq!(insecure.validate(), Vec::<String>::new());
+        let tls = ServerConfig {
+            tls: Some(TlsSettings {
+                ca: "/nonexistent/ca.crt".into(),
+                cert: "/nonexistent/m.crt".into(),
+                key: "/nonexistent/m.key".into(),
+            }),
+            mlflow_listen: Some("0.0.0.0:5000".into()),
+            ..wide
+        };
+        let p = tls.validate();
+        assert!(
+            p.iter().any(|s| s.starts_with("tls.ca: /nonexistent")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|s| s.starts_with("mlflow_listen")), "{p:?}");
+        assert!(!p.iter().any(|s| s.starts_with("listen")), "{p:?}");
+        let half = Overrides {
+            tls_ca: Some("ca.crt".into()),
+            ..Overrides::default()
+        };
+        assert!(ServerConfig::load(None, half).is_err());
     }
 
     #[test]

@@ -43,7 +43,14 @@ pub async fn run_with(
     log.collect_purged();
     let shared = sm.shared();
     let raft_config = Arc::new(config.openraft().map_err(anyhow::Error::msg)?);
-    let network = Network::new(id, config.raft.max_message_bytes);
+    let tls_files = config.tls.as_ref().map(|t| Arc::new(t.files()));
+    let server_tls = match &tls_files {
+        Some(files) => Some(cairn_proto::tls::server::ServerTls::load(
+            files.as_ref().clone(),
+        )?),
+        None => None,
+    };
+    let network = Network::new(id, config.raft.max_message_bytes, tls_files.clone());
     let raft = Raft::new(id, raft_config, network, log.clone(), sm)
         .await
         .context("starting Raft")?;
@@ -51,7 +58,13 @@ pub async fn run_with(
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(node = id, listen = %config.listen, advertise = %config.advertise(), data_dir = %config.data_dir.display(), "cairn-server listening");
+    tracing::info!(node = id, listen = %config.listen, advertise = %config.advertise(), data_dir = %config.data_dir.display(), tls = server_tls.is_some(), "cairn-server listening");
+    if server_tls.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "no TLS: plaintext, and every caller is trusted to name itself; for loopback use (configure [tls] for anything else)"
+        );
+    }
 
     bootstrap(&raft, &config).await?;
 
@@ -72,6 +85,7 @@ pub async fn run_with(
         Settings {
             max_message_bytes: config.max_request_bytes,
             lost_after_ms: config.nodes.lost_after_ms,
+            tls: tls_files,
         },
     );
     tokio::spawn(crate::leader::record_membership(app.clone()));
@@ -121,7 +135,7 @@ pub async fn run_with(
         max_request_bytes: config.max_request_bytes,
         max_message_bytes: config.raft.max_message_bytes,
     };
-    let serve = grpc::serve(app, listener, limits, stopped(stopping.clone()));
+    let serve = grpc::serve(app, listener, server_tls, limits, stopped(stopping.clone()));
     let grace = async {
         stopped(stopping).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

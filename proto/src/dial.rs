@@ -2,26 +2,30 @@
 //! tests and the chaos harness all dial through it, so connection settings (and, with
 //! TLS, the client identity) are decided in one place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-/// An address that is not a valid endpoint.
+use crate::tls::TlsFiles;
+
+/// An address that is not a valid endpoint, or TLS files that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("bad endpoint {addr:?}: {source}")]
 pub struct BadEndpoint {
     pub addr: String,
     #[source]
-    pub source: tonic::transport::Error,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// How to reach another process: lazily connected, `TCP_NODELAY` (small HTTP/2 frames
-/// must not wait for delayed ACKs).
-#[derive(Debug, Clone, Copy)]
+/// must not wait for delayed ACKs), over mutual TLS when given the files of an identity.
+#[derive(Debug, Clone)]
 pub struct Dial {
     connect_timeout: Duration,
     timeout: Option<Duration>,
     keep_alive: Option<Duration>,
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl Default for Dial {
@@ -30,6 +34,7 @@ impl Default for Dial {
             connect_timeout: Duration::from_secs(1),
             timeout: None,
             keep_alive: None,
+            tls: None,
         }
     }
 }
@@ -58,21 +63,29 @@ impl Dial {
         self
     }
 
+    /// Mutual TLS as the identity in `files` (none: plaintext). The files are read
+    /// whenever a channel is made.
+    pub fn tls(mut self, files: Option<Arc<TlsFiles>>) -> Self {
+        self.tls = files;
+        self
+    }
+
     /// A lazily connected channel to `addr`: `host:port`, or a URI.
     pub fn channel(&self, addr: &str) -> Result<Channel, BadEndpoint> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let bad = |source| BadEndpoint {
+        let host_port = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let bad = |source: Box<dyn std::error::Error + Send + Sync>| BadEndpoint {
             addr: addr.to_string(),
             source,
         };
-        let mut e = Endpoint::from_shared(uri)
-            .map_err(bad)?
+        let mut e = Endpoint::from_shared(format!("{scheme}://{host_port}"))
+            .map_err(|e| bad(e.into()))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
+        if let Some(files) = &self.tls {
+            let config = files.client_config().map_err(|e| bad(e.into()))?;
+            e = e.tls_config(config).map_err(|e| bad(e.into()))?;
+        }
         if let Some(t) = self.timeout {
             e = e.timeout(t);
         }

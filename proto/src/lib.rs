@@ -6,6 +6,7 @@
 
 pub mod codec;
 mod dial;
+pub mod tls;
 pub use dial::{BadEndpoint, Dial};
 
 pub mod v1 {
@@ -19,6 +20,9 @@ include!(concat!(env!("OUT_DIR"), "/oneof_types.rs"));
 
 /// Metadata carrying an agent's node token.
 pub const NODE_TOKEN: &str = "x-cairn-node-token";
+/// Metadata with the URN of the caller a member forwards a request for (believed only
+/// from a member's connection).
+pub const ON_BEHALF_OF: &str = "x-cairn-on-behalf-of";
 
 impl std::fmt::Display for v1::EntityRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

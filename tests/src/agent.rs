@@ -28,6 +28,18 @@ impl TestAgent {
         ports: (u16, u16),
         endpoints: &[String],
     ) -> anyhow::Result<Self> {
+        Self::start_with(dir, node, topology, ports, endpoints, &[])
+    }
+
+    /// [`TestAgent::start`] with more arguments (TLS files, say).
+    pub fn start_with(
+        dir: &Path,
+        node: &str,
+        topology: &str,
+        ports: (u16, u16),
+        endpoints: &[String],
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let dir = dir.join(format!("agent-{node}"));
         std::fs::create_dir_all(&dir)?;
         let args = vec![
@@ -51,7 +63,10 @@ impl TestAgent {
             "127.0.0.1".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
         let mut a = Self {
             node: node.to_string(),
             dir,

@@ -26,6 +26,22 @@ pub fn client_with_timeout(addr: &str, timeout: Duration) -> CairnClient<Channel
     CairnClient::new(channel)
 }
 
+/// A client of the member at `addr` over mutual TLS as the identity in `tls`, whose
+/// calls give up after 10 s.
+///
+/// # Panics
+///
+/// When `addr` is not an address or the files cannot be read: the test made both.
+pub fn tls_client(addr: &str, tls: &pb::tls::TlsFiles) -> CairnClient<Channel> {
+    let channel = pb::Dial::new()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .tls(Some(std::sync::Arc::new(tls.clone())))
+        .channel(addr)
+        .expect("a valid address and readable TLS files");
+    CairnClient::new(channel)
+}
+
 /// Page through every event of one member.
 pub async fn all_events(
     c: &mut CairnClient<Channel>,

@@ -27,6 +27,9 @@ pub struct Settings {
     pub relayed: bool,
     /// Every member serves the MLflow-compatible registry API (on a port of its own).
     pub mlflow: bool,
+    /// Mutual TLS: member `i` uses `member-<i>.crt` and `.key` of this directory, as
+    /// `cairn certs init` writes them.
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             node_lost_after_ms: 10_000,
             relayed: false,
             mlflow: false,
+            tls_dir: None,
         }
     }
 }
@@ -98,6 +102,10 @@ impl TestCluster {
             max_request_bytes: s.max_request_bytes,
             node_lost_after_ms: s.node_lost_after_ms,
             mlflow_listen: s.mlflow.then(|| format!("127.0.0.1:{}", free_port())),
+            tls: s
+                .tls_dir
+                .as_ref()
+                .map(|d| cairn_proto::tls::TlsFiles::in_dir(d, &format!("member-{id}"))),
             ..ServerSpec::new(bin("cairn-server"), id, addr, dir)
         };
         self.nodes.push(Server::start_new(spec).await?);

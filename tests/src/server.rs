@@ -65,6 +65,10 @@ pub struct ServerSpec {
     pub port_range: Option<(u16, u16)>,
     /// Under `dev`: project into the Kubernetes API server this kubeconfig names.
     pub kubeconfig: Option<PathBuf>,
+    /// Mutual TLS with these files (none: plaintext).
+    pub tls: Option<cairn_proto::tls::TlsFiles>,
+    /// Plaintext on an address other than loopback.
+    pub insecure: bool,
 }
 
 impl ServerSpec {
@@ -87,6 +91,8 @@ impl ServerSpec {
             mlflow_listen: None,
             port_range: None,
             kubeconfig: None,
+            tls: None,
+            insecure: false,
         }
     }
 
@@ -112,6 +118,17 @@ impl ServerSpec {
         }
         if let Some(mlflow) = &self.mlflow_listen {
             toml.push_str(&format!("mlflow_listen = \"{mlflow}\"\n"));
+        }
+        if self.insecure {
+            toml.push_str("insecure = true\n");
+        }
+        if let Some(t) = &self.tls {
+            toml.push_str(&format!(
+                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            ));
         }
         if !self.initial_members.is_empty() {
             toml.push_str("[initial_members]\n");

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::bench::proc::{cpu_ticks, pid_rss};
-use crate::client::{self, Cluster};
+use crate::client::Cluster;
 use crate::output::{self, table};
 
 #[derive(clap::Args, Clone)]
@@ -90,7 +90,7 @@ fn with_token<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
 fn submit(node: &str, body: Body) -> pb::SubmitRequest {
     pb::SubmitRequest {
         command: Some(pb::Command {
-            actor: format!("node/{node}"),
+            actor: format!("agent/{node}"),
             body: Some(body),
             ..Default::default()
         }),
@@ -111,7 +111,7 @@ pub async fn agents(cluster: &mut Cluster, args: AgentsArgs) -> anyhow::Result<(
         .map(|m| m.address.clone())
         .ok_or_else(|| anyhow::anyhow!("no leader known"))?;
     let channels: Vec<Channel> = (0..args.connections)
-        .map(|_| client::channel(&leader_addr))
+        .map(|_| cluster.channel(&leader_addr))
         .collect::<anyhow::Result<_>>()?;
     let client_for =
         |i: usize| pb::cairn_client::CairnClient::new(channels[i % channels.len()].clone());

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::proc::pid_rss;
-use crate::client::{self, Cluster};
+use crate::client::Cluster;
 use crate::output::{self, table};
 
 #[derive(clap::Args, Clone)]
@@ -253,7 +253,8 @@ async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::
         })),
         ..Default::default()
     };
-    match client::client(&leader)?
+    match cluster
+        .client(&leader)?
         .submit(pb::SubmitRequest {
             command: Some(create),
         })
@@ -265,7 +266,7 @@ async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::
     }
     let text = Arc::new("x".repeat(args.payload));
     let channels: Vec<_> = (0..args.connections.clamp(1, n))
-        .map(|_| client::channel(&leader))
+        .map(|_| cluster.channel(&leader))
         .collect::<anyhow::Result<_>>()?;
     let mut round = match args.api {
         Api::Unary => {

@@ -411,7 +411,7 @@ async fn remote_logs(
         .map(|i| i.agent_endpoint.clone())
         .filter(|e| !e.is_empty())
         .ok_or_else(|| anyhow::anyhow!("node/{node}'s agent publishes no log service"))?;
-    let mut agent = pb::node_agent_client::NodeAgentClient::new(crate::client::channel(&endpoint)?);
+    let mut agent = pb::node_agent_client::NodeAgentClient::new(cluster.channel(&endpoint)?);
     let mut stream = agent
         .read_log(pb::ReadLogRequest {
             job: name.to_string(),

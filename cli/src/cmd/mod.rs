@@ -3,6 +3,7 @@
 //! `run(ctx, cmd)`, which does the work. What several nouns share lives in `crate::ctx`
 //! (and the output shapes in `crate::views`), so a command file uses no other one.
 //!
+//! - `certs`: development certificates (no cluster needed).
 //! - `cluster`: Raft status and membership. `events`: list and tail the event log.
 //! - `ns`: namespaces. `note`: notes on any entity. `get`: any one entity, `kind/name`.
 //! - `node`: nodes, cordons and drains. `gpu`: GPUs, health, interconnect.
@@ -15,6 +16,7 @@
 //! A new noun gets a file here, an entry above and a `pub mod` line below, and a
 //! variant in `crate::Command` with its line in `crate::run`.
 
+pub mod certs;
 pub mod cluster;
 pub mod cron;
 pub mod deploy;

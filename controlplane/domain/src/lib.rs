@@ -23,6 +23,7 @@
 //! Deliberately absent: storage, indexes and the wire format. The control plane persists
 //! events, builds the query indexes and converts to and from protobuf at its edge.
 
+pub mod authz;
 pub mod core;
 pub mod cron;
 pub mod deployment;

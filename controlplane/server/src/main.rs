@@ -108,6 +108,18 @@ struct RunArgs {
     /// Serve the MLflow-compatible registry API on this address (`off`: not at all).
     #[arg(long, env = "CAIRN_MLFLOW_LISTEN")]
     mlflow_listen: Option<String>,
+    /// The cluster CA (PEM): mutual TLS with --tls-cert and --tls-key.
+    #[arg(long, env = "CAIRN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This member's certificate (PEM), naming urn:cairn:member:<node id>.
+    #[arg(long, env = "CAIRN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// This member's private key (PEM).
+    #[arg(long, env = "CAIRN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Listen on addresses other than loopback without TLS.
+    #[arg(long, env = "CAIRN_INSECURE")]
+    insecure: bool,
 }
 
 impl RunArgs {
@@ -120,6 +132,10 @@ impl RunArgs {
             initial_members: self.initial_members,
             max_request_bytes: self.max_request_bytes,
             mlflow_listen: self.mlflow_listen,
+            tls_ca: self.tls_ca,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            insecure: self.insecure,
         };
         Ok(ServerConfig::load(self.config.as_deref(), overrides)?)
     }

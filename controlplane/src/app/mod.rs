@@ -49,12 +49,14 @@ use crate::store::log::LogStore;
 use crate::store::state_machine::Shared;
 
 /// Settings of the application layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Largest message to or from another member's client API (forwarding).
     pub max_message_bytes: usize,
     /// Silence after which the leader records a node lost.
     pub lost_after_ms: u64,
+    /// This member's identity towards the others (none: plaintext).
+    pub tls: Option<Arc<cairn_proto::tls::TlsFiles>>,
 }
 
 /// One member's application layer; cheap to clone.
@@ -100,7 +102,7 @@ impl App {
                 log,
                 shared,
                 proposer,
-                peers: peers::Peers::new(settings.max_message_bytes),
+                peers: peers::Peers::new(settings.max_message_bytes, settings.tls.clone()),
                 settings,
                 read_floor: Mutex::new(None),
                 read_rounds: Mutex::new(read::Rounds::default()),
@@ -153,8 +155,8 @@ impl App {
         f(&self.inner.shared.read().state)
     }
 
-    pub fn settings(&self) -> Settings {
-        self.inner.settings
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     pub fn heartbeats(&self) -> &Heartbeats {

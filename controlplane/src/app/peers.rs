@@ -2,10 +2,11 @@
 //! by forwarded requests and status probes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto as pb;
+use cairn_proto::tls::TlsFiles;
 use pb::cairn_client::CairnClient;
 use pb::raft_transport_client::RaftTransportClient;
 use tonic::transport::Channel;
@@ -20,13 +21,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(super) struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     max_message_bytes: usize,
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl Peers {
-    pub(super) fn new(max_message_bytes: usize) -> Self {
+    pub(super) fn new(max_message_bytes: usize, tls: Option<Arc<TlsFiles>>) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             max_message_bytes,
+            tls,
         }
     }
 
@@ -35,7 +38,7 @@ impl Peers {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = network::channel(addr)
+        let c = network::channel(addr, self.tls.clone())
             .map_err(|e| AppError::Internal(format!("bad member address {addr:?}: {e}")))?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::raft_transport_client::RaftTransportClient;
+use cairn_proto::tls::TlsFiles;
 use cairn_proto::RaftMessage;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
@@ -18,11 +19,16 @@ use tonic::transport::Channel;
 
 use super::{decode, encode, Node, NodeId, TypeConfig};
 
-/// A lazily connected gRPC channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, cairn_proto::BadEndpoint> {
+/// A lazily connected gRPC channel to the member at `addr` (`host:port`), over mutual
+/// TLS as this member when `tls` is given.
+pub fn channel(
+    addr: &str,
+    tls: Option<Arc<TlsFiles>>,
+) -> Result<Channel, cairn_proto::BadEndpoint> {
     cairn_proto::Dial::new()
         .connect_timeout(Duration::from_millis(500))
         .keep_alive(Duration::from_secs(5))
+        .tls(tls)
         .channel(addr)
 }
 
@@ -39,14 +45,16 @@ pub struct Network {
     /// The most bytes one Raft message may carry (both directions).
     max_message_bytes: usize,
     channels: Channels,
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl Network {
-    pub fn new(id: NodeId, max_message_bytes: usize) -> Self {
+    pub fn new(id: NodeId, max_message_bytes: usize, tls: Option<Arc<TlsFiles>>) -> Self {
         Self {
             id,
             max_message_bytes,
             channels: Channels::default(),
+            tls,
         }
     }
 
@@ -58,7 +66,7 @@ impl Network {
                 return Ok(c.clone());
             }
         }
-        let c = channel(addr).map_err(|e| e.to_string())?;
+        let c = channel(addr, self.tls.clone()).map_err(|e| e.to_string())?;
         channels.insert(target, (addr.to_string(), c.clone()));
         Ok(c)
     }

@@ -26,6 +26,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
     if !problems.is_empty() {
         return Err(Rejection::InvalidArgument(problems.join("; ")));
     }
+    crate::authz::authorize(cmd)?;
     if let (Some(expected), Some(target)) = (cmd.expected_revision, cmd.body.target()) {
         let actual = state.revision(&target);
         if expected != actual {

@@ -17,7 +17,7 @@ use tracing::field::Empty;
 
 use super::request::{
     command, consistency, filter, forward_read, forward_write, forwarded, is_forwarded,
-    optional_name, read_info, token_digest,
+    optional_name, read_info, Stamp,
 };
 use crate::app::{App, AppError, Applied, EndpointLoad, MembershipChange, Route};
 use crate::convert::FromPb;
@@ -86,6 +86,12 @@ fn not_found(what: String) -> AppError {
 /// A membership change: checked here, made on the leader.
 macro_rules! membership_call {
     ($self:ident, $req:ident, $method:ident, $change:expr) => {{
+        if let Some(cairn_proto::tls::Identity::Agent(a)) = crate::auth::caller(&$req) {
+            return Err(AppError::Rejected(Rejection::PermissionDenied(format!(
+                "agent/{a} may not change the membership"
+            )))
+            .into());
+        }
         if let Route::Leader(addr) = $self.app.route(is_forwarded(&$req)).await? {
             let mut client = $self.app.member_client(&addr)?;
             return forward_write(client.$method(forwarded($req))).await;
@@ -105,7 +111,7 @@ impl pb::cairn_server::Cairn for CairnService {
         let Some(cmd) = req.get_ref().command.clone() else {
             return Err(AppError::Invalid(vec!["command: required".into()]).into());
         };
-        let cmd = self.app.accept(command(cmd, token_digest(&req))?)?;
+        let cmd = self.app.accept(command(cmd, &Stamp::of(&req))?)?;
         let span = tracing::Span::current();
         span.record("term", self.app.leading().1);
         span.record("correlation_id", cmd.correlation_id.as_str());
@@ -138,10 +144,10 @@ impl pb::cairn_server::Cairn for CairnService {
         req: Request<tonic::Streaming<pb::SubmitRequest>>,
     ) -> Result<Response<SubmitStream>, Status> {
         self.app.ensure_leader().await?;
-        let digest = token_digest(&req);
+        let stamp = Stamp::of(&req);
         let input = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(super::stream::WINDOW);
-        tokio::spawn(super::stream::answer(self.app.clone(), input, digest, tx));
+        tokio::spawn(super::stream::answer(self.app.clone(), input, stamp, tx));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -346,7 +352,7 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let digest = token_digest(&req);
+        let digest = Stamp::of(&req).token_digest;
         let req = req.into_inner();
         let loads = req
             .serving

@@ -13,10 +13,15 @@ mod status;
 mod stream;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use cairn_proto::cairn_server::CairnServer;
 use cairn_proto::raft_transport_server::RaftTransportServer;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::auth;
+use cairn_proto::tls::server::ServerTls;
 
 pub use cairn::MAX_PAGE;
 
@@ -35,24 +40,41 @@ pub struct Limits {
 pub async fn serve(
     app: App,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(
+    let on = tls.is_some();
+    let router = tonic::transport::Server::builder()
+        .add_service(InterceptedService::new(
             CairnServer::new(cairn::CairnService::new(app.clone()))
                 .max_decoding_message_size(limits.max_request_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
-        )
-        .add_service(
+            auth::client_api(on),
+        ))
+        .add_service(InterceptedService::new(
             RaftTransportServer::new(raft::RaftService::new(app))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
-        )
-        .serve_with_incoming_shutdown(
-            // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
+            auth::raft(on),
+        ));
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(
+                    cairn_proto::tls::server::incoming(listener, tls),
+                    shutdown,
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    // Small HTTP/2 frames (trailers) must not wait for delayed ACKs.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    }
 }

@@ -10,7 +10,10 @@ use cairn_proto as pb;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use cairn_proto::tls::Identity;
+
 use crate::app::{AppError, Consistency, ReadPoint};
+use crate::auth;
 use crate::convert::FromPb;
 use crate::store::events::Filter;
 
@@ -25,36 +28,63 @@ pub fn is_forwarded<T>(req: &Request<T>) -> bool {
 }
 
 /// `req` as this member forwards it to the leader: marked forwarded, with the agent's
-/// token if it carried one.
+/// token if it carried one, on behalf of its authenticated caller if it has one.
 pub fn forwarded<T>(req: Request<T>) -> Request<T> {
     let token = req.metadata().get(pb::NODE_TOKEN).cloned();
+    let caller = auth::caller(&req);
     let mut req = Request::new(req.into_inner());
     req.metadata_mut()
         .insert(FORWARDED, MetadataValue::from_static("1"));
     if let Some(t) = token {
         req.metadata_mut().insert(pb::NODE_TOKEN, t);
     }
+    auth::on_behalf_of(&mut req, caller.as_ref());
     req
 }
 
-/// SHA-256 of the agent token a request carries; empty without one.
-pub fn token_digest<T>(req: &Request<T>) -> Vec<u8> {
-    match req.metadata().get(pb::NODE_TOKEN) {
-        Some(t) => ring::digest::digest(&ring::digest::SHA256, t.as_bytes())
-            .as_ref()
-            .to_vec(),
-        None => Vec::new(),
+fn sha256(b: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .to_vec()
+}
+
+/// What the edge, never the client, puts on the commands of a request: the
+/// authenticated caller as the actor, and the digest of the agent's credential (its
+/// certificate identity under TLS, its node token without).
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    caller: Option<Identity>,
+    pub token_digest: Vec<u8>,
+}
+
+impl Stamp {
+    pub fn of<T>(req: &Request<T>) -> Self {
+        let caller = auth::caller(req);
+        let token_digest = match &caller {
+            Some(id @ Identity::Agent(_)) => sha256(id.urn().as_bytes()),
+            Some(Identity::Member(_) | Identity::User(_)) => Vec::new(),
+            None => match req.metadata().get(pb::NODE_TOKEN) {
+                Some(t) => sha256(t.as_bytes()),
+                None => Vec::new(),
+            },
+        };
+        Self {
+            caller,
+            token_digest,
+        }
     }
 }
 
-/// A command as a client sent it, in the domain's terms, with the token digest the
-/// edge (never the client) supplies.
-pub fn command(
-    mut cmd: pb::Command,
-    token_digest: Vec<u8>,
-) -> Result<cairn_domain::Command, AppError> {
-    cmd.token_digest = token_digest;
-    cairn_domain::Command::from_pb(&cmd).map_err(|m| AppError::Invalid(m.0))
+/// A command as a client sent it, in the domain's terms, stamped by the edge, and
+/// authorised (the same check `decide` makes again).
+pub fn command(mut cmd: pb::Command, stamp: &Stamp) -> Result<cairn_domain::Command, AppError> {
+    cmd.token_digest = stamp.token_digest.clone();
+    if let Some(caller) = &stamp.caller {
+        cmd.actor = caller.to_string();
+    }
+    let cmd = cairn_domain::Command::from_pb(&cmd).map_err(|m| AppError::Invalid(m.0))?;
+    cairn_domain::authz::authorize(&cmd).map_err(AppError::Rejected)?;
+    Ok(cmd)
 }
 
 /// A read's consistency: one of the enum's values, or an error naming the field.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::request::command;
+use super::request::{command, Stamp};
 use crate::app::{App, AppError};
 
 /// Commands of one stream in flight at once (the client's pipelining window).
@@ -19,7 +19,7 @@ pub const WINDOW: usize = 1024;
 pub async fn answer(
     app: App,
     mut input: Streaming<pb::SubmitRequest>,
-    digest: Vec<u8>,
+    stamp: Stamp,
     tx: mpsc::Sender<Result<pb::SubmitStreamResponse, Status>>,
 ) {
     let mut pending = futures::stream::FuturesOrdered::new();
@@ -37,8 +37,8 @@ pub async fn answer(
             m = input.message(), if open && pending.len() < WINDOW => match m {
                 Ok(Some(r)) => {
                     received += 1;
-                    let (app, digest) = (app.clone(), digest.clone());
-                    pending.push_back(async move { submit_one(&app, r, digest).await });
+                    let (app, stamp) = (app.clone(), stamp.clone());
+                    pending.push_back(async move { submit_one(&app, r, &stamp).await });
                 }
                 Ok(None) => open = false,
                 Err(s) => {
@@ -57,15 +57,11 @@ pub async fn answer(
 }
 
 /// One command of a stream, answered with its outcome or its own error.
-async fn submit_one(
-    app: &App,
-    req: pb::SubmitRequest,
-    digest: Vec<u8>,
-) -> pb::SubmitStreamResponse {
+async fn submit_one(app: &App, req: pb::SubmitRequest, stamp: &Stamp) -> pb::SubmitStreamResponse {
     use pb::submit_stream_response::Result as R;
     let outcome = match req.command {
         None => Err(AppError::Invalid(vec!["command: required".into()])),
-        Some(cmd) => match command(cmd, digest).and_then(|c| app.accept(c)) {
+        Some(cmd) => match command(cmd, stamp).and_then(|c| app.accept(c)) {
             Ok(cmd) => app.propose(&cmd).await,
             Err(e) => Err(e),
         },

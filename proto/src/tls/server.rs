@@ -1,0 +1,197 @@
+//! The server side of mutual TLS 1.3: the member's certificate and the cluster CA,
+//! reloaded when their files change (rotation without a restart), and an accept loop
+//! whose handshakes run side by side under a deadline, so a client that connects and
+//! never speaks holds nothing but its own socket for that long; and the identity a
+//! peer's certificate names.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tonic::{Request, Status};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{Identity, TlsFiles};
+
+/// How long a client has to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The files are looked at (their modification times) at most this often.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// A member's TLS: the current configuration and where it came from.
+pub struct ServerTls {
+    files: TlsFiles,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    config: Arc<ServerConfig>,
+    stamps: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
+fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+    [&files.ca, &files.cert, &files.key]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading the certificates in {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate", path.display());
+    Ok(certs)
+}
+
+/// A server configuration from the files: TLS 1.3 only, a client certificate of the CA
+/// required, HTTP/2.
+pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in certs(&files.ca)? {
+        roots
+            .add(ca)
+            .with_context(|| format!("{}: not a CA certificate", files.ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("the client certificate verifier")?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading the private key {}", files.key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(&files.cert)?, key)
+        .with_context(|| {
+            format!(
+                "{} and {} are not a certificate and its key",
+                files.cert.display(),
+                files.key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+impl ServerTls {
+    /// Load the files now (an error here stops the start).
+    pub fn load(files: TlsFiles) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(server_config(&files)?);
+        let current = Current {
+            config,
+            stamps: stamps(&files),
+            checked: Instant::now(),
+        };
+        Ok(Arc::new(Self {
+            files,
+            current: Mutex::new(current),
+        }))
+    }
+
+    /// The configuration for the next handshake: reloaded first if a file changed. A
+    /// change that does not load (a key written before its certificate) keeps the last
+    /// good configuration and is tried again at the next check.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if c.checked.elapsed() >= RELOAD_CHECK {
+            c.checked = Instant::now();
+            let now = stamps(&self.files);
+            if now != c.stamps {
+                match server_config(&self.files) {
+                    Ok(config) => {
+                        tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                        c.config = Arc::new(config);
+                        c.stamps = now;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the changed TLS files do not load; keeping the previous ones")
+                    }
+                }
+            }
+        }
+        c.config.clone()
+    }
+}
+
+/// The TLS connections accepted on `listener`: each handshake runs in its own task
+/// under [`HANDSHAKE_TIMEOUT`]; failed ones are logged and dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(tls.config());
+            if tx.is_closed() {
+                return;
+            }
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The identity in a DER certificate, or why it names none.
+pub fn identity_in(der: &[u8]) -> Result<Identity, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("an unreadable certificate: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("an unreadable subject alternative name: {e}"))?
+        .ok_or("a certificate without subject alternative names")?;
+    let mut found = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(u) if u.starts_with("urn:cairn:") => Some(*u),
+        _ => None,
+    });
+    match (found.next(), found.next()) {
+        (Some(urn), None) => {
+            Identity::from_urn(urn).ok_or_else(|| format!("{urn:?} is not a Cairn identity"))
+        }
+        (None, _) => Err("a certificate that names no urn:cairn: identity".into()),
+        (Some(_), Some(_)) => Err("a certificate that names more than one identity".into()),
+    }
+}
+
+/// The identity of the peer of a TLS connection a request came on.
+pub fn identity_of<T>(req: &Request<T>) -> Result<Identity, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    identity_in(leaf).map_err(Status::unauthenticated)
+}

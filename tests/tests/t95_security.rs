@@ -1,0 +1,406 @@
+//! Mutual TLS: `cairn certs` makes the identities; members, agents and the CLI speak
+//! TLS 1.3 with client certificates of the cluster CA; the identity, never the client,
+//! is the actor; only members speak Raft; an agent reports only about its own node;
+//! certificates rotate without a restart; and plaintext, garbage and silent
+//! connections are refused without harming anyone else.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_proto as pb;
+use cairn_proto::tls::TlsFiles;
+use cairn_tests::client::tls_client;
+use cairn_tests::process::bin;
+use cairn_tests::{cli, create_ns, free_port, Settings, TestAgent, TestCluster};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+fn certs(args: &[&str]) {
+    let out = Command::new(bin("cairn"))
+        .arg("certs")
+        .args(args)
+        .output()
+        .expect("running cairn certs");
+    assert!(
+        out.status.success(),
+        "cairn certs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn events_by(events: &[pb::Event], entity: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.entity.as_ref().is_some_and(|r| r.to_string() == entity))
+        .map(|e| e.actor.clone())
+        .collect()
+}
+
+/// The certificate (DER) a member presents to a new connection.
+async fn presented_cert(addr: &str, client: &TlsFiles) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&client.ca).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("a CA");
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&client.cert)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("cert");
+    let key = PrivateKeyDer::from_pem_file(&client.key).expect("key");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("a name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .expect("a certificate")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs_dir = dir.path().join("certs");
+    let d = certs_dir.to_str().expect("utf-8");
+    certs(&["init", "--dir", d, "--agent", "n1", "--user", "alice"]);
+    // Files a test needs that `init` does not make: an expired and a future user, and
+    // a user of another CA.
+    certs(&[
+        "issue",
+        "user",
+        "old",
+        "--dir",
+        d,
+        "--backdate",
+        "48h",
+        "--valid-for",
+        "24h",
+    ]);
+    certs(&["issue", "user", "early", "--dir", d, "--postdate", "24h"]);
+    let other = dir.path().join("other");
+    certs(&[
+        "init",
+        "--dir",
+        other.to_str().expect("utf-8"),
+        "--members",
+        "1",
+        "--user",
+        "alice",
+    ]);
+    let user = |name: &str| TlsFiles::in_dir(&certs_dir, &format!("user-{name}"));
+    let alice = user("alice");
+
+    let cluster = TestCluster::start(
+        3,
+        Settings {
+            tls_dir: Some(certs_dir.clone()),
+            ..Settings::default()
+        },
+    )
+    .await
+    .expect("a TLS cluster");
+    let endpoints = cluster.endpoints();
+
+    // --- a leader, through TLS.
+    let start = Instant::now();
+    let leader = loop {
+        let mut c = tls_client(&endpoints[0], &alice);
+        if let Ok(s) = c.cluster_status(pb::ClusterStatusRequest {}).await {
+            let s = s.into_inner();
+            if s.leader_id != 0 {
+                break s.leader_id;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no leader over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = endpoints[if leader == 1 { 1 } else { 0 }].clone();
+
+    // --- the actor is the certificate's identity, whatever the client says, also
+    // through a follower that forwards the write to the leader.
+    let mut c = tls_client(&follower, &alice);
+    c.submit(create_ns("by-alice"))
+        .await
+        .expect("alice creates a namespace");
+    let out = cli(std::slice::from_ref(&follower))
+        .args(["--ca", alice.ca.to_str().expect("utf-8")])
+        .args(["--cert", alice.cert.to_str().expect("utf-8")])
+        .args(["--key", alice.key.to_str().expect("utf-8")])
+        .args(["--actor", "mallory", "ns", "create", "by-cli"])
+        .output()
+        .expect("cairn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = pb::all_events(&mut c, pb::ReadConsistency::Linearizable)
+        .await
+        .expect("events");
+    assert_eq!(events_by(&events, "namespace/by-alice"), ["user/alice"]);
+    assert_eq!(events_by(&events, "namespace/by-cli"), ["user/alice"]);
+
+    // --- refused: plaintext, another CA, expired, not yet valid.
+    let mut plain = cairn_tests::client_with_timeout(&endpoints[0], Duration::from_secs(3));
+    assert!(
+        plain.submit(create_ns("plain")).await.is_err(),
+        "plaintext accepted"
+    );
+    for (who, files) in [
+        ("another CA", TlsFiles::in_dir(&other, "user-alice")),
+        ("expired", user("old")),
+        ("not yet valid", user("early")),
+    ] {
+        let mut c = tls_client(&endpoints[0], &files);
+        let r = c.submit(create_ns("refused")).await;
+        assert!(r.is_err(), "{who}: a certificate accepted: {r:?}");
+    }
+
+    // --- only members speak Raft: an agent's and a user's certificates are refused.
+    for files in [TlsFiles::in_dir(&certs_dir, "agent-n1"), alice.clone()] {
+        let channel = pb::Dial::new()
+            .tls(Some(Arc::new(files.clone())))
+            .channel(&endpoints[0])
+            .expect("a channel");
+        let mut raft = pb::raft_transport_client::RaftTransportClient::new(channel);
+        let s = raft
+            .member_status(pb::RaftMessage::default())
+            .await
+            .expect_err("Raft from a non-member");
+        assert_eq!(
+            s.code(),
+            Code::PermissionDenied,
+            "{}: {s:?}",
+            files.cert.display()
+        );
+    }
+
+    // --- a user may not pretend to be forwarding for someone else.
+    let mut req = tonic::Request::new(create_ns("impersonated"));
+    req.metadata_mut().insert(
+        pb::ON_BEHALF_OF,
+        "urn:cairn:user:admin".parse().expect("ascii"),
+    );
+    let s = tls_client(&endpoints[0], &alice)
+        .submit(req)
+        .await
+        .expect_err("impersonation");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+
+    // --- an agent registers its own node, and may report about no other.
+    let agent_files = TlsFiles::in_dir(&certs_dir, "agent-n1");
+    let tls_args = [
+        "--tls-ca".to_string(),
+        agent_files.ca.display().to_string(),
+        "--tls-cert".into(),
+        agent_files.cert.display().to_string(),
+        "--tls-key".into(),
+        agent_files.key.display().to_string(),
+    ];
+    let port = free_port();
+    let _agent = TestAgent::start_with(
+        dir.path(),
+        "n1",
+        "pcie-4",
+        (port, port + 20),
+        &endpoints,
+        &tls_args,
+    )
+    .expect("an agent");
+    let start = Instant::now();
+    loop {
+        let nodes = tls_client(&endpoints[0], &alice)
+            .list_nodes(pb::ListNodesRequest::default())
+            .await
+            .map(|r| r.into_inner().nodes)
+            .unwrap_or_default();
+        if nodes.iter().any(|n| n.name == "n1") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the TLS agent never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forged = pb::SubmitRequest {
+        command: Some(pb::Command {
+            actor: "agent/n2".into(),
+            body: Some(pb::command::Body::ReportGpuHealth(pb::ReportGpuHealth {
+                node: "n2".into(),
+                gpus: Vec::new(),
+            })),
+            ..Default::default()
+        }),
+    };
+    let s = tls_client(&endpoints[0], &agent_files)
+        .submit(forged)
+        .await
+        .expect_err("a report about another node");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    let s = tls_client(&endpoints[0], &agent_files)
+        .submit(create_ns("by-agent"))
+        .await
+        .expect_err("an agent creating a namespace");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    let events = pb::all_events(&mut c, pb::ReadConsistency::Linearizable)
+        .await
+        .expect("events");
+    assert_eq!(events_by(&events, "node/n1")[0], "agent/n1");
+
+    // --- silent, garbage and plaintext connections leave the member answering, and a
+    // silent one is closed after the handshake deadline.
+    let mut silent = tokio::net::TcpStream::connect(&endpoints[0])
+        .await
+        .expect("tcp");
+    let mut junk = Vec::new();
+    for i in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(&endpoints[0])
+            .await
+            .expect("tcp");
+        if i % 2 == 0 {
+            let _ = s
+                .write_all(b"\x16\x03\x01\xff\xffgarbage that is no handshake")
+                .await;
+        } else {
+            let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        }
+        junk.push(s);
+    }
+    let t = Instant::now();
+    tls_client(&endpoints[0], &alice)
+        .submit(create_ns("amid-junk"))
+        .await
+        .expect("a write amid junk connections");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "slow amid junk: {:?}",
+        t.elapsed()
+    );
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection was not closed after the handshake deadline: {closed:?}"
+    );
+
+    // --- rotation under write load: member 1's certificate is replaced on disk; new
+    // connections get the new one, and no acknowledged write is lost.
+    let m1 = endpoints[0].clone();
+    let before = presented_cert(&m1, &alice).await;
+    assert_eq!(before, pem_der(&certs_dir.join("member-1.crt")));
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (acked, stop, addr, files) = (
+            acked.clone(),
+            stop.clone(),
+            endpoints.clone(),
+            alice.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut ok = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 2_000 {
+                let name = format!("w{w}-{i}");
+                let mut c = tls_client(&addr[i % addr.len()], &files);
+                if c.submit(create_ns(&name)).await.is_ok() {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    ok.push(name);
+                }
+                i += 1;
+            }
+            ok
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    certs(&["issue", "member", "1", "--dir", d]);
+    let start = Instant::now();
+    loop {
+        if presented_cert(&m1, &alice).await != before {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new certificate was not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        presented_cert(&m1, &alice).await,
+        pem_der(&certs_dir.join("member-1.crt"))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.expect("a writer"));
+    }
+    assert!(
+        written.len() > 20,
+        "too few writes under rotation: {}",
+        written.len()
+    );
+    let events = pb::all_events(
+        &mut tls_client(&m1, &alice),
+        pb::ReadConsistency::Linearizable,
+    )
+    .await
+    .expect("events after rotation");
+    for name in &written {
+        let entity = format!("namespace/{name}");
+        assert_eq!(
+            events_by(&events, &entity).len(),
+            1,
+            "{entity} lost or doubled"
+        );
+    }
+    drop(junk);
+    drop(cluster);
+}
+
+#[test]
+fn plaintext_beyond_loopback_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin("cairn-server"))
+        .args(["run", "--node-id", "1", "--listen"])
+        .arg(format!("0.0.0.0:{}", free_port()))
+        .args(["--initial-members", "1=127.0.0.1:1", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("cairn-server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "a refused start wrote data"
+    );
+}

@@ -67,9 +67,10 @@ struct Cli {
     /// application XIDs 13, 31, 43, 45, 68, 109).
     #[arg(long, value_delimiter = ',')]
     ignore_xids: Option<Vec<u32>>,
-    /// Where the agent's own service (replica logs, read by `cairn job logs`) listens.
-    #[arg(long, env = "CAIRN_AGENT_LISTEN", default_value = "0.0.0.0:7431")]
-    listen: String,
+    /// Where the agent's own service (replica logs, read by `cairn job logs`) listens
+    /// (default: 0.0.0.0:7431 with TLS, 127.0.0.1:7431 without).
+    #[arg(long, env = "CAIRN_AGENT_LISTEN")]
+    listen: Option<String>,
     /// Where this node's replicas are reached by others (default: the host name).
     #[arg(long, env = "CAIRN_NODE_ADDRESS")]
     address: Option<String>,
@@ -151,7 +152,15 @@ async fn main() {
     }
     cfg.policy = policy;
     cfg.address = cli.address.clone();
-    cfg.listen = cli.listen.clone();
+    let tls_on = cli.tls_ca.is_some();
+    cfg.listen = cli.listen.clone().unwrap_or_else(|| {
+        if tls_on {
+            "0.0.0.0:7431"
+        } else {
+            "127.0.0.1:7431"
+        }
+        .to_string()
+    });
     if let (Some(ca), Some(cert), Some(key)) = (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
         let files = TlsFiles {
             ca: ca.clone(),

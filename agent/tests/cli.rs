@@ -128,3 +128,23 @@ fn json_logs_are_one_object_per_line_on_stderr() {
         "{err}"
     );
 }
+
+#[test]
+fn plaintext_beyond_loopback_needs_insecure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = agent();
+    cmd.args([
+        "--gpu-provider",
+        "sim",
+        "--listen",
+        "0.0.0.0:0",
+        "--state-dir",
+    ])
+    .arg(dir.path());
+    let (code, err) = run(cmd, Duration::from_secs(5));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure"),
+        "{err}"
+    );
+}

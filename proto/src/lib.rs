@@ -23,6 +23,8 @@ pub const NODE_TOKEN: &str = "x-cairn-node-token";
 /// Metadata with the URN of the caller a member forwards a request for (believed only
 /// from a member's connection).
 pub const ON_BEHALF_OF: &str = "x-cairn-on-behalf-of";
+/// Metadata with the role of the caller a member forwards a request for.
+pub const ON_BEHALF_OF_ROLE: &str = "x-cairn-on-behalf-of-role";
 
 impl std::fmt::Display for v1::EntityRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -97,6 +97,7 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         "24h",
     ]);
     certs(&["issue", "user", "early", "--dir", d, "--postdate", "24h"]);
+    certs(&["issue", "user", "vera", "--dir", d, "--role", "viewer"]);
     let other = dir.path().join("other");
     certs(&[
         "init",
@@ -178,6 +179,34 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         let r = c.submit(create_ns("refused")).await;
         assert!(r.is_err(), "{who}: a certificate accepted: {r:?}");
     }
+
+    // --- roles: a viewer reads but may not write (through a follower too: the leader
+    // judges the role the follower forwards); an operator may not change the
+    // membership.
+    for addr in [&endpoints[0], &follower] {
+        let mut viewer = tls_client(addr, &user("vera"));
+        let s = viewer
+            .submit(create_ns("by-viewer"))
+            .await
+            .expect_err("a viewer wrote");
+        assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+        assert!(
+            s.message().contains("user/vera has the role viewer"),
+            "{s:?}"
+        );
+        viewer
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await
+            .expect("a viewer reads");
+    }
+    let s = tls_client(&follower, &alice)
+        .add_learner(pb::AddLearnerRequest {
+            node_id: 9,
+            address: "127.0.0.1:1".into(),
+        })
+        .await
+        .expect_err("an operator changed the membership");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
 
     // --- only members speak Raft: an agent's and a user's certificates are refused.
     for files in [TlsFiles::in_dir(&certs_dir, "agent-n1"), alice.clone()] {

@@ -18,7 +18,8 @@ use time::{Duration, OffsetDateTime};
 #[derive(Subcommand)]
 pub enum CertsCmd {
     /// Make a CA and the certificates of a development cluster in a directory: members
-    /// 1..N, the named agents and users (`admin` by default).
+    /// 1..N, the named agents, the user `admin` (role admin) and the named users (role
+    /// operator).
     Init {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
@@ -28,7 +29,8 @@ pub enum CertsCmd {
         /// An agent's node name (repeatable).
         #[arg(long = "agent")]
         agents: Vec<String>,
-        /// A user name (repeatable; default: admin).
+        /// A user name, with the role operator (repeatable; the user `admin`, with the
+        /// role admin, is always made).
         #[arg(long = "user")]
         users: Vec<String>,
         /// Host names and IP addresses members are reached at (repeatable; default:
@@ -44,6 +46,9 @@ pub enum CertsCmd {
         kind: Kind,
         /// The member's node id, the agent's node name or the user's name.
         name: String,
+        /// A user's role.
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "operator", "admin"])]
+        role: String,
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
         /// Host names and IP addresses the holder is reached at (repeatable; default
@@ -91,22 +96,34 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let now = OffsetDateTime::now_utc();
             let (ca_params, ca_key) = make_ca(&dir, now, valid_for)?;
-            let users = if users.is_empty() {
-                vec!["admin".to_string()]
-            } else {
-                users
-            };
             let issuer = Issuer::new(ca_params, ca_key);
             let window = (now, now + to_time(valid_for)?);
             let mut made = vec![CA_CERT.to_string()];
             for id in 1..=members {
-                made.push(issue(&dir, &issuer, Identity::Member(id), &sans, window)?);
+                made.push(issue(
+                    &dir,
+                    &issuer,
+                    Identity::Member(id),
+                    None,
+                    &sans,
+                    window,
+                )?);
             }
             for a in agents {
-                made.push(issue(&dir, &issuer, Identity::Agent(a), &sans, window)?);
+                made.push(issue(
+                    &dir,
+                    &issuer,
+                    identity(Kind::Agent, &a)?,
+                    None,
+                    &sans,
+                    window,
+                )?);
             }
-            for u in users {
-                made.push(issue(&dir, &issuer, Identity::User(u), &[], window)?);
+            let admin = Identity::User("admin".into());
+            made.push(issue(&dir, &issuer, admin, Some("admin"), &[], window)?);
+            for u in users.iter().filter(|u| *u != "admin") {
+                let id = identity(Kind::User, u)?;
+                made.push(issue(&dir, &issuer, id, Some("operator"), &[], window)?);
             }
             println!("in {}: {}", dir.display(), made.join(", "));
             println!(
@@ -118,6 +135,7 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<()> {
         CertsCmd::Issue {
             kind,
             name,
+            role,
             dir,
             sans,
             valid_for,
@@ -133,13 +151,9 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<()> {
                 (None, Some(p)) => now + to_time(p)?,
                 (None, None) => now,
             };
-            let file = issue(
-                &dir,
-                &issuer,
-                id,
-                &sans,
-                (start, start + to_time(valid_for)?),
-            )?;
+            let role = (kind == Kind::User).then_some(role.as_str());
+            let window = (start, start + to_time(valid_for)?);
+            let file = issue(&dir, &issuer, id, role, &sans, window)?;
             println!("{}", dir.join(file).display());
             Ok(())
         }
@@ -214,12 +228,13 @@ pub fn file_stem(id: &Identity) -> String {
     }
 }
 
-/// Issue `id`'s certificate, valid over `window`, into `<dir>/<stem>.crt` and `.key`;
+/// Issue `id`'s certificate (a user's with its role), valid over `window`, into `<dir>/<stem>.crt` and `.key`;
 /// returns the certificate's file name.
 fn issue(
     dir: &Path,
     issuer: &Issuer<'_, KeyPair>,
     id: Identity,
+    role: Option<&str>,
     sans: &[String],
     window: (OffsetDateTime, OffsetDateTime),
 ) -> anyhow::Result<String> {
@@ -229,6 +244,12 @@ fn issue(
     params
         .distinguished_name
         .push(DnType::CommonName, id.to_string());
+    if let Some(role) = role {
+        params.distinguished_name.push(
+            DnType::OrganizationName,
+            format!("{}{role}", cairn_proto::tls::server::ROLE_PREFIX),
+        );
+    }
     params.subject_alt_names = vec![SanType::URI(
         id.urn().try_into().context("the identity as a URI")?,
     )];

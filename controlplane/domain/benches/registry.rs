@@ -37,6 +37,7 @@ fn apply(s: &mut State, ts: i64, body: CommandBody) -> usize {
     let c = Command {
         timestamp_ms: ts,
         actor: format!("user/u{}", ts % 7),
+        role: None,
         correlation_id: String::new(),
         expected_revision: None,
         body,

@@ -13,6 +13,7 @@ fn cmd(body: CommandBody) -> Command {
     Command {
         timestamp_ms: 1,
         actor: "bench".into(),
+        role: None,
         correlation_id: "c".into(),
         expected_revision: None,
         body,

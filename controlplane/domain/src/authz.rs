@@ -3,7 +3,12 @@
 //! same on every member, forwarded or not.
 //!
 //! An actor `agent/<node>` is an agent authenticated by its certificate (the edge
-//! stamps the actor; a client cannot choose it): it may only report about `<node>`.
+//! stamps the actor; a client cannot choose it): it may only report about `<node>`. A
+//! user authenticated under TLS has a [`Role`], stamped with the actor: a viewer only
+//! reads, an operator runs the workloads (namespaces, jobs, crons, models, deployments,
+//! leases, notes), an admin also the cluster (queues and quotas, cordons, what agents
+//! and the leader report). Commands without a role come from members, the leader's own
+//! workers or a plaintext (loopback) client, none of which is judged here.
 
 use crate::core::{Command, CommandBody};
 use crate::deployment::DeploymentCommand;
@@ -14,8 +19,89 @@ use crate::Rejection;
 /// The prefix of the actor of an authenticated agent.
 pub const AGENT_ACTOR: &str = "agent/";
 
+/// What an authenticated user may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The least role that may issue `body`.
+pub fn required_role(body: &CommandBody) -> Role {
+    match body {
+        CommandBody::Namespace(_)
+        | CommandBody::Cron(_)
+        | CommandBody::Model(_)
+        | CommandBody::AddNote { .. } => Role::Operator,
+        CommandBody::Queue(_) | CommandBody::ReconcileMembers => Role::Admin,
+        CommandBody::Node(c) => match c {
+            NodeCommand::AcquirePortLeases { .. } | NodeCommand::ReleasePortLeases { .. } => {
+                Role::Operator
+            }
+            NodeCommand::Register { .. }
+            | NodeCommand::ReportGpuHealth { .. }
+            | NodeCommand::RenewPortLeases { .. }
+            | NodeCommand::ReportPortViolation { .. }
+            | NodeCommand::MarkLost { .. }
+            | NodeCommand::MarkRecovered { .. }
+            | NodeCommand::Cordon { .. }
+            | NodeCommand::Uncordon { .. }
+            | NodeCommand::ExpirePortLeases => Role::Admin,
+        },
+        CommandBody::Job(c) => match c {
+            JobCommand::Submit { .. } | JobCommand::Cancel { .. } => Role::Operator,
+            JobCommand::Schedule
+            | JobCommand::EnforceDeadline { .. }
+            | JobCommand::ReportReplica { .. } => Role::Admin,
+        },
+        CommandBody::Deployment(c) => match c {
+            DeploymentCommand::ReportServing { .. } => Role::Admin,
+            DeploymentCommand::Apply { .. }
+            | DeploymentCommand::Delete { .. }
+            | DeploymentCommand::Scale { .. }
+            | DeploymentCommand::Pause { .. }
+            | DeploymentCommand::Resume { .. }
+            | DeploymentCommand::Promote { .. }
+            | DeploymentCommand::Rollback { .. }
+            | DeploymentCommand::Advance { .. } => Role::Operator,
+        },
+    }
+}
+
 /// Whether `cmd`'s actor may issue it.
 pub fn authorize(cmd: &Command) -> Result<(), Rejection> {
+    if let Some(role) = cmd.role {
+        let need = required_role(&cmd.body);
+        if role < need {
+            return Err(Rejection::PermissionDenied(format!(
+                "{} has the role {role}; this needs {need}",
+                cmd.actor
+            )));
+        }
+    }
     let Some(agent_node) = cmd.actor.strip_prefix(AGENT_ACTOR) else {
         return Ok(());
     };
@@ -95,6 +181,44 @@ mod tests {
             actor: actor.into(),
             ..cmd(body)
         }
+    }
+
+    #[test]
+    fn roles_nest_and_decide_refuses_what_a_role_may_not_do() {
+        let with = |role, body| Command {
+            role: Some(role),
+            ..as_actor("user/u", body)
+        };
+        let ns = CommandBody::Namespace(crate::namespace::NamespaceCommand::Create {
+            name: "x".into(),
+            labels: Default::default(),
+        });
+        let cordon = CommandBody::Node(NodeCommand::Cordon {
+            node: "n1".into(),
+            gpu_uuid: None,
+            reason: String::new(),
+            drain: false,
+        });
+        assert!(matches!(
+            authorize(&with(Role::Viewer, ns.clone())),
+            Err(Rejection::PermissionDenied(why)) if why.contains("user/u has the role viewer; this needs operator")
+        ));
+        assert_eq!(authorize(&with(Role::Operator, ns.clone())), Ok(()));
+        assert_eq!(authorize(&with(Role::Admin, ns.clone())), Ok(()));
+        assert!(authorize(&with(Role::Operator, cordon.clone())).is_err());
+        assert_eq!(authorize(&with(Role::Admin, cordon)), Ok(()));
+        let pos = Position {
+            raft_index: 1,
+            raft_term: 1,
+        };
+        assert!(matches!(
+            decide(&State::default(), &with(Role::Viewer, ns), pos),
+            Err(Rejection::PermissionDenied(_))
+        ));
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
     }
 
     #[test]

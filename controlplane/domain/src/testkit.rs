@@ -12,6 +12,7 @@ pub fn cmd(body: CommandBody) -> Command {
     Command {
         timestamp_ms: 5_000,
         actor: "alice".into(),
+        role: None,
         correlation_id: "c".into(),
         expected_revision: None,
         body,

@@ -108,6 +108,7 @@ async fn submit(app: &App, body: CommandBody) -> Result<u64, String> {
     let cmd = Command {
         timestamp_ms: 0,
         actor: ACTOR.into(),
+        role: None,
         correlation_id: String::new(),
         expected_revision: None,
         body,

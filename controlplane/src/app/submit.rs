@@ -85,6 +85,7 @@ impl App {
         let cmd = Command {
             timestamp_ms: 0,
             actor: actor.into(),
+            role: None,
             correlation_id: self.new_correlation_id(),
             expected_revision: None,
             body,

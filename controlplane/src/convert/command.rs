@@ -2,6 +2,7 @@
 //! domain command (a client's, or one a leader worker proposes) becomes the protobuf
 //! that travels through Raft. Both matches cover every variant.
 
+use cairn_domain::authz::Role;
 use cairn_domain::cron::CronCommand;
 use cairn_domain::deployment::DeploymentCommand;
 use cairn_domain::job::{JobCommand, ReplicaExit};
@@ -281,9 +282,18 @@ impl FromPb for Command {
                 })
             }
         };
+        let role = match c.role.as_str() {
+            "" => None,
+            r => Some(Role::parse(r).ok_or_else(|| {
+                Malformed::one(format!(
+                    "command.role: unknown role {r:?} (known: viewer, operator, admin)"
+                ))
+            })?),
+        };
         Ok(Command {
             timestamp_ms: c.timestamp_ms,
             actor: c.actor.clone(),
+            role,
             correlation_id: c.correlation_id.clone(),
             expected_revision: c.expected_revision,
             body,
@@ -355,6 +365,10 @@ impl ToPb for Command {
         pb::Command {
             timestamp_ms: self.timestamp_ms,
             actor: self.actor.clone(),
+            role: self
+                .role
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
             correlation_id: self.correlation_id.clone(),
             expected_revision: self.expected_revision,
             body: Some(body),

@@ -616,6 +616,7 @@ fn every_command_round_trips_through_protobuf() {
         let cmd = Command {
             timestamp_ms: 7,
             actor: "alice".into(),
+            role: Some(cairn_domain::authz::Role::Operator),
             correlation_id: "req-1".into(),
             expected_revision: Some(3),
             body,
@@ -689,6 +690,7 @@ fn an_unknown_pcie_level_is_refused_naming_the_link() {
     let mut cmd = Command {
         timestamp_ms: 0,
         actor: String::new(),
+        role: None,
         correlation_id: String::new(),
         expected_revision: None,
         body: CommandBody::Node(NodeCommand::Register {

@@ -13,6 +13,7 @@ pub fn apply(mut state: State, body: CommandBody) -> State {
     let cmd = Command {
         timestamp_ms: T0,
         actor: "test".into(),
+        role: None,
         correlation_id: "c".into(),
         expected_revision: None,
         body,

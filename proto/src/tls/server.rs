@@ -185,13 +185,36 @@ pub fn identity_in(der: &[u8]) -> Result<Identity, String> {
     }
 }
 
+/// The role a user's certificate grants: its subject's organization `cairn:<role>`
+/// (none when it names none, or more than one).
+pub fn role_in(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let mut roles = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok()?.strip_prefix(ROLE_PREFIX));
+    match (roles.next(), roles.next()) {
+        (Some(r), None) => Some(r.to_string()),
+        _ => None,
+    }
+}
+
+/// The prefix of a role in a certificate's subject organization.
+pub const ROLE_PREFIX: &str = "cairn:";
+
 /// The identity of the peer of a TLS connection a request came on.
 pub fn identity_of<T>(req: &Request<T>) -> Result<Identity, Status> {
+    identity_and_role_of(req).map(|(id, _)| id)
+}
+
+/// The identity of the peer, and the role its certificate grants.
+pub fn identity_and_role_of<T>(req: &Request<T>) -> Result<(Identity, Option<String>), Status> {
     let certs = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     let leaf = certs
         .first()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    identity_in(leaf).map_err(Status::unauthenticated)
+    let id = identity_in(leaf).map_err(Status::unauthenticated)?;
+    Ok((id, role_in(leaf)))
 }

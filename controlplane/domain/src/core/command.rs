@@ -17,6 +17,9 @@ pub struct Command {
     /// Stamped by the leader when it proposes the command.
     pub timestamp_ms: i64,
     pub actor: String,
+    /// The role of an authenticated user, stamped at the edge with the actor (none:
+    /// a member, the leader's workers, an agent or a plaintext client).
+    pub role: Option<crate::authz::Role>,
     pub correlation_id: String,
     /// The revision the caller expects the target entity to have (0: must not exist).
     pub expected_revision: Option<u64>,

@@ -14,6 +14,7 @@ fn cmd(body: CommandBody) -> Command {
     Command {
         timestamp_ms: 1_700_000_000_000,
         actor: "alice".into(),
+        role: None,
         correlation_id: "req-1".into(),
         expected_revision: None,
         body,

@@ -13,6 +13,7 @@ fn cmd_at(ts: i64, body: CommandBody) -> Command {
     Command {
         timestamp_ms: ts,
         actor: "node/n1".into(),
+        role: None,
         correlation_id: "c".into(),
         expected_revision: None,
         body,

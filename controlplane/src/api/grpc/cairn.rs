@@ -86,12 +86,7 @@ fn not_found(what: String) -> AppError {
 /// A membership change: checked here, made on the leader.
 macro_rules! membership_call {
     ($self:ident, $req:ident, $method:ident, $change:expr) => {{
-        if let Some(cairn_proto::tls::Identity::Agent(a)) = crate::auth::caller(&$req) {
-            return Err(AppError::Rejected(Rejection::PermissionDenied(format!(
-                "agent/{a} may not change the membership"
-            )))
-            .into());
-        }
+        crate::auth::require_admin(&$req)?;
         if let Route::Leader(addr) = $self.app.route(is_forwarded(&$req)).await? {
             let mut client = $self.app.member_client(&addr)?;
             return forward_write(client.$method(forwarded($req))).await;

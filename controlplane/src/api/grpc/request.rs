@@ -53,14 +53,14 @@ fn sha256(b: &[u8]) -> Vec<u8> {
 /// certificate identity under TLS, its node token without).
 #[derive(Debug, Clone)]
 pub struct Stamp {
-    caller: Option<Identity>,
+    caller: Option<auth::Caller>,
     pub token_digest: Vec<u8>,
 }
 
 impl Stamp {
     pub fn of<T>(req: &Request<T>) -> Self {
         let caller = auth::caller(req);
-        let token_digest = match &caller {
+        let token_digest = match caller.as_ref().map(|c| &c.identity) {
             Some(id @ Identity::Agent(_)) => sha256(id.urn().as_bytes()),
             Some(Identity::Member(_) | Identity::User(_)) => Vec::new(),
             None => match req.metadata().get(pb::NODE_TOKEN) {
@@ -80,7 +80,11 @@ impl Stamp {
 pub fn command(mut cmd: pb::Command, stamp: &Stamp) -> Result<cairn_domain::Command, AppError> {
     cmd.token_digest = stamp.token_digest.clone();
     if let Some(caller) = &stamp.caller {
-        cmd.actor = caller.to_string();
+        cmd.actor = caller.identity.to_string();
+        cmd.role = caller
+            .role
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default();
     }
     let cmd = cairn_domain::Command::from_pb(&cmd).map_err(|m| AppError::Invalid(m.0))?;
     cairn_domain::authz::authorize(&cmd).map_err(AppError::Rejected)?;

@@ -58,6 +58,7 @@ impl Facade {
         let cmd = self.app.accept(Command {
             timestamp_ms: 0,
             actor: actor.to_string(),
+            role: None,
             correlation_id: String::new(),
             expected_revision: None,
             body,

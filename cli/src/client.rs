@@ -9,8 +9,27 @@ use anyhow::anyhow;
 use cairn_proto::cairn_client::CairnClient;
 use cairn_proto::tls::TlsFiles;
 use cairn_proto::LEADER_HINT;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Response, Status};
+use tonic::{Code, Request, Response, Status};
+
+/// Adds `authorization: Bearer <token>` to every request, when the CLI has a token.
+#[derive(Debug, Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut()
+                .insert(cairn_proto::AUTHORIZATION, v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client of one member, as this CLI's identity.
+pub type Client = CairnClient<InterceptedService<Channel, Bearer>>;
 
 /// Largest message the CLI sends or accepts.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -25,6 +44,7 @@ pub struct Cluster {
     pub deadline: Duration,
     /// Mutual TLS as this identity (none: plaintext).
     tls: Option<Arc<TlsFiles>>,
+    bearer: Bearer,
 }
 
 /// Whether a status means "try another member, or again later": nothing was done.
@@ -40,13 +60,33 @@ impl Cluster {
             .channel(addr)?)
     }
 
-    pub fn client(&self, addr: &str) -> anyhow::Result<CairnClient<Channel>> {
-        Ok(CairnClient::new(self.channel(addr)?)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+    pub fn client(&self, addr: &str) -> anyhow::Result<Client> {
+        Ok(
+            CairnClient::with_interceptor(self.channel(addr)?, self.bearer.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
     }
 
-    pub fn new(endpoints: &str, tls: Option<TlsFiles>) -> anyhow::Result<Self> {
+    /// `token`: a bearer token sent with every request (over TLS only: a secret).
+    pub fn new(
+        endpoints: &str,
+        tls: Option<TlsFiles>,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        if token.is_some() && tls.is_none() {
+            return Err(anyhow!(
+                "a token is sent only over TLS: give --ca (the cluster's CA) too"
+            ));
+        }
+        let bearer = match token {
+            Some(t) => Bearer(Some(
+                format!("Bearer {}", t.trim())
+                    .parse()
+                    .map_err(|_| anyhow!("the token is not printable ASCII"))?,
+            )),
+            None => Bearer(None),
+        };
         let endpoints: Vec<String> = endpoints
             .split(',')
             .map(|s| s.trim().to_string())
@@ -62,6 +102,7 @@ impl Cluster {
             current: 0,
             deadline: Duration::from_secs(15),
             tls: tls.map(Arc::new),
+            bearer,
         })
     }
 
@@ -70,7 +111,7 @@ impl Cluster {
     /// the deadline.
     pub async fn call<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
     where
-        F: FnMut(CairnClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         self.call_with(false, f).await
@@ -81,7 +122,7 @@ impl Cluster {
     /// indeterminate rather than risk applying the write twice.
     pub async fn call_write<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
     where
-        F: FnMut(CairnClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         self.call_with(true, f).await
@@ -89,7 +130,7 @@ impl Cluster {
 
     async fn call_with<T, F, Fut>(&mut self, write: bool, mut f: F) -> anyhow::Result<T>
     where
-        F: FnMut(CairnClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let start = tokio::time::Instant::now();

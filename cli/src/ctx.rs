@@ -31,8 +31,9 @@ impl Ctx {
         format: Format,
         actor: Option<String>,
         tls: Option<cairn_proto::tls::TlsFiles>,
+        token: Option<String>,
     ) -> anyhow::Result<Self> {
-        let mut cluster = Cluster::new(endpoints, tls)?;
+        let mut cluster = Cluster::new(endpoints, tls, token)?;
         cluster.deadline = deadline;
         Ok(Self {
             cluster,

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd::{
     certs, cluster, cron, deploy, events, get, gpu, job, lease, lineage, model, node, note, ns,
-    queue,
+    queue, token,
 };
 
 #[derive(Parser)]
@@ -46,8 +46,8 @@ pub struct Cli {
     /// the identity of the client certificate instead).
     #[arg(long, global = true, env = "CAIRN_ACTOR")]
     pub actor: Option<String>,
-    /// The cluster CA (PEM): mutual TLS with --cert and --key.
-    #[arg(long, global = true, env = "CAIRN_CA", requires_all = ["cert", "key"])]
+    /// The cluster CA (PEM): TLS, with --cert and --key (mutual) or --token.
+    #[arg(long, global = true, env = "CAIRN_CA")]
     pub ca: Option<std::path::PathBuf>,
     /// This client's certificate (PEM), naming urn:cairn:user:<name>.
     #[arg(long, global = true, env = "CAIRN_CERT", requires_all = ["ca", "key"])]
@@ -55,6 +55,15 @@ pub struct Cli {
     /// This client's private key (PEM).
     #[arg(long, global = true, env = "CAIRN_KEY", requires_all = ["ca", "cert"])]
     pub key: Option<std::path::PathBuf>,
+    /// A bearer token (`cairn token create`) instead of a client certificate.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TOKEN",
+        hide_env_values = true,
+        requires = "ca"
+    )]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -107,15 +116,26 @@ pub enum Command {
     /// Development certificates: a CA and the certificates of members, agents and users.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// Bearer tokens: create, list, revoke (admins).
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 /// Run one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = match (cli.ca, cli.cert, cli.key) {
         (Some(ca), Some(cert), Some(key)) => Some(cairn_proto::tls::TlsFiles { ca, cert, key }),
+        (Some(ca), None, None) => Some(cairn_proto::tls::TlsFiles::ca_only(ca)),
         _ => None,
     };
-    let mut ctx = ctx::Ctx::new(&cli.endpoints, cli.timeout, cli.output, cli.actor, tls)?;
+    let mut ctx = ctx::Ctx::new(
+        &cli.endpoints,
+        cli.timeout,
+        cli.output,
+        cli.actor,
+        tls,
+        cli.token,
+    )?;
     let ctx = &mut ctx;
     match cli.command {
         Command::Cluster(c) => cluster::run(ctx, c).await,
@@ -134,5 +154,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(c) => deploy::run(ctx, c).await,
         Command::Bench(c) => bench::run(ctx, c).await,
         Command::Certs(c) => certs::run(c),
+        Command::Token(c) => token::run(ctx, c).await,
     }
 }

@@ -25,6 +25,11 @@ pub const NODE_TOKEN: &str = "x-cairn-node-token";
 pub const ON_BEHALF_OF: &str = "x-cairn-on-behalf-of";
 /// Metadata with the role of the caller a member forwards a request for.
 pub const ON_BEHALF_OF_ROLE: &str = "x-cairn-on-behalf-of-role";
+/// Metadata with the hex SHA-256 of the bearer token of the caller a member forwards a
+/// request for.
+pub const ON_BEHALF_OF_TOKEN: &str = "x-cairn-on-behalf-of-token";
+/// Metadata carrying a bearer token: `authorization: Bearer <secret>`.
+pub const AUTHORIZATION: &str = "authorization";
 
 impl std::fmt::Display for v1::EntityRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -163,6 +163,25 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         .expect("events");
     assert_eq!(events_by(&events, "namespace/by-alice"), ["user/alice"]);
     assert_eq!(events_by(&events, "namespace/by-cli"), ["user/alice"]);
+    // ... and the history answers "what did alice do".
+    let by_alice = c
+        .list_events(pb::ListEventsRequest {
+            filter: Some(pb::EventFilter {
+                actor: "user/alice".into(),
+                ..Default::default()
+            }),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events by actor")
+        .into_inner()
+        .events;
+    let names: Vec<String> = by_alice
+        .iter()
+        .filter_map(|e| e.entity.as_ref().map(|r| r.to_string()))
+        .collect();
+    assert_eq!(names, ["namespace/by-alice", "namespace/by-cli"]);
 
     // --- refused: plaintext, another CA, expired, not yet valid.
     let mut plain = cairn_tests::client_with_timeout(&endpoints[0], Duration::from_secs(3));
@@ -207,6 +226,106 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         .await
         .expect_err("an operator changed the membership");
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+
+    // --- bearer tokens: an admin makes one (the CLI shows its secret once); it
+    // authenticates without a certificate on every member, as its user and role; a
+    // revocation is an event that every member honours at once.
+    let admin = user("admin");
+    let admin_cli = |args: &[&str]| {
+        let out = cli(&endpoints)
+            .args(["--ca", admin.ca.to_str().expect("utf-8")])
+            .args(["--cert", admin.cert.to_str().expect("utf-8")])
+            .args(["--key", admin.key.to_str().expect("utf-8")])
+            .args(args)
+            .output()
+            .expect("cairn");
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let secret = admin_cli(&[
+        "token", "create", "carol-ci", "--user", "carol", "--role", "operator",
+    ]);
+    assert!(
+        secret.starts_with("cairn_") && secret.len() > 40,
+        "{secret}"
+    );
+    let ca_only = TlsFiles::ca_only(alice.ca.clone());
+    let with_token = |msg: pb::SubmitRequest| {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert(
+            pb::AUTHORIZATION,
+            format!("Bearer {secret}").parse().expect("ascii"),
+        );
+        r
+    };
+    for (i, addr) in endpoints.iter().enumerate() {
+        tls_client(addr, &ca_only)
+            .submit(with_token(create_ns(&format!("by-token-{i}"))))
+            .await
+            .expect("a write with the token");
+    }
+    let events = pb::all_events(&mut c, pb::ReadConsistency::Linearizable)
+        .await
+        .expect("events");
+    assert_eq!(events_by(&events, "namespace/by-token-1"), ["user/carol"]);
+    // No certificate and no token: refused. A wrong token: refused.
+    let s = tls_client(&endpoints[0], &ca_only)
+        .submit(create_ns("anonymous"))
+        .await
+        .expect_err("anonymous");
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let mut forged = tonic::Request::new(create_ns("forged"));
+    forged.metadata_mut().insert(
+        pb::AUTHORIZATION,
+        "Bearer cairn_0000".parse().expect("ascii"),
+    );
+    let s = tls_client(&endpoints[0], &ca_only)
+        .submit(forged)
+        .await
+        .expect_err("a made-up token");
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    admin_cli(&["token", "revoke", "carol-ci"]);
+    let revoked_at = Instant::now();
+    let mut refused_after = Vec::new();
+    for addr in &endpoints {
+        // A write goes through the leader, which applied the revocation before it
+        // acknowledged it: refused at once, from any member.
+        let s = tls_client(addr, &ca_only)
+            .submit(with_token(create_ns("after-revoke")))
+            .await
+            .expect_err("a write with a revoked token");
+        assert!(
+            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied),
+            "{addr}: {s:?}"
+        );
+        // A member's own reads stop once it has applied the revocation event.
+        loop {
+            let mut r = tonic::Request::new(pb::ClusterStatusRequest {});
+            r.metadata_mut().insert(
+                pb::AUTHORIZATION,
+                format!("Bearer {secret}").parse().expect("ascii"),
+            );
+            match tls_client(addr, &ca_only).cluster_status(r).await {
+                Err(s) if s.code() == Code::Unauthenticated => {
+                    refused_after.push(revoked_at.elapsed());
+                    break;
+                }
+                other => assert!(
+                    revoked_at.elapsed() < Duration::from_secs(1),
+                    "{addr} still reads with the revoked token: {other:?}"
+                ),
+            }
+        }
+    }
+    println!("revoked token refused by each member's reads after {refused_after:?}");
+    let listed = admin_cli(&["token", "list", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(listed[0]["user"], "carol");
+    assert_eq!(listed[0]["revoked_by"], "user/admin");
 
     // --- only members speak Raft: an agent's and a user's certificates are refused.
     for files in [TlsFiles::in_dir(&certs_dir, "agent-n1"), alice.clone()] {

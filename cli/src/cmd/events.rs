@@ -44,6 +44,9 @@ pub struct FilterArgs {
     /// Only events with a greater sequence number.
     #[arg(long, default_value_t = 0)]
     pub after_seq: u64,
+    /// Only events recorded with this actor, e.g. `user/alice`.
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 pub async fn run(ctx: &mut Ctx, c: EventsCmd) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ fn filter(f: &FilterArgs, after: u64) -> anyhow::Result<pb::EventFilter> {
         since_ms: f.since.as_deref().map(parse_time).transpose()?,
         until_ms: f.until.as_deref().map(parse_time).transpose()?,
         after_sequence: after,
+        actor: f.actor.clone().unwrap_or_default(),
     })
 }
 

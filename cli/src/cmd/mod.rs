@@ -3,7 +3,7 @@
 //! `run(ctx, cmd)`, which does the work. What several nouns share lives in `crate::ctx`
 //! (and the output shapes in `crate::views`), so a command file uses no other one.
 //!
-//! - `certs`: development certificates (no cluster needed).
+//! - `certs`: development certificates (no cluster needed). `token`: bearer tokens.
 //! - `cluster`: Raft status and membership. `events`: list and tail the event log.
 //! - `ns`: namespaces. `note`: notes on any entity. `get`: any one entity, `kind/name`.
 //! - `node`: nodes, cordons and drains. `gpu`: GPUs, health, interconnect.
@@ -31,3 +31,4 @@ pub mod node;
 pub mod note;
 pub mod ns;
 pub mod queue;
+pub mod token;

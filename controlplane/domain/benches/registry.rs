@@ -38,6 +38,7 @@ fn apply(s: &mut State, ts: i64, body: CommandBody) -> usize {
         timestamp_ms: ts,
         actor: format!("user/u{}", ts % 7),
         role: None,
+        bearer: Vec::new(),
         correlation_id: String::new(),
         expected_revision: None,
         body,

@@ -14,6 +14,7 @@ fn cmd(body: CommandBody) -> Command {
         timestamp_ms: 1,
         actor: "bench".into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: "c".into(),
         expected_revision: None,
         body,

@@ -23,7 +23,6 @@
 //! Deliberately absent: storage, indexes and the wire format. The control plane persists
 //! events, builds the query indexes and converts to and from protobuf at its edge.
 
-pub mod authz;
 pub mod core;
 pub mod cron;
 pub mod deployment;
@@ -37,12 +36,14 @@ pub mod namespace;
 pub mod node;
 pub mod queue;
 mod rejection;
+pub mod role;
 pub mod schedule;
 #[cfg(test)]
 mod testkit;
+pub mod token;
 pub mod validate;
 
-pub use crate::core::{decide, kinds, Command, CommandBody, Event, EventPayload, State};
+pub use crate::core::{authz, decide, kinds, Command, CommandBody, Event, EventPayload, State};
 pub use entity::{EntityKey, EntityState, Position};
 pub use member::{MemberRecord, RaftMembers};
 pub use rejection::Rejection;

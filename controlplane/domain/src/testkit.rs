@@ -13,6 +13,7 @@ pub fn cmd(body: CommandBody) -> Command {
         timestamp_ms: 5_000,
         actor: "alice".into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: "c".into(),
         expected_revision: None,
         body,

@@ -109,6 +109,7 @@ async fn submit(app: &App, body: CommandBody) -> Result<u64, String> {
         timestamp_ms: 0,
         actor: ACTOR.into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: String::new(),
         expected_revision: None,
         body,

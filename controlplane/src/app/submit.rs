@@ -86,6 +86,7 @@ impl App {
             timestamp_ms: 0,
             actor: actor.into(),
             role: None,
+            bearer: Vec::new(),
             correlation_id: self.new_correlation_id(),
             expected_revision: None,
             body,

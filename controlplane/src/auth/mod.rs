@@ -6,6 +6,7 @@
 //! the actor a client names on trust; with TLS the actor is the authenticated identity,
 //! stamped here at the edge, and a client cannot choose it.
 
+use crate::app::App;
 use cairn_domain::authz::Role;
 use cairn_proto as pb;
 use cairn_proto::tls::server::{identity_and_role_of, identity_of};
@@ -21,16 +22,85 @@ pub struct Caller {
     /// A user's role (a user whose certificate names none is a viewer); none for
     /// members and agents.
     pub role: Option<Role>,
+    /// The SHA-256 of the bearer token it authenticated with (none: a certificate).
+    pub bearer: Option<Vec<u8>>,
+}
+
+/// The secret of an `authorization: Bearer <secret>` header, if the request has one.
+fn bearer_secret<T>(req: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(v) = req.metadata().get(pb::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| unauthenticated("authorization", "not ASCII"))?;
+    match v.strip_prefix("Bearer ") {
+        Some(secret) if !secret.trim().is_empty() => Ok(Some(secret.trim().to_string())),
+        _ => Err(unauthenticated(
+            "authorization",
+            "expected `Bearer <token>`",
+        )),
+    }
+}
+
+/// SHA-256 of a token's secret, as the log keeps it.
+pub fn token_digest(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The user a token's digest authenticates now, judged on this member's state.
+fn token_caller(app: &App, digest: Vec<u8>) -> Result<Caller, Status> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let (user, role) = app
+        .with_state(|s| {
+            cairn_domain::token::valid(s.tokens(), &digest, now)
+                .map(|(_, t)| (t.user.clone(), t.role))
+        })
+        .map_err(|why| unauthenticated("the bearer token", why))?;
+    Ok(Caller {
+        identity: Identity::User(user),
+        role: Some(role),
+        bearer: Some(digest),
+    })
 }
 
 fn unauthenticated(what: &str, why: impl std::fmt::Display) -> Status {
     Status::unauthenticated(format!("{what}: {why}"))
 }
 
-/// The caller a request is made by: the peer itself, or the caller a member forwards
-/// it for.
-fn caller_of(req: &Request<()>) -> Result<Caller, Status> {
+/// The caller a request is made by: the bearer of a token, the peer itself, or the
+/// caller a member forwards it for.
+fn caller_of(app: &App, req: &Request<()>) -> Result<Caller, Status> {
+    if let Some(secret) = bearer_secret(req)? {
+        return token_caller(app, token_digest(&secret));
+    }
     let (peer, role) = identity_and_role_of(req)?;
+    if let (Identity::Member(_), Some(t)) = (&peer, req.metadata().get(pb::ON_BEHALF_OF_TOKEN)) {
+        let digest = t
+            .to_str()
+            .ok()
+            .and_then(unhex)
+            .ok_or_else(|| unauthenticated(pb::ON_BEHALF_OF_TOKEN, "not a hex digest"))?;
+        return token_caller(app, digest);
+    }
     let forwarded_for = req.metadata().get(pb::ON_BEHALF_OF);
     let (identity, role) = match (&peer, forwarded_for) {
         (Identity::Member(_), Some(urn)) => {
@@ -65,15 +135,22 @@ fn caller_of(req: &Request<()>) -> Result<Caller, Status> {
         }),
         Identity::Member(_) | Identity::Agent(_) => None,
     };
-    Ok(Caller { identity, role })
+    Ok(Caller {
+        identity,
+        role,
+        bearer: None,
+    })
 }
 
 /// The interceptor of the client API: with TLS, every request gets its [`Caller`] or
 /// is refused.
-pub fn client_api(tls: bool) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+pub fn client_api(
+    app: App,
+    tls: bool,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut req: Request<()>| {
         if tls {
-            let caller = caller_of(&req)?;
+            let caller = caller_of(&app, &req)?;
             req.extensions_mut().insert(caller);
         }
         Ok(req)
@@ -131,5 +208,10 @@ pub fn on_behalf_of<T>(req: &mut Request<T>, caller: Option<&Caller>) {
             pb::ON_BEHALF_OF_ROLE,
             MetadataValue::from_static(role.as_str()),
         );
+    }
+    if let Some(d) = &c.bearer {
+        if let Ok(v) = MetadataValue::try_from(hex(d)) {
+            req.metadata_mut().insert(pb::ON_BEHALF_OF_TOKEN, v);
+        }
     }
 }

@@ -10,6 +10,7 @@ use cairn_domain::model::ModelCommand;
 use cairn_domain::namespace::NamespaceCommand;
 use cairn_domain::node::{GpuHealth, NodeCommand};
 use cairn_domain::queue::QueueCommand;
+use cairn_domain::token::TokenCommand;
 use cairn_domain::{Command, CommandBody};
 use cairn_proto as pb;
 use pb::command::Body;
@@ -113,6 +114,22 @@ impl FromPb for Command {
             Some(Body::SetQueueQuota(x)) => CommandBody::Queue(QueueCommand::SetQuota {
                 queue: x.queue.clone(),
                 gpus: x.gpus,
+            }),
+            // tokens
+            Some(Body::CreateToken(x)) => CommandBody::Token(TokenCommand::Create {
+                name: x.name.clone(),
+                user: x.user.clone(),
+                role: Role::parse(&x.role).ok_or_else(|| {
+                    Malformed::one(format!(
+                        "create_token.role: unknown role {:?} (known: viewer, operator, admin)",
+                        x.role
+                    ))
+                })?,
+                digest: x.digest.clone(),
+                expires_ms: x.expires_ms,
+            }),
+            Some(Body::RevokeToken(x)) => CommandBody::Token(TokenCommand::Revoke {
+                name: x.name.clone(),
             }),
             // jobs
             Some(Body::SubmitJob(x)) => CommandBody::Job(JobCommand::Submit {
@@ -294,6 +311,7 @@ impl FromPb for Command {
             timestamp_ms: c.timestamp_ms,
             actor: c.actor.clone(),
             role,
+            bearer: c.bearer_digest.clone(),
             correlation_id: c.correlation_id.clone(),
             expected_revision: c.expected_revision,
             body,
@@ -340,6 +358,24 @@ impl ToPb for Command {
             }),
             CommandBody::ReconcileMembers => Body::ReconcileMembers(pb::ReconcileMembers {}),
             CommandBody::Node(c) => node_to_pb(c, &mut token_digest),
+            CommandBody::Token(c) => match c {
+                TokenCommand::Create {
+                    name,
+                    user,
+                    role,
+                    digest,
+                    expires_ms,
+                } => Body::CreateToken(pb::CreateToken {
+                    name: name.clone(),
+                    user: user.clone(),
+                    role: role.as_str().to_string(),
+                    digest: digest.clone(),
+                    expires_ms: *expires_ms,
+                }),
+                TokenCommand::Revoke { name } => {
+                    Body::RevokeToken(pb::RevokeToken { name: name.clone() })
+                }
+            },
             CommandBody::Queue(QueueCommand::SetQuota { queue, gpus }) => {
                 Body::SetQueueQuota(pb::SetQueueQuota {
                     queue: queue.clone(),
@@ -369,6 +405,7 @@ impl ToPb for Command {
                 .role
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),
+            bearer_digest: self.bearer.clone(),
             correlation_id: self.correlation_id.clone(),
             expected_revision: self.expected_revision,
             body: Some(body),

@@ -3,6 +3,7 @@
 //! cover every variant. A recorded document is decoded as it was accepted, and what
 //! this build cannot read at all is an error naming the event, never a silent skip.
 
+use cairn_domain::authz::Role;
 use cairn_domain::cron::CronEvent;
 use cairn_domain::deployment::DeploymentEvent;
 use cairn_domain::job::{JobEvent, Placement};
@@ -11,6 +12,7 @@ use cairn_domain::model::{Lineage, ModelEvent, NewVersion};
 use cairn_domain::namespace::NamespaceEvent;
 use cairn_domain::node::{GpuHealth, NodeEvent};
 use cairn_domain::queue::QueueEvent;
+use cairn_domain::token::TokenEvent;
 use cairn_domain::{Event, EventPayload};
 use cairn_proto as pb;
 use pb::event::Payload;
@@ -29,6 +31,20 @@ impl ToPb for Event {
             EventPayload::Member(e) => member(e),
             EventPayload::Namespace(e) => namespace(e),
             EventPayload::Node(e) => node(e),
+            EventPayload::Token(e) => match e {
+                TokenEvent::Created {
+                    user,
+                    role,
+                    digest,
+                    expires_ms,
+                } => Payload::TokenCreated(pb::TokenCreated {
+                    user: user.clone(),
+                    role: role.as_str().to_string(),
+                    digest: digest.clone(),
+                    expires_ms: *expires_ms,
+                }),
+                TokenEvent::Revoked => Payload::TokenRevoked(pb::TokenRevoked {}),
+            },
             EventPayload::Queue(QueueEvent::QuotaSet { gpus }) => {
                 Payload::QueueQuotaSet(pb::QueueQuotaSet { gpus: *gpus })
             }
@@ -424,6 +440,16 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
             pid: x.pid,
             process: x.process.clone(),
         }),
+        // tokens
+        Some(Payload::TokenCreated(x)) => P::Token(TokenEvent::Created {
+            user: x.user.clone(),
+            role: Role::parse(&x.role).ok_or_else(|| {
+                Malformed::one(format!("token_created.role: unknown role {:?}", x.role))
+            })?,
+            digest: x.digest.clone(),
+            expires_ms: x.expires_ms,
+        }),
+        Some(Payload::TokenRevoked(_)) => P::Token(TokenEvent::Revoked),
         // queues
         Some(Payload::QueueQuotaSet(x)) => P::Queue(QueueEvent::QuotaSet { gpus: x.gpus }),
         // jobs

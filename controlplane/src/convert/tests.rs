@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cairn_domain::authz::Role;
 use cairn_domain::cron::{CronCommand, CronEvent};
 use cairn_domain::deployment::{
     DeploymentCommand, DeploymentEvent, ServingPlacement, ServingReport,
@@ -20,6 +21,7 @@ use cairn_domain::node::{
     GpuHealth, GpuInfo, GpuLink, NodeCommand, NodeEvent, NodeInventory, PcieLevel,
 };
 use cairn_domain::queue::{QueueCommand, QueueEvent};
+use cairn_domain::token::{TokenCommand, TokenEvent};
 use cairn_domain::{Command, CommandBody, EntityKey, Event, EventPayload};
 use cairn_proto as pb;
 use prost::Message;
@@ -185,6 +187,14 @@ fn every_command() -> Vec<CommandBody> {
             queue: "research".into(),
             gpus: Some(16),
         }),
+        CommandBody::Token(TokenCommand::Create {
+            name: "ci".into(),
+            user: "carol".into(),
+            role: Role::Operator,
+            digest: vec![7; 32],
+            expires_ms: Some(1_800_000_000_000),
+        }),
+        CommandBody::Token(TokenCommand::Revoke { name: "ci".into() }),
         CommandBody::Job(JobCommand::Submit { doc: job_doc() }),
         CommandBody::Job(JobCommand::Cancel {
             name: "mnist".into(),
@@ -394,6 +404,13 @@ fn every_event() -> Vec<EventPayload> {
             process: "nc".into(),
         }),
         EventPayload::Queue(QueueEvent::QuotaSet { gpus: None }),
+        EventPayload::Token(TokenEvent::Created {
+            user: "carol".into(),
+            role: Role::Admin,
+            digest: vec![7; 32],
+            expires_ms: None,
+        }),
+        EventPayload::Token(TokenEvent::Revoked),
         EventPayload::Job(JobEvent::Submitted { doc: job_doc() }),
         EventPayload::Job(JobEvent::Waiting {
             reason: "needs 8 GPUs".into(),
@@ -616,7 +633,8 @@ fn every_command_round_trips_through_protobuf() {
         let cmd = Command {
             timestamp_ms: 7,
             actor: "alice".into(),
-            role: Some(cairn_domain::authz::Role::Operator),
+            role: Some(Role::Operator),
+            bearer: vec![9; 32],
             correlation_id: "req-1".into(),
             expected_revision: Some(3),
             body,
@@ -691,6 +709,7 @@ fn an_unknown_pcie_level_is_refused_naming_the_link() {
         timestamp_ms: 0,
         actor: String::new(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: String::new(),
         expected_revision: None,
         body: CommandBody::Node(NodeCommand::Register {

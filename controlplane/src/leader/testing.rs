@@ -14,6 +14,7 @@ pub fn apply(mut state: State, body: CommandBody) -> State {
         timestamp_ms: T0,
         actor: "test".into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: "c".into(),
         expected_revision: None,
         body,

@@ -51,6 +51,8 @@ pub struct Filter {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub after_sequence: u64,
+    /// Only events with this actor (no index: the other fields choose the scan).
+    pub actor: Option<String>,
 }
 
 impl Filter {
@@ -65,6 +67,7 @@ impl Filter {
             && (self.types.is_empty() || self.types.iter().any(|t| t == e.type_name()))
             && self.since_ms.is_none_or(|s| e.timestamp_ms >= s)
             && self.until_ms.is_none_or(|u| e.timestamp_ms < u)
+            && self.actor.as_deref().is_none_or(|a| a == e.actor)
     }
 }
 

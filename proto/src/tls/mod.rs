@@ -49,15 +49,27 @@ impl TlsFiles {
         }
     }
 
+    /// Only the CA: a client that verifies the server but presents no certificate (it
+    /// authenticates with a bearer token instead).
+    pub fn ca_only(ca: PathBuf) -> Self {
+        Self {
+            ca,
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+        }
+    }
+
     /// The client side of a connection, read from the files now (so a channel dialled
     /// after the files were replaced presents the new certificate).
     pub fn client_config(&self) -> Result<ClientTlsConfig, TlsFileError> {
         let ca = read(&self.ca)?;
+        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if self.cert.as_os_str().is_empty() {
+            return Ok(config);
+        }
         let cert = read(&self.cert)?;
         let key = read(&self.key)?;
-        Ok(ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(TlsIdentity::from_pem(cert, key)))
+        Ok(config.identity(TlsIdentity::from_pem(cert, key)))
     }
 }
 

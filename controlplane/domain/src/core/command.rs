@@ -9,6 +9,7 @@ use crate::model::{self, ModelCommand};
 use crate::namespace::{self, NamespaceCommand};
 use crate::node::{self, NodeCommand};
 use crate::queue::{self, QueueCommand};
+use crate::token::{self, TokenCommand};
 use crate::validate;
 
 /// A command as proposed by the leader.
@@ -19,7 +20,10 @@ pub struct Command {
     pub actor: String,
     /// The role of an authenticated user, stamped at the edge with the actor (none:
     /// a member, the leader's workers, an agent or a plaintext client).
-    pub role: Option<crate::authz::Role>,
+    pub role: Option<crate::role::Role>,
+    /// The SHA-256 of the bearer token the command came with, stamped at the edge
+    /// (empty: none); `decide` refuses it unless the token is still valid then.
+    pub bearer: Vec<u8>,
     pub correlation_id: String,
     /// The revision the caller expects the target entity to have (0: must not exist).
     pub expected_revision: Option<u64>,
@@ -31,6 +35,7 @@ pub enum CommandBody {
     Namespace(NamespaceCommand),
     Node(NodeCommand),
     Queue(QueueCommand),
+    Token(TokenCommand),
     Job(JobCommand),
     Cron(CronCommand),
     Model(ModelCommand),
@@ -52,6 +57,7 @@ impl CommandBody {
             CommandBody::Namespace(c) => key(namespace::KIND, c.target()),
             CommandBody::Node(c) => c.target().and_then(|n| key(node::KIND, n)),
             CommandBody::Queue(c) => key(queue::KIND, c.target()),
+            CommandBody::Token(c) => key(token::KIND, c.target()),
             CommandBody::Job(c) => c.target().and_then(|n| key(job::KIND, n)),
             CommandBody::Cron(c) => key(cron::KIND, c.target()),
             CommandBody::Model(c) => key(model::KIND, c.target()),
@@ -66,6 +72,7 @@ impl CommandBody {
         match self {
             CommandBody::Namespace(_)
             | CommandBody::Queue(_)
+            | CommandBody::Token(_)
             | CommandBody::Model(_)
             | CommandBody::AddNote { .. } => false,
             CommandBody::Node(c) => c.leader_only(),
@@ -87,6 +94,7 @@ impl Command {
             CommandBody::Namespace(c) => c.problems(&mut p),
             CommandBody::Node(c) => c.problems(&mut p),
             CommandBody::Queue(c) => c.problems(&mut p),
+            CommandBody::Token(c) => c.problems(&mut p),
             CommandBody::Job(c) => c.problems(&mut p),
             CommandBody::Cron(c) => c.problems(&mut p),
             CommandBody::Model(c) => c.problems(&mut p),

@@ -16,6 +16,7 @@ use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
 use crate::queue::{self, QueueEvent};
 use crate::rejection::Rejection;
+use crate::token::{self, TokenEvent};
 
 /// Decide `cmd` against `state`: the events it appends, or why it is rejected.
 ///
@@ -26,7 +27,8 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
     if !problems.is_empty() {
         return Err(Rejection::InvalidArgument(problems.join("; ")));
     }
-    crate::authz::authorize(cmd)?;
+    super::authz::authorize(cmd)?;
+    super::authz::check_bearer(&state.tokens, cmd)?;
     if let (Some(expected), Some(target)) = (cmd.expected_revision, cmd.body.target()) {
         let actual = state.revision(&target);
         if expected != actual {
@@ -58,6 +60,7 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
             deployment::react(&state.deployments, &disruptions, &mut out);
         }
         CommandBody::Queue(c) => queue::decide(&state.quotas, c, &mut out)?,
+        CommandBody::Token(c) => token::decide(&state.tokens, c, &mut out)?,
         CommandBody::Job(c) => job::decide(state.job_context(), c, issued, &mut out)?,
         CommandBody::Cron(c) => {
             cron::decide(&state.crons, state.job_context(), c, issued, &mut out)?
@@ -121,6 +124,7 @@ emit_as!(MemberEvent, member::KIND, Member);
 emit_as!(NamespaceEvent, namespace::KIND, Namespace);
 emit_as!(NodeEvent, node::KIND, Node);
 emit_as!(QueueEvent, queue::KIND, Queue);
+emit_as!(TokenEvent, token::KIND, Token);
 emit_as!(JobEvent, job::KIND, Job);
 emit_as!(CronEvent, cron::KIND, Cron);
 emit_as!(ModelEvent, model::KIND, Model);

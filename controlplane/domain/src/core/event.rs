@@ -10,6 +10,7 @@ use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
 use crate::queue::{self, QueueEvent};
+use crate::token::{self, TokenEvent};
 
 /// One event of the append-only log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,7 @@ pub enum EventPayload {
     Namespace(NamespaceEvent),
     Node(NodeEvent),
     Queue(QueueEvent),
+    Token(TokenEvent),
     Job(JobEvent),
     Cron(CronEvent),
     Model(ModelEvent),
@@ -54,6 +56,7 @@ impl EventPayload {
             EventPayload::Namespace(e) => e.type_name(),
             EventPayload::Node(e) => e.type_name(),
             EventPayload::Queue(e) => e.type_name(),
+            EventPayload::Token(e) => e.type_name(),
             EventPayload::Job(e) => e.type_name(),
             EventPayload::Cron(e) => e.type_name(),
             EventPayload::Model(e) => e.type_name(),
@@ -69,6 +72,7 @@ impl EventPayload {
             EventPayload::Namespace(_) => Some(namespace::KIND),
             EventPayload::Node(_) => Some(node::KIND),
             EventPayload::Queue(_) => Some(queue::KIND),
+            EventPayload::Token(_) => Some(token::KIND),
             EventPayload::Job(_) => Some(job::KIND),
             EventPayload::Cron(_) => Some(cron::KIND),
             EventPayload::Model(_) => Some(model::KIND),

@@ -4,7 +4,7 @@
 use super::event::{Event, EventPayload};
 use super::state::State;
 use crate::entity::At;
-use crate::{cron, deployment, job, member, model, namespace, node, queue};
+use crate::{cron, deployment, job, member, model, namespace, node, queue, token};
 
 impl State {
     /// Fold one event into the state. Events must arrive in sequence order, each
@@ -31,6 +31,7 @@ impl State {
             EventPayload::Namespace(ev) => namespace::evolve(e, ev, at),
             EventPayload::Node(ev) => node::evolve(&mut self.nodes, e, name, ev, at),
             EventPayload::Queue(ev) => queue::evolve(&mut self.quotas, e, name, ev, at),
+            EventPayload::Token(ev) => token::evolve(&mut self.tokens, e, name, ev, at),
             EventPayload::Job(ev) => job::evolve(&mut self.jobs, &mut self.nodes, e, name, ev, at),
             EventPayload::Cron(ev) => cron::evolve(&mut self.crons, e, name, ev, at),
             EventPayload::Model(ev) => model::evolve(&mut self.models, e, name, ev, at),

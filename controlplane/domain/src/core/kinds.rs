@@ -1,7 +1,7 @@
 //! The entity kinds the domain knows.
 
 use crate::entity::EntityKey;
-use crate::{cron, deployment, job, member, model, namespace, node, queue, validate};
+use crate::{cron, deployment, job, member, model, namespace, node, queue, token, validate};
 
 pub const NAMESPACE: &str = namespace::KIND;
 pub const MEMBER: &str = member::KIND;
@@ -11,8 +11,11 @@ pub const CRON: &str = cron::KIND;
 pub const QUEUE: &str = queue::KIND;
 pub const MODEL: &str = model::KIND;
 pub const DEPLOYMENT: &str = deployment::KIND;
+pub const TOKEN: &str = token::KIND;
 /// Every kind, in the order listings show them.
-pub const ALL: &[&str] = &[NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE, MODEL, DEPLOYMENT];
+pub const ALL: &[&str] = &[
+    NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE, MODEL, DEPLOYMENT, TOKEN,
+];
 
 /// Problems with an entity reference: a known kind and a well-formed name.
 pub fn entity_problems(field: &str, e: &EntityKey, p: &mut Vec<String>) {

@@ -3,6 +3,7 @@
 //! dispatch to the aggregates with a `match` over every variant and no catch-all, so a
 //! new command or event that is not handled fails to compile.
 
+pub mod authz;
 mod command;
 mod decide;
 mod event;

@@ -11,6 +11,7 @@ use crate::member::{MemberRecord, Members, RaftMembers};
 use crate::model::Models;
 use crate::node::{NodeState, Nodes};
 use crate::queue::Quotas;
+use crate::token::Tokens;
 
 /// The fold of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -28,6 +29,8 @@ pub struct State {
     pub(super) crons: Crons,
     /// GPU quotas of queues (a queue without one has no limit).
     pub(super) quotas: Quotas,
+    /// API tokens, by name (revoked ones too: names are never reused).
+    pub(super) tokens: Tokens,
     /// Registered models, by current name (deleted ones until the name is taken again).
     pub(super) models: Models,
     /// Model deployments, by name (deleted ones until the name is taken again).
@@ -118,6 +121,10 @@ impl State {
 
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// GPUs held by the placed, unfinished jobs of each queue.

@@ -15,6 +15,7 @@ fn cmd(body: CommandBody) -> Command {
         timestamp_ms: 1_700_000_000_000,
         actor: "alice".into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: "req-1".into(),
         expected_revision: None,
         body,

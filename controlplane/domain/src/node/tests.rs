@@ -14,6 +14,7 @@ fn cmd_at(ts: i64, body: CommandBody) -> Command {
         timestamp_ms: ts,
         actor: "node/n1".into(),
         role: None,
+        bearer: Vec::new(),
         correlation_id: "c".into(),
         expected_revision: None,
         body,

@@ -50,7 +50,7 @@ pub async fn serve(
             CairnServer::new(cairn::CairnService::new(app.clone()))
                 .max_decoding_message_size(limits.max_request_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
-            auth::client_api(on),
+            auth::client_api(app.clone(), on),
         ))
         .add_service(InterceptedService::new(
             RaftTransportServer::new(raft::RaftService::new(app))

@@ -141,6 +141,7 @@ pub fn filter(f: Option<pb::EventFilter>) -> Result<Filter, AppError> {
             problems.push("filter: since must be before until".into());
         }
     }
+    cairn_domain::validate::short_text_problems("filter.actor", &f.actor, &mut problems);
     if !problems.is_empty() {
         return Err(AppError::Invalid(problems));
     }
@@ -151,6 +152,7 @@ pub fn filter(f: Option<pb::EventFilter>) -> Result<Filter, AppError> {
         since_ms: f.since_ms,
         until_ms: f.until_ms,
         after_sequence: f.after_sequence,
+        actor: (!f.actor.is_empty()).then_some(f.actor),
     })
 }
 
@@ -249,6 +251,7 @@ mod tests {
             since_ms: Some(10),
             until_ms: Some(5),
             after_sequence: 0,
+            actor: String::new(),
         }))
         .unwrap_err();
         let AppError::Invalid(problems) = err else {

@@ -59,6 +59,7 @@ impl Facade {
             timestamp_ms: 0,
             actor: actor.to_string(),
             role: None,
+            bearer: Vec::new(),
             correlation_id: String::new(),
             expected_revision: None,
             body,

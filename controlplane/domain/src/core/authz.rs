@@ -10,44 +10,17 @@
 //! and the leader report). Commands without a role come from members, the leader's own
 //! workers or a plaintext (loopback) client, none of which is judged here.
 
-use crate::core::{Command, CommandBody};
+pub use crate::role::Role;
+
+use super::{Command, CommandBody};
 use crate::deployment::DeploymentCommand;
 use crate::job::JobCommand;
 use crate::node::NodeCommand;
+use crate::token::Tokens;
 use crate::Rejection;
 
 /// The prefix of the actor of an authenticated agent.
 pub const AGENT_ACTOR: &str = "agent/";
-
-/// What an authenticated user may do; each role may do what the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The least role that may issue `body`.
 pub fn required_role(body: &CommandBody) -> Role {
@@ -56,7 +29,9 @@ pub fn required_role(body: &CommandBody) -> Role {
         | CommandBody::Cron(_)
         | CommandBody::Model(_)
         | CommandBody::AddNote { .. } => Role::Operator,
-        CommandBody::Queue(_) | CommandBody::ReconcileMembers => Role::Admin,
+        CommandBody::Queue(_) | CommandBody::Token(_) | CommandBody::ReconcileMembers => {
+            Role::Admin
+        }
         CommandBody::Node(c) => match c {
             NodeCommand::AcquirePortLeases { .. } | NodeCommand::ReleasePortLeases { .. } => {
                 Role::Operator
@@ -118,6 +93,24 @@ pub fn authorize(cmd: &Command) -> Result<(), Rejection> {
     }
 }
 
+/// A command that came with a bearer token is accepted only while the token is
+/// valid at the command's (leader) time, for the user and role it names: a
+/// revocation earlier in the log refuses it on every member alike.
+pub fn check_bearer(tokens: &Tokens, cmd: &Command) -> Result<(), Rejection> {
+    if cmd.bearer.is_empty() {
+        return Ok(());
+    }
+    let (name, t) = crate::token::valid(tokens, &cmd.bearer, cmd.timestamp_ms)
+        .map_err(Rejection::PermissionDenied)?;
+    if cmd.actor != format!("user/{}", t.user) || cmd.role != Some(t.role) {
+        return Err(Rejection::PermissionDenied(format!(
+            "token/{name} authenticates user/{} as {}, not {} as {:?}",
+            t.user, t.role, cmd.actor, cmd.role
+        )));
+    }
+    Ok(())
+}
+
 /// The node an agent's report is about; `None` for anything that is not a report.
 fn reported_node(body: &CommandBody) -> Option<&str> {
     match body {
@@ -154,6 +147,7 @@ fn reported_node(body: &CommandBody) -> Option<&str> {
         },
         CommandBody::Namespace(_)
         | CommandBody::Queue(_)
+        | CommandBody::Token(_)
         | CommandBody::Cron(_)
         | CommandBody::Model(_)
         | CommandBody::AddNote { .. }

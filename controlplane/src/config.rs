@@ -39,6 +39,28 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
     /// Listen on addresses other than loopback without TLS.
     pub insecure: bool,
+    pub limits: LimitSettings,
+}
+
+/// What one authenticated identity (a user, a token, an agent; not a member) may ask of
+/// a member. Without TLS callers are not identified, and not limited.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Requests a second (0: no limit); over it a request is refused
+    /// `RESOURCE_EXHAUSTED`, having changed nothing.
+    pub requests_per_second: u32,
+    /// Requests at once above the rate.
+    pub burst: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 5_000,
+            burst: 10_000,
+        }
+    }
 }
 
 /// The PEM files of a member's identity (`cairn certs` makes development ones).
@@ -140,6 +162,7 @@ impl Default for ServerConfig {
             kubernetes: None,
             tls: None,
             insecure: false,
+            limits: LimitSettings::default(),
             raft: RaftSettings::default(),
             batch: BatchSettings::default(),
             nodes: NodeSettings::default(),

@@ -134,6 +134,8 @@ pub async fn run_with(
     let limits = Limits {
         max_request_bytes: config.max_request_bytes,
         max_message_bytes: config.raft.max_message_bytes,
+        requests_per_second: config.limits.requests_per_second,
+        request_burst: config.limits.burst,
     };
     let serve = grpc::serve(app, listener, server_tls, limits, stopped(stopping.clone()));
     let grace = async {

@@ -69,6 +69,8 @@ pub struct ServerSpec {
     pub tls: Option<cairn_proto::tls::TlsFiles>,
     /// Plaintext on an address other than loopback.
     pub insecure: bool,
+    /// More TOML tables for the configuration file (e.g. `[limits]`).
+    pub extra_toml: String,
 }
 
 impl ServerSpec {
@@ -93,6 +95,7 @@ impl ServerSpec {
             kubeconfig: None,
             tls: None,
             insecure: false,
+            extra_toml: String::new(),
         }
     }
 
@@ -140,6 +143,7 @@ impl ServerSpec {
             "[raft]\nsnapshot_after_logs = {}\nlogs_kept_after_snapshot = {}\n[nodes]\nlost_after_ms = {}\n",
             self.snapshot_after_logs, self.logs_kept_after_snapshot, self.node_lost_after_ms
         ));
+        toml.push_str(&self.extra_toml);
         toml
     }
 

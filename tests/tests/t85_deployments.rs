@@ -290,7 +290,7 @@ async fn canary_promote_rollback(
         .any(|(k, a)| k == "deployment_traffic_shifted" && a == "system/rollouts"));
     assert!(steps
         .iter()
-        .any(|(k, a)| k == "deployment_replica_ready" && a.starts_with("node/")));
+        .any(|(k, a)| k == "deployment_replica_ready" && a.starts_with("agent/")));
     assert!(history.as_array().is_some_and(|a| a
         .iter()
         .all(|e| e["time"].as_str().is_some_and(|t| !t.is_empty()))));

@@ -31,6 +31,16 @@ fn certs(args: &[&str]) {
     );
 }
 
+/// `msg` with `authorization: Bearer <secret>`.
+fn bearer<T>(msg: T, secret: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        pb::AUTHORIZATION,
+        format!("Bearer {secret}").parse().expect("ascii"),
+    );
+    r
+}
+
 fn events_by(events: &[pb::Event], entity: &str) -> Vec<String> {
     events
         .iter()
@@ -254,14 +264,7 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         "{secret}"
     );
     let ca_only = TlsFiles::ca_only(alice.ca.clone());
-    let with_token = |msg: pb::SubmitRequest| {
-        let mut r = tonic::Request::new(msg);
-        r.metadata_mut().insert(
-            pb::AUTHORIZATION,
-            format!("Bearer {secret}").parse().expect("ascii"),
-        );
-        r
-    };
+    let with_token = |msg: pb::SubmitRequest| bearer(msg, &secret);
     for (i, addr) in endpoints.iter().enumerate() {
         tls_client(addr, &ca_only)
             .submit(with_token(create_ns(&format!("by-token-{i}"))))
@@ -278,13 +281,8 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         .await
         .expect_err("anonymous");
     assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
-    let mut forged = tonic::Request::new(create_ns("forged"));
-    forged.metadata_mut().insert(
-        pb::AUTHORIZATION,
-        "Bearer cairn_0000".parse().expect("ascii"),
-    );
     let s = tls_client(&endpoints[0], &ca_only)
-        .submit(forged)
+        .submit(bearer(create_ns("forged"), "cairn_0000"))
         .await
         .expect_err("a made-up token");
     assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
@@ -304,11 +302,7 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         );
         // A member's own reads stop once it has applied the revocation event.
         loop {
-            let mut r = tonic::Request::new(pb::ClusterStatusRequest {});
-            r.metadata_mut().insert(
-                pb::AUTHORIZATION,
-                format!("Bearer {secret}").parse().expect("ascii"),
-            );
+            let r = bearer(pb::ClusterStatusRequest {}, &secret);
             match tls_client(addr, &ca_only).cluster_status(r).await {
                 Err(s) if s.code() == Code::Unauthenticated => {
                     refused_after.push(revoked_at.elapsed());
@@ -529,6 +523,67 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
     }
     drop(junk);
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_is_refused_and_others_are_not() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs_dir = dir.path().join("certs");
+    let d = certs_dir.to_str().expect("utf-8");
+    certs(&[
+        "init",
+        "--dir",
+        d,
+        "--members",
+        "1",
+        "--user",
+        "alice",
+        "--user",
+        "bob",
+    ]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let spec = cairn_tests::server::ServerSpec {
+        initial_members: [(1, listen.clone())].into(),
+        tls: Some(TlsFiles::in_dir(&certs_dir, "member-1")),
+        extra_toml: "[limits]\nrequests_per_second = 20\nburst = 20\n".into(),
+        ..cairn_tests::server::ServerSpec::new(
+            bin("cairn-server"),
+            1,
+            listen.clone(),
+            dir.path().join("m1"),
+        )
+    };
+    let _server = cairn_tests::server::Server::start_new(spec)
+        .await
+        .expect("a member with a low rate limit");
+    let alice = TlsFiles::in_dir(&certs_dir, "user-alice");
+    let bob = TlsFiles::in_dir(&certs_dir, "user-bob");
+    let mut a = tls_client(&listen, &alice);
+    let (mut ok, mut limited) = (0, 0);
+    for _ in 0..100 {
+        match a.cluster_status(pb::ClusterStatusRequest {}).await {
+            Ok(_) => ok += 1,
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                assert!(pb::certainly_not_applied(&s), "{s:?}");
+                assert!(s.message().contains("user/alice"), "{s:?}");
+                limited += 1;
+            }
+            Err(s) => panic!("unexpected: {s:?}"),
+        }
+    }
+    assert!(
+        limited >= 50,
+        "100 requests at once, {ok} served, {limited} limited"
+    );
+    tls_client(&listen, &bob)
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .expect("another identity is not held back by alice");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .expect("alice again once her bucket refilled");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The event log: pages of a query, the stored bytes of a range, and watches that
 //! follow new events as they are applied.
 
+use std::time::Duration;
+
 use cairn_proto as pb;
 use tokio::sync::mpsc;
 
@@ -10,8 +12,13 @@ use crate::store::events::Filter;
 /// Events a watch has not handed out yet, as they come.
 pub type Watch = mpsc::Receiver<Result<pb::Event>>;
 
-/// Events a watch reads from the store at a time.
-const WATCH_PAGE: usize = 1000;
+/// Events a watch reads from the store at a time, and holds for its reader at most: a
+/// reader that does not keep up costs the member these, whatever is written meanwhile
+/// (the watch reads on from the store as the reader takes them).
+const WATCH_PAGE: usize = 16;
+/// A reader that takes no event for this long while its buffer is full is let go, with
+/// an error that says so (the CLI's tail resumes after the last event it printed).
+const WATCH_STALL: Duration = Duration::from_secs(30);
 
 fn store(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(e.to_string())
@@ -58,7 +65,7 @@ impl App {
     /// receiver is dropped.
     pub fn watch(&self, mut filter: Filter) -> Watch {
         let shared = self.shared().clone();
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(WATCH_PAGE + 1);
         tokio::spawn(async move {
             let mut applied = shared.applied();
             loop {
@@ -72,9 +79,23 @@ impl App {
                     }
                 };
                 for e in events {
-                    filter.after_sequence = e.sequence;
-                    if tx.send(Ok(e)).await.is_err() {
-                        return;
+                    // Two free places before each event, so one is always left for
+                    // the error that ends a stalled reader's watch.
+                    match tokio::time::timeout(WATCH_STALL, tx.reserve_many(2)).await {
+                        Ok(Ok(mut permits)) => {
+                            filter.after_sequence = e.sequence;
+                            if let Some(p) = permits.next() {
+                                p.send(Ok(e));
+                            }
+                        }
+                        Ok(Err(_)) => return, // The reader went away.
+                        Err(_) => {
+                            let _ = tx.try_send(Err(AppError::Unavailable(format!(
+                                "the reader took no event for {WATCH_STALL:?}; its watch is closed after sequence {} (resume from there)",
+                                filter.after_sequence
+                            ))));
+                            return;
+                        }
                     }
                 }
                 if !more {

@@ -7,6 +7,10 @@
 //! stamped here at the edge, and a client cannot choose it.
 
 use crate::app::App;
+pub mod limit;
+
+use std::sync::Arc;
+
 use cairn_domain::authz::Role;
 use cairn_proto as pb;
 use cairn_proto::tls::server::{identity_and_role_of, identity_of};
@@ -143,14 +147,18 @@ fn caller_of(app: &App, req: &Request<()>) -> Result<Caller, Status> {
 }
 
 /// The interceptor of the client API: with TLS, every request gets its [`Caller`] or
-/// is refused.
+/// is refused, and is counted against its caller's rate limit.
 pub fn client_api(
     app: App,
     tls: bool,
+    limits: Arc<limit::RateLimits>,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut req: Request<()>| {
         if tls {
             let caller = caller_of(&app, &req)?;
+            if !matches!(caller.identity, Identity::Member(_)) {
+                limits.check(&caller.identity.to_string())?;
+            }
             req.extensions_mut().insert(caller);
         }
         Ok(req)

@@ -216,6 +216,48 @@ mod tests {
     }
 
     #[test]
+    fn a_command_with_a_revoked_or_borrowed_token_is_refused_by_decide() {
+        use crate::testkit::apply;
+        use crate::token::TokenCommand;
+        let mut s = State::new();
+        let create = cmd(CommandBody::Token(TokenCommand::Create {
+            name: "ci".into(),
+            user: "carol".into(),
+            role: Role::Operator,
+            digest: vec![5; 32],
+            expires_ms: None,
+        }));
+        apply(&mut s, &create).expect("created");
+        let ns = CommandBody::Namespace(crate::namespace::NamespaceCommand::Create {
+            name: "x".into(),
+            labels: Default::default(),
+        });
+        let by_token = |actor: &str, role| Command {
+            role: Some(role),
+            bearer: vec![5; 32],
+            ..as_actor(actor, ns.clone())
+        };
+        // The token names carol as an operator: anyone else, or another role, is refused.
+        assert!(check_bearer(&s.tokens, &by_token("user/carol", Role::Operator)).is_ok());
+        assert!(check_bearer(&s.tokens, &by_token("user/mallory", Role::Operator)).is_err());
+        assert!(check_bearer(&s.tokens, &by_token("user/carol", Role::Admin)).is_err());
+        let revoke = cmd(CommandBody::Token(TokenCommand::Revoke {
+            name: "ci".into(),
+        }));
+        apply(&mut s, &revoke).expect("revoked");
+        let pos = Position {
+            raft_index: 9,
+            raft_term: 1,
+        };
+        let Err(Rejection::PermissionDenied(why)) =
+            decide(&s, &by_token("user/carol", Role::Operator), pos)
+        else {
+            panic!("a revoked token's command was accepted");
+        };
+        assert!(why.contains("revoked"), "{why}");
+    }
+
+    #[test]
     fn an_agent_reports_about_its_own_node_only_and_decide_says_so_too() {
         assert_eq!(authorize(&as_actor("agent/n1", health("n1"))), Ok(()));
         let other = as_actor("agent/n1", health("n2"));

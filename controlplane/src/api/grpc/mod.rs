@@ -27,14 +27,21 @@ pub use cairn::MAX_PAGE;
 
 use crate::app::App;
 
-/// Message size limits of the services.
+/// Limits of the services.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest client request.
     pub max_request_bytes: usize,
     /// Largest Raft message, and largest answer to a client.
     pub max_message_bytes: usize,
+    /// Requests a second each authenticated identity may make (0: no limit), and the
+    /// burst it may make at once.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
 }
+
+/// A connection whose peer answers no HTTP/2 ping for this long is closed.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Serve both services on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -45,12 +52,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let on = tls.is_some();
+    let rate = Arc::new(auth::limit::RateLimits::new(
+        limits.requests_per_second,
+        limits.request_burst,
+    ));
     let router = tonic::transport::Server::builder()
+        // Peers that went away without closing (a host lost, a half-open connection)
+        // are noticed and their connections closed.
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
+        .tcp_keepalive(Some(KEEPALIVE))
         .add_service(InterceptedService::new(
             CairnServer::new(cairn::CairnService::new(app.clone()))
                 .max_decoding_message_size(limits.max_request_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
-            auth::client_api(app.clone(), on),
+            auth::client_api(app.clone(), on, rate),
         ))
         .add_service(InterceptedService::new(
             RaftTransportServer::new(raft::RaftService::new(app))

@@ -79,12 +79,22 @@ impl Stamp {
 /// authorised (the same check `decide` makes again).
 pub fn command(mut cmd: pb::Command, stamp: &Stamp) -> Result<cairn_domain::Command, AppError> {
     cmd.token_digest = stamp.token_digest.clone();
-    if let Some(caller) = &stamp.caller {
-        cmd.actor = caller.identity.to_string();
-        cmd.role = caller
-            .role
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_default();
+    match stamp.caller.as_ref() {
+        // A member is trusted with the actor it names: its own facades (MLflow) and
+        // workers submit through the leader as the users they serve.
+        None
+        | Some(auth::Caller {
+            identity: Identity::Member(_),
+            ..
+        }) => {}
+        Some(caller) => {
+            cmd.actor = caller.identity.to_string();
+            cmd.role = caller
+                .role
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default();
+            cmd.bearer_digest = caller.bearer.clone().unwrap_or_default();
+        }
     }
     let cmd = cairn_domain::Command::from_pb(&cmd).map_err(|m| AppError::Invalid(m.0))?;
     cairn_domain::authz::authorize(&cmd).map_err(AppError::Rejected)?;

@@ -218,7 +218,10 @@ pub async fn run(
         state_dir: cfg.state_dir.clone(),
     };
     let tls = match &cfg.tls {
-        Some(files) => Some(ServerTls::load(files.as_ref().clone())?),
+        Some(files) => Some(ServerTls::load(
+            files.as_ref().clone(),
+            &[cairn_proto::tls::server::H2],
+        )?),
         None => None,
     };
     let on = tls.is_some();

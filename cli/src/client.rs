@@ -166,7 +166,7 @@ impl Cluster {
                         self.current = (self.current + 1) % self.endpoints.len();
                     }
                 }
-                Err(s) => return Err(status_error(&s)),
+                Err(s) => return Err(self.explain(status_error(&s), &s)),
             }
             attempt += 1;
             if start.elapsed() >= self.deadline {
@@ -193,6 +193,17 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// `e`, with a hint when a plaintext call met a server that speaks TLS.
+    fn explain(&self, e: anyhow::Error, s: &Status) -> anyhow::Error {
+        if self.tls.is_none() && s.message().contains("h2 protocol error") {
+            e.context("the member may serve TLS: give --ca with --cert and --key, or with --token")
+        } else {
+            e
+        }
+    }
+}
+
 /// A refusal as the user reads it: the server's message already names what went wrong.
 pub fn status_error(s: &Status) -> anyhow::Error {
     match s.code() {
@@ -215,7 +226,7 @@ pub fn code_name(c: Code) -> &'static str {
         Code::AlreadyExists => "already exists",
         Code::FailedPrecondition => "failed precondition",
         Code::Aborted => "conflict",
-        Code::ResourceExhausted | Code::OutOfRange => "too large",
+        Code::ResourceExhausted | Code::OutOfRange => "over a limit",
         Code::Unavailable => "unavailable",
         Code::DeadlineExceeded => "indeterminate",
         Code::PermissionDenied | Code::Unauthenticated => "denied",

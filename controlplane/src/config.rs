@@ -410,14 +410,14 @@ impl ServerConfig {
                     self.listen
                 ));
             }
-            // The MLflow facade speaks plain HTTP.
+            // Without TLS the MLflow facade speaks plain HTTP.
             if let Some(m) = self
                 .mlflow_listen
                 .as_deref()
-                .filter(|m| is_host_port(m) && !is_loopback(m))
+                .filter(|m| self.tls.is_none() && is_host_port(m) && !is_loopback(m))
             {
                 p.push(format!(
-                    "mlflow_listen: {m} is not a loopback address and the MLflow facade serves plain HTTP: put it behind a TLS proxy on loopback or start with --insecure"
+                    "mlflow_listen: {m} is not a loopback address and no [tls] is configured (the facade would serve plain HTTP): configure TLS or start with --insecure"
                 ));
             }
         }
@@ -541,8 +541,19 @@ mod tests {
             p.iter().any(|s| s.starts_with("tls.ca: /nonexistent")),
             "{p:?}"
         );
-        assert!(p.iter().any(|s| s.starts_with("mlflow_listen")), "{p:?}");
+        // With TLS the facade serves HTTPS, on any address.
+        assert!(!p.iter().any(|s| s.starts_with("mlflow_listen")), "{p:?}");
         assert!(!p.iter().any(|s| s.starts_with("listen")), "{p:?}");
+        let plain_mlflow = ServerConfig {
+            mlflow_listen: Some("0.0.0.0:5000".into()),
+            ..ServerConfig::default()
+        };
+        let p = plain_mlflow.validate();
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("mlflow_listen: 0.0.0.0:5000")),
+            "{p:?}"
+        );
         let half = Overrides {
             tls_ca: Some("ca.crt".into()),
             ..Overrides::default()

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use cairn_proto::tls::server::{ServerTls, H2, HTTP1};
 use openraft::BasicNode;
 
 use crate::api::grpc::{self, Limits};
@@ -45,9 +46,7 @@ pub async fn run_with(
     let raft_config = Arc::new(config.openraft().map_err(anyhow::Error::msg)?);
     let tls_files = config.tls.as_ref().map(|t| Arc::new(t.files()));
     let server_tls = match &tls_files {
-        Some(files) => Some(cairn_proto::tls::server::ServerTls::load(
-            files.as_ref().clone(),
-        )?),
+        Some(files) => Some(ServerTls::load(files.as_ref().clone(), &[H2])?),
         None => None,
     };
     let network = Network::new(id, config.raft.max_message_bytes, tls_files.clone());
@@ -85,7 +84,7 @@ pub async fn run_with(
         Settings {
             max_message_bytes: config.max_request_bytes,
             lost_after_ms: config.nodes.lost_after_ms,
-            tls: tls_files,
+            tls: tls_files.clone(),
         },
     );
     tokio::spawn(crate::leader::record_membership(app.clone()));
@@ -115,10 +114,14 @@ pub async fn run_with(
         let mlflow = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the MLflow facade on {addr}"))?;
-        tracing::info!(listen = %addr, "MLflow-compatible registry API listening");
+        let mlflow_tls = match &tls_files {
+            Some(files) => Some(ServerTls::load(files.as_ref().clone(), &[HTTP1])?),
+            None => None,
+        };
+        tracing::info!(listen = %addr, https = mlflow_tls.is_some(), "MLflow-compatible registry API listening");
         let (app, until) = (app.clone(), stopped(stopping.clone()));
         tokio::spawn(async move {
-            if let Err(e) = crate::api::mlflow::serve(app, mlflow, until).await {
+            if let Err(e) = crate::api::mlflow::serve(app, mlflow, mlflow_tls, until).await {
                 tracing::error!(error = %e, "the MLflow facade stopped");
             }
         });

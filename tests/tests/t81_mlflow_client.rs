@@ -106,3 +106,135 @@ async fn mlflows_client_passes_its_registry_conformance_test_against_cairn() -> 
     assert!(passed >= 290, "only {passed} checks ran: {summary}");
     Ok(())
 }
+
+/// Run `code` with the MLflow client against `uri`, with `env`; (success, stdout+stderr).
+async fn mlflow_py(python: &Path, code: &str, uri: &str, env: &[(&str, String)]) -> (bool, String) {
+    let out = tokio::process::Command::new(python)
+        .args(["-c", code])
+        .env("MLFLOW_REGISTRY_URI", uri)
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .expect("python");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflows_client_authenticates_over_https_with_a_token_or_a_certificate(
+) -> anyhow::Result<()> {
+    use cairn_proto::tls::TlsFiles;
+    let python = python()?;
+    let dir = tempfile::tempdir()?;
+    let certs = dir.path().join("certs");
+    let c = certs.to_str().context("utf-8")?;
+    let cairn = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(bin("cairn")).args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    cairn(&["certs", "init", "--dir", c, "--members", "1"])?;
+    cairn(&[
+        "certs", "issue", "user", "vera", "--dir", c, "--role", "viewer",
+    ])?;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mlflow = format!("127.0.0.1:{}", free_port());
+    let spec = ServerSpec {
+        initial_members: [(1, listen.clone())].into(),
+        mlflow_listen: Some(mlflow.clone()),
+        tls: Some(TlsFiles::in_dir(&certs, "member-1")),
+        ..ServerSpec::new(
+            bin("cairn-server"),
+            1,
+            listen.clone(),
+            dir.path().join("m1"),
+        )
+    };
+    let _server = Server::start_new(spec).await?;
+    let admin = TlsFiles::in_dir(&certs, "user-admin");
+    let as_admin = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all = vec!["--endpoints", listen.as_str(), "--timeout", "20s"];
+        let (ca, cert, key) = (
+            admin.ca.to_str().context("utf-8")?,
+            admin.cert.to_str().context("utf-8")?,
+            admin.key.to_str().context("utf-8")?,
+        );
+        all.extend(["--ca", ca, "--cert", cert, "--key", key]);
+        all.extend(args);
+        cairn(&all)
+    };
+    let secret = as_admin(&[
+        "token", "create", "ml", "--user", "carol", "--role", "operator",
+    ])?;
+    let uri = format!("https://{mlflow}");
+    let ca = admin.ca.display().to_string();
+    let create = "from mlflow import MlflowClient\nMlflowClient().create_registered_model('secure-model')\nprint('created')";
+    let search =
+        "from mlflow import MlflowClient\nprint(len(MlflowClient().search_registered_models()))";
+
+    // No credential: 401.
+    let (ok, out) = mlflow_py(
+        &python,
+        search,
+        &uri,
+        &[("MLFLOW_TRACKING_SERVER_CERT_PATH", ca.clone())],
+    )
+    .await;
+    assert!(!ok && out.contains("UNAUTHENTICATED"), "{out}");
+    // A token: its user writes.
+    let token_env = [
+        ("MLFLOW_TRACKING_SERVER_CERT_PATH", ca.clone()),
+        ("MLFLOW_TRACKING_TOKEN", secret.clone()),
+    ];
+    let (ok, out) = mlflow_py(&python, create, &uri, &token_env).await;
+    assert!(ok && out.contains("created"), "{out}");
+    // A viewer's client certificate (one PEM with the key, as requests takes it): reads,
+    // but may not write.
+    let vera = TlsFiles::in_dir(&certs, "user-vera");
+    let both = dir.path().join("vera.pem");
+    std::fs::write(
+        &both,
+        [std::fs::read(&vera.cert)?, std::fs::read(&vera.key)?].concat(),
+    )?;
+    let vera_env = [
+        ("MLFLOW_TRACKING_SERVER_CERT_PATH", ca.clone()),
+        (
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+            both.display().to_string(),
+        ),
+    ];
+    let (ok, out) = mlflow_py(&python, search, &uri, &vera_env).await;
+    assert!(ok && out.trim().ends_with('1'), "{out}");
+    let (ok, out) = mlflow_py(
+        &python,
+        create.replace("secure-model", "by-vera").as_str(),
+        &uri,
+        &vera_env,
+    )
+    .await;
+    assert!(!ok && out.contains("PERMISSION_DENIED"), "{out}");
+    // The log names who created the model.
+    let events = as_admin(&[
+        "events",
+        "list",
+        "--entity",
+        "model/secure-model",
+        "-o",
+        "json",
+    ])?;
+    let events: serde_json::Value = serde_json::from_str(&events)?;
+    assert_eq!(events[0]["actor"], "user/carol", "{events}");
+    Ok(())
+}

@@ -69,7 +69,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The user a token's digest authenticates now, judged on this member's state.
-fn token_caller(app: &App, digest: Vec<u8>) -> Result<Caller, Status> {
+pub(crate) fn token_caller(app: &App, digest: Vec<u8>) -> Result<Caller, Status> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -127,8 +127,14 @@ fn caller_of(app: &App, req: &Request<()>) -> Result<Caller, Status> {
         }
         (_, None) => (peer, role),
     };
+    certificate_caller(identity, role.as_deref())
+}
+
+/// The caller a certificate names, with the role its subject grants a user (a user
+/// whose certificate names none is a viewer).
+pub(crate) fn certificate_caller(identity: Identity, role: Option<&str>) -> Result<Caller, Status> {
     let role = match &identity {
-        Identity::User(_) => Some(match role.as_deref() {
+        Identity::User(_) => Some(match role {
             None => Role::Viewer,
             Some(r) => Role::parse(r).ok_or_else(|| {
                 unauthenticated(

@@ -22,6 +22,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Identity, TlsFiles};
 
+/// The protocol of gRPC servers.
+pub const H2: &[u8] = b"h2";
+/// The protocol of HTTP/1.1 servers.
+pub const HTTP1: &[u8] = b"http/1.1";
+
 /// How long a client has to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The files are looked at (their modification times) at most this often.
@@ -30,6 +35,7 @@ const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// A member's TLS: the current configuration and where it came from.
 pub struct ServerTls {
     files: TlsFiles,
+    alpn: Vec<&'static [u8]>,
     current: Mutex<Current>,
 }
 
@@ -55,11 +61,12 @@ fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// A server configuration from the files: TLS 1.3 only, HTTP/2, a client certificate of
+/// A server configuration from the files: TLS 1.3 only, the `alpn` protocols, a client
+/// certificate of
 /// the CA verified when one is presented. A client without one is let through the
 /// handshake to authenticate with a bearer token instead; every service refuses a
 /// request that brings neither.
-pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
+pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> anyhow::Result<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in certs(&files.ca)? {
@@ -85,14 +92,15 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
                 files.key.display()
             )
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
 impl ServerTls {
-    /// Load the files now (an error here stops the start).
-    pub fn load(files: TlsFiles) -> anyhow::Result<Arc<Self>> {
-        let config = Arc::new(server_config(&files)?);
+    /// Load the files now (an error here stops the start), for a server speaking the
+    /// `alpn` protocols (`h2` for gRPC, `http/1.1` for the MLflow facade).
+    pub fn load(files: TlsFiles, alpn: &[&'static [u8]]) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(server_config(&files, alpn)?);
         let current = Current {
             config,
             stamps: stamps(&files),
@@ -100,6 +108,7 @@ impl ServerTls {
         };
         Ok(Arc::new(Self {
             files,
+            alpn: alpn.to_vec(),
             current: Mutex::new(current),
         }))
     }
@@ -113,7 +122,7 @@ impl ServerTls {
             c.checked = Instant::now();
             let now = stamps(&self.files);
             if now != c.stamps {
-                match server_config(&self.files) {
+                match server_config(&self.files, &self.alpn) {
                     Ok(config) => {
                         tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                         c.config = Arc::new(config);

@@ -10,6 +10,7 @@
 //! - [`request`]: reading a request's parameters (query string or JSON body).
 //! - [`error`]: MLflow's error body and codes; the one mapping from `AppError`.
 
+mod auth;
 mod error;
 mod json;
 mod registry;
@@ -17,11 +18,13 @@ mod request;
 mod search;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::routing::{get, patch, post};
 use axum::Router;
 use cairn_domain::{Command, CommandBody};
 use cairn_proto as pb;
+use cairn_proto::tls::server::ServerTls;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppError, Consistency, Route};
@@ -53,17 +56,27 @@ enum Read {
 }
 
 impl Facade {
-    /// Record `body` as `actor`: on this member if it leads, else through the leader.
-    async fn submit(&self, actor: &str, body: CommandBody) -> Result<Written, MlflowError> {
-        let cmd = self.app.accept(Command {
+    /// Record `body` as its caller: on this member if it leads, else through the leader.
+    async fn submit(&self, who: &auth::Who, body: CommandBody) -> Result<Written, MlflowError> {
+        let (actor, role, bearer) = match &who.0 {
+            Some(c) => (
+                c.identity.to_string(),
+                c.role,
+                c.bearer.clone().unwrap_or_default(),
+            ),
+            None => (request::ANONYMOUS.to_string(), None, Vec::new()),
+        };
+        let cmd = Command {
             timestamp_ms: 0,
-            actor: actor.to_string(),
-            role: None,
-            bearer: Vec::new(),
+            actor,
+            role,
+            bearer,
             correlation_id: String::new(),
             expected_revision: None,
             body,
-        })?;
+        };
+        cairn_domain::authz::authorize(&cmd).map_err(AppError::Rejected)?;
+        let cmd = self.app.accept(cmd)?;
         let leader = match self.app.route(false).await? {
             Route::Here => match self.app.propose(&cmd).await {
                 Ok(a) => {
@@ -172,8 +185,9 @@ impl Facade {
     }
 }
 
-/// The routes, under both of MLflow's prefixes.
-pub fn router(app: App) -> Router {
+/// The routes, under both of MLflow's prefixes; over TLS, every request authenticated
+/// first.
+pub fn router(app: App, tls: bool) -> Router {
     let api = Router::new()
         .route("/registered-models/create", post(registry::create_model))
         .route("/registered-models/get", get(registry::get_model))
@@ -221,20 +235,40 @@ pub fn router(app: App) -> Router {
             get(registry::download_uri),
         )
         .fallback(registry::not_found)
-        .with_state(Facade { app });
-    Router::new()
+        .with_state(Facade { app: app.clone() });
+    let routes = Router::new()
         .nest("/api/2.0/mlflow", api.clone())
         .nest("/ajax-api/2.0/mlflow", api)
-        .fallback(registry::not_found)
+        .fallback(registry::not_found);
+    if tls {
+        routes.layer(axum::middleware::from_fn_with_state(
+            app,
+            auth::authenticate,
+        ))
+    } else {
+        routes
+    }
 }
 
 /// Serve the facade on `listener` until `shutdown` resolves.
 pub async fn serve(
     app: App,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, router(app, false))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let listener = auth::TlsListener::new(listener, tls)?;
+            let routes = router(app, true).into_make_service_with_connect_info::<auth::Peer>();
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

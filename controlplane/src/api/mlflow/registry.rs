@@ -15,9 +15,10 @@ use cairn_proto as pb;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Who;
 use super::error::MlflowError;
 use super::json::{self, Tag};
-use super::request::{boolean, list, number, optional_number, Params, ACTOR};
+use super::request::{boolean, list, number, optional_number, Params};
 use super::search::{self, Field, Filter, Over, Record};
 use super::{Facade, Read};
 use crate::app::AppError;
@@ -67,14 +68,14 @@ struct CreateModel {
     description: String,
 }
 
-pub async fn create_model(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn create_model(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: CreateModel = p.read()?;
     let cmd = ModelCommand::Create {
         name: r.name.clone(),
         description: r.description,
         tags: tags(r.tags),
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(model(&f.model(&r.name, Read::After(w.index)).await?)))
 }
 
@@ -94,13 +95,13 @@ struct Rename {
     new_name: String,
 }
 
-pub async fn rename_model(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn rename_model(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: Rename = p.read()?;
     let cmd = ModelCommand::Rename {
         name: r.name,
         new_name: r.new_name.clone(),
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(model(
         &f.model(&r.new_name, Read::After(w.index)).await?,
     )))
@@ -113,19 +114,19 @@ struct UpdateModel {
     description: String,
 }
 
-pub async fn update_model(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn update_model(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: UpdateModel = p.read()?;
     let cmd = ModelCommand::Update {
         name: r.name.clone(),
         description: r.description,
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(model(&f.model(&r.name, Read::After(w.index)).await?)))
 }
 
-pub async fn delete_model(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn delete_model(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: Name = p.read()?;
-    f.submit(ACTOR, model_cmd(ModelCommand::Delete { name: r.name }))
+    f.submit(&who, model_cmd(ModelCommand::Delete { name: r.name }))
         .await?;
     Ok(Json(json!({})))
 }
@@ -227,14 +228,14 @@ struct SetTag {
     value: String,
 }
 
-pub async fn set_model_tag(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn set_model_tag(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: SetTag = p.read()?;
     let cmd = ModelCommand::SetTag {
         name: r.name,
         key: r.key,
         value: r.value,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -244,13 +245,13 @@ struct DeleteTag {
     key: String,
 }
 
-pub async fn delete_model_tag(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn delete_model_tag(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: DeleteTag = p.read()?;
     let cmd = ModelCommand::DeleteTag {
         name: r.name,
         key: r.key,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -275,7 +276,7 @@ fn version_number(v: &Value, field: &str) -> Result<u64, MlflowError> {
     .ok_or_else(|| MlflowError::invalid(format!("{field}: {v} is not a version number")))
 }
 
-pub async fn set_alias(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn set_alias(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: SetAlias = p.read()?;
     let expected = match r.expected_version {
         None => None,
@@ -289,7 +290,7 @@ pub async fn set_alias(State(f): State<Facade>, p: Params) -> Answer {
         expected,
         reason: String::new(),
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -299,14 +300,14 @@ struct AliasName {
     alias: String,
 }
 
-pub async fn delete_alias(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn delete_alias(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: AliasName = p.read()?;
     let cmd = ModelCommand::DeleteAlias {
         name: r.name,
         alias: r.alias,
         reason: String::new(),
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -341,7 +342,7 @@ struct CreateVersion {
     description: String,
 }
 
-pub async fn create_version(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn create_version(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: CreateVersion = p.read()?;
     let cmd = ModelCommand::CreateVersion {
         name: r.name.clone(),
@@ -351,7 +352,7 @@ pub async fn create_version(State(f): State<Facade>, p: Params) -> Answer {
         tags: tags(r.tags),
         create_model: false,
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     let made = w.events.iter().find_map(|e| match &e.payload {
         Some(pb::event::Payload::ModelVersionCreated(v)) => Some(v.version),
         _ => None,
@@ -385,26 +386,26 @@ struct UpdateVersion {
     description: String,
 }
 
-pub async fn update_version(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn update_version(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: UpdateVersion = p.read()?;
     let cmd = ModelCommand::UpdateVersion {
         name: r.name.clone(),
         version: r.version,
         description: r.description,
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(version(
         &f.version(&r.name, r.version, Read::After(w.index)).await?,
     )))
 }
 
-pub async fn delete_version(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn delete_version(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: VersionRef = p.read()?;
     let cmd = ModelCommand::DeleteVersion {
         name: r.name,
         version: r.version,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -476,7 +477,7 @@ struct Transition {
     comment: String,
 }
 
-pub async fn transition_stage(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn transition_stage(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: Transition = p.read()?;
     let cmd = ModelCommand::Transition {
         name: r.name.clone(),
@@ -494,7 +495,7 @@ pub async fn transition_stage(State(f): State<Facade>, p: Params) -> Answer {
         archive_existing: r.archive_existing_versions,
         reason: r.comment,
     };
-    let w = f.submit(ACTOR, model_cmd(cmd)).await?;
+    let w = f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(version(
         &f.version(&r.name, r.version, Read::After(w.index)).await?,
     )))
@@ -509,7 +510,7 @@ struct SetVersionTag {
     value: String,
 }
 
-pub async fn set_version_tag(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn set_version_tag(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: SetVersionTag = p.read()?;
     let cmd = ModelCommand::SetVersionTag {
         name: r.name,
@@ -517,7 +518,7 @@ pub async fn set_version_tag(State(f): State<Facade>, p: Params) -> Answer {
         key: r.key,
         value: r.value,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 
@@ -529,14 +530,14 @@ struct DeleteVersionTag {
     key: String,
 }
 
-pub async fn delete_version_tag(State(f): State<Facade>, p: Params) -> Answer {
+pub async fn delete_version_tag(State(f): State<Facade>, who: Who, p: Params) -> Answer {
     let r: DeleteVersionTag = p.read()?;
     let cmd = ModelCommand::DeleteVersionTag {
         name: r.name,
         version: r.version,
         key: r.key,
     };
-    f.submit(ACTOR, model_cmd(cmd)).await?;
+    f.submit(&who, model_cmd(cmd)).await?;
     Ok(Json(json!({})))
 }
 

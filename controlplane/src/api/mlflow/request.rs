@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use super::error::MlflowError;
 
-/// Who MLflow requests are recorded as (until they are authenticated).
-pub const ACTOR: &str = "mlflow/anonymous";
+/// Who MLflow requests are recorded as when the facade serves plain HTTP (no caller is
+/// authenticated).
+pub const ANONYMOUS: &str = "mlflow/anonymous";
 
 /// The parameters of one request, as a JSON object.
 pub struct Params(Map<String, Value>);

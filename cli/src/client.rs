@@ -53,6 +53,11 @@ pub fn retryable(s: &Status) -> bool {
 }
 
 impl Cluster {
+    /// The TLS files this CLI dials with (none: plaintext).
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_deref()
+    }
+
     /// A channel to `addr` (a member or an agent), as this identity.
     pub fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
         Ok(cairn_proto::Dial::new()

@@ -237,6 +237,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub insecure: bool,
+    /// `limits.requests_per_second` (0: no limit).
+    pub requests_per_second: Option<u32>,
 }
 
 /// A configuration that could not be read.
@@ -301,6 +303,7 @@ impl ServerConfig {
             tls_cert,
             tls_key,
             insecure,
+            requests_per_second,
         } = overrides;
         cfg.node_id = node_id.unwrap_or(cfg.node_id);
         cfg.listen = listen.unwrap_or(cfg.listen);
@@ -323,6 +326,9 @@ impl ServerConfig {
             }
         }
         cfg.insecure |= insecure;
+        if let Some(r) = requests_per_second {
+            cfg.limits.requests_per_second = r;
+        }
         Ok(cfg)
     }
 

@@ -2,8 +2,11 @@
 # Cairn and etcd, 3 durable members each on loopback, measured one after the other in
 # one run with the same load generator (`cairn bench append`).
 #
-#   deploy/bench/compare.sh [--rounds 3] [--clients 1,16,128] [--duration 10s] [--payload 256]
+#   deploy/bench/compare.sh [--rounds 3] [--tls] [--clients 1,16,128] [--duration 10s] [--payload 256]
 #
+# --tls: every round also measures both systems over mutual TLS (client and peer
+# certificates from `cairn certs init`, the same files for both), after the plaintext
+# runs, and the summary compares each with etcd over the same transport.
 # Each round starts both systems afresh, one after the other (only one runs at a time,
 # so neither steals the other's CPU), and prints its tables. The end is a summary: the
 # median of the rounds for each system, API and client count, and Cairn's ratio to etcd.
@@ -21,12 +24,18 @@ fi
 export CAIRN_BENCH_DIR=$CAIRN_LOCAL_DIR
 export CAIRN_PROFILE=release
 export CAIRN_CLI_FEATURES=etcd   # cluster.sh builds the same cairn binary
+# One load generator as one user: no per-identity rate limit, and no agent beside the
+# members (etcd has none).
+export CAIRN_REQUESTS_PER_SECOND=0 CAIRN_LOCAL_AGENT=0
+export CAIRN_TLS_DIR=$CAIRN_LOCAL_DIR/certs
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 ROUNDS=3
+TLS=0
 ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
+    --tls) TLS=1; shift ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
@@ -51,24 +60,35 @@ bench() {
   "$CAIRN" bench summary "$RESULTS/$out.json" | sed 's/^/  /'
 }
 
-for round in $(seq "$ROUNDS"); do
-  echo "== round $round of $ROUNDS: cairn (3 members)"
-  rm -rf "$CAIRN_LOCAL_DIR"/node*
-  "$ROOT/deploy/local/cluster.sh" start >/dev/null
-  # Both write APIs: one Submit call per append (as etcd's Put), and one SubmitStream
-  # per client with each append answered before the next is sent.
-  for api in unary stream; do
-    bench "$round-cairn-$api" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 \
-      bench append --api "$api"
-  done
-  "$ROOT/deploy/local/cluster.sh" stop >/dev/null
+[[ $TLS == 0 ]] || "$CAIRN" certs init --dir "$CAIRN_TLS_DIR" --members 3 >/dev/null
+MODES=(plain)
+[[ $TLS == 0 ]] || MODES+=(tls)
 
-  rm -rf "$CAIRN_BENCH_DIR/etcd"
-  "$ROOT/deploy/bench/etcd-cluster.sh" start >/dev/null
-  echo "== round $round of $ROUNDS: etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') (3 members)"
-  bench "$round-etcd" bench append --backend etcd \
-    --pids "$("$ROOT/deploy/bench/etcd-cluster.sh" pids)"
-  "$ROOT/deploy/bench/etcd-cluster.sh" stop >/dev/null
+for round in $(seq "$ROUNDS"); do
+  for mode in "${MODES[@]}"; do
+    flag=() creds=()
+    if [[ $mode == tls ]]; then
+      flag=(--tls)
+      creds=(--ca "$CAIRN_TLS_DIR/ca.crt" --cert "$CAIRN_TLS_DIR/user-admin.crt" --key "$CAIRN_TLS_DIR/user-admin.key")
+    fi
+    echo "== round $round of $ROUNDS ($mode): cairn (3 members)"
+    rm -rf "$CAIRN_LOCAL_DIR"/node*
+    "$ROOT/deploy/local/cluster.sh" start "${flag[@]}" >/dev/null
+    # Both write APIs: one Submit call per append (as etcd's Put), and one SubmitStream
+    # per client with each append answered before the next is sent.
+    for api in unary stream; do
+      bench "$round-$mode-cairn-$api" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 \
+        "${creds[@]}" bench append --api "$api"
+    done
+    "$ROOT/deploy/local/cluster.sh" stop >/dev/null
+
+    rm -rf "$CAIRN_BENCH_DIR/etcd"
+    "$ROOT/deploy/bench/etcd-cluster.sh" start "${flag[@]}" >/dev/null
+    echo "== round $round of $ROUNDS ($mode): etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') (3 members)"
+    bench "$round-$mode-etcd" "${creds[@]}" bench append --backend etcd \
+      --pids "$("$ROOT/deploy/bench/etcd-cluster.sh" pids)"
+    "$ROOT/deploy/bench/etcd-cluster.sh" stop >/dev/null
+  done
 done
 
 echo "== summary: medians of $ROUNDS rounds"

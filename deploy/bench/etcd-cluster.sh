@@ -3,6 +3,10 @@
 # measures against. Installs Debian's etcd-server when etcd is missing.
 #
 #   deploy/bench/etcd-cluster.sh start   client ports 2379, 22379, 32379
+#   deploy/bench/etcd-cluster.sh start --tls
+#                                        the same with client and peer certificates: the
+#                                        files `cairn certs init` writes in $CAIRN_TLS_DIR
+#                                        (member-1..3 for the members, user-admin to check)
 #   deploy/bench/etcd-cluster.sh stop    stop exactly the members `start` started
 #   deploy/bench/etcd-cluster.sh pids    the members' PIDs, comma-separated
 #
@@ -14,7 +18,12 @@ DIR=${CAIRN_BENCH_DIR:-$PWD/.cairn-bench}/etcd
 NAMES=(e1 e2 e3)
 CLIENT=(2379 22379 32379)
 PEER=(2380 22380 32380)
-CLUSTER="e1=http://127.0.0.1:2380,e2=http://127.0.0.1:22380,e3=http://127.0.0.1:32380"
+TLS=0
+[[ ${2:-} == --tls ]] && TLS=1
+CERTS=${CAIRN_TLS_DIR:-$PWD/.cairn-local/certs}
+S=http
+[[ $TLS == 1 ]] && S=https
+CLUSTER="e1=$S://127.0.0.1:2380,e2=$S://127.0.0.1:22380,e3=$S://127.0.0.1:32380"
 
 say() { printf '[etcd] %s\n' "$*"; }
 
@@ -45,9 +54,16 @@ start() {
   for i in 0 1 2; do
     n=${NAMES[$i]}
     if pid=$(live_pid "$DIR/$n.pid" "$n"); then say "$n already runs (pid $pid)"; continue; fi
+    local tls=()
+    if [[ $TLS == 1 ]]; then
+      local m=$CERTS/member-$((i+1))
+      tls=(--cert-file "$m.crt" --key-file "$m.key" --trusted-ca-file "$CERTS/ca.crt" --client-cert-auth
+           --peer-cert-file "$m.crt" --peer-key-file "$m.key" --peer-trusted-ca-file "$CERTS/ca.crt" --peer-client-cert-auth)
+    fi
     etcd --name "$n" --data-dir "$DIR/$n" \
-      --listen-client-urls "http://127.0.0.1:${CLIENT[$i]}" --advertise-client-urls "http://127.0.0.1:${CLIENT[$i]}" \
-      --listen-peer-urls "http://127.0.0.1:${PEER[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${PEER[$i]}" \
+      --listen-client-urls "$S://127.0.0.1:${CLIENT[$i]}" --advertise-client-urls "$S://127.0.0.1:${CLIENT[$i]}" \
+      --listen-peer-urls "$S://127.0.0.1:${PEER[$i]}" --initial-advertise-peer-urls "$S://127.0.0.1:${PEER[$i]}" \
+      "${tls[@]}" \
       --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token cairn-bench \
       --quota-backend-bytes 8589934592 \
       >> "$DIR/$n.log" 2>&1 &
@@ -55,7 +71,9 @@ start() {
     say "$n started (pid $!, client port ${CLIENT[$i]})"
   done
   for _ in $(seq 1 100); do
-    if curl -sf http://127.0.0.1:2379/health | grep -q true && curl -sf http://127.0.0.1:22379/health | grep -q true && curl -sf http://127.0.0.1:32379/health | grep -q true; then
+    local curl=(curl -sf)
+    [[ $TLS == 1 ]] && curl+=(--cacert "$CERTS/ca.crt" --cert "$CERTS/user-admin.crt" --key "$CERTS/user-admin.key")
+    if "${curl[@]}" "$S://127.0.0.1:2379/health" | grep -q true && "${curl[@]}" "$S://127.0.0.1:22379/health" | grep -q true && "${curl[@]}" "$S://127.0.0.1:32379/health" | grep -q true; then
       say "etcd is up"
       return 0
     fi
@@ -86,5 +104,5 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   pids) pids ;;
-  *) echo "usage: $0 start|stop|pids" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--tls]|stop|pids" >&2; exit 2 ;;
 esac

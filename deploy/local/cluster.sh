@@ -11,7 +11,8 @@
 #   deploy/local/cluster.sh status   which members run, and the cluster's view
 #   deploy/local/cluster.sh pids     the members' PIDs in node order
 #
-# Data and logs live under $CAIRN_LOCAL_DIR (default ./.cairn-local). Set
+# Data and logs live under $CAIRN_LOCAL_DIR (default ./.cairn-local). CAIRN_LOCAL_AGENT=0
+# leaves the agent out of `start --tls`. Set
 # CAIRN_PROFILE=release to run release builds (default: debug); CAIRN_CLI_FEATURES adds
 # cargo features to the cairn CLI build (e.g. etcd).
 set -euo pipefail
@@ -77,7 +78,7 @@ start() {
     echo $! > "$DIR/node$i.pid"
     say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, MLflow 127.0.0.1:510$i, data $DIR/node$i, log $DIR/node$i.log${tls:+, mutual TLS})"
   done
-  if [[ $TLS == 1 ]] && ! live_agent >/dev/null; then
+  if [[ $TLS == 1 && ${CAIRN_LOCAL_AGENT:-1} != 0 ]] && ! live_agent >/dev/null; then
     mapfile -t tls < <(tls_flags agent-local)
     "$BIN/cairn-agent" --endpoints "$ENDPOINTS" --node-name local --gpu-provider sim \
       --state-dir "$DIR/agent" --listen 127.0.0.1:7431 "${tls[@]}" >> "$DIR/agent.log" 2>&1 &

@@ -93,6 +93,9 @@ pub struct Round {
     pub p999_ms: f64,
     /// RSS of each server after the round, bytes.
     pub rss_bytes: Vec<u64>,
+    /// Whether the round ran over TLS (client certificates on both sides).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// One client's way of appending a payload.
@@ -179,10 +182,11 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
     }
     let mut rounds = Vec::new();
     for &n in &args.clients {
-        let round = match args.backend {
+        let mut round = match args.backend {
             Backend::Cairn => cairn_round(cluster, &args, n).await?,
-            Backend::Etcd => etcd_round(&args, n).await?,
+            Backend::Etcd => etcd_round(&args, n, cluster.tls()).await?,
         };
+        round.tls = cluster.tls().is_some();
         if let Some(e) = &round.first_error {
             eprintln!("{} errors; the first: {e}", round.errors);
         }
@@ -324,12 +328,35 @@ impl Appender for EtcdAppender {
     }
 }
 
+/// How to reach etcd: over TLS with the CLI's own files (`https://` endpoints).
 #[cfg(feature = "etcd")]
-async fn etcd_round(args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
+fn etcd_options(
+    tls: Option<&cairn_proto::tls::TlsFiles>,
+) -> anyhow::Result<Option<etcd_client::ConnectOptions>> {
+    use etcd_client::{Certificate, Identity, TlsOptions};
+    let Some(t) = tls else { return Ok(None) };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read(&t.ca)?))
+        .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
+    Ok(Some(etcd_client::ConnectOptions::new().with_tls(tls)))
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd_round(
+    args: &AppendArgs,
+    n: usize,
+    tls: Option<&cairn_proto::tls::TlsFiles>,
+) -> anyhow::Result<Round> {
+    let options = etcd_options(tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Talk to the leader, as the Cairn round does.
     let mut leader = None;
     for ep in args.etcd_endpoints.split(',') {
-        let mut c = etcd_client::Client::connect([ep], None)
+        let ep = format!("{scheme}://{ep}");
+        let ep = ep.as_str();
+        let mut c = etcd_client::Client::connect([ep], options.clone())
             .await
             .with_context(|| format!("connecting to etcd at {ep}"))?;
         let s = c
@@ -344,7 +371,7 @@ async fn etcd_round(args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
     let value = Arc::new(vec![b'x'; args.payload]);
     let mut clients = Vec::new();
     for _ in 0..args.connections.clamp(1, n) {
-        clients.push(etcd_client::Client::connect([leader.as_str()], None).await?);
+        clients.push(etcd_client::Client::connect([leader.as_str()], options.clone()).await?);
     }
     let appenders = (0..n)
         .map(|i| EtcdAppender {
@@ -359,7 +386,11 @@ async fn etcd_round(args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
 }
 
 #[cfg(not(feature = "etcd"))]
-async fn etcd_round(_args: &AppendArgs, _n: usize) -> anyhow::Result<Round> {
+async fn etcd_round(
+    _args: &AppendArgs,
+    _n: usize,
+    _tls: Option<&cairn_proto::tls::TlsFiles>,
+) -> anyhow::Result<Round> {
     bail!("this cairn was built without the etcd backend: build it with `--features etcd` (needs protoc)")
 }
 
@@ -428,5 +459,6 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
         rss_bytes: Vec::new(),
+        tls: false,
     }
 }

@@ -23,9 +23,10 @@ pub struct SummaryArgs {
     pub output: output::Format,
 }
 
-/// The rounds of one system, API and client count.
+/// The rounds of one system, API, client count and transport.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Summary {
+    pub tls: bool,
     pub backend: Backend,
     pub api: Option<Api>,
     pub clients: usize,
@@ -39,7 +40,8 @@ pub struct Summary {
     pub p999_ms_median: f64,
     /// The largest RSS of any server after any round, bytes.
     pub rss_max_bytes: u64,
-    /// Median appends/s over etcd's median at the same client count (Cairn rows).
+    /// Median appends/s over etcd's median at the same client count and transport
+    /// (Cairn rows).
     pub throughput_vs_etcd: Option<f64>,
     /// Median p99 over etcd's median p99 at the same client count (Cairn rows).
     pub p99_vs_etcd: Option<f64>,
@@ -57,10 +59,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Group rounds by system, API and client count; medians and ratios to etcd.
 pub fn summarize(rounds: &[Round]) -> Vec<Summary> {
-    let mut groups: BTreeMap<(usize, Backend, Option<Api>), Vec<&Round>> = BTreeMap::new();
+    let mut groups: BTreeMap<(bool, usize, Backend, Option<Api>), Vec<&Round>> = BTreeMap::new();
     for r in rounds {
         groups
-            .entry((r.clients, r.backend, r.api))
+            .entry((r.tls, r.clients, r.backend, r.api))
             .or_default()
             .push(r);
     }
@@ -70,6 +72,7 @@ pub fn summarize(rounds: &[Round]) -> Vec<Summary> {
         .map(|rs| {
             let rates: Vec<f64> = rs.iter().map(|r| r.appends_per_sec).collect();
             Summary {
+                tls: rs[0].tls,
                 backend: rs[0].backend,
                 api: rs[0].api,
                 clients: rs[0].clients,
@@ -91,13 +94,18 @@ pub fn summarize(rounds: &[Round]) -> Vec<Summary> {
             }
         })
         .collect();
-    let etcd: BTreeMap<usize, (f64, f64)> = out
+    let etcd: BTreeMap<(bool, usize), (f64, f64)> = out
         .iter()
         .filter(|s| s.backend == Backend::Etcd)
-        .map(|s| (s.clients, (s.appends_per_sec_median, s.p99_ms_median)))
+        .map(|s| {
+            (
+                (s.tls, s.clients),
+                (s.appends_per_sec_median, s.p99_ms_median),
+            )
+        })
         .collect();
     for s in out.iter_mut().filter(|s| s.backend == Backend::Cairn) {
-        if let Some(&(rate, p99)) = etcd.get(&s.clients) {
+        if let Some(&(rate, p99)) = etcd.get(&(s.tls, s.clients)) {
             s.throughput_vs_etcd = Some(s.appends_per_sec_median / rate);
             s.p99_vs_etcd = Some(s.p99_ms_median / p99);
         }
@@ -121,6 +129,7 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<()> {
     let summaries = summarize(&rounds);
     output::emit(args.output, &summaries, || {
         let mut t = table(&[
+            "TLS",
             "BACKEND",
             "API",
             "CLIENTS",
@@ -138,6 +147,7 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<()> {
         let ratio = |r: Option<f64>| r.map_or("-".to_string(), |x| format!("{x:.2}"));
         for s in &summaries {
             t.add_row(vec![
+                if s.tls { "tls" } else { "-" }.to_string(),
                 format!("{:?}", s.backend).to_lowercase(),
                 Api::name(s.api).to_string(),
                 s.clients.to_string(),
@@ -175,6 +185,7 @@ mod tests {
             p99_ms: p99,
             p999_ms: p99 * 2.0,
             rss_bytes: vec![(rate * 1000.0) as u64, 1],
+            tls: false,
         }
     }
 
@@ -216,6 +227,29 @@ mod tests {
         assert_eq!(cairn.p99_vs_etcd, Some(12.0 / 25.0));
         let etcd = out.iter().find(|s| s.backend == Backend::Etcd).unwrap();
         assert_eq!(etcd.throughput_vs_etcd, None);
+    }
+
+    #[test]
+    fn tls_rounds_are_compared_with_etcd_over_tls() {
+        let s = Some(Api::Unary);
+        let tls = |mut r: Round| {
+            r.tls = true;
+            r
+        };
+        let rounds = vec![
+            round(Backend::Cairn, s, 16, 6_000.0, 9.0),
+            round(Backend::Etcd, None, 16, 5_000.0, 9.0),
+            tls(round(Backend::Cairn, s, 16, 4_000.0, 9.0)),
+            tls(round(Backend::Etcd, None, 16, 2_000.0, 9.0)),
+        ];
+        let out = summarize(&rounds);
+        let ratio = |t: bool| {
+            out.iter()
+                .find(|x| x.tls == t && x.backend == Backend::Cairn)
+                .and_then(|x| x.throughput_vs_etcd)
+        };
+        assert_eq!(ratio(false), Some(6_000.0 / 5_000.0));
+        assert_eq!(ratio(true), Some(4_000.0 / 2_000.0));
     }
 
     #[test]

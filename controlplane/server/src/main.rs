@@ -120,6 +120,9 @@ struct RunArgs {
     /// Listen on addresses other than loopback without TLS.
     #[arg(long, env = "CAIRN_INSECURE")]
     insecure: bool,
+    /// Requests a second each authenticated caller may make (0: no limit).
+    #[arg(long, env = "CAIRN_REQUESTS_PER_SECOND")]
+    requests_per_second: Option<u32>,
 }
 
 impl RunArgs {
@@ -136,6 +139,7 @@ impl RunArgs {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             insecure: self.insecure,
+            requests_per_second: self.requests_per_second,
         };
         Ok(ServerConfig::load(self.config.as_deref(), overrides)?)
     }

@@ -52,6 +52,8 @@ pub struct LimitSettings {
     pub requests_per_second: u32,
     /// Requests at once above the rate.
     pub burst: u32,
+    /// Streams (event tails, write streams) open at once on a member (0: no limit).
+    pub streams: usize,
 }
 
 impl Default for LimitSettings {
@@ -59,6 +61,7 @@ impl Default for LimitSettings {
         Self {
             requests_per_second: 5_000,
             burst: 10_000,
+            streams: 64,
         }
     }
 }

@@ -139,6 +139,7 @@ pub async fn run_with(
         max_message_bytes: config.raft.max_message_bytes,
         requests_per_second: config.limits.requests_per_second,
         request_burst: config.limits.burst,
+        streams_per_caller: config.limits.streams,
     };
     let serve = grpc::serve(app, listener, server_tls, limits, stopped(stopping.clone()));
     let grace = async {

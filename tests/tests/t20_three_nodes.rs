@@ -71,7 +71,25 @@ async fn concurrent_reads_see_every_write_acknowledged_before_them() -> anyhow::
                     }),
                     consistency: pb::ReadConsistency::Linearizable as i32,
                 };
-                let got = clients[(w + i + 1) % 3].clone().get_entity(read).await;
+                // A member that cannot confirm its leadership at that moment answers
+                // UNAVAILABLE (a refusal, as a client reads it: try again); what may
+                // never happen is an answer that misses the acknowledged write.
+                let mut got = clients[(w + i + 1) % 3]
+                    .clone()
+                    .get_entity(read.clone())
+                    .await;
+                for _ in 0..5 {
+                    match &got {
+                        Err(s) if s.code() == tonic::Code::Unavailable => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            got = clients[(w + i + 1) % 3]
+                                .clone()
+                                .get_entity(read.clone())
+                                .await;
+                        }
+                        _ => break,
+                    }
+                }
                 anyhow::ensure!(got.is_ok(), "{name} was acknowledged, then read: {got:?}");
             }
             anyhow::Ok(())

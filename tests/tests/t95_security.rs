@@ -546,7 +546,7 @@ async fn a_caller_over_its_rate_is_refused_and_others_are_not() {
     let spec = cairn_tests::server::ServerSpec {
         initial_members: [(1, listen.clone())].into(),
         tls: Some(TlsFiles::in_dir(&certs_dir, "member-1")),
-        extra_toml: "[limits]\nrequests_per_second = 20\nburst = 20\n".into(),
+        extra_toml: "[limits]\nrequests_per_second = 20\nburst = 20\nstreams = 2\n".into(),
         ..cairn_tests::server::ServerSpec::new(
             bin("cairn-server"),
             1,
@@ -584,6 +584,35 @@ async fn a_caller_over_its_rate_is_refused_and_others_are_not() {
     a.cluster_status(pb::ClusterStatusRequest {})
         .await
         .expect("alice again once her bucket refilled");
+
+    // Streams: two open tails each, then refused until one closes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tail = |files: &TlsFiles| {
+        let mut c = tls_client(&listen, files);
+        async move {
+            c.watch_events(pb::WatchEventsRequest { filter: None })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = tail(&alice).await.expect("a first tail");
+    let _second = tail(&alice).await.expect("a second tail");
+    let s = tail(&alice).await.expect_err("a third tail is refused");
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert!(s.message().contains("stream limit"), "{s:?}");
+    let _bobs = tail(&bob).await.expect("bob has places of his own");
+    drop(first);
+    let start = std::time::Instant::now();
+    loop {
+        match tail(&alice).await {
+            Ok(_) => break,
+            Err(s) => assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "a closed tail's place was not freed: {s:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

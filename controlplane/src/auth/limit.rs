@@ -1,10 +1,11 @@
-//! Per-identity rate limits: a token bucket for each authenticated caller, so one user,
-//! token or agent cannot take a member's capacity from everyone else. Members are
+//! Per-identity limits: a token bucket of requests, and a cap on open streams (event
+//! tails, write streams), for each authenticated caller, so one user, token or agent
+//! cannot take a member's capacity from everyone else. Members are
 //! exempt (they forward others' requests, which are counted where they arrived), and
 //! so is a plaintext member's loopback caller, who is not identified.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tonic::Status;
@@ -70,6 +71,63 @@ impl RateLimits {
     }
 }
 
+/// Open streams per identity.
+pub struct StreamLimits {
+    max: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream of an identity; dropping it (the stream ended) frees its place.
+#[derive(Debug)]
+pub struct StreamGuard {
+    who: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
+}
+
+impl StreamLimits {
+    /// At most `max` streams open at once for each identity (0: no limit).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of `who`, or why not.
+    pub fn open(&self, who: &str) -> Result<StreamGuard, Status> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.to_string()).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            let mut s = Status::resource_exhausted(format!(
+                "stream limit: {who} has {n} streams open on this member, at most {}; close one first",
+                self.max
+            ));
+            s.metadata_mut().insert(
+                cairn_proto::NOT_APPLIED,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            return Err(s);
+        }
+        *n += 1;
+        Ok(StreamGuard {
+            who: who.to_string(),
+            open: self.open.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +145,18 @@ mod tests {
             .expect("another identity is not limited by a's use");
         std::thread::sleep(std::time::Duration::from_millis(30));
         l.check("user/a").expect("refilled at 100 a second");
+        let streams = StreamLimits::new(2);
+        let a1 = streams.open("user/a").expect("first");
+        let _a2 = streams.open("user/a").expect("second");
+        let s = streams.open("user/a").expect_err("a third is refused");
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        let _b = streams
+            .open("user/b")
+            .expect("another identity has its own places");
+        drop(a1);
+        let _a3 = streams
+            .open("user/a")
+            .expect("a closed stream frees its place");
         let off = RateLimits::new(0, 0);
         for _ in 0..1000 {
             off.check("user/a").expect("no limit");

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use cairn_domain::model::{Held, Stage};
 use cairn_domain::{kinds, EntityKey, Rejection};
@@ -20,6 +21,7 @@ use super::request::{
     optional_name, read_info, Stamp,
 };
 use crate::app::{App, AppError, Applied, EndpointLoad, MembershipChange, Route};
+use crate::auth::{self, limit::StreamGuard, limit::StreamLimits};
 use crate::convert::FromPb;
 use crate::views;
 
@@ -33,11 +35,24 @@ type SubmitStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitStreamResponse, S
 #[derive(Clone)]
 pub struct CairnService {
     app: App,
+    streams: Arc<StreamLimits>,
 }
 
 impl CairnService {
-    pub fn new(app: App) -> Self {
-        Self { app }
+    /// `streams`: how many streams each authenticated caller may hold open here.
+    pub fn new(app: App, streams: Arc<StreamLimits>) -> Self {
+        Self { app, streams }
+    }
+
+    /// A place for one more stream of the request's caller (members and plaintext
+    /// callers are not counted).
+    fn stream_place<T>(&self, req: &Request<T>) -> Result<Option<StreamGuard>, Status> {
+        match auth::caller(req) {
+            Some(c) if !matches!(c.identity, cairn_proto::tls::Identity::Member(_)) => {
+                self.streams.open(&c.identity.to_string()).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Serve a read here at the consistency it asks for, or forward it to the leader.
@@ -139,13 +154,20 @@ impl pb::cairn_server::Cairn for CairnService {
         req: Request<tonic::Streaming<pb::SubmitRequest>>,
     ) -> Result<Response<SubmitStream>, Status> {
         self.app.ensure_leader().await?;
+        let place = self.stream_place(&req)?;
         let stamp = Stamp::of(&req);
         let input = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(super::stream::WINDOW);
         tokio::spawn(super::stream::answer(self.app.clone(), input, stamp, tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let answers = tokio_stream::wrappers::ReceiverStream::new(rx);
+        // The place is held as long as the answers are.
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            answers,
+            move |a| {
+                let _held = &place;
+                a
+            },
+        ))))
     }
 
     #[tracing::instrument(name = "GetEntity", skip_all, fields(member = self.app.id()))]
@@ -256,11 +278,15 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let place = self.stream_place(&req)?;
         let filter = filter(req.into_inner().filter)?;
         let events = tokio_stream::wrappers::ReceiverStream::new(self.app.watch(filter));
         Ok(Response::new(Box::pin(futures::StreamExt::map(
             events,
-            |e| e.map_err(Status::from),
+            move |e| {
+                let _held = &place;
+                e.map_err(Status::from)
+            },
         ))))
     }
 

@@ -38,6 +38,8 @@ pub struct Limits {
     /// burst it may make at once.
     pub requests_per_second: u32,
     pub request_burst: u32,
+    /// Streams (event tails, write streams) each authenticated identity may hold open.
+    pub streams_per_caller: usize,
 }
 
 /// A connection whose peer answers no HTTP/2 ping for this long is closed.
@@ -63,9 +65,12 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE))
         .tcp_keepalive(Some(KEEPALIVE))
         .add_service(InterceptedService::new(
-            CairnServer::new(cairn::CairnService::new(app.clone()))
-                .max_decoding_message_size(limits.max_request_bytes)
-                .max_encoding_message_size(limits.max_message_bytes),
+            CairnServer::new(cairn::CairnService::new(
+                app.clone(),
+                Arc::new(auth::limit::StreamLimits::new(limits.streams_per_caller)),
+            ))
+            .max_decoding_message_size(limits.max_request_bytes)
+            .max_encoding_message_size(limits.max_message_bytes),
             auth::client_api(app.clone(), on, rate),
         ))
         .add_service(InterceptedService::new(

@@ -6,7 +6,6 @@
 //! the actor a client names on trust; with TLS the actor is the authenticated identity,
 //! stamped here at the edge, and a client cannot choose it.
 
-use crate::app::App;
 pub mod limit;
 
 use std::sync::Arc;
@@ -17,6 +16,8 @@ use cairn_proto::tls::server::{identity_and_role_of, identity_of};
 use cairn_proto::tls::Identity;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
+
+use crate::app::App;
 
 /// Who a request comes from, as the member's edge established it. Present in a
 /// request's extensions only when the member serves TLS.
@@ -47,9 +48,10 @@ fn bearer_secret<T>(req: &Request<T>) -> Result<Option<String>, Status> {
     }
 }
 
-/// SHA-256 of a token's secret, as the log keeps it.
-pub fn token_digest(secret: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+/// SHA-256 of a credential (a token's secret, an agent's token or identity), as the
+/// log keeps it.
+pub fn digest(credential: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, credential)
         .as_ref()
         .to_vec()
 }
@@ -94,16 +96,16 @@ fn unauthenticated(what: &str, why: impl std::fmt::Display) -> Status {
 /// caller a member forwards it for.
 fn caller_of(app: &App, req: &Request<()>) -> Result<Caller, Status> {
     if let Some(secret) = bearer_secret(req)? {
-        return token_caller(app, token_digest(&secret));
+        return token_caller(app, digest(secret.as_bytes()));
     }
     let (peer, role) = identity_and_role_of(req)?;
     if let (Identity::Member(_), Some(t)) = (&peer, req.metadata().get(pb::ON_BEHALF_OF_TOKEN)) {
-        let digest = t
+        let forwarded = t
             .to_str()
             .ok()
             .and_then(unhex)
             .ok_or_else(|| unauthenticated(pb::ON_BEHALF_OF_TOKEN, "not a hex digest"))?;
-        return token_caller(app, digest);
+        return token_caller(app, forwarded);
     }
     let forwarded_for = req.metadata().get(pb::ON_BEHALF_OF);
     let (identity, role) = match (&peer, forwarded_for) {

@@ -42,12 +42,6 @@ pub fn forwarded<T>(req: Request<T>) -> Request<T> {
     req
 }
 
-fn sha256(b: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .to_vec()
-}
-
 /// What the edge, never the client, puts on the commands of a request: the
 /// authenticated caller as the actor, and the digest of the agent's credential (its
 /// certificate identity under TLS, its node token without).
@@ -61,10 +55,10 @@ impl Stamp {
     pub fn of<T>(req: &Request<T>) -> Self {
         let caller = auth::caller(req);
         let token_digest = match caller.as_ref().map(|c| &c.identity) {
-            Some(id @ Identity::Agent(_)) => sha256(id.urn().as_bytes()),
+            Some(id @ Identity::Agent(_)) => auth::digest(id.urn().as_bytes()),
             Some(Identity::Member(_) | Identity::User(_)) => Vec::new(),
             None => match req.metadata().get(pb::NODE_TOKEN) {
-                Some(t) => sha256(t.as_bytes()),
+                Some(t) => auth::digest(t.as_bytes()),
                 None => Vec::new(),
             },
         };

@@ -95,7 +95,7 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
         },
     };
     let caller = match bearer {
-        Some(secret) => auth::token_caller(&app, auth::token_digest(&secret)),
+        Some(secret) => auth::token_caller(&app, auth::digest(secret.as_bytes())),
         None => match req.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0 .0) {
             Some(Some(Ok((id, role)))) => auth::certificate_caller(id.clone(), role.as_deref()),
             Some(Some(Err(why))) => return unauthenticated(why),

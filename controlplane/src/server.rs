@@ -110,6 +110,10 @@ pub async fn run_with(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let rate = Arc::new(crate::auth::limit::RateLimits::new(
+        config.limits.requests_per_second,
+        config.limits.burst,
+    ));
     if let Some(addr) = &config.mlflow_listen {
         let mlflow = tokio::net::TcpListener::bind(addr)
             .await
@@ -119,9 +123,9 @@ pub async fn run_with(
             None => None,
         };
         tracing::info!(listen = %addr, https = mlflow_tls.is_some(), "MLflow-compatible registry API listening");
-        let (app, until) = (app.clone(), stopped(stopping.clone()));
+        let (app, rate, until) = (app.clone(), rate.clone(), stopped(stopping.clone()));
         tokio::spawn(async move {
-            if let Err(e) = crate::api::mlflow::serve(app, mlflow, mlflow_tls, until).await {
+            if let Err(e) = crate::api::mlflow::serve(app, mlflow, mlflow_tls, rate, until).await {
                 tracing::error!(error = %e, "the MLflow facade stopped");
             }
         });
@@ -137,8 +141,7 @@ pub async fn run_with(
     let limits = Limits {
         max_request_bytes: config.max_request_bytes,
         max_message_bytes: config.raft.max_message_bytes,
-        requests_per_second: config.limits.requests_per_second,
-        request_burst: config.limits.burst,
+        rate,
         streams_per_caller: config.limits.streams,
     };
     let serve = grpc::serve(app, listener, server_tls, limits, stopped(stopping.clone()));

@@ -162,6 +162,11 @@ async fn mlflows_client_authenticates_over_https_with_a_token_or_a_certificate(
             dir.path().join("m1"),
         )
     };
+    // A budget the client's own calls stay well within, and a tight loop does not.
+    let spec = ServerSpec {
+        extra_toml: "[limits]\nrequests_per_second = 20\nburst = 40\n".into(),
+        ..spec
+    };
     let _server = Server::start_new(spec).await?;
     let admin = TlsFiles::in_dir(&certs, "user-admin");
     let as_admin = |args: &[&str]| -> anyhow::Result<String> {
@@ -236,5 +241,56 @@ async fn mlflows_client_authenticates_over_https_with_a_token_or_a_certificate(
     ])?;
     let events: serde_json::Value = serde_json::from_str(&events)?;
     assert_eq!(events[0]["actor"], "user/carol", "{events}");
+
+    // Production of the model is protected: only dora (or an admin) may move it, so
+    // carol, an operator, registers a version but may not promote it.
+    as_admin(&[
+        "model",
+        "protect",
+        "secure-model",
+        "--stage",
+        "Production",
+        "--allow",
+        "user/dora",
+    ])?;
+    let register = "from mlflow import MlflowClient\nprint(MlflowClient().create_model_version('secure-model', 's3://b/m').version)";
+    let (ok, out) = mlflow_py(&python, register, &uri, &token_env).await;
+    assert!(ok && out.trim().ends_with('1'), "{out}");
+    let promote = "from mlflow import MlflowClient\nMlflowClient().transition_model_version_stage('secure-model', '1', 'Production')\nprint('promoted')";
+    let (ok, out) = mlflow_py(&python, promote, &uri, &token_env).await;
+    assert!(
+        !ok && out.contains("PERMISSION_DENIED") && out.contains("protected"),
+        "{out}"
+    );
+    let shown = as_admin(&["model", "get", "secure-model"])?;
+    assert!(
+        shown.contains("protected: stage Production, moved only by user/dora"),
+        "{shown}"
+    );
+    as_admin(&["model", "stage", "secure-model", "1", "Production"])?;
+    let model = as_admin(&["model", "get", "secure-model", "-o", "json"])?;
+    let model: serde_json::Value = serde_json::from_str(&model)?;
+    assert_eq!(model["versions"][0]["stage"], "Production", "{model}");
+
+    // The facade counts each caller's requests against the same budget as the gRPC
+    // port: a tight loop of carol's is answered 429 beyond it, then served again.
+    let flood = format!(
+        "import requests, time\ns = requests.Session()\nh = {{'Authorization': 'Bearer {secret}'}}\n\
+         u = '{uri}/api/2.0/mlflow/registered-models/search'\n\
+         codes = [s.get(u, headers=h, verify='{ca}').status_code for _ in range(300)]\n\
+         print(codes.count(200), codes.count(429), len(codes))\n\
+         time.sleep(1.5)\nprint(s.get(u, headers=h, verify='{ca}').status_code)"
+    );
+    let (ok, out) = mlflow_py(&python, &flood, &uri, &[]).await;
+    let lines: Vec<&str> = out.trim().lines().collect();
+    let counts: Vec<u32> = lines
+        .first()
+        .map(|l| l.split(' ').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(ok && counts.len() == 3, "{out}");
+    let (served, limited) = (counts[0], counts[1]);
+    assert_eq!(served + limited, 300, "only 200s and 429s: {out}");
+    assert!(limited >= 100, "{served} served, {limited} limited: {out}");
+    assert_eq!(lines.last().map(|l| l.trim()), Some("200"), "{out}");
     Ok(())
 }

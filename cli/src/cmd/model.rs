@@ -134,6 +134,19 @@ pub enum ModelCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Say who may move a stage or an alias of the model (admins only): from then on
+    /// only those actors (`user/alice`, …) or an admin may move it; no --allow lifts the
+    /// protection.
+    Protect {
+        name: String,
+        #[arg(long, conflicts_with = "alias", required_unless_present = "alias")]
+        stage: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+        /// An actor who may move it (repeatable).
+        #[arg(long = "allow")]
+        allowed: Vec<String>,
+    },
     /// Every event of a model and its versions, under this and earlier names.
     History {
         name: String,
@@ -213,6 +226,8 @@ struct ModelOut {
     updated: String,
     deleted: bool,
     former_names: Vec<String>,
+    /// "stage Production" / "alias champion" → who may move it.
+    protected: BTreeMap<String, Vec<String>>,
     versions: Vec<VersionOut>,
 }
 
@@ -253,6 +268,19 @@ fn model_out(m: &pb::ModelView) -> ModelOut {
         updated: time(m.updated_ms),
         deleted: m.deleted,
         former_names: m.former_names.clone(),
+        protected: m
+            .protections
+            .iter()
+            .map(|p| {
+                use pb::model_protection::Target;
+                let what = match &p.target {
+                    Some(Target::Stage(s)) => format!("stage {}", stage_name(*s)),
+                    Some(Target::Alias(a)) => format!("alias {a}"),
+                    None => "?".to_string(),
+                };
+                (what, p.allowed.clone())
+            })
+            .collect(),
         versions: m.versions.iter().map(version_out).collect(),
     }
 }
@@ -369,6 +397,9 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
                 );
                 if !out.former_names.is_empty() {
                     println!("  formerly: {}", out.former_names.join(", "));
+                }
+                for (what, allowed) in &out.protected {
+                    println!("  protected: {what}, moved only by {}", allowed.join(", "));
                 }
                 versions_table(&out.versions)
             })
@@ -555,6 +586,27 @@ pub async fn run(ctx: &mut Ctx, c: ModelCmd) -> anyhow::Result<()> {
                     reason,
                 })
             };
+            ctx.submit_and_print(body, None).await
+        }
+        ModelCmd::Protect {
+            name,
+            stage: s,
+            alias,
+            allowed,
+        } => {
+            use pb::model_protection::Target;
+            let target = match (s, alias) {
+                (Some(s), _) => Target::Stage(stage(&s)? as i32),
+                (None, Some(a)) => Target::Alias(a),
+                (None, None) => bail!("--stage or --alias"),
+            };
+            let body = Body::ProtectModel(pb::ProtectModel {
+                name,
+                protection: Some(pb::ModelProtection {
+                    target: Some(target),
+                    allowed,
+                }),
+            });
             ctx.submit_and_print(body, None).await
         }
         ModelCmd::History { name, read } => history(ctx, &name, &read).await,

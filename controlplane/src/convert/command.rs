@@ -251,6 +251,15 @@ impl FromPb for Command {
                 alias: x.alias.clone(),
                 reason: x.reason.clone(),
             }),
+            Some(Body::ProtectModel(x)) => {
+                let (target, allowed) =
+                    super::model::protected(&x.protection, "protect_model.protection")?;
+                CommandBody::Model(ModelCommand::Protect {
+                    name: x.name.clone(),
+                    target,
+                    allowed,
+                })
+            }
             // deployments
             Some(Body::ApplyDeployment(x)) => CommandBody::Deployment(DeploymentCommand::Apply {
                 doc: submitted(&x.spec_json)?,
@@ -675,6 +684,14 @@ fn model_to_pb(c: &ModelCommand) -> Body {
             name: name.clone(),
             alias: alias.clone(),
             reason: reason.clone(),
+        }),
+        ModelCommand::Protect {
+            name,
+            target,
+            allowed,
+        } => Body::ProtectModel(pb::ProtectModel {
+            name: name.clone(),
+            protection: Some(super::model::protection(target, allowed)),
         }),
     }
 }

@@ -344,6 +344,9 @@ fn model(e: &ModelEvent) -> Payload {
             version: *version,
             reason: reason.clone(),
         }),
+        ModelEvent::Protected { target, allowed } => Payload::ModelProtected(pb::ModelProtected {
+            protection: Some(super::model::protection(target, allowed)),
+        }),
     }
 }
 
@@ -575,6 +578,11 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
             version: x.version,
             reason: x.reason.clone(),
         }),
+        Some(Payload::ModelProtected(x)) => {
+            let (target, allowed) =
+                super::model::protected(&x.protection, "model_protected.protection")?;
+            P::Model(ModelEvent::Protected { target, allowed })
+        }
         // deployments
         Some(Payload::DeploymentApplied(x)) => P::Deployment(DeploymentEvent::Applied {
             doc: recorded(&x.spec_json, "deployment_applied.spec_json")?,

@@ -16,6 +16,8 @@ mod event;
 mod job;
 mod model;
 mod node;
+
+pub use model::protection;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -1,6 +1,8 @@
 //! Model values: stages, statuses, lineage, what a run wrote.
 
-use cairn_domain::model::{Lineage, RunOutputs, Stage, VersionStatus};
+use std::collections::BTreeSet;
+
+use cairn_domain::model::{Held, Lineage, RunOutputs, Stage, VersionStatus};
 use cairn_proto as pb;
 
 use super::{FromPb, Malformed, ToPb};
@@ -115,4 +117,33 @@ pub(super) fn outputs(o: &Option<pb::RunOutputs>) -> RunOutputs {
 /// Outputs on the wire: absent when empty.
 pub(super) fn outputs_to_pb(o: &RunOutputs) -> Option<pb::RunOutputs> {
     (!o.is_empty()).then(|| o.to_pb())
+}
+
+/// A protection: the stage or alias it guards, and who may move it.
+pub fn protection(target: &Held, allowed: &BTreeSet<String>) -> pb::ModelProtection {
+    use pb::model_protection::Target;
+    pb::ModelProtection {
+        target: Some(match target {
+            Held::Stage(s) => Target::Stage(s.to_pb() as i32),
+            Held::Alias(a) => Target::Alias(a.clone()),
+        }),
+        allowed: allowed.iter().cloned().collect(),
+    }
+}
+
+/// A protection field, or an error naming it.
+pub(super) fn protected(
+    p: &Option<pb::ModelProtection>,
+    field: &str,
+) -> Result<(Held, BTreeSet<String>), Malformed> {
+    use pb::model_protection::Target;
+    let p = p
+        .as_ref()
+        .ok_or_else(|| Malformed::one(format!("{field}: required")))?;
+    let target = match &p.target {
+        Some(Target::Stage(s)) => Held::Stage(stage(*s, &format!("{field}.stage"))?),
+        Some(Target::Alias(a)) => Held::Alias(a.clone()),
+        None => return Err(Malformed::one(format!("{field}: a stage or an alias"))),
+    };
+    Ok((target, p.allowed.iter().cloned().collect()))
 }

@@ -14,7 +14,7 @@ use cairn_domain::deployment::{
 use cairn_domain::job::{JobCommand, JobEvent, Placement, ReplicaExit, ReplicaId};
 use cairn_domain::member::MemberEvent;
 use cairn_domain::model::{
-    Lineage, ModelCommand, ModelEvent, NewVersion, RunOutputs, Stage, VersionStatus,
+    Held, Lineage, ModelCommand, ModelEvent, NewVersion, RunOutputs, Stage, VersionStatus,
 };
 use cairn_domain::namespace::{NamespaceCommand, NamespaceEvent};
 use cairn_domain::node::{
@@ -234,6 +234,11 @@ fn every_command() -> Vec<CommandBody> {
         CommandBody::Model(ModelCommand::Update {
             name: "resnet".into(),
             description: "e".into(),
+        }),
+        CommandBody::Model(ModelCommand::Protect {
+            name: "resnet".into(),
+            target: Held::Alias("champion".into()),
+            allowed: ["user/alice".to_string()].into(),
         }),
         CommandBody::Model(ModelCommand::SetTag {
             name: "resnet".into(),
@@ -525,6 +530,14 @@ fn every_event() -> Vec<EventPayload> {
             alias: "champion".into(),
             version: 3,
             reason: "r".into(),
+        }),
+        EventPayload::Model(ModelEvent::Protected {
+            target: Held::Stage(Stage::Production),
+            allowed: ["user/alice".to_string(), "user/bob".to_string()].into(),
+        }),
+        EventPayload::Model(ModelEvent::Protected {
+            target: Held::Alias("champion".into()),
+            allowed: Default::default(),
         }),
         EventPayload::Deployment(DeploymentEvent::Applied {
             doc: deployment_doc(),

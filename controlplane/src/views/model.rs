@@ -42,6 +42,11 @@ pub fn model(name: &str, m: &ModelState, revision: u64) -> pb::ModelView {
         revision,
         former_names: m.former_names.clone(),
         created_sequence: m.created_sequence,
+        protections: m
+            .protections
+            .iter()
+            .map(|(target, allowed)| crate::convert::protection(target, allowed))
+            .collect(),
     }
 }
 

@@ -7,7 +7,8 @@
 //! user authenticated under TLS has a [`Role`], stamped with the actor: a viewer only
 //! reads, an operator runs the workloads (namespaces, jobs, crons, models, deployments,
 //! leases, notes), an admin also the cluster (queues and quotas, cordons, what agents
-//! and the leader report). Commands without a role come from members, the leader's own
+//! and the leader report). A model's protected stages and aliases are judged in `decide`
+//! (`model::check_protection`), since that needs the model's state. Commands without a role come from members, the leader's own
 //! workers or a plaintext (loopback) client, none of which is judged here.
 
 pub use crate::role::Role;
@@ -15,6 +16,7 @@ pub use crate::role::Role;
 use super::{Command, CommandBody};
 use crate::deployment::DeploymentCommand;
 use crate::job::JobCommand;
+use crate::model::ModelCommand;
 use crate::node::NodeCommand;
 use crate::token::Tokens;
 use crate::Rejection;
@@ -25,10 +27,12 @@ pub const AGENT_ACTOR: &str = "agent/";
 /// The least role that may issue `body`.
 pub fn required_role(body: &CommandBody) -> Role {
     match body {
-        CommandBody::Namespace(_)
-        | CommandBody::Cron(_)
-        | CommandBody::Model(_)
-        | CommandBody::AddNote { .. } => Role::Operator,
+        CommandBody::Namespace(_) | CommandBody::Cron(_) | CommandBody::AddNote { .. } => {
+            Role::Operator
+        }
+        // Who may move a protected stage or alias is an admin's to say.
+        CommandBody::Model(ModelCommand::Protect { .. }) => Role::Admin,
+        CommandBody::Model(_) => Role::Operator,
         CommandBody::Queue(_) | CommandBody::Token(_) | CommandBody::ReconcileMembers => {
             Role::Admin
         }

@@ -65,7 +65,10 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
         CommandBody::Cron(c) => {
             cron::decide(&state.crons, state.job_context(), c, issued, &mut out)?
         }
-        CommandBody::Model(c) => model::decide(&state.models, c, &mut out)?,
+        CommandBody::Model(c) => {
+            model::check_protection(&state.models, c, &cmd.actor, cmd.role)?;
+            model::decide(&state.models, c, &mut out)?
+        }
         CommandBody::Deployment(c) => {
             deployment::decide(state.deployment_context(), c, issued, &mut out)?
         }

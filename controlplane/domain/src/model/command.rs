@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::state::Held;
 use super::values::{self, Stage};
 use crate::validate;
 
@@ -87,6 +88,15 @@ pub enum ModelCommand {
         alias: String,
         reason: String,
     },
+    /// Name the actors who may move `target` (a stage or an alias) of the model: from
+    /// then on a transition into or out of a protected stage, a move of a protected
+    /// alias, or deleting what holds one, is accepted only from an actor named here or
+    /// an admin. An empty `allowed` lifts the protection.
+    Protect {
+        name: String,
+        target: Held,
+        allowed: BTreeSet<String>,
+    },
 }
 
 impl ModelCommand {
@@ -106,7 +116,8 @@ impl ModelCommand {
             | ModelCommand::DeleteVersion { name, .. }
             | ModelCommand::Transition { name, .. }
             | ModelCommand::SetAlias { name, .. }
-            | ModelCommand::DeleteAlias { name, .. } => name,
+            | ModelCommand::DeleteAlias { name, .. }
+            | ModelCommand::Protect { name, .. } => name,
         }
     }
 
@@ -233,6 +244,23 @@ impl ModelCommand {
                     ));
                 }
                 validate::short_text_problems("delete_model_alias.reason", reason, p);
+            }
+            ModelCommand::Protect {
+                name,
+                target,
+                allowed,
+            } => {
+                values::name_problems("protect_model.name", name, p);
+                match target {
+                    Held::Stage(Stage::None) => {
+                        p.push("protect_model.protection.stage: None cannot be protected".into())
+                    }
+                    Held::Stage(_) => {}
+                    Held::Alias(a) => {
+                        values::alias_problems("protect_model.protection.alias", a, p)
+                    }
+                }
+                values::actors_problems("protect_model.protection.allowed", allowed, p);
             }
         }
     }

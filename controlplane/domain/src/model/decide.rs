@@ -264,6 +264,19 @@ pub fn decide(
                 out.emit(name, deleted);
             }
         }
+        ModelCommand::Protect {
+            target, allowed, ..
+        } => {
+            let m = live(models, name)?;
+            let now = m.protections.get(target);
+            if now.map_or(!allowed.is_empty(), |now| now != allowed) {
+                let protected = ModelEvent::Protected {
+                    target: target.clone(),
+                    allowed: allowed.clone(),
+                };
+                out.emit(name, protected);
+            }
+        }
     }
     Ok(())
 }

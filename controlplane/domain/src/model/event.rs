@@ -1,7 +1,8 @@
 //! What happened to a model (all on the stream `model/<name>`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::state::Held;
 use super::values::{Lineage, RunOutputs, Stage, VersionStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,12 @@ pub enum ModelEvent {
         version: u64,
         reason: String,
     },
+    /// Only these actors (and admins) may move `target` from now on; none: anyone
+    /// with the role to may.
+    Protected {
+        target: Held,
+        allowed: BTreeSet<String>,
+    },
 }
 
 /// A version as it is registered.
@@ -98,6 +105,7 @@ impl ModelEvent {
             ModelEvent::StageChanged { .. } => "model_version_stage_changed",
             ModelEvent::AliasSet { .. } => "model_alias_set",
             ModelEvent::AliasDeleted { .. } => "model_alias_deleted",
+            ModelEvent::Protected { .. } => "model_protected",
         }
     }
 }

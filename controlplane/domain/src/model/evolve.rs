@@ -67,7 +67,8 @@ pub fn evolve(
         | ModelEvent::VersionDeleted { .. }
         | ModelEvent::StageChanged { .. }
         | ModelEvent::AliasSet { .. }
-        | ModelEvent::AliasDeleted { .. } => {}
+        | ModelEvent::AliasDeleted { .. }
+        | ModelEvent::Protected { .. } => {}
     }
     // Every other event is about the live model of that name (decide checked it).
     let Some(m) = models.get_mut(name) else {
@@ -171,6 +172,13 @@ pub fn evolve(
                 to: None,
             };
             record(m, reason, change);
+        }
+        ModelEvent::Protected { target, allowed } => {
+            if allowed.is_empty() {
+                m.protections.remove(target);
+            } else {
+                m.protections.insert(target.clone(), allowed.clone());
+            }
         }
     }
 }

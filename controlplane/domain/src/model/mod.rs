@@ -6,6 +6,7 @@
 //! - [`values`]: stages, statuses, lineage, what a run wrote; limits on tags, aliases.
 //! - [`state`]: a model in the fold, with the timeline of its stage and alias moves.
 //! - [`command`], [`event`], [`decide`](decide()), [`evolve`](evolve()).
+//! - `guard`: protected stages and aliases, and who may move them.
 //!
 //! Deleting is soft: a deleted model leaves listings, its events stay, and its name may
 //! be taken again by a new model (told apart by the sequence of its creation). Renaming
@@ -17,6 +18,7 @@ pub mod command;
 mod decide;
 pub mod event;
 mod evolve;
+mod guard;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,7 @@ pub use command::ModelCommand;
 pub use decide::{decide, live, register};
 pub use event::{ModelEvent, NewVersion};
 pub use evolve::evolve;
+pub use guard::check as check_protection;
 pub use state::{Change, Held, Holding, ModelState, Models, Move, Timeline, VersionState};
 pub use values::{Lineage, RunOutputs, Stage, VersionStatus};
 

@@ -2,7 +2,7 @@
 //! of every stage transition and alias move (who, when, why), from which "which version
 //! held Production at 14:00" is answered without reading the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::{Lineage, RunOutputs, Stage, VersionStatus};
 
@@ -27,6 +27,8 @@ pub struct ModelState {
     pub former_names: Vec<String>,
     /// Every stage transition and alias move, in log order, with checkpoints.
     pub timeline: Timeline,
+    /// Protected stages and aliases, each with the actors who may move it.
+    pub protections: BTreeMap<Held, BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -77,8 +79,8 @@ pub enum Change {
     },
 }
 
-/// What is asked of the timeline: a stage or an alias.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stage or an alias: what the timeline is asked about, or what a protection guards.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Held {
     Stage(Stage),
     Alias(String),
@@ -92,6 +94,16 @@ pub struct Holding {
     pub actor: String,
     pub reason: String,
     pub sequence: u64,
+}
+
+impl Held {
+    /// "stage Production", "alias champion".
+    pub fn describe(&self) -> String {
+        match self {
+            Held::Stage(s) => format!("stage {}", s.name()),
+            Held::Alias(a) => format!("alias {a}"),
+        }
+    }
 }
 
 impl ModelState {

@@ -1,6 +1,7 @@
 //! Tests of the model registry: numbering, soft deletes and name reuse, renames,
 //! compare-and-set on stages and aliases, archiving, reserved aliases, the timeline that
-//! answers "who held it then", and the version a successful job registers.
+//! answers "who held it then", the version a successful job registers, and protected
+//! stages and aliases.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use crate::core::{Command, CommandBody, EventPayload, State};
 use crate::job::JobCommand;
 use crate::model::{Held, ModelCommand, ModelEvent, Stage};
 use crate::rejection::Rejection;
+use crate::role::Role;
 use crate::testkit::*;
 
 fn m(c: ModelCommand) -> CommandBody {
@@ -414,4 +416,143 @@ fn a_job_that_succeeds_registers_a_version_with_its_lineage_and_outputs() {
         params: BTreeMap::new(),
     };
     assert!(apply(&mut s, &cmd(report(Some(0), bad))).is_err());
+}
+
+fn protect(name: &str, target: Held, allowed: &[&str]) -> CommandBody {
+    m(ModelCommand::Protect {
+        name: name.into(),
+        target,
+        allowed: allowed.iter().map(|a| a.to_string()).collect(),
+    })
+}
+
+/// A command by `actor` with `role` (as the edge stamps an authenticated user's).
+fn as_role(actor: &str, role: Option<Role>, body: CommandBody) -> Command {
+    Command {
+        role,
+        ..by(actor, 1, body)
+    }
+}
+
+fn denied(s: &mut State, c: &Command) -> String {
+    match apply(s, c) {
+        Err(Rejection::PermissionDenied(why)) => why,
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_the_named_actors_or_an_admin_move_a_protected_stage_or_alias() {
+    let mut s = State::new();
+    ok(&mut s, create("fraud"));
+    for _ in 0..3 {
+        ok(&mut s, version("fraud", "s3://b/f"));
+    }
+    ok(&mut s, stage("fraud", 1, Stage::Production, None, false));
+    ok(&mut s, alias("fraud", "champion", 1, None));
+    let op = Some(Role::Operator);
+    // Only an admin may protect.
+    let p = protect("fraud", Held::Stage(Stage::Production), &["user/alice"]);
+    denied(&mut s, &as_role("user/bob", op, p.clone()));
+    apply(&mut s, &as_role("user/root", Some(Role::Admin), p)).expect("admin protects");
+    let a = protect("fraud", Held::Alias("champion".into()), &["user/alice"]);
+    assert_eq!(ok(&mut s, a), ["model_protected"]);
+
+    // Bob, an operator, may not move Production either way, nor the alias, nor delete
+    // what holds them; he may still work on other stages and aliases.
+    let why = denied(
+        &mut s,
+        &as_role(
+            "user/bob",
+            op,
+            stage("fraud", 2, Stage::Production, None, false),
+        ),
+    );
+    assert!(
+        why.contains("stage Production of model/fraud is protected"),
+        "{why}"
+    );
+    assert!(
+        why.contains("user/alice") && why.contains("user/bob"),
+        "{why}"
+    );
+    let out_of_production = stage("fraud", 1, Stage::Archived, None, false);
+    denied(&mut s, &as_role("user/bob", op, out_of_production.clone()));
+    denied(
+        &mut s,
+        &as_role("user/bob", op, alias("fraud", "champion", 2, None)),
+    );
+    let drop_champion = m(ModelCommand::DeleteAlias {
+        name: "fraud".into(),
+        alias: "champion".into(),
+        reason: String::new(),
+    });
+    denied(&mut s, &as_role("user/bob", op, drop_champion));
+    let delete_v1 = m(ModelCommand::DeleteVersion {
+        name: "fraud".into(),
+        version: 1,
+    });
+    denied(&mut s, &as_role("user/bob", op, delete_v1));
+    let delete_model = m(ModelCommand::Delete {
+        name: "fraud".into(),
+    });
+    denied(&mut s, &as_role("user/bob", op, delete_model));
+    let staging = stage("fraud", 2, Stage::Staging, None, false);
+    apply(&mut s, &as_role("user/bob", op, staging)).expect("Staging is not protected");
+    let challenger = alias("fraud", "challenger", 2, None);
+    apply(&mut s, &as_role("user/bob", op, challenger)).expect("nor is challenger");
+    assert_eq!(stage_of(&s, "fraud", 1), Stage::Production);
+    assert_eq!(s.models()["fraud"].aliases["champion"], 1);
+
+    // Alice may, as may an admin.
+    let promote = stage("fraud", 2, Stage::Production, None, true);
+    apply(&mut s, &as_role("user/alice", op, promote)).expect("alice promotes");
+    assert_eq!(stage_of(&s, "fraud", 2), Stage::Production);
+    assert_eq!(stage_of(&s, "fraud", 1), Stage::Archived);
+    let back = alias("fraud", "champion", 2, None);
+    apply(&mut s, &as_role("user/root", Some(Role::Admin), back)).expect("admin moves it");
+
+    // The protection is lifted with an empty list, and goes with a rename.
+    let lift = protect("fraud", Held::Stage(Stage::Production), &[]);
+    assert_eq!(ok(&mut s, lift), ["model_protected"]);
+    let rename = m(ModelCommand::Rename {
+        name: "fraud".into(),
+        new_name: "fraud2".into(),
+    });
+    ok(&mut s, rename);
+    let protections = &s.models()["fraud2"].protections;
+    assert_eq!(protections.len(), 1);
+    assert!(protections.contains_key(&Held::Alias("champion".into())));
+    let move_it = alias("fraud2", "champion", 3, None);
+    denied(&mut s, &as_role("user/bob", op, move_it));
+    let demote = stage("fraud2", 2, Stage::Staging, None, false);
+    apply(&mut s, &as_role("user/bob", op, demote)).expect("Production is open again");
+}
+
+#[test]
+fn a_protection_names_actors_and_a_stage_or_alias_that_can_be_protected() {
+    let mut s = State::new();
+    ok(&mut s, create("m"));
+    let none = protect("m", Held::Stage(Stage::None), &["user/a"]);
+    let bad_actor = protect("m", Held::Alias("champion".into()), &["alice"]);
+    let reserved = protect("m", Held::Alias("latest".into()), &["user/a"]);
+    let too_many: Vec<String> = (0..65).map(|i| format!("user/u{i}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let crowd = protect("m", Held::Alias("champion".into()), &too_many);
+    for (body, field) in [
+        (none, "protection.stage"),
+        (bad_actor, "is not an actor"),
+        (reserved, "is reserved"),
+        (crowd, "more than 64 actors"),
+    ] {
+        match apply(&mut s, &cmd(body)) {
+            Err(Rejection::InvalidArgument(why)) => assert!(why.contains(field), "{why}"),
+            other => panic!("expected InvalidArgument about {field}, got {other:?}"),
+        }
+    }
+    let missing = protect("nope", Held::Stage(Stage::Production), &["user/a"]);
+    assert!(matches!(
+        apply(&mut s, &cmd(missing)),
+        Err(Rejection::NotFound(_))
+    ));
 }

@@ -1,7 +1,7 @@
 //! The model registry's value types and their rules: stages, statuses, what a run wrote,
 //! where a version came from; limits on tags, aliases and URIs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::validate;
 
@@ -91,6 +91,8 @@ pub const MAX_TAG_KEY: usize = 250;
 pub const MAX_TAG_VALUE: usize = 5000;
 /// Longest alias, in bytes.
 pub const MAX_ALIAS: usize = 255;
+/// Most actors one protection names.
+pub const MAX_ALLOWED: usize = 64;
 /// Longest description, in bytes.
 pub const MAX_DESCRIPTION: usize = 64 * 1024;
 /// Longest source URI, in bytes.
@@ -148,6 +150,25 @@ pub fn tag_problems(field: &str, key: &str, value: Option<&str>, p: &mut Vec<Str
 
 /// An alias: 1-256 bytes of letters, digits, `_` and `-`; `latest` (any case) and
 /// `v<digits>` are reserved (MLflow resolves them itself).
+/// The actors a protection names: 1-64 of them, each `kind/name` (as events record
+/// actors: `user/alice`, `mlflow/anonymous`) of at most 253 bytes.
+pub fn actors_problems(field: &str, actors: &BTreeSet<String>, p: &mut Vec<String>) {
+    if actors.len() > MAX_ALLOWED {
+        p.push(format!("{field}: more than {MAX_ALLOWED} actors"));
+    }
+    for a in actors {
+        let ok = a.len() <= 253
+            && matches!(a.split_once('/'), Some((k, n)) if !k.is_empty() && !n.is_empty())
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./@:".contains(c));
+        if !ok {
+            p.push(format!(
+                "{field}: {a:?} is not an actor (`kind/name`, such as user/alice)"
+            ));
+        }
+    }
+}
+
 pub fn alias_problems(field: &str, alias: &str, p: &mut Vec<String>) {
     if alias.is_empty() || alias.len() > MAX_ALIAS {
         p.push(format!("{field}: must be 1-{MAX_ALIAS} bytes"));

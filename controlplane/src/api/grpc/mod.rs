@@ -28,16 +28,14 @@ pub use cairn::MAX_PAGE;
 use crate::app::App;
 
 /// Limits of the services.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Limits {
     /// Largest client request.
     pub max_request_bytes: usize,
     /// Largest Raft message, and largest answer to a client.
     pub max_message_bytes: usize,
-    /// Requests a second each authenticated identity may make (0: no limit), and the
-    /// burst it may make at once.
-    pub requests_per_second: u32,
-    pub request_burst: u32,
+    /// Each authenticated caller's request budget (shared with the MLflow facade).
+    pub rate: Arc<auth::limit::RateLimits>,
     /// Streams (event tails, write streams) each authenticated identity may hold open.
     pub streams_per_caller: usize,
 }
@@ -54,10 +52,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let on = tls.is_some();
-    let rate = Arc::new(auth::limit::RateLimits::new(
-        limits.requests_per_second,
-        limits.request_burst,
-    ));
     let router = tonic::transport::Server::builder()
         // Peers that went away without closing (a host lost, a half-open connection)
         // are noticed and their connections closed.
@@ -71,7 +65,7 @@ pub async fn serve(
             ))
             .max_decoding_message_size(limits.max_request_bytes)
             .max_encoding_message_size(limits.max_message_bytes),
-            auth::client_api(app.clone(), on, rate),
+            auth::client_api(app.clone(), on, limits.rate),
         ))
         .add_service(InterceptedService::new(
             RaftTransportServer::new(raft::RaftService::new(app))

@@ -22,6 +22,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::error::MlflowError;
 use crate::app::App;
+use crate::auth::limit::RateLimits;
 use crate::auth::{self, Caller};
 
 /// TLS connections, handshaken side by side under a deadline.
@@ -84,9 +85,21 @@ fn unauthenticated(why: impl std::fmt::Display) -> Response {
     MlflowError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.to_string()).into_response()
 }
 
+/// What the authentication layer needs: the member, and the callers' request budgets
+/// (shared with the gRPC port: one budget per caller, wherever it calls).
+#[derive(Clone)]
+pub struct Gate {
+    pub app: App,
+    pub rate: Arc<RateLimits>,
+}
+
 /// Every request over TLS: its caller, from the bearer token or the certificate, or
-/// 401.
-pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> Response {
+/// 401; a caller over its request rate gets 429.
+pub async fn authenticate(
+    State(Gate { app, rate }): State<Gate>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let bearer = match req.headers().get(axum::http::header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
@@ -102,13 +115,19 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
             _ => return unauthenticated("no client certificate and no bearer token"),
         },
     };
-    match caller {
-        Ok(c) => {
-            req.extensions_mut().insert(c);
-            next.run(req).await
+    let caller = match caller {
+        Ok(c) => c,
+        Err(s) => return unauthenticated(s.message()),
+    };
+    if !matches!(caller.identity, Identity::Member(_)) {
+        if let Err(s) = rate.check(&caller.identity.to_string()) {
+            let code = "REQUEST_LIMIT_EXCEEDED";
+            return MlflowError::new(StatusCode::TOO_MANY_REQUESTS, code, s.message().to_string())
+                .into_response();
         }
-        Err(s) => unauthenticated(s.message()),
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 /// Who a request is recorded as (none: the facade serves plain HTTP).

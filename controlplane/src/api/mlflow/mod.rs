@@ -28,6 +28,7 @@ use cairn_proto::tls::server::ServerTls;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppError, Consistency, Route};
+use crate::auth::limit::RateLimits;
 use crate::convert::ToPb;
 use crate::views;
 pub use error::MlflowError;
@@ -186,8 +187,8 @@ impl Facade {
 }
 
 /// The routes, under both of MLflow's prefixes; over TLS, every request authenticated
-/// first.
-pub fn router(app: App, tls: bool) -> Router {
+/// and counted against its caller's rate first.
+fn router(app: App, tls: Option<Arc<RateLimits>>) -> Router {
     let api = Router::new()
         .route("/registered-models/create", post(registry::create_model))
         .route("/registered-models/get", get(registry::get_model))
@@ -240,13 +241,12 @@ pub fn router(app: App, tls: bool) -> Router {
         .nest("/api/2.0/mlflow", api.clone())
         .nest("/ajax-api/2.0/mlflow", api)
         .fallback(registry::not_found);
-    if tls {
-        routes.layer(axum::middleware::from_fn_with_state(
-            app,
+    match tls {
+        Some(rate) => routes.layer(axum::middleware::from_fn_with_state(
+            auth::Gate { app, rate },
             auth::authenticate,
-        ))
-    } else {
-        routes
+        )),
+        None => routes,
     }
 }
 
@@ -255,17 +255,19 @@ pub async fn serve(
     app: App,
     listener: TcpListener,
     tls: Option<Arc<ServerTls>>,
+    rate: Arc<RateLimits>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
         None => {
-            axum::serve(listener, router(app, false))
+            axum::serve(listener, router(app, None))
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         Some(tls) => {
             let listener = auth::TlsListener::new(listener, tls)?;
-            let routes = router(app, true).into_make_service_with_connect_info::<auth::Peer>();
+            let routes =
+                router(app, Some(rate)).into_make_service_with_connect_info::<auth::Peer>();
             axum::serve(listener, routes)
                 .with_graceful_shutdown(shutdown)
                 .await

@@ -56,6 +56,8 @@ pub struct AgentConfig {
     /// Mutual TLS as `urn:cairn:agent:<node>`, towards members and on the agent's own
     /// service (none: plaintext).
     pub tls: Option<Arc<TlsFiles>>,
+    /// Where Prometheus scrapes the agent's `/metrics` (none: not served here).
+    pub metrics_listen: Option<String>,
 }
 
 impl AgentConfig {
@@ -79,6 +81,7 @@ impl AgentConfig {
             replicas_every: Duration::from_millis(500),
             listen: "127.0.0.1:0".into(),
             tls: None,
+            metrics_listen: None,
         }
     }
 }
@@ -252,6 +255,13 @@ pub async fn run(
                 .in_current_span(),
         ),
     };
+    if let Some(addr) = &cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the agent's metrics on {addr}"))?;
+        tracing::info!(listen = %addr, "agent metrics on /metrics");
+        tokio::spawn(crate::metrics::serve(listener));
+    }
     let control = Control::new(cfg.endpoints.clone(), &cfg.node, &token, cfg.tls.clone())?;
     let (node, state_dir) = (cfg.node.clone(), cfg.state_dir.clone());
     let mut node_inv = node_inventory(&cfg, &inventory);
@@ -333,10 +343,14 @@ async fn heartbeats(
             node: control.node().to_string(),
             serving: load.report(),
         };
-        match control
+        let answer = control
             .call(req, |mut c, r| async move { c.heartbeat(r).await })
-            .await
-        {
+            .await;
+        let beats = &crate::metrics::get().heartbeats;
+        beats
+            .get_or_create(&crate::metrics::outcome(answer.is_ok()))
+            .inc();
+        match answer {
             Ok(_) => {}
             Err(s) if s.code() == Code::NotFound => {
                 reregister.store(true, std::sync::atomic::Ordering::Relaxed)
@@ -344,6 +358,13 @@ async fn heartbeats(
             Err(s) => tracing::debug!(error = %s.message(), "heartbeat failed; will retry"),
         }
     }
+}
+
+fn replicas_running(kind: &'static str, n: usize) {
+    let replicas = &crate::metrics::get().replicas;
+    replicas
+        .get_or_create(&crate::metrics::Kind { kind })
+        .set(n as i64);
 }
 
 /// Why a step of the loop failed: retry on the next tick, or stop.
@@ -419,6 +440,7 @@ impl Agent {
         let observed = match observed {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
+                crate::metrics::get().gpu_read_errors.inc();
                 tracing::warn!(error = %e, "cannot read GPU health; will look again");
                 return Ok(());
             }
@@ -429,6 +451,16 @@ impl Agent {
         };
         let health: Vec<pb::GpuHealth> =
             observed.iter().map(|o| self.cfg.policy.judge(o)).collect();
+        let healthy = health.iter().filter(|h| h.healthy).count() as i64;
+        let gpus = &crate::metrics::get().gpus;
+        use crate::metrics::Health;
+        gpus.get_or_create(&Health { health: "healthy" })
+            .set(healthy);
+        let unhealthy = health.len() as i64 - healthy;
+        gpus.get_or_create(&Health {
+            health: "unhealthy",
+        })
+        .set(unhealthy);
         if self.reported.as_ref() == Some(&health) {
             return Ok(());
         }
@@ -487,6 +519,7 @@ impl Agent {
             .map(|g| (g.uuid.clone(), g.index))
             .collect();
         let reports = self.runner.step(&jobs, &gpu_index, &addresses).await;
+        replicas_running("job", self.runner.running());
         self.unsent.extend(reports);
         while let Some(r) = self.unsent.first().cloned() {
             match self.control.submit(Body::ReportReplica(r.clone())).await {
@@ -557,6 +590,7 @@ impl Agent {
             addresses.extend(self.node_addresses().await?);
         }
         let reports = self.serving.step(&deployments, &addresses, gpu_index).await;
+        replicas_running("serving", self.serving.running());
         self.unsent_serving.extend(reports);
         while let Some(r) = self.unsent_serving.first().cloned() {
             match self.control.submit(Body::ReportServing(r.clone())).await {
@@ -620,6 +654,9 @@ impl Agent {
                 "a leased port is taken by a process this agent cannot see"
             );
         }
+        crate::metrics::get()
+            .port_violations
+            .inc_by(found.violations.len() as u64);
         for v in found.violations {
             tracing::warn!(port = v.port, pid = v.pid, process = %v.process, "a process holds a port leased to someone else");
             self.control

@@ -12,12 +12,14 @@
 //!   in front of its replicas;
 //! - [`control`]: the connection to the control plane (leader hints, node token);
 //! - [`logs`]: the agent's own service, serving the replicas' logs;
+//! - [`metrics`]: what it measures, on `/metrics`;
 //! - [`agent`]: the loop that ties them together.
 
 pub mod agent;
 pub mod control;
 pub mod gpu;
 pub mod logs;
+pub mod metrics;
 pub mod ports;
 pub mod replicas;
 pub mod serving;

@@ -71,6 +71,9 @@ struct Cli {
     /// (default: 0.0.0.0:7431 with TLS, 127.0.0.1:7431 without).
     #[arg(long, env = "CAIRN_AGENT_LISTEN")]
     listen: Option<String>,
+    /// Serve Prometheus's `/metrics` on this address (plain HTTP; default: not served).
+    #[arg(long, env = "CAIRN_AGENT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Where this node's replicas are reached by others (default: the host name).
     #[arg(long, env = "CAIRN_NODE_ADDRESS")]
     address: Option<String>,
@@ -152,6 +155,7 @@ async fn main() {
     }
     cfg.policy = policy;
     cfg.address = cli.address.clone();
+    cfg.metrics_listen = cli.metrics_listen.clone();
     let tls_on = cli.tls_ca.is_some();
     cfg.listen = cli.listen.clone().unwrap_or_else(|| {
         if tls_on {

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Address the MLflow-compatible REST facade binds (none: not served).
     pub mlflow_listen: Option<String>,
+    /// Address `/metrics` (Prometheus's text format, plain HTTP) binds (none: not
+    /// served). The figures hold no secrets and no payloads, so any address is allowed.
+    pub metrics_listen: Option<String>,
     pub raft: RaftSettings,
     pub batch: BatchSettings,
     pub nodes: NodeSettings,
@@ -162,6 +165,7 @@ impl Default for ServerConfig {
             initial_members: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
             mlflow_listen: None,
+            metrics_listen: None,
             kubernetes: None,
             tls: None,
             insecure: false,
@@ -235,6 +239,8 @@ pub struct Overrides {
     pub max_request_bytes: Option<usize>,
     /// The MLflow facade's address (empty or `off`: not served).
     pub mlflow_listen: Option<String>,
+    /// The metrics endpoint's address (empty or `off`: not served).
+    pub metrics_listen: Option<String>,
     /// The three TLS files, all or none.
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -302,6 +308,7 @@ impl ServerConfig {
             initial_members,
             max_request_bytes,
             mlflow_listen,
+            metrics_listen,
             tls_ca,
             tls_cert,
             tls_key,
@@ -318,6 +325,9 @@ impl ServerConfig {
         cfg.max_request_bytes = max_request_bytes.unwrap_or(cfg.max_request_bytes);
         if let Some(m) = mlflow_listen {
             cfg.mlflow_listen = (!m.is_empty() && m != "off").then_some(m);
+        }
+        if let Some(m) = metrics_listen {
+            cfg.metrics_listen = (!m.is_empty() && m != "off").then_some(m);
         }
         match (tls_ca, tls_cert, tls_key) {
             (None, None, None) => {}
@@ -336,15 +346,22 @@ impl ServerConfig {
     }
 
     /// `cairn-server dev`: a single-member cluster on `listen`, data in `data_dir`, the
-    /// MLflow facade on `mlflow_listen` (empty or `off`: none).
-    pub fn dev(listen: String, data_dir: PathBuf, mlflow_listen: String) -> Self {
+    /// MLflow facade on `mlflow_listen` and the metrics on `metrics_listen` (empty or
+    /// `off`: none).
+    pub fn dev(
+        listen: String,
+        data_dir: PathBuf,
+        mlflow_listen: String,
+        metrics_listen: String,
+    ) -> Self {
+        let on = |a: String| (!a.is_empty() && a != "off").then_some(a);
         Self {
             node_id: 1,
             initial_members: BTreeMap::from([(1, listen.clone())]),
             listen,
             data_dir,
-            mlflow_listen: (!mlflow_listen.is_empty() && mlflow_listen != "off")
-                .then_some(mlflow_listen),
+            mlflow_listen: on(mlflow_listen),
+            metrics_listen: on(metrics_listen),
             ..Self::default()
         }
     }
@@ -395,6 +412,11 @@ impl ServerConfig {
         if let Some(m) = &self.mlflow_listen {
             if !is_host_port(m) {
                 p.push(format!("mlflow_listen: {m:?} is not host:port"));
+            }
+        }
+        if let Some(m) = &self.metrics_listen {
+            if !is_host_port(m) {
+                p.push(format!("metrics_listen: {m:?} is not host:port"));
             }
         }
         if let Some(t) = &self.tls {

@@ -8,6 +8,7 @@
 //! state ([`views`]) or the event store. The leader's [`leader`] workers propose what
 //! only it may (liveness, lease expiry, deadlines, cron runs, scheduling passes).
 //! [`convert`] is the only place that knows both the wire and the domain types.
+//! [`metrics`] is what a member measures (Prometheus, `/metrics`).
 //! [`server::run`] wires a member together.
 //!
 //! Dependencies point one way: `api` → `app` → `store` → `raft`, `convert`; `leader` →
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod leader;
+pub mod metrics;
 pub mod raft;
 pub mod server;
 pub mod store;

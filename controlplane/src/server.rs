@@ -24,15 +24,17 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with(config, shutdown, |_| {}).await
+    run_with(config, shutdown, |_| {}, Vec::new()).await
 }
 
 /// [`run`], calling `started` with the application layer once it exists (to start
-/// workers that live outside this crate, such as the Kubernetes projector).
+/// workers that live outside this crate, such as the Kubernetes projector), and
+/// reporting the figures of `collectors` (an embedded agent's) with the member's.
 pub async fn run_with(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
     started: impl FnOnce(App),
+    collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
 ) -> anyhow::Result<()> {
     let problems = config.validate();
     if !problems.is_empty() {
@@ -110,6 +112,23 @@ pub async fn run_with(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    if let Some(addr) = &config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+        tracing::info!(listen = %addr, "metrics on /metrics");
+        let mut registry = crate::metrics::registry(Some(crate::metrics::Member(app.clone())));
+        for c in collectors {
+            registry.register_collector(c);
+        }
+        let until = stopped(stopping.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::http::serve(registry, listener, until).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
+    tokio::spawn(count_leader_changes(raft.clone()));
     let rate = Arc::new(crate::auth::limit::RateLimits::new(
         config.limits.requests_per_second,
         config.limits.burst,
@@ -227,5 +246,18 @@ async fn log_leader_changes(raft: Raft) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Count each change of the leader this member knows, for its metrics.
+async fn count_leader_changes(raft: Raft) {
+    let mut m = raft.metrics();
+    let mut leader = m.borrow_and_update().current_leader;
+    while m.changed().await.is_ok() {
+        let now = m.borrow_and_update().current_leader;
+        if now.is_some() && now != leader {
+            crate::metrics::get().leader_changes.inc();
+        }
+        leader = now;
     }
 }

@@ -9,7 +9,8 @@
 # runs, and the summary compares each with etcd over the same transport.
 # Each round starts both systems afresh, one after the other (only one runs at a time,
 # so neither steals the other's CPU), and prints its tables. The end is a summary: the
-# median of the rounds for each system, API and client count, and Cairn's ratio to etcd.
+# median of the rounds for each system, API and client count, and Cairn's ratio to etcd,
+# then a write's timeline (each stage's medians, from the members' metrics).
 # Needs protoc for the etcd client (apt-get install protobuf-compiler) and installs
 # Debian's etcd-server when etcd is missing.
 set -euo pipefail
@@ -41,6 +42,8 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#ARGS[@]} -gt 0 ]] || ARGS=(--clients 1,16,128 --duration 10s)
 RESULTS=$CAIRN_LOCAL_DIR/results
+# Each member's /metrics (cluster.sh): every Cairn round also records a write's timeline.
+METRICS=http://127.0.0.1:9421/metrics,http://127.0.0.1:9422/metrics,http://127.0.0.1:9423/metrics
 
 cleanup() {
   "$ROOT/deploy/local/cluster.sh" stop >/dev/null 2>&1 || true
@@ -78,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
     # per client with each append answered before the next is sent.
     for api in unary stream; do
       bench "$round-$mode-cairn-$api" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 \
-        "${creds[@]}" bench append --api "$api"
+        "${creds[@]}" bench append --api "$api" --metrics "$METRICS"
     done
     "$ROOT/deploy/local/cluster.sh" stop >/dev/null
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A 3-member Cairn cluster on loopback (127.0.0.1:7421-7423, the MLflow-compatible API on
-# 127.0.0.1:5101-5103), for trying things out.
+# 127.0.0.1:5101-5103, Prometheus metrics on 127.0.0.1:9421-9423/metrics, the agent's on
+# 127.0.0.1:9431), for trying things out.
 #
 #   deploy/local/cluster.sh start    build, start 3 members, wait for a leader
 #   deploy/local/cluster.sh start --tls
@@ -74,14 +75,15 @@ start() {
     [[ $TLS == 1 ]] && mapfile -t tls < <(tls_flags "member-$i")
     "$BIN/cairn-server" run --node-id "$i" --listen "127.0.0.1:${PORTS[$((i-1))]}" \
       --data-dir "$DIR/node$i" --initial-members "$MEMBERS" --mlflow-listen "127.0.0.1:510$i" \
-      "${tls[@]}" >> "$DIR/node$i.log" 2>&1 &
+      --metrics-listen "127.0.0.1:942$i" "${tls[@]}" >> "$DIR/node$i.log" 2>&1 &
     echo $! > "$DIR/node$i.pid"
-    say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, MLflow 127.0.0.1:510$i, data $DIR/node$i, log $DIR/node$i.log${tls:+, mutual TLS})"
+    say "node $i started (pid $!, 127.0.0.1:${PORTS[$((i-1))]}, MLflow 127.0.0.1:510$i, metrics 127.0.0.1:942$i, data $DIR/node$i, log $DIR/node$i.log${tls:+, mutual TLS})"
   done
   if [[ $TLS == 1 && ${CAIRN_LOCAL_AGENT:-1} != 0 ]] && ! live_agent >/dev/null; then
     mapfile -t tls < <(tls_flags agent-local)
     "$BIN/cairn-agent" --endpoints "$ENDPOINTS" --node-name local --gpu-provider sim \
-      --state-dir "$DIR/agent" --listen 127.0.0.1:7431 "${tls[@]}" >> "$DIR/agent.log" 2>&1 &
+      --state-dir "$DIR/agent" --listen 127.0.0.1:7431 --metrics-listen 127.0.0.1:9431 \
+      "${tls[@]}" >> "$DIR/agent.log" 2>&1 &
     echo $! > "$DIR/agent.pid"
     say "agent local started (pid $!, simulated GPUs, log $DIR/agent.log, mutual TLS)"
   fi

@@ -3,11 +3,15 @@
 //! status says which message type it was meant to be.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message;
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
 use tonic::{Code, Status};
 use tonic_prost::{ProstDecoder, ProstEncoder};
+
+/// Messages this process received that did not decode (a member's metrics report it).
+pub static DECODE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Encodes `T`, decodes `U`.
 #[derive(Debug, Clone)]
@@ -49,6 +53,7 @@ impl<U: Message + Default> Decoder for CheckedDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|s| {
             if s.code() == Code::Internal {
+                DECODE_FAILURES.fetch_add(1, Ordering::Relaxed);
                 let name = std::any::type_name::<U>().rsplit("::").next().unwrap_or("");
                 Status::invalid_argument(format!("not a valid {name} message: {}", s.message()))
             } else {

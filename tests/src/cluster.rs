@@ -27,6 +27,8 @@ pub struct Settings {
     pub relayed: bool,
     /// Every member serves the MLflow-compatible registry API (on a port of its own).
     pub mlflow: bool,
+    /// Every member serves `/metrics` (on a port of its own).
+    pub metrics: bool,
     /// Mutual TLS: member `i` uses `member-<i>.crt` and `.key` of this directory, as
     /// `cairn certs init` writes them.
     pub tls_dir: Option<std::path::PathBuf>,
@@ -41,6 +43,7 @@ impl Default for Settings {
             node_lost_after_ms: 10_000,
             relayed: false,
             mlflow: false,
+            metrics: false,
             tls_dir: None,
         }
     }
@@ -102,6 +105,7 @@ impl TestCluster {
             max_request_bytes: s.max_request_bytes,
             node_lost_after_ms: s.node_lost_after_ms,
             mlflow_listen: s.mlflow.then(|| format!("127.0.0.1:{}", free_port())),
+            metrics_listen: s.metrics.then(|| format!("127.0.0.1:{}", free_port())),
             tls: s
                 .tls_dir
                 .as_ref()

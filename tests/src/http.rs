@@ -1,5 +1,5 @@
-//! JSON over plain HTTP/1.1, enough to drive the MLflow-compatible API from a test: one
-//! request per connection, the answer's status and JSON body.
+//! Plain HTTP/1.1, enough to drive the MLflow-compatible API and scrape `/metrics` from
+//! a test: one request per connection, the answer's status and its JSON or text body.
 
 use std::time::Duration;
 
@@ -28,6 +28,29 @@ async fn request(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, body) = exchange(addr, method, path, body).await?;
+    let json = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&body).with_context(|| format!("{method} {path}: {body:?}"))?
+    };
+    Ok((status, json))
+}
+
+/// GET `path` from `addr`: the status and the body as text.
+pub async fn http_text(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    tokio::time::timeout(TIMEOUT, exchange(addr, "GET", path, None))
+        .await
+        .with_context(|| format!("GET {path}: no answer within {TIMEOUT:?}"))?
+}
+
+/// One request on its own connection: the status and the body.
+async fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -57,12 +80,7 @@ async fn request(
     } else {
         body.to_string()
     };
-    let json = if body.trim().is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&body).with_context(|| format!("{method} {path}: {body:?}"))?
-    };
-    Ok((status, json))
+    Ok((status, body))
 }
 
 /// A chunked body, joined.
@@ -76,5 +94,43 @@ fn dechunk(mut s: &str) -> anyhow::Result<String> {
         }
         out.push_str(rest.get(..n).context("a whole chunk")?);
         s = rest.get(n + 2..).unwrap_or_default();
+    }
+}
+
+/// A member's or agent's `/metrics`, scraped once.
+#[derive(Debug, Clone)]
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// Scrape `addr`'s `/metrics`.
+    pub async fn of(addr: &str) -> anyhow::Result<Self> {
+        let (status, text) = http_text(addr, "/metrics").await?;
+        anyhow::ensure!(status == 200, "GET /metrics: {status} {text}");
+        Ok(Self(text))
+    }
+
+    /// The value of the series written exactly `series` (name and labels as the text
+    /// has them), if present.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            (s == series).then(|| v.parse().ok()).flatten()
+        })
+    }
+
+    /// The sum over every series of metric `name` whose labels contain all of `with`
+    /// (`key="value"` pieces).
+    pub fn sum(&self, name: &str, with: &[&str]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (s, v) = l.rsplit_once(' ')?;
+                let (n, labels) = s.split_once('{').unwrap_or((s, ""));
+                (n == name && with.iter().all(|w| labels.contains(w)))
+                    .then(|| v.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
     }
 }

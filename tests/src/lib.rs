@@ -38,7 +38,7 @@ pub use client::{
 };
 pub use cluster::{Settings, TestCluster};
 pub use commands::{create_ns, note, note_text};
-pub use http::http_json;
+pub use http::{http_json, http_text, Scrape};
 pub use kube::KubeApiServer;
 pub use ports::free_port;
 pub use process::bin;

@@ -60,6 +60,8 @@ pub struct ServerSpec {
     pub prefix: Vec<String>,
     /// Where it serves the MLflow-compatible registry API (none: not at all).
     pub mlflow_listen: Option<String>,
+    /// Where it serves `/metrics` (none: not at all).
+    pub metrics_listen: Option<String>,
     /// Under `dev`: the ports its agent leases (none: the default), so that two dev
     /// servers on one machine do not route on the same ports.
     pub port_range: Option<(u16, u16)>,
@@ -91,6 +93,7 @@ impl ServerSpec {
             node_lost_after_ms: 10_000,
             prefix: Vec::new(),
             mlflow_listen: None,
+            metrics_listen: None,
             port_range: None,
             kubeconfig: None,
             tls: None,
@@ -121,6 +124,9 @@ impl ServerSpec {
         }
         if let Some(mlflow) = &self.mlflow_listen {
             toml.push_str(&format!("mlflow_listen = \"{mlflow}\"\n"));
+        }
+        if let Some(metrics) = &self.metrics_listen {
+            toml.push_str(&format!("metrics_listen = \"{metrics}\"\n"));
         }
         if self.insecure {
             toml.push_str("insecure = true\n");
@@ -170,6 +176,8 @@ impl ServerSpec {
                     &self.listen,
                     "--mlflow-listen",
                     self.mlflow_listen.as_deref().unwrap_or("off"),
+                    "--metrics-listen",
+                    self.metrics_listen.as_deref().unwrap_or("off"),
                     "--data-dir",
                 ])
                 .arg(
@@ -242,6 +250,11 @@ impl Server {
     /// Where it serves the MLflow-compatible registry API, if it does.
     pub fn mlflow_addr(&self) -> Option<&str> {
         self.spec.mlflow_listen.as_deref()
+    }
+
+    /// Where it serves `/metrics`, if it does.
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.spec.metrics_listen.as_deref()
     }
 
     /// Where its sled files and snapshots are.

@@ -89,6 +89,11 @@ impl Runner {
         }
     }
 
+    /// Job replicas running here.
+    pub fn running(&self) -> usize {
+        self.processes.len()
+    }
+
     fn report(&self, key: &ReplicaKey, attempt: u32) -> pb::ReportReplica {
         pb::ReportReplica {
             node: self.node.clone(),

@@ -321,6 +321,10 @@ impl Serving {
             };
             r.next_probe =
                 Instant::now() + Duration::from_secs(r.probe.period_seconds.max(1) as u64);
+            let probes = &crate::metrics::get().probes;
+            probes
+                .get_or_create(&crate::metrics::outcome(result.is_ok()))
+                .inc();
             match result {
                 Ok(()) => {
                     r.failures = 0;
@@ -578,6 +582,11 @@ impl Serving {
     }
 
     /// The endpoints' routers, kept current by each step.
+    /// Model servers running here.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
     pub fn routers(&self) -> Routers {
         Arc::clone(&self.routers)
     }

@@ -43,6 +43,10 @@ pub struct AppendArgs {
     /// before the next is sent (`stream`), or one `Submit` call per append (`unary`).
     #[arg(long, value_enum, default_value = "stream")]
     pub api: Api,
+    /// The members' `/metrics` URLs: each round then also prints a write's timeline,
+    /// stage by stage, on the leader and the followers (warm-up included).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: output::Format,
 }
@@ -96,6 +100,9 @@ pub struct Round {
     /// Whether the round ran over TLS (client certificates on both sides).
     #[serde(default)]
     pub tls: bool,
+    /// Each stage of a write during the round, from the members' metrics (`--metrics`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<super::timeline::StageFigure>,
 }
 
 /// One client's way of appending a payload.
@@ -202,6 +209,11 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
         }
         rounds.push(round);
     }
+    if args.output == output::Format::Table {
+        for r in rounds.iter().filter(|r| !r.timeline.is_empty()) {
+            eprintln!("{}", timeline_table(r));
+        }
+    }
     output::emit(args.output, &rounds, || {
         let mut t = table(&[
             "BACKEND",
@@ -235,6 +247,33 @@ pub async fn append(cluster: &Cluster, args: AppendArgs) -> anyhow::Result<()> {
         }
         t
     })
+}
+
+/// A round's write timeline: how often each stage ran per write, its mean and
+/// median, on the leader and the followers.
+fn timeline_table(r: &Round) -> String {
+    format!(
+        "a write's timeline, {} ({}) clients={}:\n{}",
+        format!("{:?}", r.backend).to_lowercase(),
+        Api::name(r.api),
+        r.clients,
+        stages_table(&r.timeline)
+    )
+}
+
+/// Stage figures as a table.
+pub(crate) fn stages_table(figures: &[super::timeline::StageFigure]) -> comfy_table::Table {
+    let mut t = table(&["STAGE", "ON", "PER WRITE", "MEAN MS", "P50 MS"]);
+    for f in figures {
+        t.add_row(vec![
+            f.stage.clone(),
+            f.on.clone(),
+            format!("{:.3}", f.per_write),
+            format!("{:.3}", f.mean_ms),
+            format!("{:.3}", f.p50_ms),
+        ]);
+    }
+    t
 }
 
 async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::Result<Round> {
@@ -272,6 +311,7 @@ async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::
     let channels: Vec<_> = (0..args.connections.clamp(1, n))
         .map(|_| cluster.channel(&leader))
         .collect::<anyhow::Result<_>>()?;
+    let before = super::timeline::scrape_all(&args.metrics).await?;
     let mut round = match args.api {
         Api::Unary => {
             let appenders = (0..n)
@@ -296,6 +336,10 @@ async fn cairn_round(cluster: &Cluster, args: &AppendArgs, n: usize) -> anyhow::
         }
     };
     round.api = Some(args.api);
+    if !args.metrics.is_empty() {
+        let after = super::timeline::scrape_all(&args.metrics).await?;
+        round.timeline = super::timeline::figures(&before, &after);
+    }
     round.rss_bytes = if args.pids.is_empty() {
         cluster
             .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
@@ -460,5 +504,6 @@ async fn drive<A: Appender>(args: &AppendArgs, backend: Backend, appenders: Vec<
         p999_ms: ms(0.999),
         rss_bytes: Vec::new(),
         tls: false,
+        timeline: Vec::new(),
     }
 }

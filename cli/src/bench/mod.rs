@@ -9,6 +9,7 @@ mod jobs;
 mod proc;
 mod serve;
 mod summary;
+mod timeline;
 
 use clap::Subcommand;
 

@@ -45,9 +45,13 @@ pub struct Summary {
     pub throughput_vs_etcd: Option<f64>,
     /// Median p99 over etcd's median p99 at the same client count (Cairn rows).
     pub p99_vs_etcd: Option<f64>,
+    /// A write's timeline, each stage's medians over the rounds (rounds run with
+    /// `--metrics`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::bench::timeline::StageFigure>,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     match n {
@@ -91,6 +95,12 @@ pub fn summarize(rounds: &[Round]) -> Vec<Summary> {
                     .unwrap_or(0),
                 throughput_vs_etcd: None,
                 p99_vs_etcd: None,
+                timeline: crate::bench::timeline::medians(
+                    &rs.iter()
+                        .filter(|r| !r.timeline.is_empty())
+                        .map(|r| r.timeline.as_slice())
+                        .collect::<Vec<_>>(),
+                ),
             }
         })
         .collect();
@@ -127,6 +137,19 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<()> {
         rounds.append(&mut these);
     }
     let summaries = summarize(&rounds);
+    if args.output == output::Format::Table {
+        for s in summaries.iter().filter(|s| !s.timeline.is_empty()) {
+            println!(
+                "a write's timeline{}, {} ({}) clients={}, medians of {} rounds:\n{}",
+                if s.tls { " over TLS" } else { "" },
+                format!("{:?}", s.backend).to_lowercase(),
+                Api::name(s.api),
+                s.clients,
+                s.rounds,
+                crate::bench::append::stages_table(&s.timeline)
+            );
+        }
+    }
     output::emit(args.output, &summaries, || {
         let mut t = table(&[
             "TLS",
@@ -186,6 +209,7 @@ mod tests {
             p999_ms: p99 * 2.0,
             rss_bytes: vec![(rate * 1000.0) as u64, 1],
             tls: false,
+            timeline: Vec::new(),
         }
     }
 

@@ -81,6 +81,9 @@ enum Command {
         /// Where the MLflow-compatible registry API listens (`off`: nowhere).
         #[arg(long, env = "CAIRN_MLFLOW_LISTEN", default_value = "127.0.0.1:5000")]
         mlflow_listen: String,
+        /// Where Prometheus scrapes `/metrics` (`off`: nowhere).
+        #[arg(long, env = "CAIRN_METRICS_LISTEN", default_value = "127.0.0.1:9420")]
+        metrics_listen: String,
     },
     /// A member of a cluster: a configuration file and/or flags.
     Run(RunArgs),
@@ -108,6 +111,9 @@ struct RunArgs {
     /// Serve the MLflow-compatible registry API on this address (`off`: not at all).
     #[arg(long, env = "CAIRN_MLFLOW_LISTEN")]
     mlflow_listen: Option<String>,
+    /// Serve Prometheus's `/metrics` on this address (`off`: not at all).
+    #[arg(long, env = "CAIRN_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// The cluster CA (PEM): mutual TLS with --tls-cert and --tls-key.
     #[arg(long, env = "CAIRN_TLS_CA")]
     tls_ca: Option<PathBuf>,
@@ -135,6 +141,7 @@ impl RunArgs {
             initial_members: self.initial_members,
             max_request_bytes: self.max_request_bytes,
             mlflow_listen: self.mlflow_listen,
+            metrics_listen: self.metrics_listen,
             tls_ca: self.tls_ca,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
@@ -180,6 +187,7 @@ async fn run() -> anyhow::Result<()> {
             port_range,
             kubeconfig,
             mlflow_listen,
+            metrics_listen,
         } => {
             let agent = (!no_agent).then(|| {
                 let node = cairn_agent::agent::default_node_name();
@@ -199,7 +207,7 @@ async fn run() -> anyhow::Result<()> {
                 a.port_range = port_range;
                 a
             });
-            let mut config = ServerConfig::dev(listen, data_dir, mlflow_listen);
+            let mut config = ServerConfig::dev(listen, data_dir, mlflow_listen, metrics_listen);
             config.kubernetes = kubeconfig.map(|k| KubernetesSettings {
                 kubeconfig: Some(k),
                 ..KubernetesSettings::default()
@@ -208,6 +216,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Run(args) => (args.load()?, None),
     };
+    let embedded_agent = agent.is_some();
     // The embedded agent reports to this server as soon as it answers.
     if let Some(agent) = agent {
         tokio::spawn(async move {
@@ -240,11 +249,17 @@ async fn run() -> anyhow::Result<()> {
             namespace: k.namespace,
             resync: std::time::Duration::from_secs(k.resync_seconds.max(1)),
         });
-    cairn_controlplane::server::run_with(config, shutdown, move |app| {
+    let started = move |app| {
         if let Some(cfg) = projection {
             tracing::info!(namespace = %cfg.namespace, "projecting the log into Kubernetes while leading");
             tokio::spawn(cairn_k8s::projector::run(app, cfg));
         }
-    })
-    .await
+    };
+    // The embedded agent's figures are the member's too: one `/metrics` in dev.
+    let collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = if embedded_agent {
+        vec![Box::new(cairn_agent::metrics::Figures)]
+    } else {
+        Vec::new()
+    };
+    cairn_controlplane::server::run_with(config, shutdown, started, collectors).await
 }

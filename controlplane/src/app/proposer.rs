@@ -15,7 +15,7 @@
 //! outcome if it arrives within [`ORPHAN_GRACE`], or that it is unknown.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_proto as pb;
 use openraft::error::{ClientWriteError, RaftError};
@@ -24,6 +24,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::AppError;
+use crate::metrics::{self, Stage};
 use crate::raft::{Batch, Outcome, Raft};
 
 /// How long a batch proposed in a leadership that has since ended may still take to be
@@ -42,6 +43,7 @@ pub struct BatchLimits {
 struct Pending {
     cmd: pb::Command,
     reply: oneshot::Sender<Result<Outcome, AppError>>,
+    queued: Instant,
 }
 
 /// Handle to the proposer task.
@@ -61,7 +63,11 @@ impl Proposer {
     pub async fn submit(&self, cmd: pb::Command) -> Result<Outcome, AppError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { cmd, reply })
+            .send(Pending {
+                cmd,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| AppError::Unavailable("the server is shutting down".into()))?;
         rx.await
@@ -101,6 +107,7 @@ async fn run(raft: Raft, limits: BatchLimits, mut rx: mpsc::Receiver<Pending>) {
         let mut commands = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for mut p in batch {
+            metrics::stage_since(Stage::Queue, p.queued);
             p.cmd.timestamp_ms = last_ts;
             commands.push(p.cmd);
             replies.push(p.reply);
@@ -108,7 +115,9 @@ async fn run(raft: Raft, limits: BatchLimits, mut rx: mpsc::Receiver<Pending>) {
         let encoded = pb::CommandBatch { commands }.encode_to_vec();
         let raft = raft.clone();
         tokio::spawn(async move {
+            let proposed = Instant::now();
             let result = write(&raft, Batch { encoded }, permit).await;
+            metrics::stage_since(Stage::Raft, proposed);
             fan_out(result, replies);
         });
     }

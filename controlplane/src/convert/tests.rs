@@ -535,10 +535,6 @@ fn every_event() -> Vec<EventPayload> {
             target: Held::Stage(Stage::Production),
             allowed: ["user/alice".to_string(), "user/bob".to_string()].into(),
         }),
-        EventPayload::Model(ModelEvent::Protected {
-            target: Held::Alias("champion".into()),
-            allowed: Default::default(),
-        }),
         EventPayload::Deployment(DeploymentEvent::Applied {
             doc: deployment_doc(),
         }),

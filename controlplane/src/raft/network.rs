@@ -192,7 +192,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call(RPCTypes::AppendEntries, &rpc, &option).await
+        // Heartbeats carry no entries: only appends are a stage of a write.
+        let carries_entries = !rpc.entries.is_empty();
+        let start = std::time::Instant::now();
+        let answer = self.call(RPCTypes::AppendEntries, &rpc, &option).await;
+        if carries_entries && answer.is_ok() {
+            crate::metrics::stage_since(crate::metrics::Stage::Replicate, start);
+        }
+        answer
     }
 
     async fn install_snapshot(
@@ -203,7 +210,12 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
+        let last_chunk = rpc.done;
+        let answer = self.call(RPCTypes::InstallSnapshot, &rpc, &option).await;
+        if last_chunk && answer.is_ok() {
+            crate::metrics::get().snapshots_sent.inc();
+        }
+        answer
     }
 
     async fn vote(

@@ -90,9 +90,14 @@ impl SledFiles {
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
-        self.db.flush().map_err(std::io::Error::other)?;
+        let start = std::time::Instant::now();
+        let bytes = self.db.flush().map_err(std::io::Error::other)?;
         self.log.sync_data()?;
-        self.sync_new_blobs()
+        self.sync_new_blobs()?;
+        let m = crate::metrics::get();
+        m.fsync_seconds.observe(start.elapsed().as_secs_f64());
+        m.flushed_bytes.inc_by(bytes as u64);
+        Ok(())
     }
 
     fn sync_new_blobs(&mut self) -> std::io::Result<()> {

@@ -208,14 +208,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // One insert per entry, in index order (not a sled batch, whose process-wide
         // lock waits for flushes): sled recovers a prefix of its writes, so a crash
         // midway leaves the first entries of the append and never a hole.
+        let start = std::time::Instant::now();
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             self.log
                 .insert(key(entry.log_id.index), bytes)
                 .map_err(|e| StorageIOError::write_logs(&e))?;
         }
-        self.flusher
-            .after_sync(move |r| callback.log_io_completed(r));
+        self.flusher.after_sync(move |r| {
+            crate::metrics::stage_since(crate::metrics::Stage::LogFlush, start);
+            callback.log_io_completed(r)
+        });
         Ok(())
     }
 

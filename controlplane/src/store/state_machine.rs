@@ -255,6 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let start = std::time::Instant::now();
         let mut staged = Staging::default();
         let mut results = Vec::new();
         let mut inner = self.write();
@@ -299,6 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         self.shared.events().commit(staged).map_err(sto_err)?;
         self.notify(&inner);
+        crate::metrics::stage_since(crate::metrics::Stage::Apply, start);
         Ok(results)
     }
 
@@ -421,6 +423,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.notify(&inner);
         drop(inner);
         tracing::info!(snapshot = %meta.snapshot_id, bytes, "snapshot installed");
+        crate::metrics::get().snapshots_installed.inc();
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! peer's certificate names.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -138,8 +139,12 @@ impl ServerTls {
     }
 }
 
+/// TLS handshakes this process refused or gave up on (a wrong CA, an expired
+/// certificate, plaintext, a peer that never finished): its metrics report them.
+pub static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
 /// The TLS connections accepted on `listener`: each handshake runs in its own task
-/// under [`HANDSHAKE_TIMEOUT`]; failed ones are logged and dropped.
+/// under [`HANDSHAKE_TIMEOUT`]; failed ones are logged, counted and dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
@@ -167,8 +172,14 @@ pub fn incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => {
+                        HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake timed out")
+                    }
                 }
             });
         }

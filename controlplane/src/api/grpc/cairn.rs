@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cairn_domain::model::{Held, Stage};
 use cairn_domain::{kinds, EntityKey, Rejection};
@@ -23,6 +24,7 @@ use super::request::{
 use crate::app::{App, AppError, Applied, EndpointLoad, MembershipChange, Route};
 use crate::auth::{self, limit::StreamGuard, limit::StreamLimits};
 use crate::convert::FromPb;
+use crate::metrics;
 use crate::views;
 
 /// Largest page of events one ListEvents answer holds.
@@ -111,12 +113,13 @@ macro_rules! membership_call {
     }};
 }
 
-#[tonic::async_trait]
-impl pb::cairn_server::Cairn for CairnService {
-    #[tracing::instrument(name = "Submit", skip_all, fields(member = self.app.id(), term = Empty, entity = Empty, correlation_id = Empty))]
-    async fn submit(
+impl CairnService {
+    /// A write, received at `start`: read and checked here, then proposed if this member
+    /// leads, else forwarded to the leader.
+    async fn submit_one(
         &self,
         req: Request<pb::SubmitRequest>,
+        start: Instant,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let Some(cmd) = req.get_ref().command.clone() else {
             return Err(AppError::Invalid(vec!["command: required".into()]).into());
@@ -128,22 +131,40 @@ impl pb::cairn_server::Cairn for CairnService {
         if let Some(t) = cmd.body.target() {
             span.record("entity", tracing::field::display(t));
         }
+        metrics::stage_since(metrics::Stage::Edge, start);
         let forwarded_here = is_forwarded(&req);
-        if let Route::Leader(addr) = self.app.route(forwarded_here).await? {
+        let forward = |req: Request<pb::SubmitRequest>, addr: String| async move {
+            let sent = Instant::now();
             let mut client = self.app.member_client(&addr)?;
-            return forward_write(client.submit(forwarded(req))).await;
+            let answer = forward_write(client.submit(forwarded(req))).await;
+            metrics::stage_since(metrics::Stage::Forward, sent);
+            answer
+        };
+        if let Route::Leader(addr) = self.app.route(forwarded_here).await? {
+            return forward(req, addr).await;
         }
         match self.app.propose(&cmd).await {
             // Leadership moved between routing and proposing: the command was not
             // appended, so forwarding it once is safe.
             Err(AppError::NotLeader {
                 leader: Some((_, addr)),
-            }) if !forwarded_here => {
-                let mut client = self.app.member_client(&addr)?;
-                forward_write(client.submit(forwarded(req))).await
-            }
+            }) if !forwarded_here => forward(req, addr).await,
             r => Ok(Response::new(submit_response(r?))),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cairn_server::Cairn for CairnService {
+    #[tracing::instrument(name = "Submit", skip_all, fields(member = self.app.id(), term = Empty, entity = Empty, correlation_id = Empty))]
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let start = Instant::now();
+        let answer = self.submit_one(req, start).await;
+        metrics::stage_since(metrics::Stage::Total, start);
+        answer
     }
 
     type SubmitStreamStream = SubmitStream;

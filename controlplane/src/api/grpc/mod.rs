@@ -58,6 +58,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))
         .tcp_keepalive(Some(KEEPALIVE))
+        .layer(crate::metrics::http::GrpcLayer)
         .add_service(InterceptedService::new(
             CairnServer::new(cairn::CairnService::new(
                 app.clone(),

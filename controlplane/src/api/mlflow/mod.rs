@@ -235,6 +235,7 @@ fn router(app: App, tls: Option<Arc<RateLimits>>) -> Router {
             "/model-versions/get-download-uri",
             get(registry::download_uri),
         )
+        .route_layer(axum::middleware::from_fn(crate::metrics::http::mlflow))
         .fallback(registry::not_found)
         .with_state(Facade { app: app.clone() });
     let routes = Router::new()

@@ -1,7 +1,9 @@
 //! Prometheus metrics on every member of a TLS cluster: a write's timeline stage by
 //! stage (on the follower that forwards it, the leader, the followers that store it),
 //! Raft's figures, requests by method and code, refused TLS handshakes and refused
-//! writes — each scraped from a real member's `/metrics` after real traffic.
+//! writes — each scraped from a real member's `/metrics` after real traffic; a dev
+//! server's embedded agent on the same endpoint; and the Grafana dashboard asking for
+//! nothing a member does not report.
 
 use std::process::Command;
 use std::time::Duration;
@@ -197,5 +199,49 @@ async fn a_dev_server_reports_its_embedded_agent_on_the_same_endpoint() -> anyho
         "{}",
         s.0
     );
+
+    // The Grafana dashboard asks only for metrics a member (with its agent) has.
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/cairn.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let declared: Vec<&str> =
+        s.0.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("an expr");
+            for name in metric_names(expr) {
+                asked += 1;
+                let family = ["_bucket", "_sum", "_count", "_total"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    declared.contains(&family) || declared.contains(&name.as_str()),
+                    "panel {:?} asks for {name}, which no member reports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(asked >= 40, "only {asked} metrics asked for");
     Ok(())
+}
+
+/// The `cairn_…` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("cairn_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
 }

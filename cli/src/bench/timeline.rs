@@ -156,9 +156,13 @@ pub fn figures(before: &[Scrape], after: &[Scrape]) -> Vec<StageFigure> {
             "forward",
             "queue",
             "raft",
+            "to_log",
             "log_flush",
+            "to_follower",
             "replicate",
+            "to_apply",
             "apply",
+            "to_reply",
             "total",
         ]
         .iter()

@@ -116,7 +116,11 @@ async fn run(raft: Raft, limits: BatchLimits, mut rx: mpsc::Receiver<Pending>) {
         let raft = raft.clone();
         tokio::spawn(async move {
             let proposed = Instant::now();
-            let result = write(&raft, Batch { encoded }, permit).await;
+            let batch = Batch {
+                encoded,
+                proposed: Some(proposed),
+            };
+            let result = write(&raft, batch, permit).await;
             metrics::stage_since(Stage::Raft, proposed);
             fan_out(result, replies);
         });
@@ -155,7 +159,12 @@ async fn write(
     };
     drop(permit);
     let result = match answered {
-        Some(result) => result,
+        Some(result) => {
+            if let Ok(r) = &result {
+                metrics::marks().answered(r.log_id.index);
+            }
+            result
+        }
         None => tokio::time::timeout(ORPHAN_GRACE, pending)
             .await
             .map_err(|_| {

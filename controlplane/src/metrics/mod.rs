@@ -13,6 +13,7 @@
 
 mod collect;
 pub mod http;
+mod marks;
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub use collect::Member;
+pub use marks::{marks, Marks};
 
 /// A stage of a write, as the timeline names it.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -35,41 +37,44 @@ pub enum Stage {
     Forward,
     /// The command waits in the leader's proposer queue for its batch.
     Queue,
-    /// The batch's Raft write: appended, replicated, committed and applied.
+    /// The batch's Raft write, as the proposer sees it: appended, replicated,
+    /// committed, applied and answered (the stages below, some side by side).
     Raft,
+    /// From the proposal to Raft appending the batch to the leader's log.
+    ToLog,
     /// Appending entries to this member's log until they are on disk (the leader's own
     /// flush, or a follower's).
     LogFlush,
+    /// From the leader's append to sending the entries to a follower.
+    ToFollower,
     /// One round trip of entries from the leader to a follower (send, the follower's
     /// append and flush, the answer).
     Replicate,
+    /// From this member's append to applying the entry: its flush, replication and
+    /// commit, and the hand-over to the state machine.
+    ToApply,
     /// Applying a committed batch to the state and the event store.
     Apply,
+    /// From the end of the apply to the proposer holding the answer.
+    ToReply,
     /// The whole write, as the receiving member sees it.
     Total,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
-        Stage::Edge,
-        Stage::Forward,
-        Stage::Queue,
-        Stage::Raft,
-        Stage::LogFlush,
-        Stage::Replicate,
-        Stage::Apply,
-        Stage::Total,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Stage::Edge => "edge",
             Stage::Forward => "forward",
             Stage::Queue => "queue",
             Stage::Raft => "raft",
+            Stage::ToLog => "to_log",
             Stage::LogFlush => "log_flush",
+            Stage::ToFollower => "to_follower",
             Stage::Replicate => "replicate",
+            Stage::ToApply => "to_apply",
             Stage::Apply => "apply",
+            Stage::ToReply => "to_reply",
             Stage::Total => "total",
         }
     }
@@ -182,7 +187,7 @@ pub fn registry(member: Option<Member>) -> Registry {
     );
     r.register(
         "write_stage_duration_seconds",
-        "Each stage of a write: edge, forward, queue, raft, log_flush, replicate, apply, total",
+        "Each stage of a write: edge, forward, queue, raft (to_log, log_flush, to_follower, replicate, to_apply, apply, to_reply), total",
         m.write_stage_seconds.clone(),
     );
     r.register(

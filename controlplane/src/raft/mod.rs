@@ -41,11 +41,24 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
 
 /// The application payload of one Raft entry: a protobuf-encoded `CommandBatch`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Batch {
     #[serde(with = "serde_bytes")]
     pub encoded: Vec<u8>,
+    /// When this member proposed it, while it is in this process's memory (never sent
+    /// or stored): where its write's timeline starts.
+    #[serde(skip)]
+    pub proposed: Option<std::time::Instant>,
 }
+
+/// Two batches are the same batch when they hold the same commands.
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded == other.encoded
+    }
+}
+
+impl Eq for Batch {}
 
 /// The result of applying one entry: one outcome per command of the batch, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

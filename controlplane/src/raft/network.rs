@@ -194,6 +194,9 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         // Heartbeats carry no entries: only appends are a stage of a write.
         let carries_entries = !rpc.entries.is_empty();
+        if let Some(first) = rpc.entries.first() {
+            crate::metrics::marks().sending(first.log_id.index);
+        }
         let start = std::time::Instant::now();
         let answer = self.call(RPCTypes::AppendEntries, &rpc, &option).await;
         if carries_entries && answer.is_ok() {

@@ -210,6 +210,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // midway leaves the first entries of the append and never a hole.
         let start = std::time::Instant::now();
         for entry in entries {
+            let proposed = match &entry.payload {
+                openraft::EntryPayload::Normal(batch) => batch.proposed,
+                _ => None,
+            };
+            crate::metrics::marks().appending(entry.log_id.index, proposed, start);
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             self.log
                 .insert(key(entry.log_id.index), bytes)

@@ -269,6 +269,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )
             .entered();
             inner.last_applied = Some(log_id);
+            crate::metrics::marks().applying(log_id.index, start);
             let pos = Position {
                 raft_index: log_id.index,
                 raft_term: log_id.leader_id.term,
@@ -301,6 +302,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.shared.events().commit(staged).map_err(sto_err)?;
         self.notify(&inner);
         crate::metrics::stage_since(crate::metrics::Stage::Apply, start);
+        if let Some(last) = inner.last_applied {
+            crate::metrics::marks().applied(last.index);
+        }
         Ok(results)
     }
 

@@ -4,6 +4,8 @@
 //! not decode, or is over the size limit) ends the stream — but only after every request
 //! accepted before it has its answer — with that error, naming which request it was.
 
+use std::time::Instant;
+
 use cairn_proto as pb;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -11,6 +13,7 @@ use tonic::{Status, Streaming};
 
 use super::request::{command, Stamp};
 use crate::app::{App, AppError};
+use crate::metrics::{self, Stage};
 
 /// Commands of one stream in flight at once (the client's pipelining window).
 pub const WINDOW: usize = 1024;
@@ -59,13 +62,18 @@ pub async fn answer(
 /// One command of a stream, answered with its outcome or its own error.
 async fn submit_one(app: &App, req: pb::SubmitRequest, stamp: &Stamp) -> pb::SubmitStreamResponse {
     use pb::submit_stream_response::Result as R;
+    let start = Instant::now();
     let outcome = match req.command {
         None => Err(AppError::Invalid(vec!["command: required".into()])),
         Some(cmd) => match command(cmd, stamp).and_then(|c| app.accept(c)) {
-            Ok(cmd) => app.propose(&cmd).await,
+            Ok(cmd) => {
+                metrics::stage_since(Stage::Edge, start);
+                app.propose(&cmd).await
+            }
             Err(e) => Err(e),
         },
     };
+    metrics::stage_since(Stage::Total, start);
     let result = match outcome {
         Ok(a) => R::Ok(pb::SubmitResponse {
             events: a.events,

@@ -93,6 +93,7 @@ async fn every_member_reports_a_writes_timeline_raft_and_what_it_refused() -> an
     let f = Scrape::of(&metrics(follower)).await?;
     assert!(stage(&f, "forward") - forwarded_before >= 20.0, "{}", f.0);
     assert!(stage(&f, "edge") >= 20.0 && stage(&f, "total") >= 20.0);
+    assert!(stage(&f, "follower_append") >= 1.0, "{}", f.0);
     assert_eq!(f.value("cairn_raft_is_leader"), Some(0.0));
     assert_eq!(f.value("cairn_raft_leader_id"), Some(leader as f64));
 

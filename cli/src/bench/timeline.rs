@@ -160,6 +160,7 @@ pub fn figures(before: &[Scrape], after: &[Scrape]) -> Vec<StageFigure> {
             "log_flush",
             "to_follower",
             "replicate",
+            "follower_append",
             "to_apply",
             "apply",
             "to_reply",

@@ -50,6 +50,9 @@ pub enum Stage {
     /// One round trip of entries from the leader to a follower (send, the follower's
     /// append and flush, the answer).
     Replicate,
+    /// On a follower: from receiving entries to answering (its Raft's append and
+    /// flush); the rest of `replicate` is the network and the gRPC stacks.
+    FollowerAppend,
     /// From this member's append to applying the entry: its flush, replication and
     /// commit, and the hand-over to the state machine.
     ToApply,
@@ -72,6 +75,7 @@ impl Stage {
             Stage::LogFlush => "log_flush",
             Stage::ToFollower => "to_follower",
             Stage::Replicate => "replicate",
+            Stage::FollowerAppend => "follower_append",
             Stage::ToApply => "to_apply",
             Stage::Apply => "apply",
             Stage::ToReply => "to_reply",
@@ -187,7 +191,7 @@ pub fn registry(member: Option<Member>) -> Registry {
     );
     r.register(
         "write_stage_duration_seconds",
-        "Each stage of a write: edge, forward, queue, raft (to_log, log_flush, to_follower, replicate, to_apply, apply, to_reply), total",
+        "Each stage of a write: edge, forward, queue, raft (to_log, log_flush, to_follower, replicate, follower_append, to_apply, apply, to_reply), total",
         m.write_stage_seconds.clone(),
     );
     r.register(

@@ -35,8 +35,15 @@ impl RaftTransport for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&req.into_inner().data).map_err(bad)?;
-        reply(&self.app.raft().append_entries(rpc).await)
+        let start = std::time::Instant::now();
+        let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
+            decode(&req.into_inner().data).map_err(bad)?;
+        let carries_entries = !rpc.entries.is_empty();
+        let answer = reply(&self.app.raft().append_entries(rpc).await);
+        if carries_entries {
+            crate::metrics::stage_since(crate::metrics::Stage::FollowerAppend, start);
+        }
+        answer
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -117,7 +117,11 @@ pub async fn run_with(
             .await
             .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
         tracing::info!(listen = %addr, "metrics on /metrics");
-        let mut registry = crate::metrics::registry(Some(crate::metrics::Member(app.clone())));
+        let member = crate::metrics::Member {
+            app: app.clone(),
+            data_dir: config.data_dir.clone(),
+        };
+        let mut registry = crate::metrics::registry(Some(member));
         for c in collectors {
             registry.register_collector(c);
         }

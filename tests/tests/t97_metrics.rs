@@ -136,6 +136,7 @@ async fn every_member_reports_a_writes_timeline_raft_and_what_it_refused() -> an
     );
     assert!(l.value("cairn_storage_fsync_duration_seconds_count") >= Some(20.0));
     assert!(l.value("cairn_process_resident_memory_bytes") > Some(0.0));
+    assert!(l.value("cairn_storage_size_bytes") > Some(0.0), "{}", l.0);
 
     // Every member stored and applied every write (a follower that fell behind gets
     // many entries in one append: one flush), and all know the same term.

@@ -4,6 +4,7 @@
 //! launch delay; nodes, GPUs, leases, models, deployments).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use cairn_domain::job::Framework;
@@ -36,44 +37,59 @@ impl Collector for Process {
             "TLS handshakes refused or timed out (wrong CA, expired, plaintext, half-open)",
             cairn_proto::tls::server::HANDSHAKE_FAILURES.load(Ordering::Relaxed),
         )?;
-        if let Some(rss) = resident_bytes() {
-            gauge(
-                &mut e,
-                "process_resident_memory_bytes",
-                "Resident memory of this process",
-                rss,
-            )?;
-        }
-        Ok(())
+        gauge(
+            &mut e,
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+            crate::app::rss_bytes() as i64,
+        )
     }
 }
 
-/// Resident memory, from /proc (Linux).
-fn resident_bytes() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+/// A member: Raft's metrics, its storage and the applied state, read at each scrape.
+pub struct Member {
+    pub app: App,
+    /// Where its database and snapshots are.
+    pub data_dir: PathBuf,
 }
-
-/// A member: Raft's metrics and the applied state, read at each scrape.
-pub struct Member(pub App);
 
 impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Member({})", self.0.id())
+        write!(f, "Member({})", self.app.id())
     }
 }
 
 impl Collector for Member {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         self.raft(&mut e)?;
-        self.0.with_state(|s| domain(s, &mut e))
+        gauge(
+            &mut e,
+            "storage_size_bytes",
+            "Bytes the member's data directory holds (database and snapshots)",
+            dir_bytes(&self.data_dir) as i64,
+        )?;
+        self.app.with_state(|s| domain(s, &mut e))
     }
+}
+
+/// The bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 impl Member {
     fn raft(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
-        let m = self.0.raft().metrics().borrow().clone();
+        let m = self.app.raft().metrics().borrow().clone();
         let applied = m.last_applied.map_or(0, |l| l.index);
         let last = m.last_log_index.unwrap_or(0);
         gauge(e, "raft_term", "The current term", m.current_term as i64)?;

@@ -117,14 +117,13 @@ pub async fn run_with(
             .await
             .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
         tracing::info!(listen = %addr, "metrics on /metrics");
-        let member = crate::metrics::Member {
+        let member = crate::api::metrics::Member {
             app: app.clone(),
             data_dir: config.data_dir.clone(),
         };
-        let mut registry = crate::metrics::registry(Some(member));
-        for c in collectors {
-            registry.register_collector(c);
-        }
+        let mut all: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![Box::new(member)];
+        all.extend(collectors);
+        let registry = crate::metrics::registry(all);
         let until = stopped(stopping.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::metrics::http::serve(registry, listener, until).await {

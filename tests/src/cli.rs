@@ -29,3 +29,17 @@ pub fn cli_json(endpoints: &[String], args: &[&str]) -> anyhow::Result<serde_jso
     );
     serde_json::from_slice(&out.stdout).context("parsing the output of cairn")
 }
+
+/// `cairn certs <args>` (development certificates); panics with its stderr on failure.
+pub fn certs(args: &[&str]) {
+    let out = Command::new(bin("cairn"))
+        .arg("certs")
+        .args(args)
+        .output()
+        .expect("running cairn certs");
+    assert!(
+        out.status.success(),
+        "cairn certs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -32,7 +32,7 @@ pub mod server;
 pub mod wait;
 
 pub use agent::{nodes, wait_nodes, TestAgent};
-pub use cli::{cli, cli_json};
+pub use cli::{certs, cli, cli_json};
 pub use client::{
     all_events, client, client_with_timeout, last_sequence, leader_seen_by, stored_events,
 };

@@ -14,22 +14,9 @@ use cairn_proto as pb;
 use cairn_proto::tls::TlsFiles;
 use cairn_tests::client::tls_client;
 use cairn_tests::process::bin;
-use cairn_tests::{cli, create_ns, free_port, Settings, TestAgent, TestCluster};
+use cairn_tests::{certs, cli, create_ns, free_port, Settings, TestAgent, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-
-fn certs(args: &[&str]) {
-    let out = Command::new(bin("cairn"))
-        .arg("certs")
-        .args(args)
-        .output()
-        .expect("running cairn certs");
-    assert!(
-        out.status.success(),
-        "cairn certs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `msg` with `authorization: Bearer <secret>`.
 fn bearer<T>(msg: T, secret: &str) -> tonic::Request<T> {

@@ -5,30 +5,16 @@
 //! server's embedded agent on the same endpoint; and the Grafana dashboard asking for
 //! nothing a member does not report.
 
-use std::process::Command;
 use std::time::Duration;
 
 use cairn_proto as pb;
 use cairn_proto::tls::TlsFiles;
 use cairn_tests::client::tls_client;
 use cairn_tests::process::bin;
-use cairn_tests::{create_ns, eventually, Scrape, Settings, TestCluster};
+use cairn_tests::{certs, create_ns, eventually, Scrape, Settings, TestCluster};
 use tonic::Code;
 
 const STAGE_COUNT: &str = "cairn_write_stage_duration_seconds_count";
-
-fn certs(args: &[&str]) {
-    let out = Command::new(bin("cairn"))
-        .arg("certs")
-        .args(args)
-        .output()
-        .expect("running cairn certs");
-    assert!(
-        out.status.success(),
-        "cairn certs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn stage(s: &Scrape, stage: &str) -> f64 {
     s.value(&format!("{STAGE_COUNT}{{stage=\"{stage}\"}}"))

@@ -40,3 +40,14 @@ pub async fn run(ctx: &mut Ctx, c: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Serve(args) => serve::serve(args).await,
     }
 }
+
+/// The median of `xs` (NaN for none).
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => xs[n / 2],
+        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::bench::append::{Api, Backend, Round};
+use crate::bench::median;
 use crate::output::{self, table};
 
 #[derive(clap::Args, Clone)]
@@ -49,16 +50,6 @@ pub struct Summary {
     /// `--metrics`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<crate::bench::timeline::StageFigure>,
-}
-
-pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => xs[n / 2],
-        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// Group rounds by system, API and client count; medians and ratios to etcd.

@@ -58,8 +58,7 @@ pub fn medians(rounds: &[&[StageFigure]]) -> Vec<StageFigure> {
     let mut out = Vec::new();
     for key in first {
         let Some(fs) = by.remove(&key) else { continue };
-        let m =
-            |g: fn(&StageFigure) -> f64| super::summary::median(fs.iter().map(|f| g(f)).collect());
+        let m = |g: fn(&StageFigure) -> f64| super::median(fs.iter().map(|f| g(f)).collect());
         out.push(StageFigure {
             stage: key.1,
             on: key.0,

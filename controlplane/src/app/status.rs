@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 
+pub use crate::metrics::rss_bytes;
+
 /// A member's own view of itself, as its `MemberStatus` answers it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemberReport {
@@ -39,18 +41,6 @@ pub struct ClusterStatus {
     pub term: u64,
     pub members: Vec<MemberStatus>,
     pub answered_by: u64,
-}
-
-/// Resident memory of this process, from /proc (0 where unavailable).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 impl App {

@@ -24,16 +24,7 @@ pub struct Marks {
     slots: Mutex<Vec<Slot>>,
 }
 
-static MARKS: LazyLock<Marks> = LazyLock::new(|| Marks {
-    slots: Mutex::new(vec![
-        Slot {
-            index: u64::MAX,
-            appended: None,
-            applied: None,
-        };
-        SLOTS
-    ]),
-});
+static MARKS: LazyLock<Marks> = LazyLock::new(Marks::new);
 
 /// This process's marks.
 pub fn marks() -> &'static Marks {
@@ -41,6 +32,17 @@ pub fn marks() -> &'static Marks {
 }
 
 impl Marks {
+    fn new() -> Self {
+        let empty = Slot {
+            index: u64::MAX,
+            appended: None,
+            applied: None,
+        };
+        Self {
+            slots: Mutex::new(vec![empty; SLOTS]),
+        }
+    }
+
     fn with<T>(&self, index: u64, f: impl FnOnce(&mut Slot) -> T) -> T {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut slots[(index % SLOTS as u64) as usize])
@@ -108,16 +110,7 @@ mod tests {
 
     #[test]
     fn an_index_is_timed_only_while_its_slot_holds_it() {
-        let m = Marks {
-            slots: Mutex::new(vec![
-                Slot {
-                    index: u64::MAX,
-                    appended: None,
-                    applied: None,
-                };
-                SLOTS
-            ]),
-        };
+        let m = Marks::new();
         let t = Instant::now();
         m.appending(7, None, t);
         assert_eq!(m.appended(7), Some(t));

@@ -5,9 +5,9 @@
 //!   code; each stage of a write (the write's timeline); the storage's flushes; snapshot
 //!   transfers; leader changes. One set per process (a member is a process), so the
 //!   store and the Raft network record without being handed a handle.
-//! - [`collect`] reads the rest at scrape time: Raft's own metrics (term, leader,
-//!   indexes, each follower's lag) and the applied state (jobs, nodes, GPUs, leases,
-//!   models, deployments), so a gauge is never stale and costs nothing between scrapes.
+//! - What *is* is read at scrape time by collectors, so a gauge is never stale and costs
+//!   nothing between scrapes: `collect` (the process) here, a member's (Raft's own
+//!   metrics, the applied state) in `api::metrics`. This module uses no other layer.
 //! - [`http`]: the `/metrics` endpoint, and the layers that count the gRPC and MLflow
 //!   requests.
 
@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub use collect::Member;
+pub use collect::{counter, gauge, rss_bytes};
 pub use marks::{marks, Marks};
 
 /// A stage of a write, as the timeline names it.
@@ -174,9 +174,9 @@ pub fn request(api: &'static str, method: &str, code: String, d: Duration) {
         .observe(d.as_secs_f64());
 }
 
-/// A registry of this process's instruments and, with `member`, what is read from the
-/// member at scrape time.
-pub fn registry(member: Option<Member>) -> Registry {
+/// A registry of this process's instruments and of `collectors` (a member's figures,
+/// an embedded agent's), read at scrape time.
+pub fn registry(collectors: Vec<Box<dyn prometheus_client::collector::Collector>>) -> Registry {
     let m = get();
     let mut r = Registry::with_prefix("cairn");
     r.register(
@@ -220,8 +220,8 @@ pub fn registry(member: Option<Member>) -> Registry {
         m.leader_changes.clone(),
     );
     r.register_collector(Box::new(collect::Process));
-    if let Some(member) = member {
-        r.register_collector(Box::new(member));
+    for c in collectors {
+        r.register_collector(c);
     }
     r
 }
@@ -236,7 +236,8 @@ mod tests {
         stage(Stage::LogFlush, Duration::from_micros(900));
         request("grpc", "Submit", "Ok".into(), Duration::from_millis(2));
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry(None)).expect("encode");
+        prometheus_client::encoding::text::encode(&mut text, &registry(Vec::new()))
+            .expect("encode");
         let line = |prefix: &str| {
             text.lines()
                 .find(|l| l.starts_with(prefix))

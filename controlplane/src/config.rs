@@ -248,6 +248,8 @@ pub struct Overrides {
     pub insecure: bool,
     /// `limits.requests_per_second` (0: no limit).
     pub requests_per_second: Option<u32>,
+    /// `limits.streams` (0: no limit).
+    pub streams_per_caller: Option<usize>,
 }
 
 /// A configuration that could not be read.
@@ -314,6 +316,7 @@ impl ServerConfig {
             tls_key,
             insecure,
             requests_per_second,
+            streams_per_caller,
         } = overrides;
         cfg.node_id = node_id.unwrap_or(cfg.node_id);
         cfg.listen = listen.unwrap_or(cfg.listen);
@@ -341,6 +344,9 @@ impl ServerConfig {
         cfg.insecure |= insecure;
         if let Some(r) = requests_per_second {
             cfg.limits.requests_per_second = r;
+        }
+        if let Some(s) = streams_per_caller {
+            cfg.limits.streams = s;
         }
         Ok(cfg)
     }
@@ -602,11 +608,13 @@ mod tests {
             Overrides {
                 listen: Some("127.0.0.1:2".into()),
                 initial_members: Some("3=127.0.0.1:2, 4=127.0.0.1:5".into()),
+                streams_per_caller: Some(0),
                 ..Overrides::default()
             },
         )
         .expect("loads");
         assert_eq!((cfg.node_id, cfg.listen.as_str()), (3, "127.0.0.1:2"));
+        assert_eq!(cfg.limits.streams, 0, "the flag lifts the stream limit");
         assert_eq!(cfg.initial_members.len(), 2);
         let bad = Overrides {
             initial_members: Some("x=127.0.0.1:2".into()),

@@ -25,9 +25,9 @@ fi
 export CAIRN_BENCH_DIR=$CAIRN_LOCAL_DIR
 export CAIRN_PROFILE=release
 export CAIRN_CLI_FEATURES=etcd   # cluster.sh builds the same cairn binary
-# One load generator as one user: no per-identity rate limit, and no agent beside the
-# members (etcd has none).
-export CAIRN_REQUESTS_PER_SECOND=0 CAIRN_LOCAL_AGENT=0
+# One load generator as one user: no per-identity rate or stream limit (128 streaming
+# clients are one identity over TLS), and no agent beside the members (etcd has none).
+export CAIRN_REQUESTS_PER_SECOND=0 CAIRN_STREAMS_PER_CALLER=0 CAIRN_LOCAL_AGENT=0
 export CAIRN_TLS_DIR=$CAIRN_LOCAL_DIR/certs
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 ROUNDS=3

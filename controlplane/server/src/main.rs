@@ -129,6 +129,10 @@ struct RunArgs {
     /// Requests a second each authenticated caller may make (0: no limit).
     #[arg(long, env = "CAIRN_REQUESTS_PER_SECOND")]
     requests_per_second: Option<u32>,
+    /// Streams (event tails, write streams) each authenticated caller may hold open on
+    /// this member (0: no limit).
+    #[arg(long, env = "CAIRN_STREAMS_PER_CALLER")]
+    streams_per_caller: Option<usize>,
 }
 
 impl RunArgs {
@@ -147,6 +151,7 @@ impl RunArgs {
             tls_key: self.tls_key,
             insecure: self.insecure,
             requests_per_second: self.requests_per_second,
+            streams_per_caller: self.streams_per_caller,
         };
         Ok(ServerConfig::load(self.config.as_deref(), overrides)?)
     }

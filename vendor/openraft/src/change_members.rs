@@ -6,9 +6,12 @@ use crate::NodeId;
 
 /// Defines various actions to change the membership, including adding or removing learners or
 /// voters.
-#[derive(Debug, Clone)]
-#[derive(PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum ChangeMembers<NID: NodeId, N: Node> {
     /// Upgrade learners to voters.
     ///

@@ -10,7 +10,10 @@ use crate::RaftTypeConfig;
 use crate::StorageError;
 use crate::Violation;
 
-pub fn check_range_matches_entries<C: RaftTypeConfig, RB: RangeBounds<u64> + Debug + OptionalSend>(
+pub fn check_range_matches_entries<
+    C: RaftTypeConfig,
+    RB: RangeBounds<u64> + Debug + OptionalSend,
+>(
     range: RB,
     entries: &[C::Entry],
 ) -> Result<(), StorageError<C::NodeId>> {
@@ -36,13 +39,11 @@ pub fn check_range_matches_entries<C: RaftTypeConfig, RB: RangeBounds<u64> + Deb
 
         if let Some(want) = want_first {
             if first != want_first {
-                return Err(
-                    DefensiveError::new(ErrorSubject::LogIndex(want), Violation::LogIndexNotFound {
-                        want,
-                        got: first,
-                    })
-                    .into(),
-                );
+                return Err(DefensiveError::new(
+                    ErrorSubject::LogIndex(want),
+                    Violation::LogIndexNotFound { want, got: first },
+                )
+                .into());
             }
         }
     }
@@ -52,13 +53,11 @@ pub fn check_range_matches_entries<C: RaftTypeConfig, RB: RangeBounds<u64> + Deb
 
         if let Some(want) = want_last {
             if last != want_last {
-                return Err(
-                    DefensiveError::new(ErrorSubject::LogIndex(want), Violation::LogIndexNotFound {
-                        want,
-                        got: last,
-                    })
-                    .into(),
-                );
+                return Err(DefensiveError::new(
+                    ErrorSubject::LogIndex(want),
+                    Violation::LogIndexNotFound { want, got: last },
+                )
+                .into());
             }
         }
     }

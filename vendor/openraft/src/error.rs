@@ -34,7 +34,8 @@ use crate::Vote;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[allow(clippy::large_enum_variant)]
 pub enum RaftError<NID, E = Infallible>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     #[error(transparent)]
     APIError(E),
@@ -119,7 +120,8 @@ where
 }
 
 impl<NID, E> From<StorageError<NID>> for RaftError<NID, E>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn from(se: StorageError<NID>) -> Self {
         RaftError::Fatal(Fatal::from(se))
@@ -128,10 +130,15 @@ where NID: NodeId
 
 /// Fatal is unrecoverable and shuts down raft at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[allow(clippy::large_enum_variant)]
 pub enum Fatal<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     #[error(transparent)]
     StorageError(#[from] StorageError<NID>),
@@ -145,8 +152,7 @@ where NID: NodeId
 }
 
 // TODO: remove
-#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum InstallSnapshotError {
     #[error(transparent)]
@@ -155,7 +161,11 @@ pub enum InstallSnapshotError {
 
 /// An error related to a is_leader request.
 #[derive(Debug, Clone, thiserror::Error, derive_more::TryInto)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum CheckIsLeaderError<NID, N>
 where
     NID: NodeId,
@@ -182,9 +192,12 @@ where
 }
 
 /// An error related to a client write request.
-#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto)]
-#[derive(PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[derive(Debug, Clone, thiserror::Error, derive_more::TryInto, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum ClientWriteError<NID, N>
 where
     NID: NodeId,
@@ -213,7 +226,11 @@ where
 
 /// The set of errors which may take place when requesting to propose a config change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum ChangeMembershipError<NID: NodeId> {
     #[error(transparent)]
     InProgress(#[from] InProgress<NID>),
@@ -227,7 +244,11 @@ pub enum ChangeMembershipError<NID: NodeId> {
 
 /// The set of errors which may take place when initializing a pristine Raft node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, derive_more::TryInto)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum InitializeError<NID, N>
 where
     NID: NodeId,
@@ -302,7 +323,9 @@ where
 {
     /// Return a reference to ForwardToLeader error if Self::RemoteError contains one.
     pub fn forward_to_leader(&self) -> Option<&ForwardToLeader<NID, N>>
-    where E: TryAsRef<ForwardToLeader<NID, N>> {
+    where
+        E: TryAsRef<ForwardToLeader<NID, N>>,
+    {
         match self {
             RPCError::Timeout(_) => None,
             RPCError::Unreachable(_) => None,
@@ -357,7 +380,11 @@ where
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("seen a higher vote: {higher} GT mine: {sender_vote}")]
 pub(crate) struct HigherVote<NID: NodeId> {
     pub(crate) higher: Vote<NID>,
@@ -541,7 +568,11 @@ impl PayloadTooLarge {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("timeout after {timeout:?} when {action} {id}->{target}")]
 pub struct Timeout<NID: NodeId> {
     pub action: RPCTypes,
@@ -551,7 +582,11 @@ pub struct Timeout<NID: NodeId> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("store has no log at: {index:?}, last purged: {last_purged_log_id:?}")]
 pub struct LackEntry<NID: NodeId> {
     pub index: Option<u64>,
@@ -559,7 +594,11 @@ pub struct LackEntry<NID: NodeId> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("has to forward request to: {leader_id:?}, {leader_node:?}")]
 pub struct ForwardToLeader<NID, N>
 where
@@ -599,7 +638,11 @@ pub struct SnapshotMismatch {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("not enough for a quorum, cluster: {cluster}, got: {got:?}")]
 pub struct QuorumNotEnough<NID: NodeId> {
     pub cluster: String,
@@ -607,7 +650,11 @@ pub struct QuorumNotEnough<NID: NodeId> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("the cluster is already undergoing a configuration change at log {membership_log_id:?}, last committed membership log id: {committed:?}")]
 pub struct InProgress<NID: NodeId> {
     pub committed: Option<LogId<NID>>,
@@ -615,14 +662,22 @@ pub struct InProgress<NID: NodeId> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("Learner {node_id} not found: add it as learner before adding it as a voter")]
 pub struct LearnerNotFound<NID: NodeId> {
     pub node_id: NID,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("not allowed to initialize due to current raft state: last_log_id: {last_log_id:?} vote: {vote}")]
 pub struct NotAllowed<NID: NodeId> {
     pub last_log_id: Option<LogId<NID>>,
@@ -630,7 +685,11 @@ pub struct NotAllowed<NID: NodeId> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[error("node {node_id} has to be a member. membership:{membership:?}")]
 pub struct NotInMembers<NID, N>
 where
@@ -658,7 +717,11 @@ pub enum Infallible {}
 pub enum NoForward {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub(crate) enum RejectVoteRequest<NID: NodeId> {
     #[error("reject vote request by a greater vote: {0}")]
     ByVote(Vote<NID>),
@@ -684,7 +747,9 @@ pub(crate) enum RejectAppendEntries<NID: NodeId> {
     #[error("reject AppendEntries by a greater vote: {0}")]
     ByVote(Vote<NID>),
 
-    #[error("reject AppendEntries because of conflicting log-id: {local:?}; expect to be: {expect:?}")]
+    #[error(
+        "reject AppendEntries because of conflicting log-id: {local:?}; expect to be: {expect:?}"
+    )]
     ByConflictingLogId {
         expect: LogId<NID>,
         local: Option<LogId<NID>>,
@@ -708,7 +773,10 @@ impl<NID: NodeId> From<Result<(), RejectAppendEntries<NID>>> for AppendEntriesRe
             Ok(_) => AppendEntriesResponse::Success,
             Err(e) => match e {
                 RejectAppendEntries::ByVote(v) => AppendEntriesResponse::HigherVote(v),
-                RejectAppendEntries::ByConflictingLogId { expect: _, local: _ } => AppendEntriesResponse::Conflict,
+                RejectAppendEntries::ByConflictingLogId {
+                    expect: _,
+                    local: _,
+                } => AppendEntriesResponse::Conflict,
             },
         }
     }
@@ -723,10 +791,16 @@ mod tests {
     #[test]
     fn test_append_too_large() -> anyhow::Result<()> {
         let a = PayloadTooLarge::new_entries_hint(5);
-        assert_eq!("RPC(AppendEntries) payload too large: hint:(entries:5)", a.to_string());
+        assert_eq!(
+            "RPC(AppendEntries) payload too large: hint:(entries:5)",
+            a.to_string()
+        );
 
         let a = PayloadTooLarge::new_bytes_hint(5);
-        assert_eq!("RPC(InstallSnapshot) payload too large: hint:(bytes:5)", a.to_string());
+        assert_eq!(
+            "RPC(InstallSnapshot) payload too large: hint:(bytes:5)",
+            a.to_string()
+        );
 
         let a = PayloadTooLarge::new_entries_hint(5).with_source_error(&AnyError::error("test"));
         assert_eq!(

@@ -4,7 +4,11 @@
 #![cfg_attr(feature = "bench", feature(test))]
 #![cfg_attr(feature = "bench", allow(unused_features))]
 // TODO: `clippy::result-large-err`: StorageError is 136 bytes, try to reduce the size.
-#![allow(clippy::bool_assert_comparison, clippy::type_complexity, clippy::result_large_err)]
+#![allow(
+    clippy::bool_assert_comparison,
+    clippy::type_complexity,
+    clippy::result_large_err
+)]
 #![deny(unused_qualifications)]
 // TODO: Enable this when doc is complete
 // #![warn(missing_docs)]

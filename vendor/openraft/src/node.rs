@@ -25,7 +25,8 @@ pub trait NodeIdEssential:
 {
 }
 
-impl<T> NodeIdEssential for T where T: Sized
+impl<T> NodeIdEssential for T where
+    T: Sized
         + OptionalSend
         + OptionalSync
         + Eq
@@ -62,8 +63,10 @@ pub trait NodeEssential:
     Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
 {
 }
-impl<T> NodeEssential for T where T: Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
-{}
+impl<T> NodeEssential for T where
+    T: Sized + OptionalSend + OptionalSync + Eq + PartialEq + Debug + Clone + Default + 'static
+{
+}
 
 /// A Raft `Node`, this trait holds all relevant node information.
 ///
@@ -122,7 +125,9 @@ pub struct BasicNode {
 impl BasicNode {
     /// Creates as [`BasicNode`].
     pub fn new(addr: impl ToString) -> Self {
-        Self { addr: addr.to_string() }
+        Self {
+            addr: addr.to_string(),
+        }
     }
 }
 

@@ -10,20 +10,25 @@ use crate::Vote;
 
 /// Convert error to StorageError::IO();
 pub trait ToStorageResult<NID, T>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// Convert Result<T, E> to Result<T, StorageError::IO(StorageIOError)>
     ///
     /// `f` provides error context for building the StorageIOError.
     fn sto_res<F>(self, f: F) -> Result<T, StorageError<NID>>
-    where F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb);
+    where
+        F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb);
 }
 
 impl<NID, T> ToStorageResult<NID, T> for Result<T, std::io::Error>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn sto_res<F>(self, f: F) -> Result<T, StorageError<NID>>
-    where F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb) {
+    where
+        F: FnOnce() -> (ErrorSubject<NID>, ErrorVerb),
+    {
         match self {
             Ok(x) => Ok(x),
             Err(e) => {
@@ -38,9 +43,14 @@ where NID: NodeId
 /// An error that occurs when the RaftStore impl runs defensive check of input or output.
 /// E.g. re-applying an log entry is a violation that may be a potential bug.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// The subject that violates store defensive check, e.g. hard-state, log or state machine.
     pub subject: ErrorSubject<NID>,
@@ -52,7 +62,8 @@ where NID: NodeId
 }
 
 impl<NID> DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn new(subject: ErrorSubject<NID>, violation: Violation<NID>) -> Self {
         Self {
@@ -64,7 +75,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for DefensiveError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "'{:?}' violates: '{}'", self.subject, self.violation)
@@ -72,9 +84,14 @@ where NID: NodeId
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum ErrorSubject<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// A general storage error
     Store,
@@ -104,9 +121,7 @@ where NID: NodeId
 }
 
 /// What it is doing when an error occurs.
-#[derive(Debug)]
-#[derive(Clone, Copy)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum ErrorVerb {
     Read,
@@ -123,15 +138,23 @@ impl fmt::Display for ErrorVerb {
 
 /// Violations a store would return when running defensive check.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum Violation<NID: NodeId> {
     #[error("term can only be change to a greater value, current: {curr}, change to {to}")]
     VoteNotAscending { curr: Vote<NID>, to: Vote<NID> },
 
-    #[error("voted_for can not change from Some() to other Some(), current: {curr:?}, change to {to:?}")]
+    #[error(
+        "voted_for can not change from Some() to other Some(), current: {curr:?}, change to {to:?}"
+    )]
     NonIncrementalVote { curr: Vote<NID>, to: Vote<NID> },
 
-    #[error("log at higher index is obsolete: {higher_index_log_id:?} should GT {lower_index_log_id:?}")]
+    #[error(
+        "log at higher index is obsolete: {higher_index_log_id:?} should GT {lower_index_log_id:?}"
+    )]
     DirtyLog {
         higher_index_log_id: LogId<NID>,
         lower_index_log_id: LogId<NID>,
@@ -141,7 +164,10 @@ pub enum Violation<NID: NodeId> {
     LogIndexNotFound { want: u64, got: Option<u64> },
 
     #[error("range is empty: start: {start:?}, end: {end:?}")]
-    RangeEmpty { start: Option<u64>, end: Option<u64> },
+    RangeEmpty {
+        start: Option<u64>,
+        end: Option<u64>,
+    },
 
     #[error("range is not half-open: start: {start:?}, end: {end:?}")]
     RangeNotHalfOpen { start: Bound<u64>, end: Bound<u64> },
@@ -154,10 +180,16 @@ pub enum Violation<NID: NodeId> {
     StoreLogsEmpty,
 
     #[error("logs are not consecutive, prev: {prev:?}, next: {next}")]
-    LogsNonConsecutive { prev: Option<LogId<NID>>, next: LogId<NID> },
+    LogsNonConsecutive {
+        prev: Option<LogId<NID>>,
+        next: LogId<NID>,
+    },
 
     #[error("invalid next log to apply: prev: {prev:?}, next: {next}")]
-    ApplyNonConsecutive { prev: Option<LogId<NID>>, next: LogId<NID> },
+    ApplyNonConsecutive {
+        prev: Option<LogId<NID>>,
+        next: LogId<NID>,
+    },
 
     #[error("applied log can not conflict, last_applied: {last_applied:?}, delete since: {first_conflict_log_id}")]
     AppliedWontConflict {
@@ -179,9 +211,14 @@ pub enum Violation<NID: NodeId> {
 /// An application returning this error will shutdown the Openraft node immediately to prevent
 /// further damage.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub enum StorageError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     /// An error raised by defensive check.
     #[error(transparent)]
@@ -201,7 +238,8 @@ where NID: NodeId
 }
 
 impl<NID> StorageError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn into_defensive(self) -> Option<DefensiveError<NID>> {
         match self {
@@ -217,7 +255,11 @@ where NID: NodeId
         }
     }
 
-    pub fn from_io_error(subject: ErrorSubject<NID>, verb: ErrorVerb, io_error: std::io::Error) -> Self {
+    pub fn from_io_error(
+        subject: ErrorSubject<NID>,
+        verb: ErrorVerb,
+        io_error: std::io::Error,
+    ) -> Self {
         let sto_io_err = StorageIOError::new(subject, verb, AnyError::new(&io_error));
         StorageError::IO { source: sto_io_err }
     }
@@ -229,9 +271,14 @@ where NID: NodeId
 /// An application returning this error will shutdown the Openraft node immediately to prevent
 /// further damage.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     subject: ErrorSubject<NID>,
     verb: ErrorVerb,
@@ -240,15 +287,21 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "when {:?} {:?}: {}", self.verb, self.subject, self.source)
+        write!(
+            f,
+            "when {:?} {:?}: {}",
+            self.verb, self.subject, self.source
+        )
     }
 }
 
 impl<NID> StorageIOError<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub fn new(subject: ErrorSubject<NID>, verb: ErrorVerb, source: impl Into<AnyError>) -> Self {
         Self {
@@ -299,11 +352,17 @@ where NID: NodeId
         Self::new(ErrorSubject::StateMachine, ErrorVerb::Read, source)
     }
 
-    pub fn write_snapshot(signature: Option<SnapshotSignature<NID>>, source: impl Into<AnyError>) -> Self {
+    pub fn write_snapshot(
+        signature: Option<SnapshotSignature<NID>>,
+        source: impl Into<AnyError>,
+    ) -> Self {
         Self::new(ErrorSubject::Snapshot(signature), ErrorVerb::Write, source)
     }
 
-    pub fn read_snapshot(signature: Option<SnapshotSignature<NID>>, source: impl Into<AnyError>) -> Self {
+    pub fn read_snapshot(
+        signature: Option<SnapshotSignature<NID>>,
+        source: impl Into<AnyError>,
+    ) -> Self {
         Self::new(ErrorSubject::Snapshot(signature), ErrorVerb::Read, source)
     }
 

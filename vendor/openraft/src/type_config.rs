@@ -47,7 +47,18 @@ use crate::OptionalSync;
 /// ```
 /// [`Raft`]: crate::Raft
 pub trait RaftTypeConfig:
-    Sized + OptionalSend + OptionalSync + Debug + Clone + Copy + Default + Eq + PartialEq + Ord + PartialOrd + 'static
+    Sized
+    + OptionalSend
+    + OptionalSync
+    + Debug
+    + Clone
+    + Copy
+    + Default
+    + Eq
+    + PartialEq
+    + Ord
+    + PartialOrd
+    + 'static
 {
     /// Application-specific request data passed to the state machine.
     type D: AppData;
@@ -129,8 +140,10 @@ pub(crate) mod alias {
     pub type TimeoutErrorOf<C> = <AsyncRuntimeOf<C> as crate::AsyncRuntime>::TimeoutError;
     pub type TimeoutOf<C, R, F> = <AsyncRuntimeOf<C> as crate::AsyncRuntime>::Timeout<R, F>;
     pub type OneshotSenderOf<C, T> = <AsyncRuntimeOf<C> as crate::AsyncRuntime>::OneshotSender<T>;
-    pub type OneshotReceiverErrorOf<C> = <AsyncRuntimeOf<C> as crate::AsyncRuntime>::OneshotReceiverError;
-    pub type OneshotReceiverOf<C, T> = <AsyncRuntimeOf<C> as crate::AsyncRuntime>::OneshotReceiver<T>;
+    pub type OneshotReceiverErrorOf<C> =
+        <AsyncRuntimeOf<C> as crate::AsyncRuntime>::OneshotReceiverError;
+    pub type OneshotReceiverOf<C, T> =
+        <AsyncRuntimeOf<C> as crate::AsyncRuntime>::OneshotReceiver<T>;
 
     // Usually used types
     pub type LogIdOf<C> = crate::LogId<NodeIdOf<C>>;

@@ -1,15 +1,16 @@
 use crate::core::sm;
-use crate::LogId;
-use crate::StorageError;
 use crate::raft::VoteResponse;
 use crate::replication;
+use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::StorageError;
 use crate::Vote;
 
 /// A message coming from the internal components.
 pub(crate) enum Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     VoteResponse {
         target: C::NodeId,
@@ -42,7 +43,9 @@ where C: RaftTypeConfig
     Network { response: replication::Response<C> },
 
     /// Result of executing a command sent from state machine worker.
-    StateMachine { command_result: sm::CommandResult<C> },
+    StateMachine {
+        command_result: sm::CommandResult<C>,
+    },
 
     /// A tick event to wake up RaftCore to check timeout etc.
     Tick {
@@ -60,7 +63,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn sm(command_result: sm::CommandResult<C>) -> Self {
         Self::StateMachine { command_result }
@@ -68,7 +72,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<Notify<C>> for Notify<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         match self {
@@ -77,7 +82,12 @@ where C: RaftTypeConfig
                 resp,
                 sender_vote: vote,
             } => {
-                format!("VoteResponse: from: {}: {}, res-vote: {}", target, resp.summary(), vote)
+                format!(
+                    "VoteResponse: from: {}: {}, res-vote: {}",
+                    target,
+                    resp.summary(),
+                    vote
+                )
             }
             Self::HigherVote {
                 ref target,
@@ -98,7 +108,11 @@ where C: RaftTypeConfig
             Self::Tick { i } => {
                 format!("Tick {}", i)
             }
-            Self::LocalLogFlushed { vote, log_id, result } => {
+            Self::LocalLogFlushed {
+                vote,
+                log_id,
+                result,
+            } => {
                 format!("LocalLogFlushed: {} by {}: {:?}", log_id, vote, result)
             }
         }

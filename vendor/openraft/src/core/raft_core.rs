@@ -321,7 +321,9 @@ where
 
         let voter_progresses = {
             let l = &self.engine.leader.as_ref().unwrap();
-            l.progress.iter().filter(|(id, _v)| l.progress.is_voter(id) == Some(true))
+            l.progress
+                .iter()
+                .filter(|(id, _v)| l.progress.is_voter(id) == Some(true))
         };
 
         for (target, progress) in voter_progresses {
@@ -348,7 +350,8 @@ where
                 let my_id = my_id.clone();
                 let target = target.clone();
                 async move {
-                    let outer_res = C::AsyncRuntime::timeout(ttl, client.append_entries(rpc, option)).await;
+                    let outer_res =
+                        C::AsyncRuntime::timeout(ttl, client.append_entries(rpc, option)).await;
                     match outer_res {
                         Ok(append_res) => match append_res {
                             Ok(x) => Ok((target.clone(), x)),
@@ -368,7 +371,10 @@ where
                 }
             };
 
-            let fu = fu.instrument(tracing::debug_span!("spawn_is_leader", target = target.to_string()));
+            let fu = fu.instrument(tracing::debug_span!(
+                "spawn_is_leader",
+                target = target.to_string()
+            ));
             let task = C::AsyncRuntime::spawn(fu).map_err(move |err| (target, err));
 
             pending.push(task);
@@ -437,7 +443,9 @@ where
 
         // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
         #[allow(clippy::let_underscore_future)]
-        let _ = C::AsyncRuntime::spawn(waiting_fu.instrument(tracing::debug_span!("spawn_is_leader_waiting")));
+        let _ = C::AsyncRuntime::spawn(
+            waiting_fu.instrument(tracing::debug_span!("spawn_is_leader_waiting")),
+        );
     }
 
     /// Submit change-membership by writing a Membership log entry.
@@ -464,7 +472,12 @@ where
         retain: bool,
         tx: ResponderOf<C>,
     ) {
-        let res = self.engine.state.membership_state.change_handler().apply(changes, retain);
+        let res = self
+            .engine
+            .state
+            .membership_state
+            .change_handler()
+            .apply(changes, retain);
         let new_membership = match res {
             Ok(x) => x,
             Err(e) => {
@@ -488,7 +501,8 @@ where
     pub fn write_entry(&mut self, entry: C::Entry, resp_tx: Option<ResponderOf<C>>) -> bool {
         tracing::debug!(payload = display(&entry), "write_entry");
 
-        let (mut lh, tx) = if let Some((lh, tx)) = self.engine.get_leader_handler_or_reject(resp_tx) {
+        let (mut lh, tx) = if let Some((lh, tx)) = self.engine.get_leader_handler_or_reject(resp_tx)
+        {
             (lh, tx)
         } else {
             return false;
@@ -518,7 +532,11 @@ where
         let mut lh = if let Some((lh, _)) = self.engine.get_leader_handler_or_reject(None) {
             lh
         } else {
-            tracing::debug!(now = debug(C::now()), "{} failed to send heartbeat", emitter);
+            tracing::debug!(
+                now = debug(C::now()),
+                "{} failed to send heartbeat",
+                emitter
+            );
             return false;
         };
 
@@ -537,9 +555,9 @@ where
                     .map(|(id, p)| {
                         (
                             id.clone(),
-                            <ProgressEntry<<C as RaftTypeConfig>::NodeId> as Borrow<Option<LogId<C::NodeId>>>>::borrow(
-                                p,
-                            )
+                            <ProgressEntry<<C as RaftTypeConfig>::NodeId> as Borrow<
+                                Option<LogId<C::NodeId>>,
+                            >>::borrow(p)
                             .clone(),
                         )
                     })
@@ -701,7 +719,12 @@ where
     pub(crate) fn get_leader_node(&self, leader_id: Option<C::NodeId>) -> Option<C::Node> {
         let leader_id = leader_id?;
 
-        self.engine.state.membership_state.effective().get_node(&leader_id).cloned()
+        self.engine
+            .state
+            .membership_state
+            .effective()
+            .get_node(&leader_id)
+            .cloned()
     }
 
     /// A temp wrapper to make non-blocking `append_to_log` a blocking.
@@ -793,7 +816,9 @@ where
         let last_applied = entries[entries.len() - 1].get_log_id().clone();
 
         let cmd = sm::Command::apply(entries).with_seq(seq);
-        self.sm_handle.send(cmd).map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
+        self.sm_handle
+            .send(cmd)
+            .map_err(|e| StorageIOError::apply(last_applied, AnyError::error(e)))?;
 
         Ok(())
     }
@@ -818,7 +843,11 @@ where
 
     /// Send result of applying a log entry to its client.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(super) fn send_response(entry: ApplyingEntry<C::NodeId, C::Node>, resp: C::R, tx: Option<ResponderOf<C>>) {
+    pub(super) fn send_response(
+        entry: ApplyingEntry<C::NodeId, C::Node>,
+        resp: C::R,
+        tx: Option<ResponderOf<C>>,
+    ) {
         tracing::debug!(entry = debug(&entry), "send_response");
 
         let tx = match tx {
@@ -846,7 +875,13 @@ where
         progress_entry: ProgressEntry<C::NodeId>,
     ) -> ReplicationHandle<C> {
         // Safe unwrap(): target must be in membership
-        let target_node = self.engine.state.membership_state.effective().get_node(&target).unwrap();
+        let target_node = self
+            .engine
+            .state
+            .membership_state
+            .effective()
+            .get_node(&target)
+            .unwrap();
 
         let membership_log_id = self.engine.state.membership_state.effective().log_id();
         let network = self.network.new_client(target.clone(), target_node).await;
@@ -1045,7 +1080,10 @@ where
             self.run_engine_commands().await?;
         }
 
-        tracing::debug!("at_most({}) reached, there are more queued RaftMsg to process", at_most);
+        tracing::debug!(
+            "at_most({}) reached, there are more queued RaftMsg to process",
+            at_most
+        );
 
         Ok(at_most)
     }
@@ -1080,7 +1118,10 @@ where
             self.run_engine_commands().await?;
         }
 
-        tracing::debug!("at_most({}) reached, there are more queued Notify to process", at_most);
+        tracing::debug!(
+            "at_most({}) reached, there are more queued Notify to process",
+            at_most
+        );
 
         Ok(at_most)
     }
@@ -1100,7 +1141,14 @@ where
             let req = vote_req.clone();
 
             // Safe unwrap(): target must be in membership
-            let target_node = self.engine.state.membership_state.effective().get_node(&target).unwrap().clone();
+            let target_node = self
+                .engine
+                .state
+                .membership_state
+                .effective()
+                .get_node(&target)
+                .unwrap()
+                .clone();
             let mut client = self.network.new_client(target.clone(), &target_node).await;
 
             let tx = self.tx_notify.clone();
@@ -1166,10 +1214,16 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(super) fn handle_append_entries_request(&mut self, req: AppendEntriesRequest<C>, tx: AppendEntriesTx<C>) {
+    pub(super) fn handle_append_entries_request(
+        &mut self,
+        req: AppendEntriesRequest<C>,
+        tx: AppendEntriesTx<C>,
+    ) {
         tracing::debug!(req = display(req.summary()), func = func_name!());
 
-        let is_ok = self.engine.handle_append_entries(&req.vote, req.prev_log_id, req.entries, Some(tx));
+        let is_ok =
+            self.engine
+                .handle_append_entries(&req.vote, req.prev_log_id, req.entries, Some(tx));
 
         if is_ok {
             self.engine.handle_commit_entries(req.leader_commit);
@@ -1217,7 +1271,11 @@ where
 
                 self.handle_initialize(members, tx);
             }
-            RaftMsg::ChangeMembership { changes, retain, tx } => {
+            RaftMsg::ChangeMembership {
+                changes,
+                retain,
+                tx,
+            } => {
                 tracing::info!(
                     members = debug(&changes),
                     retain = debug(&retain),
@@ -1231,7 +1289,11 @@ where
                 req(&self.engine.state);
             }
             RaftMsg::ExternalCommand { cmd } => {
-                tracing::info!(cmd = debug(&cmd), "received RaftMsg::ExternalCommand: {}", func_name!());
+                tracing::info!(
+                    cmd = debug(&cmd),
+                    "received RaftMsg::ExternalCommand: {}",
+                    func_name!()
+                );
 
                 match cmd {
                     ExternalCommand::Elect => {
@@ -1239,8 +1301,16 @@ where
                             // A Leader can not win a campaign it starts: its own heartbeats keep
                             // refreshing the voters' leader lease, and a lease that has not expired
                             // rejects the vote request. Leave the established leadership alone.
-                            tracing::info!("ExternalCommand: already a Leader, ignore election trigger");
-                        } else if self.engine.state.membership_state.effective().is_voter(&self.id) {
+                            tracing::info!(
+                                "ExternalCommand: already a Leader, ignore election trigger"
+                            );
+                        } else if self
+                            .engine
+                            .state
+                            .membership_state
+                            .effective()
+                            .is_voter(&self.id)
+                        {
                             self.engine.elect();
                             tracing::debug!("ExternalCommand: triggered election");
                         } else {
@@ -1255,7 +1325,10 @@ where
                         let cmd = sm::Command::get_snapshot(tx);
                         let res = self.sm_handle.send(cmd);
                         if let Err(e) = res {
-                            tracing::error!(error = display(e), "error sending GetSnapshot to sm worker");
+                            tracing::error!(
+                                error = display(e),
+                                "error sending GetSnapshot to sm worker"
+                            );
                         }
                     }
                     ExternalCommand::PurgeLog { upto } => {
@@ -1310,7 +1383,11 @@ where
                 }
             }
 
-            Notify::LocalLogFlushed { vote, log_id, result } => {
+            Notify::LocalLogFlushed {
+                vote,
+                log_id,
+                result,
+            } => {
                 // A failed flush stops this node, as a failed append did.
                 result.map_err(Fatal::from)?;
                 if self.does_vote_match(&vote, "LocalLogFlushed") {
@@ -1341,7 +1418,8 @@ where
 
                         // Install next heartbeat
                         if let Some(l) = &mut self.leader_data {
-                            l.next_heartbeat = C::now() + Duration::from_millis(self.config.heartbeat_interval);
+                            l.next_heartbeat =
+                                C::now() + Duration::from_millis(self.config.heartbeat_interval);
                         }
                     }
                 }
@@ -1364,7 +1442,15 @@ where
                 //       applied.
                 //       ---
                 //       A better way is to make leader step down a command that waits for the log to be applied.
-                if self.engine.state.io_applied() >= self.engine.state.membership_state.effective().log_id().as_ref() {
+                if self.engine.state.io_applied()
+                    >= self
+                        .engine
+                        .state
+                        .membership_state
+                        .effective()
+                        .log_id()
+                        .as_ref()
+                {
                     self.engine.leader_step_down();
                 }
             }
@@ -1380,7 +1466,9 @@ where
                     } => {
                         // If vote or membership changes, ignore the message.
                         // There is chance delayed message reports a wrong state.
-                        if self.does_replication_session_match(&session_id, "UpdateReplicationMatched") {
+                        if self
+                            .does_replication_session_match(&session_id, "UpdateReplicationMatched")
+                        {
                             self.handle_replication_progress(target, id, result);
                         }
                     }
@@ -1468,7 +1556,10 @@ where
                         }
                     }
                     sm::Response::Apply(res) => {
-                        self.engine.state.io_state_mut().update_applied(Some(res.last_applied.clone()));
+                        self.engine
+                            .state
+                            .io_state_mut()
+                            .update_applied(Some(res.last_applied.clone()));
 
                         self.handle_apply_result(res);
                     }
@@ -1491,7 +1582,13 @@ where
             return;
         }
 
-        if !self.engine.state.membership_state.effective().is_voter(&self.id) {
+        if !self
+            .engine
+            .state
+            .membership_state
+            .effective()
+            .is_voter(&self.id)
+        {
             tracing::debug!("this node is not a voter");
             return;
         }
@@ -1501,9 +1598,19 @@ where
             return;
         }
 
-        if self.engine.state.membership_state.effective().voter_ids().count() == 1 {
+        if self
+            .engine
+            .state
+            .membership_state
+            .effective()
+            .voter_ids()
+            .count()
+            == 1
+        {
             if self.engine.candidate_ref().is_some() {
-                tracing::debug!("skip election, single voter already has an active election in progress");
+                tracing::debug!(
+                    "skip election, single voter already has an active election in progress"
+                );
                 return;
             }
             tracing::debug!("this is the only voter, do election at once");
@@ -1571,7 +1678,9 @@ where
 
         // A leader may have stepped down.
         if self.engine.leader.is_some() {
-            self.engine.replication_handler().update_progress(target, request_id, result);
+            self.engine
+                .replication_handler()
+                .update_progress(target, request_id, result);
         }
     }
 
@@ -1614,11 +1723,17 @@ where
             return false;
         }
 
-        if &session_id.membership_log_id != self.engine.state.membership_state.effective().log_id() {
+        if &session_id.membership_log_id != self.engine.state.membership_state.effective().log_id()
+        {
             tracing::warn!(
                 "membership_log_id changed: msg sent by: {}; curr: {}; ignore when ({})",
                 session_id.membership_log_id.summary(),
-                self.engine.state.membership_state.effective().log_id().summary(),
+                self.engine
+                    .state
+                    .membership_state
+                    .effective()
+                    .log_id()
+                    .summary(),
                 msg
             );
             return false;
@@ -1634,15 +1749,15 @@ where
     LS: RaftLogStorage<C>,
     SM: RaftStateMachine<C>,
 {
-    async fn run_command(&mut self, cmd: Command<C>) -> Result<Option<Command<C>>, StorageError<C::NodeId>> {
+    async fn run_command(
+        &mut self,
+        cmd: Command<C>,
+    ) -> Result<Option<Command<C>>, StorageError<C::NodeId>> {
         let condition = cmd.condition();
         tracing::debug!("condition: {:?}", condition);
 
         if let Some(condition) = condition {
             match condition {
-                Condition::LogFlushed { .. } => {
-                    todo!()
-                }
                 Condition::Applied { log_id } => {
                     if self.engine.state.io_applied() < log_id.as_ref() {
                         tracing::debug!(
@@ -1685,14 +1800,17 @@ where
                 // followers received nothing until the leader's fsync had finished.
                 // A follower still answers only once its append is on disk.
                 if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
-                    self.append_to_log_then_notify(entries, vote, last_log_id).await?;
+                    self.append_to_log_then_notify(entries, vote, last_log_id)
+                        .await?;
                 } else {
-                    self.append_to_log(entries, vote, last_log_id.clone()).await?;
+                    self.append_to_log(entries, vote, last_log_id.clone())
+                        .await?;
 
                     // The leader may have changed.
                     // But reporting to a different leader is not a problem.
                     if let Ok(mut lh) = self.engine.leader_handler() {
-                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                        lh.replication_handler()
+                            .update_local_progress(Some(last_log_id));
                     }
                 }
             }
@@ -1748,23 +1866,38 @@ where
                 ref upto,
             } => {
                 self.log_store.save_committed(Some(upto.clone())).await?;
-                self.apply_to_state_machine(seq, already_committed.next_index(), upto.index).await?;
+                self.apply_to_state_machine(seq, already_committed.next_index(), upto.index)
+                    .await?;
             }
             Command::Replicate { req, target } => {
-                let node = self.replications.get(&target).expect("replication to target node exists");
+                let node = self
+                    .replications
+                    .get(&target)
+                    .expect("replication to target node exists");
 
                 match req {
                     Inflight::None => {
                         let _ = node.tx_repl.send(Replicate::Heartbeat);
                     }
                     Inflight::Logs { id, log_id_range } => {
-                        let _ = node.tx_repl.send(Replicate::logs(RequestId::new_append_entries(id), log_id_range));
+                        let _ = node.tx_repl.send(Replicate::logs(
+                            RequestId::new_append_entries(id),
+                            log_id_range,
+                        ));
                     }
                     Inflight::Snapshot { id, last_log_id } => {
                         // unwrap: The replication channel must not be dropped or it is a bug.
-                        node.tx_repl.send(Replicate::snapshot(RequestId::new_snapshot(id), last_log_id)).map_err(
-                            |_e| StorageIOError::read_snapshot(None, AnyError::error("replication channel closed")),
-                        )?;
+                        node.tx_repl
+                            .send(Replicate::snapshot(
+                                RequestId::new_snapshot(id),
+                                last_log_id,
+                            ))
+                            .map_err(|_e| {
+                                StorageIOError::read_snapshot(
+                                    None,
+                                    AnyError::error("replication channel closed"),
+                                )
+                            })?;
                     }
                 }
             }
@@ -1772,14 +1905,18 @@ where
                 self.remove_all_replication();
 
                 for (target, matching) in targets.iter() {
-                    let handle = self.spawn_replication_stream(target.clone(), matching.clone()).await;
+                    let handle = self
+                        .spawn_replication_stream(target.clone(), matching.clone())
+                        .await;
                     self.replications.insert(target.clone(), handle);
                 }
             }
             Command::StateMachine { command } => {
                 // Just forward a state machine command to the worker.
                 self.sm_handle.send(command).map_err(|_e| {
-                    StorageIOError::write_state_machine(AnyError::error("can not send to sm::Worker".to_string()))
+                    StorageIOError::write_state_machine(AnyError::error(
+                        "can not send to sm::Worker".to_string(),
+                    ))
                 })?;
             }
             Command::Respond { resp: send, .. } => {

@@ -22,7 +22,8 @@ pub(crate) trait DisplayOptionExt<'a, T: fmt::Display> {
 }
 
 impl<T> DisplayOptionExt<'_, T> for Option<T>
-where T: fmt::Display
+where
+    T: fmt::Display,
 {
     fn display(&self) -> DisplayOption<'_, T> {
         DisplayOption(self)

@@ -43,7 +43,8 @@ pub(crate) trait DisplaySliceExt<'a, T: fmt::Display> {
 }
 
 impl<T> DisplaySliceExt<'_, T> for [T]
-where T: fmt::Display
+where
+    T: fmt::Display,
 {
     fn display(&self) -> DisplaySlice<'_, T> {
         DisplaySlice(self)

@@ -14,7 +14,6 @@ use crate::raft::SnapshotResponse;
 use crate::raft::VoteRequest;
 use crate::raft::VoteResponse;
 use crate::type_config::alias::OneshotSenderOf;
-use crate::LeaderId;
 use crate::LogId;
 use crate::NodeId;
 use crate::OptionalSend;
@@ -24,7 +23,8 @@ use crate::Vote;
 /// Commands to send to `RaftRuntime` to execute, to update the application state.
 #[derive(Debug)]
 pub(crate) enum Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Becomes a leader, i.e., its `vote` is granted by a quorum.
     /// The runtime initializes leader data when receives this command.
@@ -113,7 +113,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> From<sm::Command<C>> for Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn from(cmd: sm::Command<C>) -> Self {
         Self::StateMachine { command: cmd }
@@ -148,7 +149,8 @@ where
 }
 
 impl<C> Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
     #[rustfmt::skip]
@@ -200,21 +202,11 @@ where C: RaftTypeConfig
 }
 
 /// A condition to wait for before running a command.
-#[derive(Debug, Clone, Copy)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Condition<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
-    /// Wait until the log is flushed to the disk.
-    ///
-    /// In raft, a log io can be uniquely identified by `(leader_id, log_id)`, not `log_id`.
-    /// A same log id can be written multiple times by different leaders.
-    #[allow(dead_code)]
-    LogFlushed {
-        leader: LeaderId<NID>,
-        log_id: Option<LogId<NID>>,
-    },
-
     /// Wait until the log is applied to the state machine.
     #[allow(dead_code)]
     Applied { log_id: Option<LogId<NID>> },
@@ -225,21 +217,24 @@ where NID: NodeId
 }
 
 /// A command to send return value to the caller via a `oneshot::Sender`.
-#[derive(Debug, PartialEq, Eq)]
-#[derive(derive_more::From)]
+#[derive(Debug, PartialEq, Eq, derive_more::From)]
 pub(crate) enum Respond<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     Vote(ValueSender<C, Result<VoteResponse<C::NodeId>, Infallible>>),
     AppendEntries(ValueSender<C, Result<AppendEntriesResponse<C::NodeId>, Infallible>>),
     ReceiveSnapshotChunk(ValueSender<C, Result<(), InstallSnapshotError>>),
-    InstallSnapshot(ValueSender<C, Result<InstallSnapshotResponse<C::NodeId>, InstallSnapshotError>>),
+    InstallSnapshot(
+        ValueSender<C, Result<InstallSnapshotResponse<C::NodeId>, InstallSnapshotError>>,
+    ),
     InstallFullSnapshot(ValueSender<C, Result<SnapshotResponse<C::NodeId>, Infallible>>),
     Initialize(ValueSender<C, Result<(), InitializeError<C::NodeId, C::Node>>>),
 }
 
 impl<C> Respond<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new<T>(res: T, tx: OneshotSenderOf<C, T>) -> Self
     where

@@ -66,12 +66,14 @@ use crate::Vote;
 /// TODO: make the fields private
 #[derive(Debug, Default)]
 pub(crate) struct Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: EngineConfig<C::NodeId>,
 
     /// The state of this raft node.
-    pub(crate) state: Valid<RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>>,
+    pub(crate) state:
+        Valid<RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>>,
 
     // TODO: add a Voting state as a container.
     /// Whether a greater log id is seen during election.
@@ -95,7 +97,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(
         init_state: RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
@@ -115,7 +118,10 @@ where C: RaftTypeConfig
     ///
     /// The candidate `last_log_id` is initialized with the attributes of Acceptor part:
     /// [`RaftState`]
-    pub(crate) fn new_candidate(&mut self, vote: Vote<C::NodeId>) -> &mut Candidate<C, LeaderQuorumSet<C::NodeId>> {
+    pub(crate) fn new_candidate(
+        &mut self,
+        vote: Vote<C::NodeId>,
+    ) -> &mut Candidate<C, LeaderQuorumSet<C::NodeId>> {
         let now = C::now();
         let last_log_id = self.state.last_log_id().cloned();
 
@@ -151,7 +157,10 @@ where C: RaftTypeConfig
             "startup begin: state: {:?}, is_leader: {}, is_voter: {}",
             self.state,
             self.state.is_leader(&self.config.id),
-            self.state.membership_state.effective().is_voter(&self.config.id)
+            self.state
+                .membership_state
+                .effective()
+                .is_voter(&self.config.id)
         );
 
         // Previously it is a leader. restore it as leader at once
@@ -168,7 +177,12 @@ where C: RaftTypeConfig
             return;
         }
 
-        let server_state = if self.state.membership_state.effective().is_voter(&self.config.id) {
+        let server_state = if self
+            .state
+            .membership_state
+            .effective()
+            .is_voter(&self.config.id)
+        {
             ServerState::Follower
         } else {
             ServerState::Learner
@@ -196,13 +210,18 @@ where C: RaftTypeConfig
     ///
     /// [precondition]: crate::docs::cluster_control::cluster_formation#preconditions-for-initialization
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn initialize(&mut self, mut entry: C::Entry) -> Result<(), InitializeError<C::NodeId, C::Node>> {
+    pub(crate) fn initialize(
+        &mut self,
+        mut entry: C::Entry,
+    ) -> Result<(), InitializeError<C::NodeId, C::Node>> {
         self.check_initialize()?;
 
         // The very first log id
         entry.set_log_id(&LogId::default());
 
-        let m = entry.get_membership().expect("the only log entry for initializing has to be membership log");
+        let m = entry
+            .get_membership()
+            .expect("the only log entry for initializing has to be membership log");
         self.check_members_contain_me(m)?;
 
         self.following_handler().do_append_entries(vec![entry], 0);
@@ -222,7 +241,10 @@ where C: RaftTypeConfig
         debug_assert!(
             self.leader.is_none(),
             "elect() requires leadership to be relinquished: leader.vote({})",
-            self.leader.as_ref().map(|l| l.vote.to_string()).unwrap_or_default()
+            self.leader
+                .as_ref()
+                .map(|l| l.vote.to_string())
+                .unwrap_or_default()
         );
 
         let new_term = self.state.vote.leader_id().term + 1;
@@ -249,7 +271,9 @@ where C: RaftTypeConfig
         self.candidate.as_ref()
     }
 
-    pub(crate) fn candidate_mut(&mut self) -> Option<&mut Candidate<C, LeaderQuorumSet<C::NodeId>>> {
+    pub(crate) fn candidate_mut(
+        &mut self,
+    ) -> Option<&mut Candidate<C, LeaderQuorumSet<C::NodeId>>> {
         self.candidate.as_mut()
     }
 
@@ -279,13 +303,19 @@ where C: RaftTypeConfig
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn handle_vote_req(&mut self, req: VoteRequest<C::NodeId>) -> VoteResponse<C::NodeId> {
+    pub(crate) fn handle_vote_req(
+        &mut self,
+        req: VoteRequest<C::NodeId>,
+    ) -> VoteResponse<C::NodeId> {
         let now = C::now();
         let lease = self.config.timer_config.leader_lease;
         let vote = self.state.vote_ref();
 
         // Make default vote-last-modified a low enough value, that expires leader lease.
-        let vote_utime = self.state.vote_last_modified().unwrap_or_else(|| now - lease - Duration::from_millis(1));
+        let vote_utime = self
+            .state
+            .vote_last_modified()
+            .unwrap_or_else(|| now - lease - Duration::from_millis(1));
 
         tracing::info!(req = display(req.summary()), "Engine::handle_vote_req");
         tracing::info!(
@@ -313,7 +343,11 @@ where C: RaftTypeConfig
                     vote_utime + lease - now
                 );
 
-                return VoteResponse::new(self.state.vote_ref(), self.state.last_log_id().cloned(), false);
+                return VoteResponse::new(
+                    self.state.vote_ref(),
+                    self.state.last_log_id().cloned(),
+                    false,
+                );
             }
         }
 
@@ -332,7 +366,11 @@ where C: RaftTypeConfig
 
             // Return the updated vote, this way the candidate knows which vote is granted, in case
             // the candidate's vote is changed after sending the vote request.
-            return VoteResponse::new(self.state.vote_ref(), self.state.last_log_id().cloned(), false);
+            return VoteResponse::new(
+                self.state.vote_ref(),
+                self.state.last_log_id().cloned(),
+                false,
+            );
         }
 
         // Then check vote just as it does for every incoming event.
@@ -347,7 +385,11 @@ where C: RaftTypeConfig
 
         // Return the updated vote, this way the candidate knows which vote is granted, in case
         // the candidate's vote is changed after sending the vote request.
-        VoteResponse::new(self.state.vote_ref(), self.state.last_log_id().cloned(), res.is_ok())
+        VoteResponse::new(
+            self.state.vote_ref(),
+            self.state.last_log_id().cloned(),
+            res.is_ok(),
+        )
     }
 
     #[tracing::instrument(level = "debug", skip(self, resp))]
@@ -487,11 +529,18 @@ where C: RaftTypeConfig
         snapshot: Snapshot<C>,
         tx: ResultSender<C, SnapshotResponse<C::NodeId>>,
     ) {
-        tracing::info!(vote = display(&vote), snapshot = display(&snapshot), "{}", func_name!());
+        tracing::info!(
+            vote = display(&vote),
+            snapshot = display(&snapshot),
+            "{}",
+            func_name!()
+        );
 
-        let vote_res = self.vote_handler().accept_vote(&vote, tx, |state, _rejected| {
-            Ok(SnapshotResponse::new(state.vote_ref().clone()))
-        });
+        let vote_res = self
+            .vote_handler()
+            .accept_vote(&vote, tx, |state, _rejected| {
+                Ok(SnapshotResponse::new(state.vote_ref().clone()))
+            });
 
         let Some(tx) = vote_res else {
             return;
@@ -514,9 +563,13 @@ where C: RaftTypeConfig
 
     /// Install a completely received snapshot on a follower.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn handle_begin_receiving_snapshot(&mut self, tx: ResultSender<C, Box<SnapshotDataOf<C>>, Infallible>) {
+    pub(crate) fn handle_begin_receiving_snapshot(
+        &mut self,
+        tx: ResultSender<C, Box<SnapshotDataOf<C>>, Infallible>,
+    ) {
         tracing::info!("{}", func_name!());
-        self.output.push_command(Command::from(sm::Command::begin_receiving_snapshot(tx)));
+        self.output
+            .push_command(Command::from(sm::Command::begin_receiving_snapshot(tx)));
     }
 
     /// Leader steps down(convert to learner) once the membership not containing it is committed.
@@ -563,7 +616,10 @@ where C: RaftTypeConfig
     #[must_use = "caller must branch on whether the snapshot advanced before propagating \
                   `meta.last_log_id` to dependent state such as `IOState::snapshot`"]
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn finish_building_snapshot(&mut self, meta: SnapshotMeta<C::NodeId, C::Node>) -> bool {
+    pub(crate) fn finish_building_snapshot(
+        &mut self,
+        meta: SnapshotMeta<C::NodeId, C::Node>,
+    ) -> bool {
         tracing::info!(snapshot_meta = display(&meta), "{}", func_name!());
 
         self.state.io_state_mut().set_building_snapshot(false);
@@ -649,7 +705,8 @@ where C: RaftTypeConfig
 
 /// Supporting util
 impl<C> Engine<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Vote is granted by a quorum, leader established.
     #[tracing::instrument(level = "debug", skip_all)]
@@ -764,7 +821,9 @@ where C: RaftTypeConfig
         }
     }
 
-    pub(crate) fn leader_handler(&mut self) -> Result<LeaderHandler<'_, C>, ForwardToLeader<C::NodeId, C::Node>> {
+    pub(crate) fn leader_handler(
+        &mut self,
+    ) -> Result<LeaderHandler<'_, C>, ForwardToLeader<C::NodeId, C::Node>> {
         let leader = match self.leader.as_mut() {
             None => {
                 tracing::debug!("this node is NOT a leader: {:?}", self.state.server_state);
@@ -839,12 +898,15 @@ mod engine_testing {
     use crate::RaftTypeConfig;
 
     impl<C> Engine<C>
-    where C: RaftTypeConfig
+    where
+        C: RaftTypeConfig,
     {
         /// Create a Leader state just for testing purpose only,
         /// without initializing related resource,
         /// such as setting up replication, propose blank log.
-        pub(crate) fn testing_new_leader(&mut self) -> &mut crate::proposer::Leader<C, LeaderQuorumSet<C::NodeId>> {
+        pub(crate) fn testing_new_leader(
+            &mut self,
+        ) -> &mut crate::proposer::Leader<C, LeaderQuorumSet<C::NodeId>> {
             let leader = self.state.new_leader();
             self.leader = Some(Box::new(leader));
             self.leader.as_mut().unwrap()

@@ -18,9 +18,14 @@ pub use traits::RaftEntry;
 pub use traits::RaftPayload;
 
 /// A Raft log entry.
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub log_id: LogId<C::NodeId>,
 
@@ -42,15 +47,20 @@ where
 }
 
 impl<C> Debug for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Entry").field("log_id", &self.log_id).field("payload", &self.payload).finish()
+        f.debug_struct("Entry")
+            .field("log_id", &self.log_id)
+            .field("payload", &self.payload)
+            .finish()
     }
 }
 
 impl<C> Default for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn default() -> Self {
         Self {
@@ -71,7 +81,8 @@ where
 }
 
 impl<C> AsRef<Entry<C>> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn as_ref(&self) -> &Entry<C> {
         self
@@ -79,7 +90,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> fmt::Display for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.log_id, self.payload.summary())
@@ -87,7 +99,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<Entry<C>> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         format!("{}:{}", self.log_id, self.payload.summary())
@@ -95,7 +108,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> RaftPayload<C::NodeId, C::Node> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn is_blank(&self) -> bool {
         self.payload.is_blank()
@@ -107,7 +121,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> RaftLogId<C::NodeId> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn get_log_id(&self) -> &LogId<C::NodeId> {
         &self.log_id
@@ -119,7 +134,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> RaftEntry<C::NodeId, C::Node> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn new_blank(log_id: LogId<C::NodeId>) -> Self {
         Self {
@@ -137,7 +153,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> FromAppData<C::D> for Entry<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn from_app_data(d: C::D) -> Self {
         Entry {

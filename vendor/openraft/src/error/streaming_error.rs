@@ -48,7 +48,9 @@ pub enum StreamingError<C: RaftTypeConfig, E: Error = Infallible> {
     RemoteError(#[from] RemoteError<C::NodeId, C::Node, E>),
 }
 
-impl<C: RaftTypeConfig> From<StreamingError<C, Fatal<C::NodeId>>> for ReplicationError<C::NodeId, C::Node> {
+impl<C: RaftTypeConfig> From<StreamingError<C, Fatal<C::NodeId>>>
+    for ReplicationError<C::NodeId, C::Node>
+{
     fn from(e: StreamingError<C, Fatal<C::NodeId>>) -> Self {
         match e {
             StreamingError::Closed(e) => ReplicationError::Closed(e),

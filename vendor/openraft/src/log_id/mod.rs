@@ -21,7 +21,11 @@ use crate::NodeId;
 /// The log id serves as unique identifier for a log entry across the system. It is composed of two
 /// parts: a leader id, which refers to the leader that proposed this log, and an integer index.
 #[derive(Debug, Default, Copy, Clone, PartialOrd, Ord, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct LogId<NID: NodeId> {
     /// The id of the leader that proposed this log
     pub leader_id: CommittedLeaderId<NID>,

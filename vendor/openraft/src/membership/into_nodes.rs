@@ -15,16 +15,6 @@ where
     N: Node,
     NID: NodeId,
 {
-    #[deprecated(since = "0.8.4", note = "unused any more")]
-    fn has_nodes(&self) -> bool {
-        unimplemented!("has_nodes is deprecated")
-    }
-
-    #[deprecated(since = "0.8.4", note = "unused any more")]
-    fn node_ids(&self) -> Vec<NID> {
-        unimplemented!("node_ids is deprecated")
-    }
-
     fn into_nodes(self) -> BTreeMap<NID, N>;
 }
 
@@ -44,7 +34,9 @@ where
     NID: NodeId,
 {
     fn into_nodes(self) -> BTreeMap<NID, N> {
-        self.into_iter().map(|node_id| (node_id, N::default())).collect()
+        self.into_iter()
+            .map(|node_id| (node_id, N::default()))
+            .collect()
     }
 }
 
@@ -56,7 +48,10 @@ where
     fn into_nodes(self) -> BTreeMap<NID, N> {
         match self {
             None => BTreeMap::new(),
-            Some(s) => s.into_iter().map(|node_id| (node_id, N::default())).collect(),
+            Some(s) => s
+                .into_iter()
+                .map(|node_id| (node_id, N::default()))
+                .collect(),
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::Vote;
 /// This is used to specify which metric to observe.
 #[derive(Debug)]
 pub enum Metric<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     Term(u64),
     Vote(Vote<NID>),
@@ -25,7 +26,8 @@ where NID: NodeId
 }
 
 impl<NID> Metric<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub(crate) fn name(&self) -> &'static str {
         match self {

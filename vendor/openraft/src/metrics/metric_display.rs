@@ -7,13 +7,15 @@ use crate::NodeId;
 
 /// Display the value of a metric.
 pub(crate) struct MetricDisplay<'a, NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub(crate) metric: &'a Metric<NID>,
 }
 
 impl<NID> fmt::Display for MetricDisplay<'_, NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.metric {

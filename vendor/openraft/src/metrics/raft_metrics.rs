@@ -15,7 +15,11 @@ use crate::Vote;
 
 /// A set of metrics describing the current state of a Raft node.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct RaftMetrics<NID, N>
 where
     NID: NodeId,
@@ -115,7 +119,12 @@ where
             DisplayOption(&self.purged),
             self.replication
                 .as_ref()
-                .map(|x| { x.iter().map(|(k, v)| format!("{}:{}", k, DisplayOption(v))).collect::<Vec<_>>().join(",") })
+                .map(|x| {
+                    x.iter()
+                        .map(|(k, v)| format!("{}:{}", k, DisplayOption(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default(),
         )?;
 
@@ -161,9 +170,14 @@ where
 
 /// Subset of RaftMetrics, only include data-related metrics
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub last_log: Option<LogId<NID>>,
     pub last_applied: Option<LogId<NID>>,
@@ -189,7 +203,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DataMetrics{{")?;
@@ -214,7 +229,8 @@ where NID: NodeId
 }
 
 impl<NID> MessageSummary<RaftDataMetrics<NID>> for RaftDataMetrics<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn summary(&self) -> String {
         self.to_string()
@@ -223,7 +239,11 @@ where NID: NodeId
 
 /// Subset of RaftMetrics, only include server-related metrics
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct RaftServerMetrics<NID, N>
 where
     NID: NodeId,

@@ -47,8 +47,14 @@ where
 {
     /// Wait for metrics to satisfy some condition or timeout.
     #[tracing::instrument(level = "trace", skip(self, func), fields(msg=%msg.to_string()))]
-    pub async fn metrics<T>(&self, func: T, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError>
-    where T: Fn(&RaftMetrics<NID, N>) -> bool + OptionalSend {
+    pub async fn metrics<T>(
+        &self,
+        func: T,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError>
+    where
+        T: Fn(&RaftMetrics<NID, N>) -> bool + OptionalSend,
+    {
         let timeout_at = A::Instant::now() + self.timeout;
 
         let mut rx = self.rx.clone();
@@ -113,13 +119,21 @@ where
 
     /// Wait for `vote` to become `want` or timeout.
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn vote(&self, want: Vote<NID>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn vote(
+        &self,
+        want: Vote<NID>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.eq(Metric::Vote(want), msg).await
     }
 
     /// Wait for `current_leader` to become `Some(leader_id)` until timeout.
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn current_leader(&self, leader_id: NID, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn current_leader(
+        &self,
+        leader_id: NID,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.metrics(
             |m| m.current_leader.as_ref() == Some(&leader_id),
             &format!("{} .current_leader == {}", msg.to_string(), leader_id),
@@ -128,11 +142,20 @@ where
     }
 
     /// Wait until applied exactly `want_log`(inclusive) logs or timeout.
-    #[deprecated(since = "0.9.0", note = "use `log_index()` and `applied_index()` instead")]
+    #[deprecated(
+        since = "0.9.0",
+        note = "use `log_index()` and `applied_index()` instead"
+    )]
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn log(&self, want_log_index: Option<u64>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
-        self.eq(Metric::LastLogIndex(want_log_index), msg.to_string()).await?;
-        self.eq(Metric::AppliedIndex(want_log_index), msg.to_string()).await
+    pub async fn log(
+        &self,
+        want_log_index: Option<u64>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
+        self.eq(Metric::LastLogIndex(want_log_index), msg.to_string())
+            .await?;
+        self.eq(Metric::AppliedIndex(want_log_index), msg.to_string())
+            .await
     }
 
     /// Wait until applied at least `want_log`(inclusive) logs or timeout.
@@ -146,13 +169,19 @@ where
         want_log: Option<u64>,
         msg: impl ToString,
     ) -> Result<RaftMetrics<NID, N>, WaitError> {
-        self.ge(Metric::LastLogIndex(want_log), msg.to_string()).await?;
-        self.ge(Metric::AppliedIndex(want_log), msg.to_string()).await
+        self.ge(Metric::LastLogIndex(want_log), msg.to_string())
+            .await?;
+        self.ge(Metric::AppliedIndex(want_log), msg.to_string())
+            .await
     }
 
     /// Block until the last log index becomes exactly `index`(inclusive) or timeout.
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn log_index(&self, index: Option<u64>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn log_index(
+        &self,
+        index: Option<u64>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.eq(Metric::LastLogIndex(index), msg).await
     }
 
@@ -189,7 +218,11 @@ where
 
     /// Wait for `state` to become `want_state` or timeout.
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn state(&self, want_state: ServerState, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn state(
+        &self,
+        want_state: ServerState,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.metrics(
             |m| m.state == want_state,
             &format!("{} .state == {:?}", msg.to_string(), want_state),
@@ -207,7 +240,11 @@ where
     ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.metrics(
             |m| {
-                let got = m.membership_config.membership().voter_ids().collect::<BTreeSet<_>>();
+                let got = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect::<BTreeSet<_>>();
                 want_members == got
             },
             &format!("{} .members -> {:?}", msg.to_string(), want_members),
@@ -243,12 +280,17 @@ where
         snapshot_last_log_id: LogId<NID>,
         msg: impl ToString,
     ) -> Result<RaftMetrics<NID, N>, WaitError> {
-        self.eq(Metric::Snapshot(Some(snapshot_last_log_id)), msg).await
+        self.eq(Metric::Snapshot(Some(snapshot_last_log_id)), msg)
+            .await
     }
 
     /// Wait for `purged` to become `want` or timeout.
     #[tracing::instrument(level = "trace", skip(self), fields(msg=msg.to_string().as_str()))]
-    pub async fn purged(&self, want: Option<LogId<NID>>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn purged(
+        &self,
+        want: Option<LogId<NID>>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.eq(Metric::Purged(want), msg).await
     }
 
@@ -258,7 +300,11 @@ where
     /// ```ignore
     /// my_raft.wait(None).ge(Metric::Term(2), "become term 2").await?;
     /// ```
-    pub async fn ge(&self, metric: Metric<NID>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn ge(
+        &self,
+        metric: Metric<NID>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.until(Condition::ge(metric), msg).await
     }
 
@@ -268,7 +314,11 @@ where
     /// ```ignore
     /// my_raft.wait(None).eq(Metric::Term(2), "become term 2").await?;
     /// ```
-    pub async fn eq(&self, metric: Metric<NID>, msg: impl ToString) -> Result<RaftMetrics<NID, N>, WaitError> {
+    pub async fn eq(
+        &self,
+        metric: Metric<NID>,
+        msg: impl ToString,
+    ) -> Result<RaftMetrics<NID, N>, WaitError> {
         self.until(Condition::eq(metric), msg).await
     }
 

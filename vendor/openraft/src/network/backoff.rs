@@ -13,7 +13,9 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(iter: impl Iterator<Item = Duration> + OptionalSend + 'static) -> Self {
-        Self { inner: Box::new(iter) }
+        Self {
+            inner: Box::new(iter),
+        }
     }
 }
 

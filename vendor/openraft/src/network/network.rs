@@ -35,7 +35,8 @@ use crate::Vote;
 /// [correct-node]: `crate::docs::cluster_control::dynamic_membership#ensure-connection-to-the-correct-node`
 #[add_async_trait]
 pub trait RaftNetwork<C>: OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Send an AppendEntries RPC to the target.
     async fn append_entries(
@@ -58,7 +59,9 @@ where C: RaftTypeConfig
         crate::raft::InstallSnapshotResponse<C::NodeId>,
         RPCError<C::NodeId, C::Node, RaftError<C::NodeId, crate::error::InstallSnapshotError>>,
     > {
-        unimplemented!()
+        Err(RPCError::Unreachable(crate::error::Unreachable::new(
+            &anyerror::AnyError::error("install_snapshot is not sent with generic-snapshot-data"),
+        )))
     }
 
     /// Send an InstallSnapshot RPC to the target.

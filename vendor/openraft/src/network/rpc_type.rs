@@ -1,8 +1,6 @@
 use std::fmt;
 
-#[derive(Debug, Clone, Copy)]
-#[derive(PartialEq, Eq)]
-#[derive(Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 pub enum RPCTypes {
     Vote,

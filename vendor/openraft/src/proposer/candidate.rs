@@ -12,8 +12,7 @@ use crate::RaftTypeConfig;
 use crate::Vote;
 
 /// Candidate: voting state.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Candidate<C, QS>
 where
     C: RaftTypeConfig,
@@ -88,7 +87,10 @@ where
 
     /// Grant the vote by a node.
     pub(crate) fn grant_by(&mut self, target: &C::NodeId) -> bool {
-        let granted = *self.progress.update(target, true).expect("target not in quorum set");
+        let granted = *self
+            .progress
+            .update(target, true)
+            .expect("target not in quorum set");
 
         tracing::info!(voting = display(&self), "{}", func_name!());
 
@@ -98,7 +100,10 @@ where
     /// Return the node ids that has granted this vote.
     #[allow(dead_code)]
     pub(crate) fn granters(&self) -> impl Iterator<Item = C::NodeId> + '_ {
-        self.progress().iter().filter(|(_, granted)| *granted).map(|(target, _)| target.clone())
+        self.progress()
+            .iter()
+            .filter(|(_, granted)| *granted)
+            .map(|(target, _)| target.clone())
     }
 
     pub(crate) fn into_leader(self) -> Leader<C, QS> {
@@ -112,6 +117,11 @@ where
 
         let last_leader_log_ids = self.last_log_id().cloned().into_iter().collect::<Vec<_>>();
 
-        Leader::new(vote, self.quorum_set.clone(), self.learner_ids, &last_leader_log_ids)
+        Leader::new(
+            vote,
+            self.quorum_set.clone(),
+            self.learner_ids,
+            &last_leader_log_ids,
+        )
     }
 }

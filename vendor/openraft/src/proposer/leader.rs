@@ -28,10 +28,10 @@ use crate::Vote;
 /// By combining candidate and leader into one stage, openraft does not need to lose leadership when
 /// a higher `leader_id`(roughly the `term` in original raft) is seen.
 /// But instead it will be able to upgrade its `leader_id` without losing leadership.
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Leader<C, QS: QuorumSet<C::NodeId>>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// The vote this leader works in.
     ///
@@ -47,14 +47,16 @@ where C: RaftTypeConfig
     pub(crate) noop_log_id: Option<LogId<C::NodeId>>,
 
     /// Tracks the replication progress and committed index
-    pub(crate) progress: VecProgress<C::NodeId, ProgressEntry<C::NodeId>, Option<LogId<C::NodeId>>, QS>,
+    pub(crate) progress:
+        VecProgress<C::NodeId, ProgressEntry<C::NodeId>, Option<LogId<C::NodeId>>, QS>,
 
     /// Tracks the clock time acknowledged by other nodes.
     ///
     /// See [`docs::leader_lease`] for more details.
     ///
     /// [`docs::leader_lease`]: `crate::docs::protocol::replication::leader_lease`
-    pub(crate) clock_progress: VecProgress<C::NodeId, Option<InstantOf<C>>, Option<InstantOf<C>>, QS>,
+    pub(crate) clock_progress:
+        VecProgress<C::NodeId, Option<InstantOf<C>>, Option<InstantOf<C>>, QS>,
 }
 
 impl<C, QS> Leader<C, QS>
@@ -74,14 +76,18 @@ where
         debug_assert!(vote.is_committed());
         debug_assert!(
             Some(vote.committed_leader_id().unwrap())
-                >= last_leader_log_id.last().map(|x| x.committed_leader_id().clone()),
+                >= last_leader_log_id
+                    .last()
+                    .map(|x| x.committed_leader_id().clone()),
             "vote {} must GE last_leader_log_id.last() {}",
             vote,
             last_leader_log_id.display()
         );
         debug_assert!(
             Some(vote.committed_leader_id().unwrap())
-                >= last_leader_log_id.first().map(|x| x.committed_leader_id().clone()),
+                >= last_leader_log_id
+                    .first()
+                    .map(|x| x.committed_leader_id().clone()),
             "vote {} must GE last_leader_log_id.first() {}",
             vote,
             last_leader_log_id.display()
@@ -92,7 +98,8 @@ where
         let vote_leader_id = vote.committed_leader_id().unwrap();
         let first = last_leader_log_id.first();
 
-        let noop_log_id = if first.map(|x| x.committed_leader_id().clone()) == Some(vote_leader_id) {
+        let noop_log_id = if first.map(|x| x.committed_leader_id().clone()) == Some(vote_leader_id)
+        {
             // There is already log id proposed by the this leader.
             // E.g. the Leader is restarted without losing leadership.
             //
@@ -221,7 +228,12 @@ mod tests {
         tracing::info!("--- vote greater than last log id, create new noop_log_id");
         {
             let vote = Vote::new_committed(2, 2);
-            let leader = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 1), log_id(1, 2, 3)]);
+            let leader = Leader::<UTConfig, _>::new(
+                vote,
+                vec![1, 2, 3],
+                vec![],
+                &[log_id(1, 2, 1), log_id(1, 2, 3)],
+            );
 
             assert_eq!(leader.noop_log_id(), Some(&log_id(2, 2, 4)));
             assert_eq!(leader.last_log_id(), Some(&log_id(1, 2, 3)));
@@ -230,16 +242,24 @@ mod tests {
         tracing::info!("--- vote equals last log id, reuse noop_log_id");
         {
             let vote = Vote::new_committed(1, 2);
-            let leader = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 1), log_id(1, 2, 3)]);
+            let leader = Leader::<UTConfig, _>::new(
+                vote,
+                vec![1, 2, 3],
+                vec![],
+                &[log_id(1, 2, 1), log_id(1, 2, 3)],
+            );
 
             assert_eq!(leader.noop_log_id(), Some(&log_id(1, 2, 1)));
             assert_eq!(leader.last_log_id(), Some(&log_id(1, 2, 3)));
         }
 
-        tracing::info!("--- vote equals last log id, reuse noop_log_id, last_leader_log_id.len()==1");
+        tracing::info!(
+            "--- vote equals last log id, reuse noop_log_id, last_leader_log_id.len()==1"
+        );
         {
             let vote = Vote::new_committed(1, 2);
-            let leader = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 3)]);
+            let leader =
+                Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 3)]);
 
             assert_eq!(leader.noop_log_id(), Some(&log_id(1, 2, 3)));
             assert_eq!(leader.last_log_id(), Some(&log_id(1, 2, 3)));
@@ -258,7 +278,8 @@ mod tests {
     #[test]
     fn test_leader_established() {
         let vote = Vote::new_committed(2, 2);
-        let mut leader = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 3)]);
+        let mut leader =
+            Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 2, 3)]);
 
         let mut entries = vec![Entry::<UTConfig>::new_blank(log_id(5, 5, 2))];
         leader.assign_log_ids(&mut entries);
@@ -286,7 +307,8 @@ mod tests {
     #[test]
     fn test_no_entries_provided() {
         let vote = Vote::new_committed(2, 2);
-        let mut leading = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 1, 8)]);
+        let mut leading =
+            Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], vec![], &[log_id(1, 1, 8)]);
 
         let mut entries: Vec<Entry<UTConfig>> = vec![];
         leading.assign_log_ids(&mut entries);
@@ -298,7 +320,8 @@ mod tests {
         let vote = Vote::new_committed(2, 2);
         let mut leading = Leader::<UTConfig, _>::new(vote, vec![1, 2, 3], [], &[log_id(1, 1, 8)]);
 
-        let mut entries: Vec<Entry<UTConfig>> = vec![blank_ent(1, 1, 1), blank_ent(1, 1, 1), blank_ent(1, 1, 1)];
+        let mut entries: Vec<Entry<UTConfig>> =
+            vec![blank_ent(1, 1, 1), blank_ent(1, 1, 1), blank_ent(1, 1, 1)];
 
         leading.assign_log_ids(&mut entries);
         assert_eq!(entries[0].get_log_id(), &log_id(2, 2, 9));
@@ -309,7 +332,8 @@ mod tests {
 
     #[test]
     fn test_leading_last_quorum_acked_time_leader_is_voter() {
-        let mut leading = Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 1), vec![1, 2, 3], [4], &[]);
+        let mut leading =
+            Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 1), vec![1, 2, 3], [4], &[]);
 
         let now1 = UTConfig::now();
 
@@ -320,7 +344,8 @@ mod tests {
 
     #[test]
     fn test_leading_last_quorum_acked_time_leader_is_learner() {
-        let mut leading = Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 4), vec![1, 2, 3], [4], &[]);
+        let mut leading =
+            Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 4), vec![1, 2, 3], [4], &[]);
 
         let t2 = UTConfig::now();
         let _ = leading.clock_progress.increase_to(&2, Some(t2));
@@ -335,7 +360,8 @@ mod tests {
 
     #[test]
     fn test_leading_last_quorum_acked_time_leader_is_not_member() {
-        let mut leading = Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 5), vec![1, 2, 3], [4], &[]);
+        let mut leading =
+            Leader::<UTConfig, Vec<u64>>::new(Vote::new_committed(2, 5), vec![1, 2, 3], [4], &[]);
 
         let t2 = UTConfig::now();
         let _ = leading.clock_progress.increase_to(&2, Some(t2));

@@ -7,13 +7,17 @@ use crate::OptionalSend;
 use crate::RaftState;
 use crate::RaftTypeConfig;
 
-pub trait BoxCoreFnInternal<C>: FnOnce(&RaftState<NodeIdOf<C>, NodeOf<C>, InstantOf<C>>) + OptionalSend
-where C: RaftTypeConfig
+pub trait BoxCoreFnInternal<C>:
+    FnOnce(&RaftState<NodeIdOf<C>, NodeOf<C>, InstantOf<C>>) + OptionalSend
+where
+    C: RaftTypeConfig,
 {
 }
 
-impl<C: RaftTypeConfig, T: FnOnce(&RaftState<NodeIdOf<C>, NodeOf<C>, InstantOf<C>>) + OptionalSend> BoxCoreFnInternal<C>
-    for T
+impl<
+        C: RaftTypeConfig,
+        T: FnOnce(&RaftState<NodeIdOf<C>, NodeOf<C>, InstantOf<C>>) + OptionalSend,
+    > BoxCoreFnInternal<C> for T
 {
 }
 

@@ -20,7 +20,8 @@ use crate::RaftTypeConfig;
 /// Implement blocking mode write operations those reply on oneshot channel for communication
 /// between Raft core and client.
 impl<C> Raft<C>
-where C: RaftTypeConfig<Responder = OneshotResponder<C>>
+where
+    C: RaftTypeConfig<Responder = OneshotResponder<C>>,
 {
     /// Propose a cluster configuration change.
     ///
@@ -50,7 +51,8 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
         &self,
         members: impl Into<ChangeMembers<C::NodeId, C::Node>>,
         retain: bool,
-    ) -> Result<ClientWriteResponse<C>, RaftError<C::NodeId, ClientWriteError<C::NodeId, C::Node>>> {
+    ) -> Result<ClientWriteResponse<C>, RaftError<C::NodeId, ClientWriteError<C::NodeId, C::Node>>>
+    {
         let changes: ChangeMembers<C::NodeId, C::Node> = members.into();
 
         tracing::info!(
@@ -89,18 +91,34 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
         }
 
         tracing::debug!("committed a joint config: {} {:?}", log_id, joint);
-        tracing::debug!("the second step is to change to uniform config: {:?}", changes);
+        tracing::debug!(
+            "the second step is to change to uniform config: {:?}",
+            changes
+        );
 
         let (tx, rx) = oneshot_channel::<C>();
 
-        let res = self.inner.call_core(RaftMsg::ChangeMembership { changes, retain, tx }, rx).await;
+        let res = self
+            .inner
+            .call_core(
+                RaftMsg::ChangeMembership {
+                    changes,
+                    retain,
+                    tx,
+                },
+                rx,
+            )
+            .await;
 
         if let Err(e) = &res {
             tracing::error!("the second step error: {}", e);
         }
         let res = res?;
 
-        tracing::info!("res of second step of do_change_membership: {}", res.summary());
+        tracing::info!(
+            "res of second step of do_change_membership: {}",
+            res.summary()
+        );
 
         Ok(res)
     }
@@ -127,7 +145,8 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
         id: C::NodeId,
         node: C::Node,
         blocking: bool,
-    ) -> Result<ClientWriteResponse<C>, RaftError<C::NodeId, ClientWriteError<C::NodeId, C::Node>>> {
+    ) -> Result<ClientWriteResponse<C>, RaftError<C::NodeId, ClientWriteError<C::NodeId, C::Node>>>
+    {
         let (tx, rx) = oneshot_channel::<C>();
 
         let msg = RaftMsg::ChangeMembership {
@@ -154,7 +173,11 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
         let wait_res = self
             .wait(None)
             .metrics(
-                |metrics| match self.check_replication_upto_date(metrics, id.clone(), Some(membership_log_id.clone())) {
+                |metrics| match self.check_replication_upto_date(
+                    metrics,
+                    id.clone(),
+                    Some(membership_log_id.clone()),
+                ) {
                     Ok(_matching) => true,
                     // keep waiting
                     Err(_) => false,
@@ -163,14 +186,22 @@ where C: RaftTypeConfig<Responder = OneshotResponder<C>>
             )
             .await;
 
-        tracing::info!(wait_res = debug(&wait_res), "waiting for replication to new learner");
+        tracing::info!(
+            wait_res = debug(&wait_res),
+            "waiting for replication to new learner"
+        );
 
         Ok(resp)
     }
 }
 
-fn oneshot_channel<C>() -> (OneshotResponder<C>, OneshotReceiverOf<C, ClientWriteResult<C>>)
-where C: RaftTypeConfig {
+fn oneshot_channel<C>() -> (
+    OneshotResponder<C>,
+    OneshotReceiverOf<C, ClientWriteResult<C>>,
+)
+where
+    C: RaftTypeConfig,
+{
     let (tx, rx) = C::AsyncRuntime::oneshot();
 
     let tx = OneshotResponder::new(tx);

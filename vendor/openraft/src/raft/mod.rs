@@ -199,13 +199,15 @@ macro_rules! declare_raft_types {
 /// calling `shutdown` will do the trick.
 #[derive(Clone)]
 pub struct Raft<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     inner: Arc<RaftInner<C>>,
 }
 
 impl<C> Raft<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Create and spawn a new Raft task.
     ///
@@ -304,7 +306,10 @@ where C: RaftTypeConfig
             _p: Default::default(),
         };
 
-        let core_handle = C::AsyncRuntime::spawn(core.main(rx_shutdown).instrument(trace_span!("spawn").or_current()));
+        let core_handle = C::AsyncRuntime::spawn(
+            core.main(rx_shutdown)
+                .instrument(trace_span!("spawn").or_current()),
+        );
 
         let inner = RaftInner {
             id,
@@ -321,7 +326,9 @@ where C: RaftTypeConfig
             snapshot: Mutex::new(None),
         };
 
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Return a handle to update runtime config.
@@ -348,7 +355,10 @@ where C: RaftTypeConfig
         self.runtime_config().tick(enabled)
     }
 
-    #[deprecated(since = "0.8.4", note = "use `Raft::runtime_config().heartbeat()` instead")]
+    #[deprecated(
+        since = "0.8.4",
+        note = "use `Raft::runtime_config().heartbeat()` instead"
+    )]
     pub fn enable_heartbeat(&self, enabled: bool) {
         self.runtime_config().heartbeat(enabled)
     }
@@ -405,7 +415,9 @@ where C: RaftTypeConfig
         tracing::debug!(rpc = display(rpc.summary()), "Raft::append_entries");
 
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        self.inner.call_core(RaftMsg::AppendEntries { rpc, tx }, rx).await
+        self.inner
+            .call_core(RaftMsg::AppendEntries { rpc, tx }, rx)
+            .await
     }
 
     /// Submit a VoteRequest (RequestVote in the spec) RPC to this Raft node.
@@ -413,11 +425,16 @@ where C: RaftTypeConfig
     /// These RPCs are sent by cluster peers which are in candidate state attempting to gather votes
     /// (§5.2).
     #[tracing::instrument(level = "debug", skip(self, rpc))]
-    pub async fn vote(&self, rpc: VoteRequest<C::NodeId>) -> Result<VoteResponse<C::NodeId>, RaftError<C::NodeId>> {
+    pub async fn vote(
+        &self,
+        rpc: VoteRequest<C::NodeId>,
+    ) -> Result<VoteResponse<C::NodeId>, RaftError<C::NodeId>> {
         tracing::info!(rpc = display(rpc.summary()), "Raft::vote()");
 
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        self.inner.call_core(RaftMsg::RequestVote { rpc, tx }, rx).await
+        self.inner
+            .call_core(RaftMsg::RequestVote { rpc, tx }, rx)
+            .await
     }
 
     /// Get the latest snapshot from the state machine.
@@ -430,16 +447,23 @@ where C: RaftTypeConfig
 
         let (tx, rx) = C::AsyncRuntime::oneshot();
         let cmd = ExternalCommand::GetSnapshot { tx };
-        self.inner.call_core(RaftMsg::ExternalCommand { cmd }, rx).await
+        self.inner
+            .call_core(RaftMsg::ExternalCommand { cmd }, rx)
+            .await
     }
 
     /// Get a snapshot data for receiving snapshot from the leader.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn begin_receiving_snapshot(&self) -> Result<Box<SnapshotDataOf<C>>, RaftError<C::NodeId, Infallible>> {
+    pub async fn begin_receiving_snapshot(
+        &self,
+    ) -> Result<Box<SnapshotDataOf<C>>, RaftError<C::NodeId, Infallible>> {
         tracing::info!("Raft::begin_receiving_snapshot()");
 
         let (tx, rx) = C::oneshot();
-        let resp = self.inner.call_core(RaftMsg::BeginReceivingSnapshot { tx }, rx).await?;
+        let resp = self
+            .inner
+            .call_core(RaftMsg::BeginReceivingSnapshot { tx }, rx)
+            .await?;
         Ok(resp)
     }
 
@@ -457,7 +481,10 @@ where C: RaftTypeConfig
         tracing::info!("Raft::install_full_snapshot()");
 
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        let res = self.inner.call_core(RaftMsg::InstallFullSnapshot { vote, snapshot, tx }, rx).await;
+        let res = self
+            .inner
+            .call_core(RaftMsg::InstallFullSnapshot { vote, snapshot, tx }, rx)
+            .await;
         match res {
             Ok(x) => Ok(x),
             Err(e) => {
@@ -485,15 +512,23 @@ where C: RaftTypeConfig
     pub async fn install_snapshot(
         &self,
         req: InstallSnapshotRequest<C>,
-    ) -> Result<InstallSnapshotResponse<C::NodeId>, RaftError<C::NodeId, crate::error::InstallSnapshotError>>
+    ) -> Result<
+        InstallSnapshotResponse<C::NodeId>,
+        RaftError<C::NodeId, crate::error::InstallSnapshotError>,
+    >
     where
-        C::SnapshotData: tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
+        C::SnapshotData:
+            tokio::io::AsyncRead + tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
     {
         tracing::debug!(req = display(&req), "Raft::install_snapshot()");
 
         let req_vote = req.vote.clone();
-        let my_vote = self.with_raft_state(|state| state.vote_ref().clone()).await?;
-        let resp = InstallSnapshotResponse { vote: my_vote.clone() };
+        let my_vote = self
+            .with_raft_state(|state| state.vote_ref().clone())
+            .await?;
+        let resp = InstallSnapshotResponse {
+            vote: my_vote.clone(),
+        };
 
         // Check vote.
         // It is not mandatory because it is just a read operation
@@ -539,9 +574,14 @@ where C: RaftTypeConfig
     /// the read will not be stale.
     #[deprecated(since = "0.9.0", note = "use `Raft::ensure_linearizable()` instead")]
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn is_leader(&self) -> Result<(), RaftError<C::NodeId, CheckIsLeaderError<C::NodeId, C::Node>>> {
+    pub async fn is_leader(
+        &self,
+    ) -> Result<(), RaftError<C::NodeId, CheckIsLeaderError<C::NodeId, C::Node>>> {
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        let _ = self.inner.call_core(RaftMsg::CheckIsLeaderRequest { tx }, rx).await?;
+        let _ = self
+            .inner
+            .call_core(RaftMsg::CheckIsLeaderRequest { tx }, rx)
+            .await?;
         Ok(())
     }
 
@@ -571,7 +611,10 @@ where C: RaftTypeConfig
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn ensure_linearizable(
         &self,
-    ) -> Result<Option<LogId<C::NodeId>>, RaftError<C::NodeId, CheckIsLeaderError<C::NodeId, C::Node>>> {
+    ) -> Result<
+        Option<LogId<C::NodeId>>,
+        RaftError<C::NodeId, CheckIsLeaderError<C::NodeId, C::Node>>,
+    > {
         let (read_log_id, applied) = self.get_read_log_id().await?;
 
         if read_log_id.index() > applied.index() {
@@ -625,7 +668,10 @@ where C: RaftTypeConfig
         RaftError<C::NodeId, CheckIsLeaderError<C::NodeId, C::Node>>,
     > {
         let (tx, rx) = C::AsyncRuntime::oneshot();
-        let (read_log_id, applied) = self.inner.call_core(RaftMsg::CheckIsLeaderRequest { tx }, rx).await?;
+        let (read_log_id, applied) = self
+            .inner
+            .call_core(RaftMsg::CheckIsLeaderRequest { tx }, rx)
+            .await?;
         Ok((read_log_id, applied))
     }
 
@@ -671,10 +717,15 @@ where C: RaftTypeConfig
     ///
     /// It is same as [`Raft::client_write`] but does not wait for the response.
     #[tracing::instrument(level = "debug", skip(self, app_data))]
-    pub async fn client_write_ff(&self, app_data: C::D) -> Result<ResponderReceiverOf<C>, Fatal<C::NodeId>> {
+    pub async fn client_write_ff(
+        &self,
+        app_data: C::D,
+    ) -> Result<ResponderReceiverOf<C>, Fatal<C::NodeId>> {
         let (app_data, tx, rx) = ResponderOf::<C>::from_app_data(app_data);
 
-        self.inner.send_msg(RaftMsg::ClientWriteRequest { app_data, tx }).await?;
+        self.inner
+            .send_msg(RaftMsg::ClientWriteRequest { app_data, tx })
+            .await?;
 
         Ok(rx)
     }
@@ -743,7 +794,12 @@ where C: RaftTypeConfig
             return Err(());
         }
 
-        if metrics.membership_config.membership().get_node(&node_id).is_none() {
+        if metrics
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_none()
+        {
             // This learner has been removed.
             return Ok(None);
         }
@@ -834,7 +890,10 @@ where C: RaftTypeConfig
     /// If the API channel is already closed (Raft is in shutdown), then the request functor is
     /// destroyed right away and not called at all.
     pub fn external_request<F>(&self, req: F)
-    where F: FnOnce(&RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>) + OptionalSend + 'static
+    where
+        F: FnOnce(&RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>)
+            + OptionalSend
+            + 'static,
     {
         let req: BoxCoreFn<C> = Box::new(req);
         let _ignore_error = self.inner.tx_api.send(RaftMsg::ExternalCoreRequest { req });
@@ -895,7 +954,10 @@ where C: RaftTypeConfig
             // A failure to send means the RaftCore is already shutdown. Continue to check the task
             // return value.
             let send_res = tx.send(());
-            tracing::info!("sending shutdown signal to RaftCore, sending res: {:?}", send_res);
+            tracing::info!(
+                "sending shutdown signal to RaftCore, sending res: {:?}",
+                send_res
+            );
         }
         self.inner.join_core_task().await;
         if let Some(join_handle) = self.inner.tick_handle.shutdown() {

@@ -37,7 +37,8 @@ const RECV_CORE_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// RaftInner is the internal handle and provides internally used APIs to communicate with
 /// `RaftCore`.
 pub(in crate::raft) struct RaftInner<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(in crate::raft) id: C::NodeId,
     pub(in crate::raft) config: Arc<Config>,
@@ -58,33 +59,47 @@ where C: RaftTypeConfig
 }
 
 impl<C> RaftInner<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Send a RaftMsg to RaftCore
     pub(crate) async fn send_msg(&self, mes: RaftMsg<C>) -> Result<(), Fatal<C::NodeId>> {
         let send_res = self.tx_api.send(mes);
 
         if let Err(e) = send_res {
-            let fatal = self.get_core_stopped_error("sending RaftMsg to RaftCore", Some(e.0.summary())).await;
+            let fatal = self
+                .get_core_stopped_error("sending RaftMsg to RaftCore", Some(e.0.summary()))
+                .await;
             return Err(fatal);
         }
         Ok(())
     }
 
     /// Receive a message from RaftCore, return error if RaftCore has stopped.
-    pub(crate) async fn recv_msg<T, E>(&self, rx: impl Future<Output = Result<T, E>>) -> Result<T, Fatal<C::NodeId>>
+    pub(crate) async fn recv_msg<T, E>(
+        &self,
+        rx: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, Fatal<C::NodeId>>
     where
         T: OptionalSend,
         E: OptionalSend,
     {
         let recv_res = rx.await;
-        tracing::debug!("{} receives result is error: {:?}", func_name!(), recv_res.is_err());
+        tracing::debug!(
+            "{} receives result is error: {:?}",
+            func_name!(),
+            recv_res.is_err()
+        );
 
         match recv_res {
             Ok(x) => Ok(x),
             Err(_) => {
-                let fatal =
-                    self.get_core_stopped_error_bounded("receiving rx from RaftCore", None::<&'static str>).await;
+                let fatal = self
+                    .get_core_stopped_error_bounded(
+                        "receiving rx from RaftCore",
+                        None::<&'static str>,
+                    )
+                    .await;
                 tracing::error!(error = debug(&fatal), "error when {}", func_name!());
                 Err(fatal)
             }
@@ -111,12 +126,17 @@ where C: RaftTypeConfig
         self.send_msg(mes).await?;
 
         let recv_res = rx.await;
-        tracing::debug!("call_core receives result is error: {:?}", recv_res.is_err());
+        tracing::debug!(
+            "call_core receives result is error: {:?}",
+            recv_res.is_err()
+        );
 
         match recv_res {
             Ok(x) => x.map_err(|e| RaftError::APIError(e)),
             Err(_) => {
-                let fatal = self.get_core_stopped_error_bounded("receiving rx from RaftCore", sum).await;
+                let fatal = self
+                    .get_core_stopped_error_bounded("receiving rx from RaftCore", sum)
+                    .await;
                 tracing::error!(error = debug(&fatal), "core_call fatal error");
                 Err(RaftError::Fatal(fatal))
             }
@@ -134,7 +154,9 @@ where C: RaftTypeConfig
         let send_res = self.tx_api.send(RaftMsg::ExternalCommand { cmd });
 
         if send_res.is_err() {
-            let fatal = self.get_core_stopped_error("sending external command to RaftCore", Some(cmd_desc)).await;
+            let fatal = self
+                .get_core_stopped_error("sending external command to RaftCore", Some(cmd_desc))
+                .await;
             return Err(fatal);
         }
         Ok(())

@@ -10,13 +10,15 @@ use crate::RaftTypeConfig;
 /// These config are mainly designed for testing purpose and special use cases.
 /// Usually you don't need to change runtime config.
 pub struct RuntimeConfigHandle<'r, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     raft_inner: &'r RaftInner<C>,
 }
 
 impl<'r, C> RuntimeConfigHandle<'r, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(in crate::raft) fn new(raft_inner: &'r RaftInner<C>) -> Self {
         Self { raft_inner }
@@ -35,11 +37,17 @@ where C: RaftTypeConfig
     /// the leader, and it will start election(if `Self::elect()` is enabled) when the lease timed
     /// out.
     pub fn heartbeat(&self, enabled: bool) {
-        self.raft_inner.runtime_config.enable_heartbeat.store(enabled, Ordering::Relaxed);
+        self.raft_inner
+            .runtime_config
+            .enable_heartbeat
+            .store(enabled, Ordering::Relaxed);
     }
 
     /// Enable or disable election for a follower when its leader lease timed out.
     pub fn elect(&self, enabled: bool) {
-        self.raft_inner.runtime_config.enable_elect.store(enabled, Ordering::Relaxed);
+        self.raft_inner
+            .runtime_config
+            .enable_elect
+            .store(enabled, Ordering::Relaxed);
     }
 }

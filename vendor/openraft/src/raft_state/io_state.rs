@@ -23,9 +23,7 @@ pub(crate) mod log_io_id;
 /// |              |         `-----------------------> snapshot
 /// |              `---------------------------------> purged
 /// ```
-#[derive(Debug, Clone, Copy)]
-#[derive(Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct IOState<NID: NodeId> {
     /// Whether it is building a snapshot
     building_snapshot: bool,
@@ -78,7 +76,11 @@ impl<NID: NodeId> IOState<NID> {
     }
 
     pub(crate) fn update_applied(&mut self, log_id: Option<LogId<NID>>) {
-        tracing::debug!(applied = display(DisplayOption(&log_id)), "{}", func_name!());
+        tracing::debug!(
+            applied = display(DisplayOption(&log_id)),
+            "{}",
+            func_name!()
+        );
 
         // TODO: should we update flushed if applied is newer?
         debug_assert!(
@@ -96,7 +98,11 @@ impl<NID: NodeId> IOState<NID> {
     }
 
     pub(crate) fn update_snapshot(&mut self, log_id: Option<LogId<NID>>) {
-        tracing::debug!(snapshot = display(DisplayOption(&log_id)), "{}", func_name!());
+        tracing::debug!(
+            snapshot = display(DisplayOption(&log_id)),
+            "{}",
+            func_name!()
+        );
 
         debug_assert!(
             log_id > self.snapshot,

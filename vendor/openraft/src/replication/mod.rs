@@ -65,7 +65,8 @@ use crate::Vote;
 
 /// The handle to a spawned replication stream.
 pub(crate) struct ReplicationHandle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// The spawn handle the `ReplicationCore` task.
     pub(crate) join_handle: JoinHandleOf<C, Result<(), ReplicationClosed>>,
@@ -230,7 +231,11 @@ where
             // Backup the log data for retrying.
             let mut log_data = None;
 
-            tracing::debug!(replication_data = display(&d), "{} send replication RPC", func_name!());
+            tracing::debug!(
+                replication_data = display(&d),
+                "{} send replication RPC",
+                func_name!()
+            );
 
             let request_id = d.request_id();
 
@@ -243,7 +248,10 @@ where
                 Data::Heartbeat => {
                     let m = &self.matching;
                     // request_id==None will be ignored by RaftCore.
-                    let d = DataWithId::new(RequestId::new_heartbeat(), LogIdRange::new(m.clone(), m.clone()));
+                    let d = DataWithId::new(
+                        RequestId::new_heartbeat(),
+                        LogIdRange::new(m.clone(), m.clone()),
+                    );
 
                     log_data = Some(d.clone());
                     self.send_log_entries(d).await
@@ -320,7 +328,10 @@ where
                             };
 
                             if retry {
-                                debug_assert!(self.next_action.is_some(), "next_action must be Some");
+                                debug_assert!(
+                                    self.next_action.is_some(),
+                                    "next_action must be Some"
+                                );
                             } else {
                                 self.send_progress_error(request_id, err);
                             }
@@ -356,8 +367,12 @@ where
                 unreachable!("Vote RPC should not be too large")
             }
             RPCTypes::AppendEntries => {
-                self.entries_hint = ReplicationHint::new(too_large.entries_hint(), DEFAULT_ENTRIES_HINT_TTL);
-                tracing::debug!(entries_hint = debug(&self.entries_hint), "updated entries hint");
+                self.entries_hint =
+                    ReplicationHint::new(too_large.entries_hint(), DEFAULT_ENTRIES_HINT_TTL);
+                tracing::debug!(
+                    entries_hint = debug(&self.entries_hint),
+                    "updated entries hint"
+                );
             }
             RPCTypes::InstallSnapshot => {
                 // TODO: handle too large
@@ -520,7 +535,10 @@ where
                 debug_assert!(conflict.is_some(), "prev_log_id=None never conflict");
 
                 let conflict = conflict.unwrap();
-                self.send_progress(request_id, ReplicationResult::new(leader_time, Err(conflict)));
+                self.send_progress(
+                    request_id,
+                    ReplicationResult::new(leader_time, Err(conflict)),
+                );
 
                 Ok(None)
             }
@@ -605,7 +623,10 @@ where
     /// In the backoff period, we should not send out any RPCs, but we should still receive events,
     /// in case the channel is closed, it should quit at once.
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn backoff_drain_events(&mut self, until: InstantOf<C>) -> Result<(), ReplicationClosed> {
+    pub async fn backoff_drain_events(
+        &mut self,
+        until: InstantOf<C>,
+    ) -> Result<(), ReplicationClosed> {
         let d = until - C::now();
         tracing::warn!(
             interval = debug(d),
@@ -698,7 +719,9 @@ where
                 return Ok(());
             };
 
-            let event = recv_res.ok_or(ReplicationClosed::new("rx_repl is closed in try_drain_event"))?;
+            let event = recv_res.ok_or(ReplicationClosed::new(
+                "rx_repl is closed in try_drain_event",
+            ))?;
 
             self.process_event(event);
         }
@@ -739,7 +762,11 @@ where
                 // TODO: Currently there is at most 1 in flight data. But in future RaftCore may send next data
                 //       actions without waiting for the previous to finish.
                 debug_assert!(
-                    !self.next_action.as_ref().map(|d| d.has_payload()).unwrap_or(false),
+                    !self
+                        .next_action
+                        .as_ref()
+                        .map(|d| d.has_payload())
+                        .unwrap_or(false),
                     "there can not be two actions with payload in flight, curr: {}",
                     self.next_action.as_ref().map(|d| d.to_string()).display()
                 );
@@ -775,10 +802,17 @@ where
 
         tracing::info!(request_id = display(request_id), "{}", func_name!());
 
-        let snapshot = self.snapshot_reader.get_snapshot().await.map_err(|reason| {
-            tracing::warn!(error = display(&reason), "failed to get snapshot from state machine");
-            ReplicationClosed::new(reason)
-        })?;
+        let snapshot = self
+            .snapshot_reader
+            .get_snapshot()
+            .await
+            .map_err(|reason| {
+                tracing::warn!(
+                    error = display(&reason),
+                    "failed to get snapshot from state machine"
+                );
+                ReplicationClosed::new(reason)
+            })?;
 
         tracing::info!(
             "received snapshot: request_id={}; meta:{}",
@@ -788,7 +822,8 @@ where
 
         let snapshot = match snapshot {
             None => {
-                let io_err = StorageIOError::read_snapshot(None, AnyError::error("snapshot not found"));
+                let io_err =
+                    StorageIOError::read_snapshot(None, AnyError::error("snapshot not found"));
                 let sto_err = StorageError::IO { source: io_err };
                 return Err(ReplicationError::StorageError(sto_err));
             }
@@ -920,7 +955,10 @@ where
     }
 
     /// Check if partial success result(`matching`) is valid for a given log range to send.
-    fn debug_assert_partial_success(to_send: &LogIdRange<C::NodeId>, matching: &Option<LogId<C::NodeId>>) {
+    fn debug_assert_partial_success(
+        to_send: &LogIdRange<C::NodeId>,
+        matching: &Option<LogId<C::NodeId>>,
+    ) {
         debug_assert!(
             matching <= &to_send.last,
             "matching ({}) should be <= last_log_id ({})",

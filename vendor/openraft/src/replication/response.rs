@@ -13,7 +13,8 @@ use crate::Vote;
 /// The response of replication command.
 #[derive(Debug)]
 pub(crate) enum Response<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     // /// Logs that are submitted to append has been persisted to disk.
     // LogPersisted {},
@@ -69,7 +70,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<Response<C>> for Response<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         match self {
@@ -114,7 +116,8 @@ pub(crate) struct ReplicationResult<C: RaftTypeConfig> {
 }
 
 impl<C> fmt::Display for ReplicationResult<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{{time:{:?}, result:", self.sending_time)?;
@@ -129,10 +132,17 @@ where C: RaftTypeConfig
 }
 
 impl<C> ReplicationResult<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
-    pub(crate) fn new(sending_time: InstantOf<C>, result: Result<Option<LogIdOf<C>>, LogIdOf<C>>) -> Self {
-        Self { sending_time, result }
+    pub(crate) fn new(
+        sending_time: InstantOf<C>,
+        result: Result<Option<LogIdOf<C>>, LogIdOf<C>>,
+    ) -> Self {
+        Self {
+            sending_time,
+            result,
+        }
     }
 }
 
@@ -149,10 +159,18 @@ mod tests {
 
         let result = ReplicationResult::<UTConfig>::new(UTConfig::now(), Ok(Some(log_id(1, 2, 3))));
         let want = format!(", result:Match:{}}}", log_id(1, 2, 3));
-        assert!(result.to_string().ends_with(&want), "{}", result.to_string());
+        assert!(
+            result.to_string().ends_with(&want),
+            "{}",
+            result.to_string()
+        );
 
         let result = ReplicationResult::<UTConfig>::new(UTConfig::now(), Err(log_id(1, 2, 3)));
         let want = format!(", result:Conflict:{}}}", log_id(1, 2, 3));
-        assert!(result.to_string().ends_with(&want), "{}", result.to_string());
+        assert!(
+            result.to_string().ends_with(&want),
+            "{}",
+            result.to_string()
+        );
     }
 }

@@ -13,14 +13,16 @@ use crate::StorageIOError;
 
 /// A oneshot callback for completion of log io operation.
 pub struct LogFlushed<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     log_io_id: LogIOId<C::NodeId>,
     tx: OneshotSenderOf<C, Result<LogIOId<C::NodeId>, io::Error>>,
 }
 
 impl<C> LogFlushed<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(
         log_io_id: LogIOId<C::NodeId>,
@@ -34,7 +36,11 @@ where C: RaftTypeConfig
     /// It will be called when the log is successfully appended to the storage or an error occurs.
     pub fn log_io_completed(self, result: Result<(), io::Error>) {
         let res = if let Err(e) = result {
-            tracing::error!("LogFlush error: {}, while flushing upto {}", e, self.log_io_id);
+            tracing::error!(
+                "LogFlush error: {}, while flushing upto {}",
+                e,
+                self.log_io_id
+            );
             self.tx.send(Err(e))
         } else {
             self.tx.send(Ok(self.log_io_id))
@@ -48,14 +54,16 @@ where C: RaftTypeConfig
 
 /// A oneshot callback for completion of applying logs to state machine.
 pub struct LogApplied<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     last_log_id: LogId<C::NodeId>,
     tx: oneshot::Sender<Result<(LogId<C::NodeId>, Vec<C::R>), StorageIOError<C::NodeId>>>,
 }
 
 impl<C> LogApplied<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
     pub(crate) fn new(
@@ -77,13 +85,20 @@ where C: RaftTypeConfig
                 self.tx.send(Ok(resp))
             }
             Err(e) => {
-                tracing::error!("LogApplied error: {}, while applying upto {}", e, self.last_log_id);
+                tracing::error!(
+                    "LogApplied error: {}, while applying upto {}",
+                    e,
+                    self.last_log_id
+                );
                 self.tx.send(Err(e))
             }
         };
 
         if let Err(_e) = res {
-            tracing::error!("failed to send apply complete event, last_log_id: {}", self.last_log_id);
+            tracing::error!(
+                "failed to send apply complete event, last_log_id: {}",
+                self.last_log_id
+            );
         }
     }
 }

@@ -64,8 +64,10 @@ where
     /// state from stable storage.
     pub async fn get_initial_state(
         &mut self,
-    ) -> Result<RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>, StorageError<C::NodeId>>
-    {
+    ) -> Result<
+        RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
+        StorageError<C::NodeId>,
+    > {
         let vote = self.log_store.read_vote().await?;
         let vote = vote.unwrap_or_default();
 
@@ -123,7 +125,9 @@ where
             last_purged_log_id.display(),
             last_log_id.display()
         );
-        let log_ids = LogIdList::load_log_ids(last_purged_log_id.clone(), last_log_id, self.log_store).await?;
+        let log_ids =
+            LogIdList::load_log_ids(last_purged_log_id.clone(), last_log_id, self.log_store)
+                .await?;
 
         let snapshot = self.state_machine.get_current_snapshot().await?;
 
@@ -175,7 +179,11 @@ where
     }
 
     /// Read log entries from [`RaftLogReader`] in chunks, and apply them to the state machine.
-    pub(crate) async fn reapply_committed(&mut self, mut start: u64, end: u64) -> Result<(), StorageError<C::NodeId>> {
+    pub(crate) async fn reapply_committed(
+        &mut self,
+        mut start: u64,
+        end: u64,
+    ) -> Result<(), StorageError<C::NodeId>> {
         let chunk_size = 64;
 
         tracing::info!(
@@ -241,17 +249,25 @@ where
     /// a follower only need to revert at most one membership log.
     ///
     /// Thus a raft node will only need to store at most two recent membership logs.
-    pub async fn get_membership(&mut self) -> Result<MembershipState<C::NodeId, C::Node>, StorageError<C::NodeId>> {
+    pub async fn get_membership(
+        &mut self,
+    ) -> Result<MembershipState<C::NodeId, C::Node>, StorageError<C::NodeId>> {
         let (last_applied, sm_mem) = self.state_machine.applied_state().await?;
 
-        let log_mem = self.last_membership_in_log(last_applied.next_index()).await?;
+        let log_mem = self
+            .last_membership_in_log(last_applied.next_index())
+            .await?;
         tracing::debug!(membership_in_sm=?sm_mem, membership_in_log=?log_mem, "RaftStorage::get_membership");
 
         // There 2 membership configs in logs.
         if log_mem.len() == 2 {
             return Ok(MembershipState::new(
-                Arc::new(EffectiveMembership::new_from_stored_membership(log_mem[0].clone())),
-                Arc::new(EffectiveMembership::new_from_stored_membership(log_mem[1].clone())),
+                Arc::new(EffectiveMembership::new_from_stored_membership(
+                    log_mem[0].clone(),
+                )),
+                Arc::new(EffectiveMembership::new_from_stored_membership(
+                    log_mem[1].clone(),
+                )),
             ));
         }
 

@@ -43,7 +43,11 @@ use crate::Vote;
 /// the last membership included,
 /// and a snapshot id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct SnapshotMeta<NID, N>
 where
     NID: NodeId,
@@ -109,7 +113,8 @@ where
 /// The data associated with the current snapshot.
 #[derive(Debug, Clone)]
 pub struct Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// metadata of a snapshot
     pub meta: SnapshotMeta<C::NodeId, C::Node>,
@@ -119,16 +124,21 @@ where C: RaftTypeConfig
 }
 
 impl<C> Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     #[allow(dead_code)]
-    pub(crate) fn new(meta: SnapshotMeta<C::NodeId, C::Node>, snapshot: Box<C::SnapshotData>) -> Self {
+    pub(crate) fn new(
+        meta: SnapshotMeta<C::NodeId, C::Node>,
+        snapshot: Box<C::SnapshotData>,
+    ) -> Self {
         Self { meta, snapshot }
     }
 }
 
 impl<C> fmt::Display for Snapshot<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Snapshot{{meta: {}}}", self.meta)
@@ -157,7 +167,8 @@ pub struct LogState<C: RaftTypeConfig> {
 /// interface on the same cloneable object, if the underlying state machine is anyway synchronized.
 #[add_async_trait]
 pub trait RaftLogReader<C>: OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Get a series of log entries from storage.
     ///
@@ -198,7 +209,8 @@ where C: RaftTypeConfig
 /// state machine is anyway synchronized.
 #[add_async_trait]
 pub trait RaftSnapshotBuilder<C>: OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Build snapshot
     ///
@@ -228,11 +240,15 @@ where C: RaftTypeConfig
 /// components.
 #[cfg_attr(
     feature = "storage-v2",
-    deprecated(since = "0.8.4", note = "use `RaftLogStorage` and `RaftStateMachine` instead")
+    deprecated(
+        since = "0.8.4",
+        note = "use `RaftLogStorage` and `RaftStateMachine` instead"
+    )
 )]
 #[add_async_trait]
 pub trait RaftStorage<C>: RaftLogReader<C> + OptionalSend + OptionalSync + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Log reader type.
     type LogReader: RaftLogReader<C>;
@@ -263,13 +279,18 @@ where C: RaftTypeConfig
     ///
     /// - If the `committed` log id is not saved, Openraft will just recover the state machine to
     ///   the state of the last snapshot taken.
-    async fn save_committed(&mut self, _committed: Option<LogId<C::NodeId>>) -> Result<(), StorageError<C::NodeId>> {
+    async fn save_committed(
+        &mut self,
+        _committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
         // By default `committed` log id is not saved
         Ok(())
     }
 
     /// Return the last saved committed log id by [`Self::save_committed`].
-    async fn read_committed(&mut self) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
         // By default `committed` log id is not saved and this method just return None.
         Ok(None)
     }
@@ -303,7 +324,8 @@ where C: RaftTypeConfig
     /// - There must not be a **hole** in logs. Because Raft only examine the last log id to ensure
     ///   correctness.
     async fn append_to_log<I>(&mut self, entries: I) -> Result<(), StorageError<C::NodeId>>
-    where I: IntoIterator<Item = C::Entry> + OptionalSend;
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend;
 
     /// Delete conflict log entries since `log_id`, inclusive.
     ///
@@ -318,14 +340,20 @@ where C: RaftTypeConfig
     /// - It must not leave a **hole** in the log. In other words, if it has to delete logs in more
     ///   than one transactions, it must delete logs in backward order. So that in a case server
     ///   crashes, it won't leave a hole.
-    async fn delete_conflict_logs_since(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>>;
+    async fn delete_conflict_logs_since(
+        &mut self,
+        log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>;
 
     /// Delete applied log entries upto `log_id`, inclusive.
     ///
     /// To ensure correctness:
     ///
     /// - It must not leave a **hole** in logs.
-    async fn purge_logs_upto(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>>;
+    async fn purge_logs_upto(
+        &mut self,
+        log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>;
 
     // --- State Machine
 
@@ -341,7 +369,13 @@ where C: RaftTypeConfig
     /// last-applied-log-id.
     async fn last_applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<C::NodeId>>, StoredMembership<C::NodeId, C::Node>), StorageError<C::NodeId>>;
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    >;
 
     /// Apply the given payload of entries to the state machine.
     ///
@@ -370,7 +404,10 @@ where C: RaftTypeConfig
     /// - An implementation with persistent snapshot: `apply_to_state_machine()` does not have to
     ///   persist state on disk. But every snapshot has to be persistent. And when starting up the
     ///   application, the state machine should be rebuilt from the last snapshot.
-    async fn apply_to_state_machine(&mut self, entries: &[C::Entry]) -> Result<Vec<C::R>, StorageError<C::NodeId>>;
+    async fn apply_to_state_machine(
+        &mut self,
+        entries: &[C::Entry],
+    ) -> Result<Vec<C::R>, StorageError<C::NodeId>>;
 
     // --- Snapshot
 
@@ -387,7 +424,9 @@ where C: RaftTypeConfig
     /// See the [storage chapter of the guide][sto] for details on log compaction / snapshotting.
     ///
     /// [sto]: crate::docs::getting_started#3-implement-raftlogstorage-and-raftstatemachine
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>>;
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>>;
 
     /// Install a snapshot which has finished streaming from the leader.
     ///
@@ -413,5 +452,7 @@ where C: RaftTypeConfig
     ///
     /// A proper snapshot implementation will store the term, index and membership config as part
     /// of the snapshot, which should be decoded for creating this method's response data.
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>>;
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>>;
 }

@@ -85,18 +85,39 @@ where
         run_fut(run_test(builder, Self::last_membership_in_log))?;
         run_fut(run_test(builder, Self::last_membership_in_log_multi_step))?;
         run_fut(run_test(builder, Self::get_membership_initial))?;
-        run_fut(run_test(builder, Self::get_membership_from_log_and_empty_sm))?;
-        run_fut(run_test(builder, Self::get_membership_from_empty_log_and_sm))?;
-        run_fut(run_test(builder, Self::get_membership_from_log_le_sm_last_applied))?;
-        run_fut(run_test(builder, Self::get_membership_from_log_gt_sm_last_applied_1))?;
-        run_fut(run_test(builder, Self::get_membership_from_log_gt_sm_last_applied_2))?;
+        run_fut(run_test(
+            builder,
+            Self::get_membership_from_log_and_empty_sm,
+        ))?;
+        run_fut(run_test(
+            builder,
+            Self::get_membership_from_empty_log_and_sm,
+        ))?;
+        run_fut(run_test(
+            builder,
+            Self::get_membership_from_log_le_sm_last_applied,
+        ))?;
+        run_fut(run_test(
+            builder,
+            Self::get_membership_from_log_gt_sm_last_applied_1,
+        ))?;
+        run_fut(run_test(
+            builder,
+            Self::get_membership_from_log_gt_sm_last_applied_2,
+        ))?;
         run_fut(run_test(builder, Self::get_initial_state_without_init))?;
-        run_fut(run_test(builder, Self::get_initial_state_membership_from_log_and_sm))?;
+        run_fut(run_test(
+            builder,
+            Self::get_initial_state_membership_from_log_and_sm,
+        ))?;
         run_fut(run_test(builder, Self::get_initial_state_with_state))?;
         run_fut(run_test(builder, Self::get_initial_state_last_log_gt_sm))?;
         run_fut(run_test(builder, Self::get_initial_state_last_log_lt_sm))?;
         run_fut(run_test(builder, Self::get_initial_state_log_ids))?;
-        run_fut(run_test(builder, Self::get_initial_state_re_apply_committed))?;
+        run_fut(run_test(
+            builder,
+            Self::get_initial_state_re_apply_committed,
+        ))?;
         run_fut(run_test(builder, Self::save_vote))?;
         run_fut(run_test(builder, Self::get_log_entries))?;
         run_fut(run_test(builder, Self::limited_get_log_entries))?;
@@ -124,24 +145,37 @@ where
         Ok(())
     }
 
-    pub async fn last_membership_in_log_initial(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
-        let membership = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+    pub async fn last_membership_in_log_initial(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let membership = StorageHelper::new(&mut store, &mut sm)
+            .last_membership_in_log(0)
+            .await?;
 
         assert!(membership.is_empty());
 
         Ok(())
     }
 
-    pub async fn last_membership_in_log(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn last_membership_in_log(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- no log, do not read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
 
             assert!(mem.is_empty());
         }
@@ -151,42 +185,67 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 1, btreeset! {1,2,3})]).await?;
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(1, mem.len());
             let mem = mem[0].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {1, 2, 3}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {1, 2, 3}], None),
+                mem.membership(),
+            );
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(1).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(1)
+                .await?;
             assert_eq!(1, mem.len());
             let mem = mem[0].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {1, 2, 3}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {1, 2, 3}], None),
+                mem.membership(),
+            );
 
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(2).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(2)
+                .await?;
             assert!(mem.is_empty());
         }
 
         tracing::info!("--- membership presents in log and > sm.last_applied, read 2 membership entries from log");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-                blank_ent_0::<C>(1, 4),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                    blank_ent_0::<C>(1, 4),
+                ],
+            )
             .await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
 
             let mem = mems[0].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {1,2,3}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {1,2,3}], None),
+                mem.membership(),
+            );
 
             let mem = mems[1].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {7,8,9}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {7,8,9}], None),
+                mem.membership(),
+            );
         }
 
         tracing::info!("--- membership presents in log and > sm.last_applied, read from log but since_index is greater than the last");
         {
-            let mem = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(4).await?;
+            let mem = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(4)
+                .await?;
             assert!(mem.is_empty());
         }
 
@@ -194,52 +253,89 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 5, btreeset! {10,11})]).await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
 
             let mem = mems[0].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {7,8,9}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {7,8,9}], None),
+                mem.membership(),
+            );
 
             let mem = mems[1].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {10,11}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {10,11}], None),
+                mem.membership(),
+            );
         }
 
         Ok(())
     }
 
-    pub async fn last_membership_in_log_multi_step(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn last_membership_in_log_multi_step(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- find membership log entry backwards, multiple steps");
         {
-            append(&mut store, [
-                //
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            append(
+                &mut store,
+                [
+                    //
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
             for i in 3..100 {
                 append(&mut store, [blank_ent_0::<C>(1, i)]).await?;
             }
 
-            append(&mut store, [membership_ent_0::<C>(1, 100, btreeset! {5,6,7})]).await?;
+            append(
+                &mut store,
+                [membership_ent_0::<C>(1, 100, btreeset! {5,6,7})],
+            )
+            .await?;
 
-            let mems = StorageHelper::new(&mut store, &mut sm).last_membership_in_log(0).await?;
+            let mems = StorageHelper::new(&mut store, &mut sm)
+                .last_membership_in_log(0)
+                .await?;
             assert_eq!(2, mems.len());
             let mem = mems[0].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {3,4,5}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {3,4,5}], None),
+                mem.membership(),
+            );
 
             let mem = mems[1].clone();
-            assert_eq!(&Membership::new(vec![btreeset! {5,6,7}], None), mem.membership(),);
+            assert_eq!(
+                &Membership::new(vec![btreeset! {5,6,7}], None),
+                mem.membership(),
+            );
         }
 
         Ok(())
     }
 
-    pub async fn get_membership_initial(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
-        let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+    pub async fn get_membership_initial(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let mem_state = StorageHelper::new(&mut store, &mut sm)
+            .get_membership()
+            .await?;
 
-        assert_eq!(&EffectiveMembership::default(), mem_state.committed().as_ref());
-        assert_eq!(&EffectiveMembership::default(), mem_state.effective().as_ref());
+        assert_eq!(
+            &EffectiveMembership::default(),
+            mem_state.committed().as_ref()
+        );
+        assert_eq!(
+            &EffectiveMembership::default(),
+            mem_state.effective().as_ref()
+        );
 
         Ok(())
     }
@@ -254,9 +350,14 @@ where
 
             append(&mut store, [membership_ent_0::<C>(1, 1, btreeset! {1,2,3})]).await?;
 
-            let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+            let mem_state = StorageHelper::new(&mut store, &mut sm)
+                .get_membership()
+                .await?;
 
-            assert_eq!(&EffectiveMembership::default(), mem_state.committed().as_ref());
+            assert_eq!(
+                &EffectiveMembership::default(),
+                mem_state.committed().as_ref()
+            );
             assert_eq!(
                 &Membership::new(vec![btreeset! {1,2,3}], None),
                 mem_state.effective().membership(),
@@ -272,13 +373,18 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- no log, read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
-            let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+            let mem_state = StorageHelper::new(&mut store, &mut sm)
+                .get_membership()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {3,4,5}], None),
@@ -298,24 +404,32 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- membership presents in log, but smaller than last_applied, read from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-                blank_ent_0::<C>(1, 3),
-                blank_ent_0::<C>(1, 4),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                    blank_ent_0::<C>(1, 3),
+                    blank_ent_0::<C>(1, 4),
+                ],
+            )
             .await?;
 
             // Intentionally append a membership entry that does not match the state machine,
             // in order to see which membership is loaded.
-            append(&mut store, [
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {1,2,3}),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {1,2,3}),
+                ],
+            )
             .await?;
 
-            let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+            let mem_state = StorageHelper::new(&mut store, &mut sm)
+                .get_membership()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {3,4,5}], None),
@@ -335,20 +449,28 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- membership presents in log and > sm.last_applied, read from log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
-            append(&mut store, [
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-            ])
+            append(
+                &mut store,
+                [
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                ],
+            )
             .await?;
 
-            let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+            let mem_state = StorageHelper::new(&mut store, &mut sm)
+                .get_membership()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {3,4,5}], None),
@@ -368,22 +490,30 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- two membership present in log and > sm.last_applied, read 2 from log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
-            append(&mut store, [
-                membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
-                blank_ent_0::<C>(1, 2),
-                membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
-                blank_ent_0::<C>(1, 4),
-                membership_ent_0::<C>(1, 5, btreeset! {10,11}),
-            ])
+            append(
+                &mut store,
+                [
+                    membership_ent_0::<C>(1, 1, btreeset! {1,2,3}),
+                    blank_ent_0::<C>(1, 2),
+                    membership_ent_0::<C>(1, 3, btreeset! {7,8,9}),
+                    blank_ent_0::<C>(1, 4),
+                    membership_ent_0::<C>(1, 5, btreeset! {10,11}),
+                ],
+            )
             .await?;
 
-            let mem_state = StorageHelper::new(&mut store, &mut sm).get_membership().await?;
+            let mem_state = StorageHelper::new(&mut store, &mut sm)
+                .get_membership()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {7,8,9}], None),
@@ -398,28 +528,43 @@ where
         Ok(())
     }
 
-    pub async fn get_initial_state_without_init(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
-        let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
-        let mut want = RaftState::<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>::default();
-        want.vote.update(initial.vote.utime().unwrap(), Vote::default());
+    pub async fn get_initial_state_without_init(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let initial = StorageHelper::new(&mut store, &mut sm)
+            .get_initial_state()
+            .await?;
+        let mut want =
+            RaftState::<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>::default();
+        want.vote
+            .update(initial.vote.utime().unwrap(), Vote::default());
 
         assert_eq!(want, initial, "uninitialized state");
         Ok(())
     }
 
-    pub async fn get_initial_state_with_state(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn get_initial_state_with_state(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
-        append(&mut store, [
-            blank_ent_0::<C>(0, 0),
-            blank_ent_0::<C>(1, 1),
-            blank_ent_0::<C>(3, 2),
-        ])
+        append(
+            &mut store,
+            [
+                blank_ent_0::<C>(0, 0),
+                blank_ent_0::<C>(1, 1),
+                blank_ent_0::<C>(3, 2),
+            ],
+        )
         .await?;
 
         apply(&mut sm, [blank_ent_0::<C>(3, 1)]).await?;
 
-        let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+        let initial = StorageHelper::new(&mut store, &mut sm)
+            .get_initial_state()
+            .await?;
 
         assert_eq!(
             Some(&log_id_0(3, 2)),
@@ -451,13 +596,18 @@ where
 
         tracing::info!("--- no log, read membership from state machine");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(1, 2, btreeset! {3,4,5}),
+                ],
+            )
             .await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {3,4,5}], None),
@@ -469,7 +619,9 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 1, btreeset! {1,2,3})]).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {3,4,5}], None),
@@ -481,7 +633,9 @@ where
         {
             append(&mut store, [membership_ent_0::<C>(1, 3, btreeset! {1,2,3})]).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
 
             assert_eq!(
                 &Membership::new(vec![btreeset! {1,2,3}], None),
@@ -492,14 +646,19 @@ where
         Ok(())
     }
 
-    pub async fn get_initial_state_last_log_gt_sm(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn get_initial_state_last_log_gt_sm(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
         append(&mut store, [blank_ent_0::<C>(0, 0), blank_ent_0::<C>(2, 1)]).await?;
 
         apply(&mut sm, [blank_ent_0::<C>(1, 1), blank_ent_0::<C>(1, 2)]).await?;
 
-        let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+        let initial = StorageHelper::new(&mut store, &mut sm)
+            .get_initial_state()
+            .await?;
 
         assert_eq!(
             Some(&log_id_0(2, 1)),
@@ -509,14 +668,19 @@ where
         Ok(())
     }
 
-    pub async fn get_initial_state_last_log_lt_sm(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn get_initial_state_last_log_lt_sm(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
         append(&mut store, [blank_ent_0::<C>(1, 2)]).await?;
 
         apply(&mut sm, [blank_ent_0::<C>(3, 1)]).await?;
 
-        let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+        let initial = StorageHelper::new(&mut store, &mut sm)
+            .get_initial_state()
+            .await?;
 
         assert_eq!(
             Some(&log_id_0(3, 1)),
@@ -531,7 +695,10 @@ where
         Ok(())
     }
 
-    pub async fn get_initial_state_log_ids(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn get_initial_state_log_ids(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         let log_id = |t, n: u64, i| LogId::<C::NodeId> {
             leader_id: CommittedLeaderId::new(t, n.into()),
             index: i,
@@ -539,28 +706,42 @@ where
 
         tracing::info!("--- empty store, expect []");
         {
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
-            assert_eq!(Vec::<LogId<C::NodeId>>::new(), initial.log_ids.key_log_ids());
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
+            assert_eq!(
+                Vec::<LogId<C::NodeId>>::new(),
+                initial.log_ids.key_log_ids()
+            );
         }
 
         tracing::info!("--- log terms: [0], last_purged_log_id is None, expect [(0,0)]");
         {
             append(&mut store, [blank_ent_0::<C>(0, 0)]).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(vec![log_id(0, 0, 0)], initial.log_ids.key_log_ids());
         }
 
-        tracing::info!("--- log terms: [0,1,1,2], last_purged_log_id is None, expect [(0,0),(1,1),(2,3)]");
+        tracing::info!(
+            "--- log terms: [0,1,1,2], last_purged_log_id is None, expect [(0,0),(1,1),(2,3)]"
+        );
         {
-            append(&mut store, [
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-                blank_ent_0::<C>(2, 3),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    blank_ent_0::<C>(1, 2),
+                    blank_ent_0::<C>(2, 3),
+                ],
+            )
             .await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
                 vec![log_id(0, 0, 0), log_id(1, 0, 1), log_id(2, 0, 3)],
                 initial.log_ids.key_log_ids()
@@ -571,14 +752,19 @@ where
             "--- log terms: [0,1,1,2,2,3,3], last_purged_log_id is None, expect [(0,0),(1,1),(2,3),(3,5),(3,6)]"
         );
         {
-            append(&mut store, [
-                blank_ent_0::<C>(2, 4),
-                blank_ent_0::<C>(3, 5),
-                blank_ent_0::<C>(3, 6),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(2, 4),
+                    blank_ent_0::<C>(3, 5),
+                    blank_ent_0::<C>(3, 6),
+                ],
+            )
             .await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
                 vec![
                     log_id(0, 0, 0),
@@ -597,7 +783,9 @@ where
         {
             store.purge(log_id(0, 0, 0)).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
                 vec![
                     log_id(0, 0, 0),
@@ -614,9 +802,16 @@ where
         {
             store.purge(log_id(1, 0, 1)).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
-                vec![log_id(1, 0, 1), log_id(2, 0, 3), log_id(3, 0, 5), log_id(3, 0, 6)],
+                vec![
+                    log_id(1, 0, 1),
+                    log_id(2, 0, 3),
+                    log_id(3, 0, 5),
+                    log_id(3, 0, 6)
+                ],
                 initial.log_ids.key_log_ids()
             );
         }
@@ -625,18 +820,29 @@ where
         {
             store.purge(log_id(1, 0, 2)).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
-                vec![log_id(1, 0, 2), log_id(2, 0, 3), log_id(3, 0, 5), log_id(3, 0, 6)],
+                vec![
+                    log_id(1, 0, 2),
+                    log_id(2, 0, 3),
+                    log_id(3, 0, 5),
+                    log_id(3, 0, 6)
+                ],
                 initial.log_ids.key_log_ids()
             );
         }
 
-        tracing::info!("--- log terms: [x,x,x,x,2,3,3], last_purged_log_id: (2,3), expect [(2,3),(3,5),(3,6)]");
+        tracing::info!(
+            "--- log terms: [x,x,x,x,2,3,3], last_purged_log_id: (2,3), expect [(2,3),(3,5),(3,6)]"
+        );
         {
             store.purge(log_id(2, 0, 3)).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(
                 vec![log_id(2, 0, 3), log_id(3, 0, 5), log_id(3, 0, 6)],
                 initial.log_ids.key_log_ids()
@@ -647,7 +853,9 @@ where
         {
             store.purge(log_id(3, 0, 6)).await?;
 
-            let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+            let initial = StorageHelper::new(&mut store, &mut sm)
+                .get_initial_state()
+                .await?;
             assert_eq!(vec![log_id(3, 0, 6)], initial.log_ids.key_log_ids());
         }
 
@@ -661,12 +869,15 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         Self::default_vote(&mut store).await?;
 
-        append(&mut store, [
-            blank_ent_0::<C>(1, 2),
-            blank_ent_0::<C>(1, 3),
-            blank_ent_0::<C>(1, 4),
-            blank_ent_0::<C>(1, 5),
-        ])
+        append(
+            &mut store,
+            [
+                blank_ent_0::<C>(1, 2),
+                blank_ent_0::<C>(1, 3),
+                blank_ent_0::<C>(1, 4),
+                blank_ent_0::<C>(1, 5),
+            ],
+        )
         .await?;
         store.purge(log_id_0(1, 1)).await?;
 
@@ -679,9 +890,15 @@ where
             return Ok(());
         }
 
-        let initial = StorageHelper::new(&mut store, &mut sm).get_initial_state().await?;
+        let initial = StorageHelper::new(&mut store, &mut sm)
+            .get_initial_state()
+            .await?;
 
-        assert_eq!(Some(&log_id_0(1, 4)), initial.io_applied(), "last_applied is updated");
+        assert_eq!(
+            Some(&log_id_0(1, 4)),
+            initial.io_applied(),
+            "last_applied is updated"
+        );
         assert_eq!(
             Some(log_id_0(1, 4)),
             sm.applied_state().await?.0,
@@ -721,7 +938,10 @@ where
         Ok(())
     }
 
-    pub async fn limited_get_log_entries(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn limited_get_log_entries(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         Self::feed_10_logs_vote_self(&mut store).await?;
 
         tracing::info!("--- get start == stop");
@@ -742,10 +962,18 @@ where
         Ok(())
     }
 
-    pub async fn try_get_log_entry(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn try_get_log_entry(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         Self::feed_10_logs_vote_self(&mut store).await?;
 
-        store.purge(LogId::new(CommittedLeaderId::new(0, C::NodeId::default()), 0)).await?;
+        store
+            .purge(LogId::new(
+                CommittedLeaderId::new(0, C::NodeId::default()),
+                0,
+            ))
+            .await?;
 
         // `purge()` does not have to do the purge at once.
         // The implementation may choose to do it in the background.
@@ -778,11 +1006,14 @@ where
 
         tracing::info!("--- only logs");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(0, 0),
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(0, 0),
+                    blank_ent_0::<C>(1, 1),
+                    blank_ent_0::<C>(1, 2),
+                ],
+            )
             .await?;
 
             let st = store.get_log_state().await?;
@@ -796,7 +1027,10 @@ where
 
             let st = store.get_log_state().await?;
             assert_eq!(
-                Some(LogId::new(CommittedLeaderId::new(0, C::NodeId::default()), 0)),
+                Some(LogId::new(
+                    CommittedLeaderId::new(0, C::NodeId::default()),
+                    0
+                )),
                 st.last_purged_log_id
             );
             assert_eq!(Some(log_id_0(1, 2)), st.last_log_id);
@@ -860,11 +1094,14 @@ where
 
         tracing::info!("--- only logs");
         {
-            append(&mut store, [
-                blank_ent_0::<C>(0, 0),
-                blank_ent_0::<C>(1, 1),
-                blank_ent_0::<C>(1, 2),
-            ])
+            append(
+                &mut store,
+                [
+                    blank_ent_0::<C>(0, 0),
+                    blank_ent_0::<C>(1, 1),
+                    blank_ent_0::<C>(1, 2),
+                ],
+            )
             .await?;
 
             let last_log_id = store.get_log_state().await?.last_log_id;
@@ -893,7 +1130,10 @@ where
         Ok(())
     }
 
-    pub async fn last_applied_state(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn last_applied_state(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         let (applied, mem) = sm.applied_state().await?;
         assert_eq!(None, applied);
         assert_eq!(StoredMembership::default(), mem);
@@ -905,7 +1145,10 @@ where
             let (applied, mem) = sm.applied_state().await?;
             assert_eq!(Some(log_id_0(1, 3)), applied);
             assert_eq!(
-                StoredMembership::new(Some(log_id_0(1, 3)), Membership::new(vec![btreeset! {1,2}], None)),
+                StoredMembership::new(
+                    Some(log_id_0(1, 3)),
+                    Membership::new(vec![btreeset! {1,2}], None)
+                ),
                 mem
             );
         }
@@ -917,7 +1160,10 @@ where
             let (applied, mem) = sm.applied_state().await?;
             assert_eq!(Some(log_id_0(1, 5)), applied);
             assert_eq!(
-                StoredMembership::new(Some(log_id_0(1, 3)), Membership::new(vec![btreeset! {1,2}], None)),
+                StoredMembership::new(
+                    Some(log_id_0(1, 3)),
+                    Membership::new(vec![btreeset! {1,2}], None)
+                ),
                 mem
             );
         }
@@ -925,7 +1171,10 @@ where
         Ok(())
     }
 
-    pub async fn purge_logs_upto_0(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn purge_logs_upto_0(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- delete (-oo, 0]");
 
         Self::feed_10_logs_vote_self(&mut store).await?;
@@ -950,7 +1199,10 @@ where
         Ok(())
     }
 
-    pub async fn purge_logs_upto_5(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn purge_logs_upto_5(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- delete (-oo, 5]");
 
         Self::feed_10_logs_vote_self(&mut store).await?;
@@ -975,7 +1227,10 @@ where
         Ok(())
     }
 
-    pub async fn purge_logs_upto_20(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn purge_logs_upto_20(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- delete (-oo, 20]");
 
         Self::feed_10_logs_vote_self(&mut store).await?;
@@ -999,7 +1254,10 @@ where
         Ok(())
     }
 
-    pub async fn delete_logs_since_11(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn delete_logs_since_11(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- delete [11, +oo)");
 
         Self::feed_10_logs_vote_self(&mut store).await?;
@@ -1019,7 +1277,10 @@ where
         Ok(())
     }
 
-    pub async fn delete_logs_since_0(mut store: LS, mut sm: SM) -> Result<(), StorageError<C::NodeId>> {
+    pub async fn delete_logs_since_0(
+        mut store: LS,
+        mut sm: SM,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("--- delete [0, +oo)");
 
         Self::feed_10_logs_vote_self(&mut store).await?;
@@ -1052,7 +1313,12 @@ where
         append(&mut store, [blank_ent_0::<C>(2, 11)]).await?;
 
         let l = store.try_get_log_entries(0..).await?.len();
-        let last = store.try_get_log_entries(0..).await?.into_iter().last().unwrap();
+        let last = store
+            .try_get_log_entries(0..)
+            .await?
+            .into_iter()
+            .last()
+            .unwrap();
 
         assert_eq!(l, 11, "expected 11 entries to exist in the log");
         assert_eq!(*last.get_log_id(), log_id_0(2, 11), "unexpected log id");
@@ -1077,10 +1343,13 @@ where
 
         tracing::info!("--- one app log, one membership log");
         {
-            apply(&mut sm, [
-                blank_ent_0::<C>(1, 1),
-                membership_ent_0::<C>(2, 2, btreeset! {3,4}),
-            ])
+            apply(
+                &mut sm,
+                [
+                    blank_ent_0::<C>(1, 1),
+                    membership_ent_0::<C>(2, 2, btreeset! {3,4}),
+                ],
+            )
             .await?;
 
             let mut b = sm.get_snapshot_builder().await;
@@ -1121,7 +1390,10 @@ where
             let (last_applied, mem) = sm.applied_state().await?;
 
             assert_eq!(last_applied, Some(log_id_0(1, 1)),);
-            assert_eq!(mem.membership(), &Membership::new(vec![btreeset! {1,2}], None));
+            assert_eq!(
+                mem.membership(),
+                &Membership::new(vec![btreeset! {1,2}], None)
+            );
         }
 
         // TODO: figure out how to test applying normal entry. `C::D` can not be built by Openraft
@@ -1147,14 +1419,20 @@ where
         let (last_applied, _) = sm.applied_state().await?;
         assert_eq!(last_applied, None,);
 
-        let entries = [blank_ent_0::<C>(0, 0), membership_ent_0::<C>(1, 1, btreeset! {1,2})];
+        let entries = [
+            blank_ent_0::<C>(0, 0),
+            membership_ent_0::<C>(1, 1, btreeset! {1,2}),
+        ];
 
         let replies = apply(&mut sm, entries).await?;
         assert_eq!(replies.len(), 2);
 
         let (last_applied, mem) = sm.applied_state().await?;
         assert_eq!(last_applied, Some(log_id_0(1, 1)),);
-        assert_eq!(mem.membership(), &Membership::new(vec![btreeset! {1,2}], None));
+        assert_eq!(
+            mem.membership(),
+            &Membership::new(vec![btreeset! {1,2}], None)
+        );
 
         Ok(())
     }
@@ -1168,16 +1446,30 @@ where
 
         tracing::info!("--- make sure that initial snapshot is empty");
         // Start with empty snapshot
-        assert!(sm_l.get_current_snapshot().await?.is_none(), "initialized snapshot");
-        assert!(sm_f.get_current_snapshot().await?.is_none(), "initialized snapshot");
+        assert!(
+            sm_l.get_current_snapshot().await?.is_none(),
+            "initialized snapshot"
+        );
+        assert!(
+            sm_f.get_current_snapshot().await?.is_none(),
+            "initialized snapshot"
+        );
 
         // Add a few entries so we have state to snapshot
-        let snapshot_entries = vec![membership_ent_0::<C>(1, 2, btreeset! {1, 2, 3}), blank_ent_0::<C>(3, 3)];
+        let snapshot_entries = vec![
+            membership_ent_0::<C>(1, 2, btreeset! {1, 2, 3}),
+            blank_ent_0::<C>(3, 3),
+        ];
         sm_l.apply(snapshot_entries).await?;
         let snapshot_last_log_id = Some(log_id_0(3, 3));
-        let snapshot_last_membership =
-            StoredMembership::new(Some(log_id_0(1, 2)), Membership::new(vec![btreeset![1, 2, 3]], None));
-        let snapshot_applied_state = (snapshot_last_log_id.clone(), snapshot_last_membership.clone());
+        let snapshot_last_membership = StoredMembership::new(
+            Some(log_id_0(1, 2)),
+            Membership::new(vec![btreeset![1, 2, 3]], None),
+        );
+        let snapshot_applied_state = (
+            snapshot_last_log_id.clone(),
+            snapshot_last_membership.clone(),
+        );
 
         tracing::info!("--- build and get snapshot on leader state machine");
         let ss1 = sm_l.get_snapshot_builder().await.build_snapshot().await?;
@@ -1189,7 +1481,10 @@ where
             ss1.meta.last_membership, snapshot_last_membership,
             "built snapshot has wrong last membership"
         );
-        let ss1_cur = sm_l.get_current_snapshot().await?.expect("uninitialized snapshot");
+        let ss1_cur = sm_l
+            .get_current_snapshot()
+            .await?
+            .expect("uninitialized snapshot");
         assert_eq!(
             ss1_cur.meta, ss1.meta,
             "current snapshot metadata not updated correctly on leader sm"
@@ -1203,7 +1498,10 @@ where
 
         tracing::info!("--- check correctness of installed snapshot");
         // ... by requesting whole snapshot
-        let ss2 = sm_f.get_current_snapshot().await?.expect("uninitialized snapshot");
+        let ss2 = sm_f
+            .get_current_snapshot()
+            .await?
+            .expect("uninitialized snapshot");
         assert_eq!(
             ss2.meta, ss1.meta,
             "snapshot metadata not updated correctly on follower sm"
@@ -1234,7 +1532,9 @@ where
 
 /// Create a log id with node id 0 for testing.
 fn log_id_0<NID>(term: u64, index: u64) -> LogId<NID>
-where NID: NodeId + From<u64> {
+where
+    NID: NodeId + From<u64>,
+{
     LogId {
         leader_id: CommittedLeaderId::new(term, NODE_ID.into()),
         index,
@@ -1243,13 +1543,17 @@ where NID: NodeId + From<u64> {
 
 /// Create a blank log entry with node_id 0 for test.
 fn blank_ent_0<C: RaftTypeConfig>(term: u64, index: u64) -> C::Entry
-where C::NodeId: From<u64> {
+where
+    C::NodeId: From<u64>,
+{
     C::Entry::new_blank(log_id_0(term, index))
 }
 
 /// Create a membership entry with node_id 0 for test.
 fn membership_ent_0<C: RaftTypeConfig>(term: u64, index: u64, bs: BTreeSet<C::NodeId>) -> C::Entry
-where C::NodeId: From<u64> {
+where
+    C::NodeId: From<u64>,
+{
     C::Entry::new_membership(log_id_0(term, index), Membership::new(vec![bs], ()))
 }
 
@@ -1310,6 +1614,8 @@ where
     let cb = LogFlushed::new(log_io_id, tx);
 
     store.append(entries, cb).await?;
-    rx.await.unwrap().map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
+    rx.await
+        .unwrap()
+        .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
     Ok(())
 }

@@ -33,7 +33,10 @@ pub trait TypeConfigExt: RaftTypeConfig {
     }
 
     /// Require a [`Future`] to complete before the specified duration has elapsed.
-    fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> TimeoutOf<Self, R, F> {
+    fn timeout<R, F: Future<Output = R> + OptionalSend>(
+        duration: Duration,
+        future: F,
+    ) -> TimeoutOf<Self, R, F> {
         AsyncRuntimeOf::<Self>::timeout(duration, future)
     }
 
@@ -52,7 +55,9 @@ pub trait TypeConfigExt: RaftTypeConfig {
     /// This is just a wrapper of
     /// [`AsyncRuntime::oneshot`](`crate::async_runtime::AsyncRuntime::oneshot`).
     fn oneshot<T>() -> (OneshotSenderOf<Self, T>, OneshotReceiverOf<Self, T>)
-    where T: OptionalSend {
+    where
+        T: OptionalSend,
+    {
         AsyncRuntimeOf::<Self>::oneshot()
     }
 

@@ -23,7 +23,9 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
     Snapshot,
 
     /// Get a snapshot from the state machine, send back via a oneshot::Sender.
-    GetSnapshot { tx: ResultSender<C, Option<Snapshot<C>>> },
+    GetSnapshot {
+        tx: ResultSender<C, Option<Snapshot<C>>>,
+    },
 
     /// Purge logs covered by a snapshot up to a specified index.
     ///
@@ -34,7 +36,8 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
 }
 
 impl<C> fmt::Debug for ExternalCommand<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -42,7 +45,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> fmt::Display for ExternalCommand<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

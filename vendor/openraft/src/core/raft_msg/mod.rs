@@ -34,14 +34,18 @@ pub(crate) type VoteTx<C> = ResultSender<C, VoteResponse<NodeIdOf<C>>>;
 pub(crate) type AppendEntriesTx<C> = ResultSender<C, AppendEntriesResponse<NodeIdOf<C>>>;
 
 /// TX for Linearizable Read Response
-pub(crate) type ClientReadTx<C> =
-    ResultSender<C, (Option<LogIdOf<C>>, Option<LogIdOf<C>>), CheckIsLeaderError<NodeIdOf<C>, NodeOf<C>>>;
+pub(crate) type ClientReadTx<C> = ResultSender<
+    C,
+    (Option<LogIdOf<C>>, Option<LogIdOf<C>>),
+    CheckIsLeaderError<NodeIdOf<C>, NodeOf<C>>,
+>;
 
 /// A message sent by application to the [`RaftCore`].
 ///
 /// [`RaftCore`]: crate::core::RaftCore
 pub(crate) enum RaftMsg<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     AppendEntries {
         rpc: AppendEntriesRequest<C>,
@@ -103,7 +107,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> MessageSummary<RaftMsg<C>> for RaftMsg<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn summary(&self) -> String {
         match self {
@@ -115,7 +120,10 @@ where C: RaftTypeConfig
             }
             RaftMsg::BeginReceivingSnapshot { .. } => "BeginReceivingSnapshot".to_string(),
             RaftMsg::InstallFullSnapshot { vote, snapshot, .. } => {
-                format!("InstallFullSnapshot: vote: {}, snapshot: {}", vote, snapshot)
+                format!(
+                    "InstallFullSnapshot: vote: {}, snapshot: {}",
+                    vote, snapshot
+                )
             }
             RaftMsg::ClientWriteRequest { .. } => "ClientWriteRequest".to_string(),
             RaftMsg::CheckIsLeaderRequest { .. } => "CheckIsLeaderRequest".to_string(),
@@ -127,7 +135,10 @@ where C: RaftTypeConfig
                 retain,
                 ..
             } => {
-                format!("ChangeMembership: members: {:?}, retain: {}", members, retain,)
+                format!(
+                    "ChangeMembership: members: {:?}, retain: {}",
+                    members, retain,
+                )
             }
             RaftMsg::ExternalCoreRequest { .. } => "External Request".to_string(),
             RaftMsg::ExternalCommand { cmd } => {

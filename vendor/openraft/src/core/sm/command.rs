@@ -11,14 +11,16 @@ use crate::Snapshot;
 
 #[derive(PartialEq)]
 pub(crate) struct Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) seq: CommandSeq,
     pub(crate) payload: CommandPayload<C>,
 }
 
 impl<C> Debug for Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateMachineCommand")
@@ -29,7 +31,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Command<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) fn new(payload: CommandPayload<C>) -> Self {
         Self { seq: 0, payload }
@@ -59,7 +62,9 @@ where C: RaftTypeConfig
         Command::new(payload)
     }
 
-    pub(crate) fn begin_receiving_snapshot(tx: ResultSender<C, Box<SnapshotDataOf<C>>, Infallible>) -> Self {
+    pub(crate) fn begin_receiving_snapshot(
+        tx: ResultSender<C, Box<SnapshotDataOf<C>>, Infallible>,
+    ) -> Self {
         let payload = CommandPayload::BeginReceivingSnapshot { tx };
         Command::new(payload)
     }
@@ -84,7 +89,8 @@ pub(crate) type CommandSeq = u64;
 
 /// The payload of a state machine command.
 pub(crate) enum CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Instruct the state machine to create a snapshot based on its most recent view.
     BuildSnapshot,
@@ -109,7 +115,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> Debug for CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -128,22 +135,35 @@ where C: RaftTypeConfig
 
 // `PartialEq` is only used for testing
 impl<C> PartialEq for CommandPayload<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (CommandPayload::BuildSnapshot, CommandPayload::BuildSnapshot) => true,
             (CommandPayload::GetSnapshot { .. }, CommandPayload::GetSnapshot { .. }) => true,
-            (CommandPayload::BeginReceivingSnapshot { .. }, CommandPayload::BeginReceivingSnapshot { .. }) => true,
+            (
+                CommandPayload::BeginReceivingSnapshot { .. },
+                CommandPayload::BeginReceivingSnapshot { .. },
+            ) => true,
             (
                 CommandPayload::InstallFullSnapshot { snapshot: s1 },
                 CommandPayload::InstallFullSnapshot { snapshot: s2 },
             ) => s1.meta == s2.meta,
-            (CommandPayload::Apply { entries: entries1 }, CommandPayload::Apply { entries: entries2 }) => {
+            (
+                CommandPayload::Apply { entries: entries1 },
+                CommandPayload::Apply { entries: entries2 },
+            ) => {
                 // Entry may not be `Eq`, we just compare log id.
                 // This would be enough for testing.
-                entries1.iter().map(|e| e.get_log_id().clone()).collect::<Vec<_>>()
-                    == entries2.iter().map(|e| e.get_log_id().clone()).collect::<Vec<_>>()
+                entries1
+                    .iter()
+                    .map(|e| e.get_log_id().clone())
+                    .collect::<Vec<_>>()
+                    == entries2
+                        .iter()
+                        .map(|e| e.get_log_id().clone())
+                        .collect::<Vec<_>>()
             }
             _ => false,
         }

@@ -10,7 +10,8 @@ use crate::Snapshot;
 
 /// State machine worker handle for sending command to it.
 pub(crate) struct Handle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(in crate::core::sm) cmd_tx: mpsc::UnboundedSender<sm::Command<C>>,
 
@@ -19,9 +20,13 @@ where C: RaftTypeConfig
 }
 
 impl<C> Handle<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
-    pub(crate) fn send(&mut self, cmd: sm::Command<C>) -> Result<(), mpsc::error::SendError<sm::Command<C>>> {
+    pub(crate) fn send(
+        &mut self,
+        cmd: sm::Command<C>,
+    ) -> Result<(), mpsc::error::SendError<sm::Command<C>>> {
         tracing::debug!("sending command to state machine worker: {:?}", cmd);
         self.cmd_tx.send(cmd)
     }
@@ -36,7 +41,8 @@ where C: RaftTypeConfig
 
 /// A handle for retrieving a snapshot from the state machine.
 pub(crate) struct SnapshotReader<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Weak command sender to the state machine worker.
     ///
@@ -47,7 +53,8 @@ where C: RaftTypeConfig
 }
 
 impl<C> SnapshotReader<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Get a snapshot from the state machine.
     ///

@@ -51,7 +51,10 @@ where
 
         let join_handle = worker.do_spawn();
 
-        Handle { cmd_tx, join_handle }
+        Handle {
+            cmd_tx,
+            join_handle,
+        }
     }
 
     fn do_spawn(mut self) -> JoinHandleOf<C, ()> {
@@ -102,11 +105,14 @@ where
                     tracing::info!("{}: install complete snapshot", func_name!());
 
                     let meta = snapshot.meta.clone();
-                    self.state_machine.install_snapshot(&meta, snapshot.snapshot).await?;
+                    self.state_machine
+                        .install_snapshot(&meta, snapshot.snapshot)
+                        .await?;
 
                     tracing::info!("Done install complete snapshot, meta: {}", meta);
 
-                    let res = CommandResult::new(cmd.seq, Ok(Response::InstallSnapshot(Some(meta))));
+                    let res =
+                        CommandResult::new(cmd.seq, Ok(Response::InstallSnapshot(Some(meta))));
                     let _ = self.resp_tx.send(Notify::sm(res));
                 }
                 CommandPayload::BeginReceivingSnapshot { tx } => {
@@ -126,7 +132,10 @@ where
         }
     }
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn apply(&mut self, entries: Vec<C::Entry>) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
+    async fn apply(
+        &mut self,
+        entries: Vec<C::Entry>,
+    ) -> Result<ApplyResult<C>, StorageError<C::NodeId>> {
         // TODO: prepare response before apply,
         //       so that an Entry does not need to be Clone,
         //       and no references will be used by apply
@@ -193,7 +202,10 @@ where
     }
 
     #[tracing::instrument(level = "info", skip_all)]
-    async fn get_snapshot(&mut self, tx: ResultSender<C, Option<Snapshot<C>>>) -> Result<(), StorageError<C::NodeId>> {
+    async fn get_snapshot(
+        &mut self,
+        tx: ResultSender<C, Option<Snapshot<C>>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
         tracing::info!("{}", func_name!());
 
         let snapshot = self.state_machine.get_current_snapshot().await?;

@@ -40,7 +40,10 @@ fn test_elect_single_node() -> anyhow::Result<()> {
         eng.config.id = 1;
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(0, 1, 1)), m1())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(0, 1, 1)),
+                m1(),
+            )));
 
         eng.elect();
 
@@ -53,7 +56,9 @@ fn test_elect_single_node() -> anyhow::Result<()> {
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(1, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(1, 1)
+                },
                 Command::SendVote {
                     vote_req: VoteRequest {
                         vote: Vote::new(1, 1),
@@ -76,7 +81,10 @@ fn test_elect_again_overrides_previous_campaign() -> anyhow::Result<()> {
         eng.config.id = 1;
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(0, 1, 1)), m1())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(0, 1, 1)),
+                m1(),
+            )));
 
         // The first campaign, to be overridden by the second one.
         eng.elect();
@@ -96,7 +104,9 @@ fn test_elect_again_overrides_previous_campaign() -> anyhow::Result<()> {
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(2, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(2, 1)
+                },
                 Command::SendVote {
                     vote_req: VoteRequest {
                         vote: Vote::new(2, 1),
@@ -118,7 +128,10 @@ fn test_elect_multi_node_enter_candidate() -> anyhow::Result<()> {
         eng.config.id = 1;
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(0, 1, 1)), m12())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(0, 1, 1)),
+                m12(),
+            )));
         eng.state.log_ids = LogIdList::new(vec![log_id(1, 1, 1)]);
 
         eng.elect();
@@ -129,7 +142,8 @@ fn test_elect_multi_node_enter_candidate() -> anyhow::Result<()> {
 
         assert_eq!(
             Some(btreeset! {},),
-            eng.candidate_ref().map(|x| x.granters().collect::<BTreeSet<_>>())
+            eng.candidate_ref()
+                .map(|x| x.granters().collect::<BTreeSet<_>>())
         );
 
         assert_eq!(ServerState::Candidate, eng.state.server_state);
@@ -137,7 +151,9 @@ fn test_elect_multi_node_enter_candidate() -> anyhow::Result<()> {
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(1, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(1, 1)
+                },
                 Command::SendVote {
                     vote_req: VoteRequest::new(Vote::new(1, 1), Some(log_id(1, 1, 1)))
                 },

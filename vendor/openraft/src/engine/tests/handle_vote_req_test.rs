@@ -28,11 +28,17 @@ fn eng() -> Engine<UTConfig> {
 
     eng.config.id = 1;
     // By default expire the leader lease so that the vote can be overridden in these tests.
-    eng.state.vote = UTime::new(TokioInstant::now() - Duration::from_millis(300), Vote::new(2, 1));
+    eng.state.vote = UTime::new(
+        TokioInstant::now() - Duration::from_millis(300),
+        Vote::new(2, 1),
+    );
     eng.state.server_state = ServerState::Candidate;
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m01())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(1, 1, 1)),
+            m01(),
+        )));
     eng.new_candidate(*eng.state.vote_ref());
     eng.output.take_commands();
 
@@ -42,14 +48,19 @@ fn eng() -> Engine<UTConfig> {
 #[test]
 fn test_handle_vote_req_rejected_by_leader_lease() -> anyhow::Result<()> {
     let mut eng = eng();
-    eng.state.vote.update(TokioInstant::now(), Vote::new_committed(2, 1));
+    eng.state
+        .vote
+        .update(TokioInstant::now(), Vote::new_committed(2, 1));
 
     let resp = eng.handle_vote_req(VoteRequest {
         vote: Vote::new(3, 2),
         last_log_id: Some(log_id(2, 1, 3)),
     });
 
-    assert_eq!(VoteResponse::new(Vote::new_committed(2, 1), None, false), resp);
+    assert_eq!(
+        VoteResponse::new(Vote::new_committed(2, 1), None, false),
+        resp
+    );
 
     assert_eq!(Vote::new_committed(2, 1), *eng.state.vote_ref());
     assert!(eng.leader.is_none());
@@ -92,7 +103,10 @@ fn test_handle_vote_req_reject_smaller_last_log_id() -> anyhow::Result<()> {
         last_log_id: Some(log_id(1, 1, 3)),
     });
 
-    assert_eq!(VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 3)), false), resp);
+    assert_eq!(
+        VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 3)), false),
+        resp
+    );
 
     assert_eq!(Vote::new(2, 1), *eng.state.vote_ref());
     assert!(eng.leader.is_none());
@@ -119,7 +133,10 @@ fn test_handle_vote_req_granted_equal_vote_and_last_log_id() -> anyhow::Result<(
         last_log_id: Some(log_id(2, 1, 3)),
     });
 
-    assert_eq!(VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 3)), true), resp);
+    assert_eq!(
+        VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 3)), true),
+        resp
+    );
 
     assert_eq!(Vote::new(2, 1), *eng.state.vote_ref());
     assert!(eng.leader.is_none());
@@ -146,21 +163,27 @@ fn test_handle_vote_req_granted_greater_vote() -> anyhow::Result<()> {
     });
 
     // respond the updated vote.
-    assert_eq!(VoteResponse::new(Vote::new(3, 1), Some(log_id(2, 1, 3)), true), resp);
+    assert_eq!(
+        VoteResponse::new(Vote::new(3, 1), Some(log_id(2, 1, 3)), true),
+        resp
+    );
 
     assert_eq!(Vote::new(3, 1), *eng.state.vote_ref());
     assert!(eng.leader.is_none());
 
     assert_eq!(ServerState::Follower, eng.state.server_state);
     assert_eq!(
-        vec![Command::SaveVote { vote: Vote::new(3, 1) },],
+        vec![Command::SaveVote {
+            vote: Vote::new(3, 1)
+        },],
         eng.output.take_commands()
     );
     Ok(())
 }
 
 #[test]
-fn test_handle_vote_req_granted_follower_learner_does_not_emit_update_server_state_cmd() -> anyhow::Result<()> {
+fn test_handle_vote_req_granted_follower_learner_does_not_emit_update_server_state_cmd(
+) -> anyhow::Result<()> {
     // A greater vote should emit a SaveVote command.
 
     // Learner
@@ -182,7 +205,9 @@ fn test_handle_vote_req_granted_follower_learner_does_not_emit_update_server_sta
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(3, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(3, 1)
+                },
             ],
             eng.output.take_commands()
         );
@@ -206,7 +231,9 @@ fn test_handle_vote_req_granted_follower_learner_does_not_emit_update_server_sta
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(3, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(3, 1)
+                },
             ],
             eng.output.take_commands()
         );

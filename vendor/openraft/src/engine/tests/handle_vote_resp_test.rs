@@ -48,9 +48,15 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
         eng.state.vote = UTime::new(TokioInstant::now(), Vote::new(2, 1));
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(1, 1, 1)),
+                m12(),
+            )));
 
-        eng.handle_vote_resp(2, VoteResponse::new(Vote::new(2, 2), Some(log_id(2, 1, 2)), true));
+        eng.handle_vote_resp(
+            2,
+            VoteResponse::new(Vote::new(2, 2), Some(log_id(2, 1, 2)), true),
+        );
 
         assert_eq!(Vote::new(2, 1), *eng.state.vote_ref());
 
@@ -68,7 +74,10 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
         eng.state.vote = UTime::new(TokioInstant::now(), Vote::new(2, 1));
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(1, 1, 1)),
+                m12(),
+            )));
         eng.new_candidate(*eng.state.vote_ref());
         eng.output.take_commands();
 
@@ -77,14 +86,20 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
 
         eng.state.server_state = ServerState::Candidate;
 
-        eng.handle_vote_resp(2, VoteResponse::new(Vote::new(1, 1), Some(log_id(2, 1, 2)), true));
+        eng.handle_vote_resp(
+            2,
+            VoteResponse::new(Vote::new(1, 1), Some(log_id(2, 1, 2)), true),
+        );
 
         assert_eq!(Vote::new(2, 1), *eng.state.vote_ref());
 
         assert_eq!(&Vote::new(2, 1), eng.candidate_ref().unwrap().vote_ref());
         assert_eq!(
             btreeset! {1},
-            eng.candidate_ref().unwrap().granters().collect::<BTreeSet<_>>()
+            eng.candidate_ref()
+                .unwrap()
+                .granters()
+                .collect::<BTreeSet<_>>()
         );
 
         assert_eq!(ServerState::Candidate, eng.state.server_state);
@@ -101,7 +116,10 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
         eng.state.log_ids = LogIdList::new(vec![log_id(3, 1, 3)]);
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(1, 1, 1)),
+                m12(),
+            )));
         eng.new_candidate(*eng.state.vote_ref());
         eng.output.take_commands();
 
@@ -110,7 +128,10 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
 
         eng.state.server_state = ServerState::Candidate;
 
-        eng.handle_vote_resp(2, VoteResponse::new(Vote::new(3, 2), Some(log_id(2, 1, 2)), true));
+        eng.handle_vote_resp(
+            2,
+            VoteResponse::new(Vote::new(3, 2), Some(log_id(2, 1, 2)), true),
+        );
 
         assert_eq!(Vote::new(3, 2), *eng.state.vote_ref());
 
@@ -118,9 +139,12 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
 
         assert_eq!(ServerState::Follower, eng.state.server_state,);
 
-        assert_eq!(eng.output.take_commands(), vec![Command::SaveVote {
-            vote: Vote::new(3, 2)
-        }],);
+        assert_eq!(
+            eng.output.take_commands(),
+            vec![Command::SaveVote {
+                vote: Vote::new(3, 2)
+            }],
+        );
     }
 
     tracing::info!("--- equal vote, granted, but not constitute a quorum. nothing to do");
@@ -130,7 +154,10 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
         eng.state.vote = UTime::new(TokioInstant::now(), Vote::new(2, 1));
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m1234())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(1, 1, 1)),
+                m1234(),
+            )));
         eng.new_candidate(*eng.state.vote_ref());
         eng.output.take_commands();
 
@@ -139,14 +166,20 @@ fn test_handle_vote_resp() -> anyhow::Result<()> {
 
         eng.state.server_state = ServerState::Candidate;
 
-        eng.handle_vote_resp(2, VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 2)), true));
+        eng.handle_vote_resp(
+            2,
+            VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 2)), true),
+        );
 
         assert_eq!(Vote::new(2, 1), *eng.state.vote_ref());
 
         assert_eq!(&Vote::new(2, 1), eng.candidate_ref().unwrap().vote_ref());
         assert_eq!(
             btreeset! {1,2},
-            eng.candidate_ref().unwrap().granters().collect::<BTreeSet<_>>()
+            eng.candidate_ref()
+                .unwrap()
+                .granters()
+                .collect::<BTreeSet<_>>()
         );
 
         assert_eq!(ServerState::Candidate, eng.state.server_state);
@@ -165,7 +198,10 @@ fn test_handle_vote_resp_equal_vote() -> anyhow::Result<()> {
         eng.state.vote = UTime::new(TokioInstant::now(), Vote::new(2, 1));
         eng.state
             .membership_state
-            .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())));
+            .set_effective(Arc::new(EffectiveMembership::new(
+                Some(log_id(1, 1, 1)),
+                m12(),
+            )));
         eng.new_candidate(*eng.state.vote_ref());
 
         let voting = eng.new_candidate(*eng.state.vote_ref());
@@ -173,11 +209,17 @@ fn test_handle_vote_resp_equal_vote() -> anyhow::Result<()> {
 
         eng.state.server_state = ServerState::Candidate;
 
-        eng.handle_vote_resp(2, VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 2)), true));
+        eng.handle_vote_resp(
+            2,
+            VoteResponse::new(Vote::new(2, 1), Some(log_id(2, 1, 2)), true),
+        );
 
         assert_eq!(Vote::new_committed(2, 1), *eng.state.vote_ref(),);
 
-        assert_eq!(Some(log_id(2, 1, 1)), eng.leader.as_ref().unwrap().noop_log_id);
+        assert_eq!(
+            Some(log_id(2, 1, 1)),
+            eng.leader.as_ref().unwrap().noop_log_id
+        );
         assert!(
             eng.candidate_ref().is_none(),
             "candidate state is removed when becoming leader"

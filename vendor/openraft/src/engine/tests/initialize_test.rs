@@ -63,7 +63,9 @@ fn test_initialize_single_node() -> anyhow::Result<()> {
                 // When update the effective membership, the engine set it to Follower.
                 // But when initializing, it will switch to Candidate at once, in the last output
                 // command.
-                Command::SaveVote { vote: Vote::new(1, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(1, 1)
+                },
                 Command::SendVote {
                     vote_req: VoteRequest::new(Vote::new(1, 1), Some(log_id(0, 0, 0)))
                 },
@@ -116,7 +118,9 @@ fn test_initialize() -> anyhow::Result<()> {
                 // When update the effective membership, the engine set it to Follower.
                 // But when initializing, it will switch to Candidate at once, in the last output
                 // command.
-                Command::SaveVote { vote: Vote::new(1, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(1, 1)
+                },
                 Command::SendVote {
                     vote_req: VoteRequest {
                         vote: Vote::new(1, 1),

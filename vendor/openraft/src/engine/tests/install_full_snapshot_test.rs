@@ -32,7 +32,9 @@ fn eng() -> Engine<UTConfig> {
     let mut eng = Engine::default();
     eng.state.enable_validation(false); // Disable validation for incomplete state
 
-    eng.state.vote.update(TokioInstant::now(), Vote::new_committed(2, 1));
+    eng.state
+        .vote
+        .update(TokioInstant::now(), Vote::new_committed(2, 1));
     eng.state.committed = Some(log_id(4, 1, 5));
     eng.state.log_ids = LogIdList::new(vec![
         //
@@ -149,7 +151,9 @@ fn test_handle_install_full_snapshot_no_conflict() -> anyhow::Result<()> {
                 })
                 .with_seq(1)
             ),
-            Command::PurgeLog { upto: log_id(4, 1, 6) },
+            Command::PurgeLog {
+                upto: log_id(4, 1, 6)
+            },
             Command::Respond {
                 when: Some(Condition::StateMachineCommand { command_seq: 1 }),
                 resp: Respond::new(Ok(SnapshotResponse::new(curr_vote)), dummy_tx),

@@ -47,7 +47,10 @@ fn test_startup_as_leader_without_logs() -> anyhow::Result<()> {
     // self.id==2 is a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m23())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m23(),
+        )));
     // Committed vote makes it a leader at startup.
     eng.state.vote = UTime::new(TokioInstant::now(), Vote::new_committed(1, 2));
 
@@ -59,12 +62,15 @@ fn test_startup_as_leader_without_logs() -> anyhow::Result<()> {
             //
             Command::BecomeLeader,
             Command::RebuildReplicationStreams {
-                targets: vec![(3, ProgressEntry {
-                    matching: None,
-                    curr_inflight_id: 0,
-                    inflight: Inflight::None,
-                    searching_end: 0
-                })]
+                targets: vec![(
+                    3,
+                    ProgressEntry {
+                        matching: None,
+                        curr_inflight_id: 0,
+                        inflight: Inflight::None,
+                        searching_end: 0
+                    }
+                )]
             },
             Command::AppendInputEntries {
                 vote: Vote::new_committed(1, 2),
@@ -88,7 +94,10 @@ fn test_startup_as_leader_with_proposed_logs() -> anyhow::Result<()> {
     // self.id==2 is a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m23())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m23(),
+        )));
     // Fake existing log ids
     eng.state.log_ids = LogIdList::new([log_id(1, 1, 2), log_id(1, 2, 4), log_id(1, 2, 6)]);
     // Committed vote makes it a leader at startup.
@@ -97,19 +106,28 @@ fn test_startup_as_leader_with_proposed_logs() -> anyhow::Result<()> {
     eng.startup();
 
     assert_eq!(ServerState::Leader, eng.state.server_state);
-    assert_eq!(eng.leader.as_ref().unwrap().noop_log_id(), Some(&log_id(1, 2, 4)));
-    assert_eq!(eng.leader.as_ref().unwrap().last_log_id(), Some(&log_id(1, 2, 6)));
+    assert_eq!(
+        eng.leader.as_ref().unwrap().noop_log_id(),
+        Some(&log_id(1, 2, 4))
+    );
+    assert_eq!(
+        eng.leader.as_ref().unwrap().last_log_id(),
+        Some(&log_id(1, 2, 6))
+    );
     assert_eq!(
         vec![
             //
             Command::BecomeLeader,
             Command::RebuildReplicationStreams {
-                targets: vec![(3, ProgressEntry {
-                    matching: None,
-                    curr_inflight_id: 0,
-                    inflight: Inflight::None,
-                    searching_end: 7
-                })]
+                targets: vec![(
+                    3,
+                    ProgressEntry {
+                        matching: None,
+                        curr_inflight_id: 0,
+                        inflight: Inflight::None,
+                        searching_end: 7
+                    }
+                )]
             },
             Command::Replicate {
                 target: 3,
@@ -129,7 +147,10 @@ fn test_startup_as_leader_not_voter_issue_920() -> anyhow::Result<()> {
     // self.id==2 is a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m_empty())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m_empty(),
+        )));
     // Committed vote makes it a leader at startup.
     eng.state.vote = UTime::new(TokioInstant::now(), Vote::new_committed(1, 2));
 
@@ -147,7 +168,10 @@ fn test_startup_candidate_becomes_follower() -> anyhow::Result<()> {
     // self.id==2 is a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m23())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m23(),
+        )));
     // Non-committed vote makes it a candidate at startup.
     eng.state.vote = UTime::new(TokioInstant::now(), Vote::new(1, 2));
 
@@ -164,7 +188,10 @@ fn test_startup_as_follower() -> anyhow::Result<()> {
     // self.id==2 is a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m23())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m23(),
+        )));
 
     eng.startup();
 
@@ -180,7 +207,10 @@ fn test_startup_as_learner() -> anyhow::Result<()> {
     // self.id==2 is not a voter:
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m34())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m34(),
+        )));
 
     eng.startup();
 

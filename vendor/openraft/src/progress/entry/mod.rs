@@ -16,8 +16,7 @@ use crate::LogIdOptionExt;
 use crate::NodeId;
 
 /// State of replication to a target node.
-#[derive(Clone, Copy, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProgressEntry<NID: NodeId> {
     /// The id of the last matching log on the target following node.
     pub(crate) matching: Option<LogId<NID>>,
@@ -124,7 +123,11 @@ impl<NID: NodeId> ProgressEntry<NID> {
     /// To allow a follower to clean its data, enable feature flag [`loosen-follower-log-revert`] .
     ///
     /// [`loosen-follower-log-revert`]: crate::docs::feature_flags#feature-flag-loosen-follower-log-revert
-    pub(crate) fn update_conflicting(&mut self, request_id: Option<u64>, conflict: u64) -> Result<(), InflightError> {
+    pub(crate) fn update_conflicting(
+        &mut self,
+        request_id: Option<u64>,
+        conflict: u64,
+    ) -> Result<(), InflightError> {
         tracing::debug!(
             "update_conflict: current_progress={}, request_id={}, conflict={}",
             self,
@@ -213,7 +216,8 @@ impl<NID: NodeId> ProgressEntry<NID> {
         if self.searching_end < purge_upto_next {
             self.curr_inflight_id += 1;
             let snapshot_last = log_state.snapshot_last_log_id();
-            self.inflight = Inflight::snapshot(snapshot_last.cloned()).with_id(self.curr_inflight_id);
+            self.inflight =
+                Inflight::snapshot(snapshot_last.cloned()).with_id(self.curr_inflight_id);
             return Ok(&self.inflight);
         }
 
@@ -235,7 +239,8 @@ impl<NID: NodeId> ProgressEntry<NID> {
             if matching_next < self.searching_end {
                 self.curr_inflight_id += 1;
                 let snapshot_last = log_state.snapshot_last_log_id();
-                self.inflight = Inflight::snapshot(snapshot_last.cloned()).with_id(self.curr_inflight_id);
+                self.inflight =
+                    Inflight::snapshot(snapshot_last.cloned()).with_id(self.curr_inflight_id);
                 return Ok(&self.inflight);
             }
 

@@ -14,8 +14,7 @@ use crate::LogId;
 use crate::LogIdOptionExt;
 use crate::NodeId;
 
-#[derive(Debug)]
-#[derive(thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum InflightError {
     #[error("got invalid request id, mine={mine:?}, received={received}")]
     InvalidRequestId { mine: Option<u64>, received: u64 },
@@ -31,8 +30,7 @@ impl InflightError {
 ///
 /// If inflight data is non-None, it's waiting for responses from a follower/learner.
 /// The follower/learner respond with `ack()` or `conflict()` to update the state of inflight data.
-#[derive(Clone, Copy, Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Inflight<NID: NodeId> {
     None,
 
@@ -58,7 +56,9 @@ impl<NID: NodeId> Validate for Inflight<NID> {
     fn validate(&self) -> Result<(), Box<dyn Error>> {
         match self {
             Inflight::None => Ok(()),
-            Inflight::Logs { log_id_range: r, .. } => r.validate(),
+            Inflight::Logs {
+                log_id_range: r, ..
+            } => r.validate(),
             Inflight::Snapshot { .. } => Ok(()),
         }
     }
@@ -68,7 +68,10 @@ impl<NID: NodeId> Display for Inflight<NID> {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
         match self {
             Inflight::None => write!(f, "None"),
-            Inflight::Logs { id, log_id_range: r } => write!(f, "Logs(id={}):{}", id, r),
+            Inflight::Logs {
+                id,
+                log_id_range: r,
+            } => write!(f, "Logs(id={}):{}", id, r),
             Inflight::Snapshot { id, last_log_id } => {
                 write!(f, "Snapshot(id={}):{}", id, last_log_id.display())
             }
@@ -102,7 +105,10 @@ impl<NID: NodeId> Inflight<NID> {
     pub(crate) fn with_id(self, id: u64) -> Self {
         match self {
             Inflight::None => Inflight::None,
-            Inflight::Logs { id: _, log_id_range } => Inflight::Logs { id, log_id_range },
+            Inflight::Logs {
+                id: _,
+                log_id_range,
+            } => Inflight::Logs { id, log_id_range },
             Inflight::Snapshot { id: _, last_log_id } => Inflight::Snapshot { id, last_log_id },
         }
     }
@@ -162,7 +168,11 @@ impl<NID: NodeId> Inflight<NID> {
     }
 
     /// Update inflight state when log upto `upto` is acknowledged by a follower/learner.
-    pub(crate) fn ack(&mut self, request_id: u64, upto: Option<LogId<NID>>) -> Result<(), InflightError> {
+    pub(crate) fn ack(
+        &mut self,
+        request_id: u64,
+        upto: Option<LogId<NID>>,
+    ) -> Result<(), InflightError> {
         let res = self.assert_my_id(request_id);
         if let Err(e) = &res {
             tracing::error!("inflight ack error: {}", e);
@@ -219,7 +229,10 @@ impl<NID: NodeId> Inflight<NID> {
                 debug_assert_eq!(Some(conflict), logs.prev.index());
                 *self = Inflight::None
             }
-            Inflight::Snapshot { id: _, last_log_id: _ } => {
+            Inflight::Snapshot {
+                id: _,
+                last_log_id: _,
+            } => {
                 unreachable!("sending snapshot should not conflict");
             }
         };

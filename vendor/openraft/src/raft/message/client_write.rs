@@ -11,7 +11,8 @@ use crate::MessageSummary;
 use crate::RaftTypeConfig;
 
 /// The result of a write request to Raft.
-pub type ClientWriteResult<C> = Result<ClientWriteResponse<C>, ClientWriteError<NodeIdOf<C>, NodeOf<C>>>;
+pub type ClientWriteResult<C> =
+    Result<ClientWriteResponse<C>, ClientWriteError<NodeIdOf<C>, NodeOf<C>>>;
 
 /// The response to a client-request.
 #[cfg_attr(
@@ -31,7 +32,8 @@ pub struct ClientWriteResponse<C: RaftTypeConfig> {
 }
 
 impl<C> ClientWriteResponse<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Create a new instance of `ClientWriteResponse`.
     #[allow(dead_code)]
@@ -62,7 +64,8 @@ where C: RaftTypeConfig
 }
 
 impl<C: RaftTypeConfig> Debug for ClientWriteResponse<C>
-where C::R: Debug
+where
+    C::R: Debug,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientWriteResponse")

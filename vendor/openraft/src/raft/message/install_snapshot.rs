@@ -7,9 +7,12 @@ use crate::SnapshotMeta;
 use crate::Vote;
 
 /// An RPC sent by the Raft leader to send chunks of a snapshot to a follower (§7).
-#[derive(Clone, Debug)]
-#[derive(PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct InstallSnapshotRequest<C: RaftTypeConfig> {
     pub vote: Vote<C::NodeId>,
 
@@ -46,21 +49,25 @@ impl<C: RaftTypeConfig> MessageSummary<InstallSnapshotRequest<C>> for InstallSna
 }
 
 /// The response to an `InstallSnapshotRequest`.
-#[derive(Debug)]
-#[derive(PartialEq, Eq)]
-#[derive(derive_more::Display)]
+#[derive(Debug, PartialEq, Eq, derive_more::Display)]
 #[display("{{vote:{}}}", vote)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct InstallSnapshotResponse<NID: NodeId> {
     pub vote: Vote<NID>,
 }
 
 /// The response to `Raft::install_full_snapshot` API.
-#[derive(Debug)]
-#[derive(PartialEq, Eq)]
-#[derive(derive_more::Display)]
+#[derive(Debug, PartialEq, Eq, derive_more::Display)]
 #[display("SnapshotResponse{{vote:{}}}", vote)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct SnapshotResponse<NID: NodeId> {
     pub vote: Vote<NID>,
 }
@@ -73,6 +80,8 @@ impl<NID: NodeId> SnapshotResponse<NID> {
 
 impl<NID: NodeId> From<SnapshotResponse<NID>> for InstallSnapshotResponse<NID> {
     fn from(snap_resp: SnapshotResponse<NID>) -> Self {
-        Self { vote: snap_resp.vote }
+        Self {
+            vote: snap_resp.vote,
+        }
     }
 }

@@ -9,7 +9,11 @@ use crate::Vote;
 
 /// An RPC sent by candidates to gather votes (§5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct VoteRequest<NID: NodeId> {
     pub vote: Vote<NID>,
     pub last_log_id: Option<LogId<NID>>,
@@ -17,7 +21,12 @@ pub struct VoteRequest<NID: NodeId> {
 
 impl<NID: NodeId> fmt::Display for VoteRequest<NID> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{vote:{}, last_log:{}}}", self.vote, self.last_log_id.display(),)
+        write!(
+            f,
+            "{{vote:{}, last_log:{}}}",
+            self.vote,
+            self.last_log_id.display(),
+        )
     }
 }
 
@@ -35,7 +44,11 @@ impl<NID: NodeId> VoteRequest<NID> {
 
 /// The response to a `VoteRequest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct VoteResponse<NID: NodeId> {
     /// vote after a node handling vote-request.
     /// Thus `resp.vote >= req.vote` always holds.
@@ -62,9 +75,14 @@ impl<NID: NodeId> MessageSummary<VoteResponse<NID>> for VoteResponse<NID> {
 }
 
 impl<NID> VoteResponse<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
-    pub fn new(vote: impl Borrow<Vote<NID>>, last_log_id: Option<LogId<NID>>, granted: bool) -> Self {
+    pub fn new(
+        vote: impl Borrow<Vote<NID>>,
+        last_log_id: Option<LogId<NID>>,
+        granted: bool,
+    ) -> Self {
         Self {
             vote: vote.borrow().clone(),
             vote_granted: granted,
@@ -80,7 +98,8 @@ where NID: NodeId
 }
 
 impl<NID> fmt::Display for VoteResponse<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -21,7 +21,8 @@ use crate::RaftTypeConfig;
 ///
 /// [`AppData`]: `crate::AppData`
 pub trait Responder<C>: OptionalSend + 'static
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// An optional receiver to receive the result sent by `RaftCore`.
     ///
@@ -30,7 +31,8 @@ where C: RaftTypeConfig
 
     /// Build a new instance from the application request.
     fn from_app_data(app_data: C::D) -> (C::D, Self, Self::Receiver)
-    where Self: Sized;
+    where
+        Self: Sized;
 
     /// Send result when the request has been completed.
     ///

@@ -13,9 +13,7 @@ use crate::NodeId;
 /// It is monotonic increasing because:
 /// - Leader id increase monotonically in the entire cluster.
 /// - Leader propose or replicate log entries in order.
-#[derive(Debug, Clone, Copy)]
-#[derive(Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LogIOId<NID: NodeId> {
     /// The id of the leader that performs the log io operation.
     pub(crate) committed_leader_id: CommittedLeaderId<NID>,
@@ -26,12 +24,20 @@ pub(crate) struct LogIOId<NID: NodeId> {
 
 impl<NID: NodeId> fmt::Display for LogIOId<NID> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "by_leader({}):{}", self.committed_leader_id, self.log_id.display())
+        write!(
+            f,
+            "by_leader({}):{}",
+            self.committed_leader_id,
+            self.log_id.display()
+        )
     }
 }
 
 impl<NID: NodeId> LogIOId<NID> {
-    pub(crate) fn new(committed_leader_id: impl Into<CommittedLeaderId<NID>>, log_id: Option<LogId<NID>>) -> Self {
+    pub(crate) fn new(
+        committed_leader_id: impl Into<CommittedLeaderId<NID>>,
+        log_id: Option<LogId<NID>>,
+    ) -> Self {
         Self {
             committed_leader_id: committed_leader_id.into(),
             log_id,

@@ -40,7 +40,12 @@ where
     ) -> Result<Membership<NID, N>, ChangeMembershipError<NID>> {
         self.ensure_committed()?;
 
-        let new_membership = self.state.effective().membership().clone().change(change, retain)?;
+        let new_membership = self
+            .state
+            .effective()
+            .membership()
+            .clone()
+            .change(change, retain)?;
         Ok(new_membership)
     }
 

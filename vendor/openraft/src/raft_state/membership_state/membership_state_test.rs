@@ -52,7 +52,10 @@ fn test_membership_state_update_committed() -> anyhow::Result<()> {
     // Smaller new committed wont take effect.
     {
         let mut x = new();
-        let res = x.update_committed(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())), 1);
+        let res = x.update_committed(
+            Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m12())),
+            1,
+        );
         assert!(res.is_none());
         assert_eq!(&Some(log_id(2, 1, 2)), x.committed().log_id());
         assert_eq!(&Some(log_id(3, 1, 4)), x.effective().log_id());
@@ -61,7 +64,10 @@ fn test_membership_state_update_committed() -> anyhow::Result<()> {
     // Update committed, not effective.
     {
         let mut x = new();
-        let res = x.update_committed(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m12())), 3);
+        let res = x.update_committed(
+            Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m12())),
+            3,
+        );
         assert!(res.is_none());
         assert_eq!(&Some(log_id(2, 1, 3)), x.committed().log_id());
         assert_eq!(&Some(log_id(3, 1, 4)), x.effective().log_id());
@@ -70,7 +76,10 @@ fn test_membership_state_update_committed() -> anyhow::Result<()> {
     // Update both
     {
         let mut x = new();
-        let res = x.update_committed(Arc::new(EffectiveMembership::new(Some(log_id(3, 1, 4)), m12())), 4);
+        let res = x.update_committed(
+            Arc::new(EffectiveMembership::new(Some(log_id(3, 1, 4)), m12())),
+            4,
+        );
         assert_eq!(Some(x.effective().clone()), res);
         assert_eq!(&Some(log_id(3, 1, 4)), x.committed().log_id());
         assert_eq!(&Some(log_id(3, 1, 4)), x.effective().log_id());
@@ -81,7 +90,10 @@ fn test_membership_state_update_committed() -> anyhow::Result<()> {
     // Because leader may have a smaller log_id that is committed.
     {
         let mut x = new();
-        let res = x.update_committed(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 5)), m12())), 5);
+        let res = x.update_committed(
+            Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 5)), m12())),
+            5,
+        );
         assert_eq!(Some(x.effective().clone()), res);
         assert_eq!(&Some(log_id(2, 1, 5)), x.committed().log_id());
         assert_eq!(&Some(log_id(2, 1, 5)), x.effective().log_id());
@@ -138,7 +150,10 @@ fn test_update_committed_keeps_uncovered_effective() -> anyhow::Result<()> {
     let res = ms.update_committed(snapshot_membership.clone(), 7);
 
     assert!(res.is_none());
-    assert_eq!(MembershipState::new(snapshot_membership, local_effective), ms);
+    assert_eq!(
+        MembershipState::new(snapshot_membership, local_effective),
+        ms
+    );
 
     Ok(())
 }

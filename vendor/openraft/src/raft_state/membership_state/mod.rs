@@ -40,8 +40,7 @@ pub(crate) use change_handler::ChangeHandler;
 /// From (2), a follower only need to revert at most one membership log.
 ///
 /// Thus a raft node will only need to store at most two recent membership logs.
-#[derive(Debug, Clone, Default)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MembershipState<NID, N>
 where
     NID: NodeId,
@@ -76,7 +75,10 @@ where
         committed: Arc<EffectiveMembership<NID, N>>,
         effective: Arc<EffectiveMembership<NID, N>>,
     ) -> Self {
-        Self { committed, effective }
+        Self {
+            committed,
+            effective,
+        }
     }
 
     /// Return true if the given node id is an either voter or learner.
@@ -120,7 +122,11 @@ where
             self.committed = c.clone();
             self.effective = c;
 
-            return if changed { Some(self.effective.clone()) } else { None };
+            return if changed {
+                Some(self.effective.clone())
+            } else {
+                None
+            };
         }
 
         let mut changed = false;
@@ -252,7 +258,10 @@ where
 {
     fn validate(&self) -> Result<(), Box<dyn Error>> {
         validit::less_equal!(self.committed.log_id(), self.effective.log_id());
-        validit::less_equal!(self.committed.log_id().index(), self.effective.log_id().index());
+        validit::less_equal!(
+            self.committed.log_id().index(),
+            self.effective.log_id().index()
+        );
         Ok(())
     }
 }

@@ -5,7 +5,10 @@ use crate::LogId;
 
 #[test]
 fn test_accepted() -> anyhow::Result<()> {
-    let a = Accepted::new(LeaderId::new(5, 10), Some(LogId::new(CommittedLeaderId::new(6, 2), 3)));
+    let a = Accepted::new(
+        LeaderId::new(5, 10),
+        Some(LogId::new(CommittedLeaderId::new(6, 2), 3)),
+    );
     assert_eq!(
         Some(&LogId::new(CommittedLeaderId::new(6, 2), 3)),
         a.last_accepted_log_id(&LeaderId::new(5, 10)),

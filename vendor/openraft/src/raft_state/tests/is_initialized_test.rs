@@ -9,7 +9,9 @@ use crate::Vote;
 fn test_is_initialized() {
     // empty
     {
-        let rs = RaftState::<u64, (), TokioInstant> { ..Default::default() };
+        let rs = RaftState::<u64, (), TokioInstant> {
+            ..Default::default()
+        };
 
         assert_eq!(false, rs.is_initialized());
     }

@@ -16,7 +16,8 @@ use crate::Vote;
 /// All methods in this trait are provided with default implementation.
 #[add_async_trait]
 pub trait RaftLogStorageExt<C>: RaftLogStorage<C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Blocking mode append log entries to the storage.
     ///

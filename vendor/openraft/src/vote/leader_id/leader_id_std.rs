@@ -6,9 +6,14 @@ use crate::display_ext::DisplayOptionExt;
 use crate::NodeId;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 pub struct LeaderId<NID>
-where NID: NodeId
+where
+    NID: NodeId,
 {
     pub term: u64,
 
@@ -74,9 +79,12 @@ impl<NID: NodeId> fmt::Display for LeaderId<NID> {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[derive(PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(bound = "")
+)]
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct CommittedLeaderId<NID> {
     pub term: u64,
@@ -92,7 +100,10 @@ impl<NID: NodeId> fmt::Display for CommittedLeaderId<NID> {
 impl<NID: NodeId> CommittedLeaderId<NID> {
     pub fn new(term: u64, node_id: NID) -> Self {
         let _ = node_id;
-        Self { term, p: PhantomData }
+        Self {
+            term,
+            p: PhantomData,
+        }
     }
 }
 
@@ -122,7 +133,10 @@ mod tests {
         #[allow(clippy::redundant_closure)]
         let lid = |term, node_id| LeaderId::<u64>::new(term, node_id);
 
-        let lid_none = |term| LeaderId::<u64> { term, voted_for: None };
+        let lid_none = |term| LeaderId::<u64> {
+            term,
+            voted_for: None,
+        };
 
         // Compare term first
         assert!(lid(2, 2) > lid(1, 2));

@@ -33,7 +33,9 @@ fn eng() -> Engine<UTConfig> {
     let mut eng = Engine::default();
     eng.state.enable_validation(false); // Disable validation for incomplete state
 
-    eng.state.vote.update(TokioInstant::now(), Vote::new_committed(2, 1));
+    eng.state
+        .vote
+        .update(TokioInstant::now(), Vote::new_committed(2, 1));
     eng.state.committed = Some(log_id(4, 1, 5));
     eng.state.log_ids = LogIdList::new(vec![
         //
@@ -128,7 +130,10 @@ fn test_install_snapshot_not_conflict() -> anyhow::Result<()> {
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
     assert_eq!(
         SnapshotMeta {
@@ -138,7 +143,10 @@ fn test_install_snapshot_not_conflict() -> anyhow::Result<()> {
         },
         eng.state.snapshot_meta
     );
-    assert_eq!(&[log_id(4, 1, 6), log_id(4, 1, 8)], eng.state.log_ids.key_log_ids());
+    assert_eq!(
+        &[log_id(4, 1, 6), log_id(4, 1, 8)],
+        eng.state.log_ids.key_log_ids()
+    );
     assert_eq!(Some(&log_id(4, 1, 6)), eng.state.committed());
     assert_eq!(
         &Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m1234())),
@@ -158,7 +166,9 @@ fn test_install_snapshot_not_conflict() -> anyhow::Result<()> {
                 })
                 .with_seq(1)
             ),
-            Command::PurgeLog { upto: log_id(4, 1, 6) },
+            Command::PurgeLog {
+                upto: log_id(4, 1, 6)
+            },
         ],
         eng.output.take_commands()
     );
@@ -188,9 +198,14 @@ fn test_install_snapshot_resets_purged_effective_membership() -> anyhow::Result<
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
-    let expected = Arc::new(EffectiveMembership::new_from_stored_membership(snapshot_membership));
+    let expected = Arc::new(EffectiveMembership::new_from_stored_membership(
+        snapshot_membership,
+    ));
     assert_eq!(
         MembershipState::new(expected.clone(), expected),
         eng.state.membership_state
@@ -228,9 +243,14 @@ fn test_install_snapshot_resets_purged_effective_without_truncating() -> anyhow:
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
-    let expected = Arc::new(EffectiveMembership::new_from_stored_membership(snapshot_membership));
+    let expected = Arc::new(EffectiveMembership::new_from_stored_membership(
+        snapshot_membership,
+    ));
     assert_eq!(
         MembershipState::new(expected.clone(), expected),
         eng.state.membership_state
@@ -249,7 +269,9 @@ fn test_install_snapshot_resets_purged_effective_without_truncating() -> anyhow:
                 })
                 .with_seq(1)
             ),
-            Command::PurgeLog { upto: log_id(5, 1, 9) },
+            Command::PurgeLog {
+                upto: log_id(5, 1, 9)
+            },
         ],
         eng.output.take_commands()
     );
@@ -265,7 +287,9 @@ fn test_install_snapshot_conflict() -> anyhow::Result<()> {
         let mut eng = Engine::<UTConfig>::default();
         eng.state.enable_validation(false); // Disable validation for incomplete state
 
-        eng.state.vote.update(TokioInstant::now(), Vote::new_committed(2, 1));
+        eng.state
+            .vote
+            .update(TokioInstant::now(), Vote::new_committed(2, 1));
         eng.state.committed = Some(log_id(2, 1, 3));
         eng.state.log_ids = LogIdList::new(vec![
             //
@@ -295,7 +319,10 @@ fn test_install_snapshot_conflict() -> anyhow::Result<()> {
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
     assert_eq!(
         SnapshotMeta {
@@ -314,7 +341,9 @@ fn test_install_snapshot_conflict() -> anyhow::Result<()> {
     assert_eq!(
         vec![
             //
-            Command::DeleteConflictLog { since: log_id(2, 1, 4) },
+            Command::DeleteConflictLog {
+                since: log_id(2, 1, 4)
+            },
             Command::from(
                 sm::Command::install_full_snapshot(Snapshot {
                     meta: SnapshotMeta {
@@ -326,7 +355,9 @@ fn test_install_snapshot_conflict() -> anyhow::Result<()> {
                 })
                 .with_seq(1)
             ),
-            Command::PurgeLog { upto: log_id(5, 1, 6) },
+            Command::PurgeLog {
+                upto: log_id(5, 1, 6)
+            },
         ],
         eng.output.take_commands()
     );
@@ -348,7 +379,10 @@ fn test_install_snapshot_advance_last_log_id() -> anyhow::Result<()> {
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
     assert_eq!(
         SnapshotMeta {
@@ -405,7 +439,10 @@ fn test_install_snapshot_update_accepted() -> anyhow::Result<()> {
         snapshot: Box::new(Cursor::new(vec![0u8])),
     });
 
-    assert_eq!(Some(Condition::StateMachineCommand { command_seq: 1 }), cond);
+    assert_eq!(
+        Some(Condition::StateMachineCommand { command_seq: 1 }),
+        cond
+    );
 
     assert_eq!(Some(&log_id(100, 1, 100)), eng.state.accepted());
 

@@ -41,21 +41,28 @@ mod update_committed_membership_test;
 ///
 /// It mainly implements the logic of a follower/learner
 pub(crate) struct FollowingHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
-    pub(crate) state: &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
+    pub(crate) state:
+        &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
     pub(crate) output: &'x mut EngineOutput<C>,
 }
 
 impl<C> FollowingHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append entries to follower/learner.
     ///
     /// Also clean conflicting entries and update membership state.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn append_entries(&mut self, prev_log_id: Option<LogId<C::NodeId>>, entries: Vec<C::Entry>) {
+    pub(crate) fn append_entries(
+        &mut self,
+        prev_log_id: Option<LogId<C::NodeId>>,
+        entries: Vec<C::Entry>,
+    ) {
         tracing::debug!(
             prev_log_id = display(prev_log_id.summary()),
             entries = display(DisplaySlice::<_>(&entries)),
@@ -79,7 +86,8 @@ where C: RaftTypeConfig
 
         let last_log_id = entries.last().map(|x| x.get_log_id().clone());
 
-        self.state.update_accepted(std::cmp::max(prev_log_id, last_log_id));
+        self.state
+            .update_accepted(std::cmp::max(prev_log_id, last_log_id));
 
         let l = entries.len();
         let since = self.state.first_conflicting_index(&entries);
@@ -104,7 +112,10 @@ where C: RaftTypeConfig
         if let Some(ref prev) = prev_log_id {
             if !self.state.has_log_id(prev) {
                 let local = self.state.get_log_id(prev.index);
-                tracing::debug!(local = display(DisplayOption(&local)), "prev_log_id does not match");
+                tracing::debug!(
+                    local = display(DisplayOption(&local)),
+                    "prev_log_id does not match"
+                );
 
                 self.truncate_logs(prev.index);
                 return Err(RejectAppendEntries::ByConflictingLogId {
@@ -201,7 +212,9 @@ where C: RaftTypeConfig
         };
 
         self.state.log_ids.truncate(since);
-        self.output.push_command(Command::DeleteConflictLog { since: since_log_id });
+        self.output.push_command(Command::DeleteConflictLog {
+            since: since_log_id,
+        });
 
         let changed = self.state.membership_state.truncate(since);
         if let Some(_c) = changed {
@@ -212,7 +225,9 @@ where C: RaftTypeConfig
     /// Append membership log if membership config entries are found, after appending entries to
     /// log.
     fn append_membership<'a>(&mut self, entries: impl DoubleEndedIterator<Item = &'a C::Entry>)
-    where C::Entry: 'a {
+    where
+        C::Entry: 'a,
+    {
         let memberships = Self::last_two_memberships(entries);
         if memberships.is_empty() {
             return;
@@ -226,7 +241,9 @@ where C: RaftTypeConfig
                 "applying {}-th new membership configs received from leader",
                 i
             );
-            self.state.membership_state.append(Arc::new(EffectiveMembership::new_from_stored_membership(m)));
+            self.state
+                .membership_state
+                .append(Arc::new(EffectiveMembership::new_from_stored_membership(m)));
         }
 
         tracing::debug!(
@@ -251,7 +268,10 @@ where C: RaftTypeConfig
         // TODO: if effective membership changes, call `update_replication()`, if a follower has replication
         //       streams. Now we don't have replication streams for follower, so it's ok to not call
         //       `update_replication()`.
-        let _effective_changed = self.state.membership_state.update_committed(m, snapshot_last_log_index);
+        let _effective_changed = self
+            .state
+            .membership_state
+            .update_committed(m, snapshot_last_log_index);
 
         self.server_state_handler().update_server_state_if_changed();
     }
@@ -275,7 +295,10 @@ where C: RaftTypeConfig
     /// - Otherwise `None` if the snapshot will not be installed (e.g., if it is not newer than the
     ///   current state).
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn install_full_snapshot(&mut self, snapshot: Snapshot<C>) -> Option<Condition<C::NodeId>> {
+    pub(crate) fn install_full_snapshot(
+        &mut self,
+        snapshot: Snapshot<C>,
+    ) -> Option<Condition<C::NodeId>> {
         let meta = &snapshot.meta;
         tracing::info!("install_full_snapshot: meta:{:?}", meta);
 
@@ -318,7 +341,8 @@ where C: RaftTypeConfig
             snap_last_log_id.index,
         );
 
-        self.output.push_command(Command::from(sm::Command::install_full_snapshot(snapshot)));
+        self.output
+            .push_command(Command::from(sm::Command::install_full_snapshot(snapshot)));
         let last_sm_seq = self.output.last_sm_seq();
 
         self.state.purge_upto = Some(snap_last_log_id);
@@ -336,13 +360,18 @@ where C: RaftTypeConfig
     fn last_two_memberships<'a>(
         entries: impl DoubleEndedIterator<Item = &'a C::Entry>,
     ) -> Vec<StoredMembership<C::NodeId, C::Node>>
-    where C::Entry: 'a {
+    where
+        C::Entry: 'a,
+    {
         let mut memberships = vec![];
 
         // Find the last 2 membership config entries: the committed and the effective.
         for ent in entries.rev() {
             if let Some(m) = ent.get_membership() {
-                memberships.insert(0, StoredMembership::new(Some(ent.get_log_id().clone()), m.clone()));
+                memberships.insert(
+                    0,
+                    StoredMembership::new(Some(ent.get_log_id().clone()), m.clone()),
+                );
                 if memberships.len() == 2 {
                     break;
                 }

@@ -68,7 +68,8 @@ fn test_leader_append_entries_empty() -> anyhow::Result<()> {
     let mut eng = eng();
     eng.output.take_commands();
 
-    eng.leader_handler()?.leader_append_entries(Vec::<Entry<UTConfig>>::new());
+    eng.leader_handler()?
+        .leader_append_entries(Vec::<Entry<UTConfig>>::new());
 
     assert_eq!(
         &[
@@ -152,7 +153,10 @@ fn test_leader_append_entries_single_node_leader() -> anyhow::Result<()> {
     let mut eng = eng();
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m1())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m1(),
+        )));
     eng.testing_new_leader();
 
     eng.output.clear_commands();
@@ -202,7 +206,10 @@ fn test_leader_append_entries_with_membership_log() -> anyhow::Result<()> {
     let mut eng = eng();
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m1())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m1(),
+        )));
     eng.testing_new_leader();
     eng.state.server_state = eng.calc_server_state();
 

@@ -24,16 +24,19 @@ mod send_heartbeat_test;
 /// - Change membership;
 /// - etc
 pub(crate) struct LeaderHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
     pub(crate) leader: &'x mut Leader<C, LeaderQuorumSet<C::NodeId>>,
-    pub(crate) state: &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
+    pub(crate) state:
+        &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
     pub(crate) output: &'x mut EngineOutput<C>,
 }
 
 impl<C> LeaderHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append new log entries by a leader.
     ///

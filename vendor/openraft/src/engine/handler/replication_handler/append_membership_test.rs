@@ -60,7 +60,8 @@ fn test_leader_append_membership_for_leader() -> anyhow::Result<()> {
     eng.testing_new_leader();
     eng.output.take_commands();
 
-    eng.replication_handler().append_membership(&log_id(3, 1, 4), &m34());
+    eng.replication_handler()
+        .append_membership(&log_id(3, 1, 4), &m34());
 
     assert_eq!(
         MembershipState::new(
@@ -87,7 +88,13 @@ fn test_leader_append_membership_for_leader() -> anyhow::Result<()> {
     );
 
     assert!(
-        eng.leader.as_ref().unwrap().progress.get(&4).matching.is_none(),
+        eng.leader
+            .as_ref()
+            .unwrap()
+            .progress
+            .get(&4)
+            .matching
+            .is_none(),
         "exists, but it is a None"
     );
 
@@ -109,7 +116,10 @@ fn test_leader_append_membership_update_learner_process() -> anyhow::Result<()> 
 
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(2, 1, 3)), m23_45())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(2, 1, 3)),
+            m23_45(),
+        )));
 
     // Make it a real leader: voted for itself and vote is committed.
     eng.testing_new_leader();
@@ -133,7 +143,8 @@ fn test_leader_append_membership_update_learner_process() -> anyhow::Result<()> 
         unreachable!("leader should not be None");
     }
 
-    eng.replication_handler().append_membership(&log_id(3, 1, 4), &m4_356());
+    eng.replication_handler()
+        .append_membership(&log_id(3, 1, 4), &m4_356());
 
     assert_eq!(
         MembershipState::new(
@@ -146,7 +157,9 @@ fn test_leader_append_membership_update_learner_process() -> anyhow::Result<()> 
     if let Some(l) = &mut eng.leader.as_mut() {
         assert_eq!(
             &ProgressEntry::new(Some(log_id(1, 1, 4)))
-                .with_inflight(Inflight::logs(Some(log_id(1, 1, 4)), Some(log_id(5, 1, 10))).with_id(1))
+                .with_inflight(
+                    Inflight::logs(Some(log_id(1, 1, 4)), Some(log_id(5, 1, 10))).with_id(1)
+                )
                 .with_curr_inflight_id(1),
             l.progress.get(&4),
             "learner-4 progress should be transferred to voter progress"
@@ -154,7 +167,9 @@ fn test_leader_append_membership_update_learner_process() -> anyhow::Result<()> 
 
         assert_eq!(
             &ProgressEntry::new(Some(log_id(1, 1, 3)))
-                .with_inflight(Inflight::logs(Some(log_id(1, 1, 3)), Some(log_id(5, 1, 10))).with_id(1))
+                .with_inflight(
+                    Inflight::logs(Some(log_id(1, 1, 3)), Some(log_id(5, 1, 10))).with_id(1)
+                )
                 .with_curr_inflight_id(1),
             l.progress.get(&3),
             "voter-3 progress should be transferred to learner progress"
@@ -162,7 +177,9 @@ fn test_leader_append_membership_update_learner_process() -> anyhow::Result<()> 
 
         assert_eq!(
             &ProgressEntry::new(Some(log_id(1, 1, 5)))
-                .with_inflight(Inflight::logs(Some(log_id(1, 1, 5)), Some(log_id(5, 1, 10))).with_id(1))
+                .with_inflight(
+                    Inflight::logs(Some(log_id(1, 1, 5)), Some(log_id(5, 1, 10))).with_id(1)
+                )
                 .with_curr_inflight_id(1),
             l.progress.get(&5),
             "learner-5 has previous value"

@@ -39,33 +39,43 @@ mod update_matching_test;
 /// - Purging in-snapshot logs;
 /// - etc
 pub(crate) struct ReplicationHandler<'x, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'x mut EngineConfig<C::NodeId>,
     pub(crate) leader: &'x mut Leader<C, LeaderQuorumSet<C::NodeId>>,
-    pub(crate) state: &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
+    pub(crate) state:
+        &'x mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
     pub(crate) output: &'x mut EngineOutput<C>,
 }
 
 /// An option about whether to send an RPC to follower/learner even when there is no data to send.
 ///
 /// Sending none data serves as a heartbeat.
-#[derive(Debug)]
-#[derive(PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SendNone {
     False,
     True,
 }
 
 impl<C> ReplicationHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Append a new membership and update related state such as replication streams.
     ///
     /// It is called by the leader when a new membership log is appended to log store.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn append_membership(&mut self, log_id: &LogId<C::NodeId>, m: &Membership<C::NodeId, C::Node>) {
-        tracing::debug!("update effective membership: log_id:{} {}", log_id, m.summary());
+    pub(crate) fn append_membership(
+        &mut self,
+        log_id: &LogId<C::NodeId>,
+        m: &Membership<C::NodeId, C::Node>,
+    ) {
+        tracing::debug!(
+            "update effective membership: log_id:{} {}",
+            log_id,
+            m.summary()
+        );
 
         debug_assert!(
             self.state.server_state == ServerState::Leader,
@@ -76,7 +86,12 @@ where C: RaftTypeConfig
             "Only leader is allowed to call update_effective_membership()"
         );
 
-        self.state.membership_state.append(EffectiveMembership::new_arc(Some(log_id.clone()), m.clone()));
+        self.state
+            .membership_state
+            .append(EffectiveMembership::new_arc(
+                Some(log_id.clone()),
+                m.clone(),
+            ));
 
         // TODO(9): currently only a leader has replication setup.
         //       It's better to setup replication for both leader and candidate.
@@ -107,15 +122,21 @@ where C: RaftTypeConfig
 
             let old_progress = self.leader.progress.clone();
 
-            self.leader.progress =
-                old_progress.upgrade_quorum_set(em.membership().to_quorum_set(), &learner_ids, default_v);
+            self.leader.progress = old_progress.upgrade_quorum_set(
+                em.membership().to_quorum_set(),
+                &learner_ids,
+                default_v,
+            );
         }
 
         {
             let old_progress = self.leader.clock_progress.clone();
 
-            self.leader.clock_progress =
-                old_progress.upgrade_quorum_set(em.membership().to_quorum_set(), &learner_ids, None);
+            self.leader.clock_progress = old_progress.upgrade_quorum_set(
+                em.membership().to_quorum_set(),
+                &learner_ids,
+                None,
+            );
         }
     }
 
@@ -138,7 +159,10 @@ where C: RaftTypeConfig
         match result.result {
             Ok(matching) => {
                 let Some(id) = id else {
-                    tracing::debug!(request_id = display(request_id), "no data for this request, return");
+                    tracing::debug!(
+                        request_id = display(request_id),
+                        "no data for this request, return"
+                    );
                     return;
                 };
                 self.update_matching(target.clone(), id, matching);
@@ -182,7 +206,12 @@ where C: RaftTypeConfig
     /// Update progress when replicated data(logs or snapshot) matches on follower/learner and is
     /// accepted.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn update_matching(&mut self, node_id: C::NodeId, inflight_id: u64, log_id: Option<LogId<C::NodeId>>) {
+    pub(crate) fn update_matching(
+        &mut self,
+        node_id: C::NodeId,
+        inflight_id: u64,
+        log_id: Option<LogId<C::NodeId>>,
+    ) {
         tracing::debug!(
             node_id = display(&node_id),
             inflight_id = display(inflight_id),
@@ -191,7 +220,10 @@ where C: RaftTypeConfig
             func_name!()
         );
 
-        debug_assert!(log_id.is_some(), "a valid update can never set matching to None");
+        debug_assert!(
+            log_id.is_some(),
+            "a valid update can never set matching to None"
+        );
 
         // The value granted by a quorum may not yet be a committed.
         // A committed is **granted** and also is in current term.
@@ -223,7 +255,11 @@ where C: RaftTypeConfig
     pub(crate) fn try_commit_quorum_accepted(&mut self, granted: Option<LogId<C::NodeId>>) {
         // Only when the log id is proposed by current leader, it is committed.
         if let Some(c) = granted.clone() {
-            if !self.state.vote_ref().is_same_leader(c.committed_leader_id()) {
+            if !self
+                .state
+                .vote_ref()
+                .is_same_leader(c.committed_leader_id())
+            {
                 return;
             }
         }
@@ -259,7 +295,9 @@ where C: RaftTypeConfig
 
         let prog_entry = self.leader.progress.get_mut(&target).unwrap();
 
-        prog_entry.update_conflicting(inflight_id, conflict.index).unwrap();
+        prog_entry
+            .update_conflicting(inflight_id, conflict.index)
+            .unwrap();
     }
 
     /// Update replication progress when a response is received.
@@ -342,7 +380,8 @@ where C: RaftTypeConfig
                 targets.push((target.clone(), prog_entry.clone()));
             }
         }
-        self.output.push_command(Command::RebuildReplicationStreams { targets });
+        self.output
+            .push_command(Command::RebuildReplicationStreams { targets });
     }
 
     /// Initiate replication for every target that is not sending data in flight.
@@ -386,7 +425,11 @@ where C: RaftTypeConfig
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn send_to_target(output: &mut EngineOutput<C>, target: &C::NodeId, inflight: &Inflight<C::NodeId>) {
+    pub(crate) fn send_to_target(
+        output: &mut EngineOutput<C>,
+        target: &C::NodeId,
+        inflight: &Inflight<C::NodeId>,
+    ) {
         output.push_command(Command::Replicate {
             target: target.clone(),
             req: inflight.clone(),

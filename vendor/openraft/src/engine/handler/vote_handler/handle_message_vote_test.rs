@@ -30,7 +30,10 @@ fn eng() -> Engine<UTConfig> {
     eng.state.server_state = ServerState::Candidate;
     eng.state
         .membership_state
-        .set_effective(Arc::new(EffectiveMembership::new(Some(log_id(1, 1, 1)), m01())));
+        .set_effective(Arc::new(EffectiveMembership::new(
+            Some(log_id(1, 1, 1)),
+            m01(),
+        )));
 
     eng.output.take_commands();
     eng
@@ -44,7 +47,10 @@ fn test_handle_message_vote_reject_smaller_vote() -> anyhow::Result<()> {
 
     let resp = eng.vote_handler().update_vote(&Vote::new(1, 2));
 
-    assert_eq!(Err(RejectVoteRequest::ByVote(Vote::new_committed(2, 1))), resp);
+    assert_eq!(
+        Err(RejectVoteRequest::ByVote(Vote::new_committed(2, 1))),
+        resp
+    );
 
     assert_eq!(Vote::new_committed(2, 1), *eng.state.vote_ref());
     assert!(eng.leader.is_some());
@@ -123,14 +129,17 @@ fn test_handle_message_vote_granted_greater_vote() -> anyhow::Result<()> {
 
     assert_eq!(ServerState::Follower, eng.state.server_state);
     assert_eq!(
-        vec![Command::SaveVote { vote: Vote::new(3, 1) },],
+        vec![Command::SaveVote {
+            vote: Vote::new(3, 1)
+        },],
         eng.output.take_commands()
     );
     Ok(())
 }
 
 #[test]
-fn test_handle_message_vote_granted_follower_learner_does_not_emit_update_server_state_cmd() -> anyhow::Result<()> {
+fn test_handle_message_vote_granted_follower_learner_does_not_emit_update_server_state_cmd(
+) -> anyhow::Result<()> {
     // A greater vote should emit a SaveVote command.
 
     // Learner
@@ -151,7 +160,9 @@ fn test_handle_message_vote_granted_follower_learner_does_not_emit_update_server
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(3, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(3, 1)
+                },
             ],
             eng.output.take_commands()
         );
@@ -174,7 +185,9 @@ fn test_handle_message_vote_granted_follower_learner_does_not_emit_update_server
         assert_eq!(
             vec![
                 //
-                Command::SaveVote { vote: Vote::new(3, 1) },
+                Command::SaveVote {
+                    vote: Vote::new(3, 1)
+                },
             ],
             eng.output.take_commands()
         );

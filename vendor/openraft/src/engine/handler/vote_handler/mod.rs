@@ -33,17 +33,20 @@ mod handle_message_vote_test;
 /// A `vote` defines the state of a openraft node.
 /// See [`RaftState::calc_server_state`] .
 pub(crate) struct VoteHandler<'st, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     pub(crate) config: &'st mut EngineConfig<C::NodeId>,
-    pub(crate) state: &'st mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
+    pub(crate) state:
+        &'st mut RaftState<C::NodeId, C::Node, <C::AsyncRuntime as AsyncRuntime>::Instant>,
     pub(crate) output: &'st mut EngineOutput<C>,
     pub(crate) leader: &'st mut LeaderState<C>,
     pub(crate) candidate: &'st mut CandidateState<C>,
 }
 
 impl<C> VoteHandler<'_, C>
-where C: RaftTypeConfig
+where
+    C: RaftTypeConfig,
 {
     /// Validate and accept the input `vote` and send result via `tx`.
     ///
@@ -64,7 +67,10 @@ where C: RaftTypeConfig
         T: Debug + Eq + OptionalSend,
         E: Debug + Eq + OptionalSend,
         Respond<C>: From<ValueSender<C, Result<T, E>>>,
-        F: Fn(&RaftState<C::NodeId, C::Node, InstantOf<C>>, RejectVoteRequest<C::NodeId>) -> Result<T, E>,
+        F: Fn(
+            &RaftState<C::NodeId, C::Node, InstantOf<C>>,
+            RejectVoteRequest<C::NodeId>,
+        ) -> Result<T, E>,
     {
         let vote_res = self.update_vote(vote);
 
@@ -91,14 +97,21 @@ where C: RaftTypeConfig
     /// Note: This method does not check last-log-id. handle-vote-request has to deal with
     /// last-log-id itself.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) fn update_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), RejectVoteRequest<C::NodeId>> {
+    pub(crate) fn update_vote(
+        &mut self,
+        vote: &Vote<C::NodeId>,
+    ) -> Result<(), RejectVoteRequest<C::NodeId>> {
         // Partial ord compare:
         // Vote does not has to be total ord.
         // `!(a >= b)` does not imply `a < b`.
         if vote >= self.state.vote_ref() {
             // Ok
         } else {
-            tracing::info!("vote {} is rejected by local vote: {}", vote, self.state.vote_ref());
+            tracing::info!(
+                "vote {} is rejected by local vote: {}",
+                vote,
+                self.state.vote_ref()
+            );
             return Err(RejectVoteRequest::ByVote(self.state.vote_ref().clone()));
         }
         tracing::debug!(%vote, "vote is changing to" );
@@ -106,10 +119,15 @@ where C: RaftTypeConfig
         // Grant the vote
 
         if vote > self.state.vote_ref() {
-            tracing::info!("vote is changing from {} to {}", self.state.vote_ref(), vote);
+            tracing::info!(
+                "vote is changing from {} to {}",
+                self.state.vote_ref(),
+                vote
+            );
 
             self.state.vote.update(C::now(), vote.clone());
-            self.output.push_command(Command::SaveVote { vote: vote.clone() });
+            self.output
+                .push_command(Command::SaveVote { vote: vote.clone() });
         } else {
             self.state.vote.touch(C::now());
         }
@@ -196,7 +214,12 @@ where C: RaftTypeConfig
 
         debug_assert!(
             self.state.vote_ref().leader_id().voted_for() != Some(self.config.id.clone())
-                || !self.state.membership_state.effective().membership().is_voter(&self.config.id),
+                || !self
+                    .state
+                    .membership_state
+                    .effective()
+                    .membership()
+                    .is_voter(&self.config.id),
             "It must hold: vote is not mine, or I am not a voter(leader just left the cluster)"
         );
 

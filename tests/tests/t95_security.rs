@@ -258,10 +258,49 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
             .await
             .expect("a write with the token");
     }
+    // A token authenticates on every member as soon as its creation is acknowledged:
+    // a member that has not applied it yet catches up with the leader before judging
+    // it. Each token here is used on the followers within a moment of its creation,
+    // over connections already open.
+    let mut followers: Vec<_> = (0..endpoints.len())
+        .filter(|&i| i as u64 + 1 != leader)
+        .map(|i| tls_client(&endpoints[i], &ca_only))
+        .collect();
+    for f in &mut followers {
+        f.cluster_status(bearer(pb::ClusterStatusRequest {}, &secret))
+            .await
+            .expect("a follower, with the first token");
+    }
+    let mut to_leader = tls_client(&endpoints[leader as usize - 1], &admin);
+    for round in 0..10 {
+        let fresh = format!("cairn_fresh{round}_{}", "f".repeat(48));
+        let digest = ring::digest::digest(&ring::digest::SHA256, fresh.as_bytes());
+        to_leader
+            .submit(pb::SubmitRequest {
+                command: Some(pb::Command {
+                    body: Some(pb::command::Body::CreateToken(pb::CreateToken {
+                        name: format!("fresh-{round}"),
+                        user: "dora".into(),
+                        role: "operator".into(),
+                        digest: digest.as_ref().to_vec(),
+                        expires_ms: None,
+                    })),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("a token created");
+        for (i, f) in followers.iter_mut().enumerate() {
+            f.submit(bearer(create_ns(&format!("fresh-{round}-{i}")), &fresh))
+                .await
+                .expect("a token just created, on a follower");
+        }
+    }
     let events = pb::all_events(&mut c, pb::ReadConsistency::Linearizable)
         .await
         .expect("events");
     assert_eq!(events_by(&events, "namespace/by-token-1"), ["user/carol"]);
+    assert_eq!(events_by(&events, "namespace/fresh-9-1"), ["user/dora"]);
     // No certificate and no token: refused. A wrong token: refused.
     let s = tls_client(&endpoints[0], &ca_only)
         .submit(create_ns("anonymous"))

@@ -54,6 +54,21 @@ impl App {
             .max_encoding_message_size(peers.max_message_bytes))
     }
 
+    /// The read index of the leader at `addr` (see [`App::catch_up`]).
+    pub(super) async fn leader_read_index(&self, addr: &str) -> Result<u64> {
+        let channel = self.inner.peers.channel(addr)?;
+        let mut client = RaftTransportClient::new(channel);
+        let call = client.read_index(pb::RaftMessage::default());
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, call)
+            .await
+            .map_err(|_| AppError::Unavailable(format!("the leader at {addr} gave no read index")))?
+            .map_err(|s| {
+                AppError::Unavailable(format!("the leader's read index: {}", s.message()))
+            })?;
+        decode(&answer.into_inner().data)
+            .map_err(|e| AppError::Internal(format!("the leader's read index: {e}")))
+    }
+
     /// The member at `addr`'s report of itself, or why it gave none within a second.
     pub(super) async fn probe(&self, addr: &str) -> std::result::Result<MemberReport, String> {
         let channel = self.inner.peers.channel(addr).map_err(|e| e.to_string())?;

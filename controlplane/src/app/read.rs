@@ -123,6 +123,25 @@ impl App {
         Ok(Route::Here)
     }
 
+    /// Apply everything committed before this call, whichever member leads: the leader
+    /// confirms its read index with a quorum (a follower asks it for it, as etcd's
+    /// followers do), and this member waits until it has applied through that index.
+    pub async fn catch_up(&self) -> Result<()> {
+        let (leader, addr) = self.leader(LEADER_WAIT).await?;
+        let index = if leader == self.id() {
+            self.read_index().await?
+        } else {
+            self.leader_read_index(&addr).await?
+        };
+        self.applied_through(index).await
+    }
+
+    /// The read index this member confirms as leader, for a follower that catches up.
+    pub async fn read_index_as_leader(&self) -> Result<u64> {
+        self.ensure_leader().await?;
+        self.read_index().await
+    }
+
     /// The index a linearizable read must wait for, confirmed with a quorum. Reads that
     /// arrive together share one confirmation: a read joins the next round to start
     /// (never one already under way, which may have begun before it arrived), and one

@@ -70,6 +70,90 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Whether this member has never seen a token with this digest (one revoked or expired
+/// is known).
+fn unknown_token(app: &App, digest: &[u8]) -> bool {
+    app.with_state(|s| !s.tokens().values().any(|t| t.digest == digest))
+}
+
+/// A token this member does not know may have been created a moment ago through another
+/// member: before it is judged, this member catches up with the leader (read index),
+/// so a token is accepted on every member as soon as its creation was acknowledged. A
+/// token still unknown then is refused.
+pub(crate) async fn learn_token(app: &App, digest: &[u8]) {
+    if unknown_token(app, digest) {
+        if let Err(e) = app.catch_up().await {
+            tracing::debug!(error = %e, "could not catch up to judge a bearer token");
+        }
+    }
+}
+
+/// The digest of the token a request presents, its own or one a member forwards.
+fn presented_token(headers: &http::HeaderMap) -> Option<Vec<u8>> {
+    if let Some(v) = headers.get(pb::AUTHORIZATION) {
+        let secret = v.to_str().ok()?.strip_prefix("Bearer ")?.trim();
+        return Some(digest(secret.as_bytes()));
+    }
+    unhex(headers.get(pb::ON_BEHALF_OF_TOKEN)?.to_str().ok()?)
+}
+
+/// The client service, with [`learn_token`] before its interceptor judges a token.
+#[derive(Clone)]
+pub struct LearnTokens<S> {
+    inner: S,
+    app: App,
+    tls: bool,
+}
+
+impl<S> LearnTokens<S> {
+    pub fn new(inner: S, app: App, tls: bool) -> Self {
+        Self { inner, app, tls }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for LearnTokens<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for LearnTokens<S>
+where
+    S: tower_service::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::BoxFuture<'static, Result<S::Response, S::Error>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let unknown = match self.tls {
+            true => presented_token(req.headers()).filter(|d| unknown_token(&self.app, d)),
+            false => None,
+        };
+        let Some(digest) = unknown else {
+            return futures::future::Either::Left(self.inner.call(req));
+        };
+        // The service made ready is the one that takes the request.
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        let app = self.app.clone();
+        futures::future::Either::Right(Box::pin(async move {
+            learn_token(&app, &digest).await;
+            ready.call(req).await
+        }))
+    }
+}
+
 /// The user a token's digest authenticates now, judged on this member's state.
 pub(crate) fn token_caller(app: &App, digest: Vec<u8>) -> Result<Caller, Status> {
     let now = std::time::SystemTime::now()

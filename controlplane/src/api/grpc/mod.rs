@@ -59,14 +59,18 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE))
         .tcp_keepalive(Some(KEEPALIVE))
         .layer(crate::metrics::http::GrpcLayer)
-        .add_service(InterceptedService::new(
-            CairnServer::new(cairn::CairnService::new(
-                app.clone(),
-                Arc::new(auth::limit::StreamLimits::new(limits.streams_per_caller)),
-            ))
-            .max_decoding_message_size(limits.max_request_bytes)
-            .max_encoding_message_size(limits.max_message_bytes),
-            auth::client_api(app.clone(), on, limits.rate),
+        .add_service(auth::LearnTokens::new(
+            InterceptedService::new(
+                CairnServer::new(cairn::CairnService::new(
+                    app.clone(),
+                    Arc::new(auth::limit::StreamLimits::new(limits.streams_per_caller)),
+                ))
+                .max_decoding_message_size(limits.max_request_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
+                auth::client_api(app.clone(), on, limits.rate),
+            ),
+            app.clone(),
+            on,
         ))
         .add_service(InterceptedService::new(
             RaftTransportServer::new(raft::RaftService::new(app))

@@ -7,6 +7,7 @@ use cairn_proto::RaftMessage;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::status::status;
 use crate::app::App;
 use crate::raft::{decode, encode};
 
@@ -64,5 +65,13 @@ impl RaftTransport for RaftService {
         _req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         reply(&self.app.report())
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let index = self.app.read_index_as_leader().await.map_err(status)?;
+        reply(&index)
     }
 }

@@ -108,7 +108,11 @@ pub async fn authenticate(
         },
     };
     let caller = match bearer {
-        Some(secret) => auth::token_caller(&app, auth::digest(secret.as_bytes())),
+        Some(secret) => {
+            let digest = auth::digest(secret.as_bytes());
+            auth::learn_token(&app, &digest).await;
+            auth::token_caller(&app, digest)
+        }
         None => match req.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0 .0) {
             Some(Some(Ok((id, role)))) => auth::certificate_caller(id.clone(), role.as_deref()),
             Some(Some(Err(why))) => return unauthenticated(why),

@@ -34,6 +34,7 @@ pub mod member;
 pub mod model;
 pub mod namespace;
 pub mod node;
+pub mod projection;
 pub mod queue;
 mod rejection;
 pub mod role;

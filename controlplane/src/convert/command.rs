@@ -9,6 +9,7 @@ use cairn_domain::job::{JobCommand, ReplicaExit};
 use cairn_domain::model::ModelCommand;
 use cairn_domain::namespace::NamespaceCommand;
 use cairn_domain::node::{GpuHealth, NodeCommand};
+use cairn_domain::projection::ProjectionCommand;
 use cairn_domain::queue::QueueCommand;
 use cairn_domain::token::TokenCommand;
 use cairn_domain::{Command, CommandBody};
@@ -131,6 +132,18 @@ impl FromPb for Command {
             Some(Body::RevokeToken(x)) => CommandBody::Token(TokenCommand::Revoke {
                 name: x.name.clone(),
             }),
+            // projections
+            Some(Body::CheckpointProjection(x)) => {
+                CommandBody::Projection(ProjectionCommand::Checkpoint {
+                    name: x.name.clone(),
+                    sequence: x.sequence,
+                })
+            }
+            Some(Body::ResyncProjection(x)) => {
+                CommandBody::Projection(ProjectionCommand::Resync {
+                    name: x.name.clone(),
+                })
+            }
             // jobs
             Some(Body::SubmitJob(x)) => CommandBody::Job(JobCommand::Submit {
                 doc: submitted(&x.spec_json)?,
@@ -383,6 +396,17 @@ impl ToPb for Command {
                 }),
                 TokenCommand::Revoke { name } => {
                     Body::RevokeToken(pb::RevokeToken { name: name.clone() })
+                }
+            },
+            CommandBody::Projection(c) => match c {
+                ProjectionCommand::Checkpoint { name, sequence } => {
+                    Body::CheckpointProjection(pb::CheckpointProjection {
+                        name: name.clone(),
+                        sequence: *sequence,
+                    })
+                }
+                ProjectionCommand::Resync { name } => {
+                    Body::ResyncProjection(pb::ResyncProjection { name: name.clone() })
                 }
             },
             CommandBody::Queue(QueueCommand::SetQuota { queue, gpus }) => {

@@ -11,6 +11,7 @@ use cairn_domain::member::MemberEvent;
 use cairn_domain::model::{Lineage, ModelEvent, NewVersion};
 use cairn_domain::namespace::NamespaceEvent;
 use cairn_domain::node::{GpuHealth, NodeEvent};
+use cairn_domain::projection::ProjectionEvent;
 use cairn_domain::queue::QueueEvent;
 use cairn_domain::token::TokenEvent;
 use cairn_domain::{Event, EventPayload};
@@ -52,6 +53,16 @@ impl ToPb for Event {
             EventPayload::Cron(e) => cron(e),
             EventPayload::Model(e) => model(e),
             EventPayload::Deployment(e) => deployment(e),
+            EventPayload::Projection(e) => match e {
+                ProjectionEvent::Checkpointed { sequence } => {
+                    Payload::ProjectionCheckpointed(pb::ProjectionCheckpointed {
+                        sequence: *sequence,
+                    })
+                }
+                ProjectionEvent::ResyncRequested => {
+                    Payload::ProjectionResyncRequested(pb::ProjectionResyncRequested {})
+                }
+            },
             EventPayload::NoteAdded { text } => {
                 Payload::NoteAdded(pb::NoteAdded { text: text.clone() })
             }
@@ -453,6 +464,13 @@ fn payload(p: Option<&Payload>) -> Result<EventPayload, Malformed> {
             expires_ms: x.expires_ms,
         }),
         Some(Payload::TokenRevoked(_)) => P::Token(TokenEvent::Revoked),
+        // projections
+        Some(Payload::ProjectionCheckpointed(x)) => P::Projection(ProjectionEvent::Checkpointed {
+            sequence: x.sequence,
+        }),
+        Some(Payload::ProjectionResyncRequested(_)) => {
+            P::Projection(ProjectionEvent::ResyncRequested)
+        }
         // queues
         Some(Payload::QueueQuotaSet(x)) => P::Queue(QueueEvent::QuotaSet { gpus: x.gpus }),
         // jobs

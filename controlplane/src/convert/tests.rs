@@ -21,6 +21,7 @@ use cairn_domain::node::{
     GpuHealth, GpuInfo, GpuLink, NodeCommand, NodeEvent, NodeInventory, PcieLevel,
 };
 use cairn_domain::queue::{QueueCommand, QueueEvent};
+use cairn_domain::projection::{ProjectionCommand, ProjectionEvent};
 use cairn_domain::token::{TokenCommand, TokenEvent};
 use cairn_domain::{Command, CommandBody, EntityKey, Event, EventPayload};
 use cairn_proto as pb;
@@ -195,6 +196,13 @@ fn every_command() -> Vec<CommandBody> {
             expires_ms: Some(1_800_000_000_000),
         }),
         CommandBody::Token(TokenCommand::Revoke { name: "ci".into() }),
+        CommandBody::Projection(ProjectionCommand::Checkpoint {
+            name: "kubernetes".into(),
+            sequence: 41,
+        }),
+        CommandBody::Projection(ProjectionCommand::Resync {
+            name: "kubernetes".into(),
+        }),
         CommandBody::Job(JobCommand::Submit { doc: job_doc() }),
         CommandBody::Job(JobCommand::Cancel {
             name: "mnist".into(),
@@ -416,6 +424,8 @@ fn every_event() -> Vec<EventPayload> {
             expires_ms: None,
         }),
         EventPayload::Token(TokenEvent::Revoked),
+        EventPayload::Projection(ProjectionEvent::Checkpointed { sequence: 41 }),
+        EventPayload::Projection(ProjectionEvent::ResyncRequested),
         EventPayload::Job(JobEvent::Submitted { doc: job_doc() }),
         EventPayload::Job(JobEvent::Waiting {
             reason: "needs 8 GPUs".into(),

@@ -18,6 +18,7 @@ use crate::deployment::DeploymentCommand;
 use crate::job::JobCommand;
 use crate::model::ModelCommand;
 use crate::node::NodeCommand;
+use crate::projection::ProjectionCommand;
 use crate::token::Tokens;
 use crate::Rejection;
 
@@ -55,6 +56,10 @@ pub fn required_role(body: &CommandBody) -> Role {
             JobCommand::Schedule
             | JobCommand::EnforceDeadline { .. }
             | JobCommand::ReportReplica { .. } => Role::Admin,
+        },
+        CommandBody::Projection(c) => match c {
+            ProjectionCommand::Checkpoint { .. } => Role::Admin,
+            ProjectionCommand::Resync { .. } => Role::Operator,
         },
         CommandBody::Deployment(c) => match c {
             DeploymentCommand::ReportServing { .. } => Role::Admin,
@@ -154,6 +159,7 @@ fn reported_node(body: &CommandBody) -> Option<&str> {
         | CommandBody::Token(_)
         | CommandBody::Cron(_)
         | CommandBody::Model(_)
+        | CommandBody::Projection(_)
         | CommandBody::AddNote { .. }
         | CommandBody::ReconcileMembers => None,
     }

@@ -8,6 +8,7 @@ use crate::job::{self, JobCommand};
 use crate::model::{self, ModelCommand};
 use crate::namespace::{self, NamespaceCommand};
 use crate::node::{self, NodeCommand};
+use crate::projection::{self, ProjectionCommand};
 use crate::queue::{self, QueueCommand};
 use crate::token::{self, TokenCommand};
 use crate::validate;
@@ -40,6 +41,7 @@ pub enum CommandBody {
     Cron(CronCommand),
     Model(ModelCommand),
     Deployment(DeploymentCommand),
+    Projection(ProjectionCommand),
     /// An operator's note on any live entity.
     AddNote {
         entity: EntityKey,
@@ -62,6 +64,7 @@ impl CommandBody {
             CommandBody::Cron(c) => key(cron::KIND, c.target()),
             CommandBody::Model(c) => key(model::KIND, c.target()),
             CommandBody::Deployment(c) => key(deployment::KIND, c.target()),
+            CommandBody::Projection(c) => key(projection::KIND, c.target()),
             CommandBody::AddNote { entity, .. } => Some(entity.clone()),
             CommandBody::ReconcileMembers => None,
         }
@@ -79,6 +82,7 @@ impl CommandBody {
             CommandBody::Job(c) => c.leader_only(),
             CommandBody::Cron(c) => c.leader_only(),
             CommandBody::Deployment(c) => c.leader_only(),
+            CommandBody::Projection(c) => c.leader_only(),
             CommandBody::ReconcileMembers => true,
         }
     }
@@ -99,6 +103,7 @@ impl Command {
             CommandBody::Cron(c) => c.problems(&mut p),
             CommandBody::Model(c) => c.problems(&mut p),
             CommandBody::Deployment(c) => c.problems(&mut p),
+            CommandBody::Projection(c) => c.problems(&mut p),
             CommandBody::AddNote { entity, text } => {
                 super::kinds::entity_problems("add_note.entity", entity, &mut p);
                 if text.trim().is_empty() {

@@ -14,6 +14,7 @@ use crate::member::{self, MemberEvent};
 use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
+use crate::projection::{self, ProjectionEvent};
 use crate::queue::{self, QueueEvent};
 use crate::rejection::Rejection;
 use crate::token::{self, TokenEvent};
@@ -71,6 +72,9 @@ pub fn decide(state: &State, cmd: &Command, pos: Position) -> Result<Vec<Event>,
         }
         CommandBody::Deployment(c) => {
             deployment::decide(state.deployment_context(), c, issued, &mut out)?
+        }
+        CommandBody::Projection(c) => {
+            projection::decide(&state.projections, state.last_sequence(), c, &mut out)?
         }
         CommandBody::AddNote { entity, text } => {
             if !state.is_live(entity) {
@@ -132,3 +136,4 @@ emit_as!(JobEvent, job::KIND, Job);
 emit_as!(CronEvent, cron::KIND, Cron);
 emit_as!(ModelEvent, model::KIND, Model);
 emit_as!(DeploymentEvent, deployment::KIND, Deployment);
+emit_as!(ProjectionEvent, projection::KIND, Projection);

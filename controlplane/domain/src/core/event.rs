@@ -9,6 +9,7 @@ use crate::member::{self, MemberEvent};
 use crate::model::{self, ModelEvent};
 use crate::namespace::{self, NamespaceEvent};
 use crate::node::{self, NodeEvent};
+use crate::projection::{self, ProjectionEvent};
 use crate::queue::{self, QueueEvent};
 use crate::token::{self, TokenEvent};
 
@@ -41,6 +42,7 @@ pub enum EventPayload {
     Cron(CronEvent),
     Model(ModelEvent),
     Deployment(DeploymentEvent),
+    Projection(ProjectionEvent),
     /// An operator's note, on an entity of any kind.
     NoteAdded {
         text: String,
@@ -61,6 +63,7 @@ impl EventPayload {
             EventPayload::Cron(e) => e.type_name(),
             EventPayload::Model(e) => e.type_name(),
             EventPayload::Deployment(e) => e.type_name(),
+            EventPayload::Projection(e) => e.type_name(),
             EventPayload::NoteAdded { .. } => "note_added",
         }
     }
@@ -77,6 +80,7 @@ impl EventPayload {
             EventPayload::Cron(_) => Some(cron::KIND),
             EventPayload::Model(_) => Some(model::KIND),
             EventPayload::Deployment(_) => Some(deployment::KIND),
+            EventPayload::Projection(_) => Some(projection::KIND),
             EventPayload::NoteAdded { .. } => None,
         }
     }

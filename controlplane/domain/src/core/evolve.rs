@@ -4,7 +4,7 @@
 use super::event::{Event, EventPayload};
 use super::state::State;
 use crate::entity::At;
-use crate::{cron, deployment, job, member, model, namespace, node, queue, token};
+use crate::{cron, deployment, job, member, model, namespace, node, projection, queue, token};
 
 impl State {
     /// Fold one event into the state. Events must arrive in sequence order, each
@@ -37,6 +37,9 @@ impl State {
             EventPayload::Model(ev) => model::evolve(&mut self.models, e, name, ev, at),
             EventPayload::Deployment(ev) => {
                 deployment::evolve(&mut self.deployments, &mut self.nodes, e, name, ev, at)
+            }
+            EventPayload::Projection(ev) => {
+                projection::evolve(&mut self.projections, e, name, ev, at)
             }
             EventPayload::NoteAdded { .. } => e.notes += 1,
         }

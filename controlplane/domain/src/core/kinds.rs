@@ -1,7 +1,9 @@
 //! The entity kinds the domain knows.
 
 use crate::entity::EntityKey;
-use crate::{cron, deployment, job, member, model, namespace, node, queue, token, validate};
+use crate::{
+    cron, deployment, job, member, model, namespace, node, projection, queue, token, validate,
+};
 
 pub const NAMESPACE: &str = namespace::KIND;
 pub const MEMBER: &str = member::KIND;
@@ -12,9 +14,10 @@ pub const QUEUE: &str = queue::KIND;
 pub const MODEL: &str = model::KIND;
 pub const DEPLOYMENT: &str = deployment::KIND;
 pub const TOKEN: &str = token::KIND;
+pub const PROJECTION: &str = projection::KIND;
 /// Every kind, in the order listings show them.
 pub const ALL: &[&str] = &[
-    NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE, MODEL, DEPLOYMENT, TOKEN,
+    NAMESPACE, MEMBER, NODE, JOB, CRON, QUEUE, MODEL, DEPLOYMENT, TOKEN, PROJECTION,
 ];
 
 /// Problems with an entity reference: a known kind and a well-formed name.

@@ -10,6 +10,7 @@ use crate::job::{self, JobState, Jobs};
 use crate::member::{MemberRecord, Members, RaftMembers};
 use crate::model::Models;
 use crate::node::{NodeState, Nodes};
+use crate::projection::{Projection, Projections};
 use crate::queue::Quotas;
 use crate::token::Tokens;
 
@@ -35,6 +36,8 @@ pub struct State {
     pub(super) models: Models,
     /// Model deployments, by name (deleted ones until the name is taken again).
     pub(super) deployments: Deployments,
+    /// Projections of the log into other systems, by name.
+    pub(super) projections: Projections,
 }
 
 impl State {
@@ -125,6 +128,11 @@ impl State {
 
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// A projection's checkpoint and resync count (zero when it never recorded one).
+    pub fn projection(&self, name: &str) -> Projection {
+        self.projections.get(name).cloned().unwrap_or_default()
     }
 
     /// GPUs held by the placed, unfinished jobs of each queue.

@@ -17,8 +17,8 @@ mod views;
 use clap::{Parser, Subcommand};
 
 use crate::cmd::{
-    certs, cluster, cron, deploy, events, get, gpu, job, lease, lineage, model, node, note, ns,
-    queue, token,
+    certs, cluster, cron, deploy, events, get, gpu, job, k8s, lease, lineage, model, node, note,
+    ns, queue, token,
 };
 
 #[derive(Parser)]
@@ -119,6 +119,9 @@ pub enum Command {
     /// Bearer tokens: create, list, revoke (admins).
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// The Kubernetes projection: its lag and objects, and a full resync.
+    #[command(subcommand)]
+    K8s(k8s::K8sCmd),
 }
 
 /// Run one parsed command line.
@@ -155,5 +158,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(c) => bench::run(ctx, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Token(c) => token::run(ctx, c).await,
+        Command::K8s(c) => k8s::run(ctx, c).await,
     }
 }

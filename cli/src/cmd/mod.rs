@@ -12,6 +12,7 @@
 //!   schedule. `queue`: job queues and GPU quotas.
 //! - `model`: the model registry and its history. `lineage`: where a version came
 //!   from, or what a job produced. `deploy`: model deployments and their rollouts.
+//! - `k8s`: the Kubernetes projection's status, and a full resync.
 //!
 //! A new noun gets a file here, an entry above and a `pub mod` line below, and a
 //! variant in `crate::Command` with its line in `crate::run`.
@@ -24,6 +25,7 @@ pub mod events;
 pub mod get;
 pub mod gpu;
 pub mod job;
+pub mod k8s;
 pub mod lease;
 pub mod lineage;
 pub mod model;

@@ -347,7 +347,7 @@ pub fn all(
 ) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
+    let mut crds = vec![
         TrainingJob::crd(),
         TrainingCron::crd(),
         GpuNode::crd(),
@@ -355,8 +355,21 @@ pub fn all(
         Model::crd(),
         ModelVersion::crd(),
         ModelDeployment::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        if STATUS_IN_OBJECT.contains(&crd.spec.names.kind.as_str()) {
+            for v in &mut crd.spec.versions {
+                v.subresources = None;
+            }
+        }
+    }
+    crds
 }
+
+/// Kinds only Cairn writes: their status is part of the object, not a subresource, so
+/// each change is one write to the api-server instead of two (users' kinds keep the
+/// subresource: their spec is theirs, the status Cairn's).
+pub const STATUS_IN_OBJECT: &[&str] = &["GpuNode", "PortLease", "Model", "ModelVersion"];
 
 #[cfg(test)]
 mod tests {
@@ -385,6 +398,11 @@ mod tests {
                     .is_some_and(|c| c.len() >= 3),
                 "{name}"
             );
+            // Users' kinds have a status subresource; the kinds only Cairn writes take
+            // their status with the object, in one write.
+            let subresource = v.subresources.as_ref().is_some_and(|r| r.status.is_some());
+            let users = !STATUS_IN_OBJECT.contains(&s.names.kind.as_str());
+            assert_eq!(subresource, users, "{name}");
             let schema = serde_json::to_value(&v.schema).expect("schema as JSON");
             let text = schema.to_string();
             assert!(

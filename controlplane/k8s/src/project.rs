@@ -69,6 +69,26 @@ impl Kind {
         }
     }
 
+    /// Whether its status is a subresource, written apart from the object. Only the
+    /// kinds users write have one; the others take spec and status in one write.
+    pub fn status_subresource(self) -> bool {
+        !crd::STATUS_IN_OBJECT.contains(&self.name())
+    }
+
+    /// The kinds an entity of `entity_kind` is projected as: its own, and the kind of
+    /// the objects it owns (a node's port leases, a model's versions).
+    pub fn of_entity(entity_kind: &str) -> (Option<Kind>, Option<Kind>) {
+        use cairn_domain::{cron, deployment, job, model, node};
+        match entity_kind {
+            job::KIND => (Some(Kind::TrainingJob), None),
+            cron::KIND => (Some(Kind::TrainingCron), None),
+            node::KIND => (Some(Kind::GpuNode), Some(Kind::PortLease)),
+            model::KIND => (Some(Kind::Model), Some(Kind::ModelVersion)),
+            deployment::KIND => (Some(Kind::ModelDeployment), None),
+            _ => (None, None),
+        }
+    }
+
     pub fn namespaced(self) -> bool {
         match self {
             Kind::GpuNode => false,
@@ -99,6 +119,16 @@ pub struct Object {
 }
 
 impl Object {
+    /// A kind without a status subresource carries its status in the object.
+    fn fold_status(&mut self) {
+        if self.kind.status_subresource() {
+            return;
+        }
+        if let Some(mut st) = self.status.take() {
+            self.body["status"] = st["status"].take();
+        }
+    }
+
     /// What to apply to an object that exists: the user's spec left alone.
     pub fn update_body(&self) -> Value {
         let mut body = self.body.clone();
@@ -370,7 +400,38 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             intake::from_intake(&d.spec_json),
         ));
     }
+    for o in &mut out {
+        o.fold_status();
+    }
     out
+}
+
+/// The kinds a new leader lists to find objects that must go, having applied every
+/// object changed after `checkpoint`: the kind of each entity deleted after it, and the
+/// owned kind (versions, leases) of each entity changed after it. An entity changed
+/// at or before the checkpoint is in Kubernetes as the log has it.
+pub fn kinds_to_list_since(state: &State, checkpoint: u64) -> std::collections::BTreeSet<Kind> {
+    use cairn_domain::{cron, deployment, job, model, node};
+    let mut kinds = std::collections::BTreeSet::new();
+    for entity_kind in [
+        job::KIND,
+        cron::KIND,
+        node::KIND,
+        model::KIND,
+        deployment::KIND,
+    ] {
+        let (own, owned) = Kind::of_entity(entity_kind);
+        for (_, e) in state.entities_of_kind(entity_kind) {
+            if e.sequence <= checkpoint {
+                continue;
+            }
+            if e.deleted {
+                kinds.extend(own);
+            }
+            kinds.extend(owned);
+        }
+    }
+    kinds
 }
 
 fn node_objects(state: &State, n: &pb::NodeView, namespace: &str) -> Vec<Object> {

@@ -1,13 +1,19 @@
 //! The projector: while this member leads, Kubernetes holds what [`project::objects`]
 //! says. It installs the CRDs (and waits until they are Established) and the namespace,
 //! then applies each object whose `cairn.dev/seq` differs from what it applied last
-//! (server-side apply, field manager `cairn`, spec then status), and deletes the objects
-//! of entities that are gone. A full reconcile — list every managed object of every
-//! kind, re-install what is missing, re-apply what is stale, delete what Cairn does not
-//! have — runs when it starts leading, then every `resync`, and at once when a watch
-//! sees a managed object or a CRD deleted, so objects deleted by hand, CRDs removed, or
-//! an api-server restarted on an empty etcd are restored from the log. Kubernetes' resourceVersions are never read as a clock: the stamps are
-//! Cairn's own sequences.
+//! (server-side apply, field manager `cairn`; users' kinds get their status apart), and
+//! deletes the objects of entities that are gone.
+//!
+//! Every couple of seconds it records in the log how far it got (`projection_checkpointed`).
+//! A member that begins to lead resumes there: it applies the objects changed after the
+//! checkpoint, and lists only the kinds where something may have to go.
+//!
+//! A full reconcile — list every object of every kind, re-install what is missing,
+//! re-apply what is stale, delete what Cairn does not have — runs every `resync`, at
+//! once when a watch sees a managed object or a CRD deleted, and when an operator asks
+//! (`cairn k8s resync`), so objects deleted by hand, CRDs removed, or an api-server
+//! restarted on an empty etcd are restored from the log. Kubernetes' resourceVersions
+//! are never read as a clock: the stamps are Cairn's own sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -16,7 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cairn_controlplane::app::App;
+use cairn_controlplane::app::{now_ms, App, ProjectionReport};
+use cairn_controlplane::store::events::Filter;
+use cairn_domain::projection::{self, ProjectionCommand};
+use cairn_domain::{CommandBody, EntityKey};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -43,6 +52,14 @@ const BACKOFF: Duration = Duration::from_secs(1);
 const ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
 /// How often objects users applied are looked for.
 const INTAKE_EVERY: Duration = Duration::from_secs(1);
+/// How often the projector records in the log how far it got.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Objects applied between two accounts of progress (in log order).
+const CHUNK: usize = 256;
+/// The projection's name in the log (`projection/kubernetes`).
+const NAME: &str = "kubernetes";
+/// Who checkpoints.
+const ACTOR: &str = "system/projector";
 
 /// Where and how to project.
 #[derive(Debug, Clone)]
@@ -87,26 +104,34 @@ fn resource(kind: Kind) -> ApiResource {
 /// Runs for as long as the server runs; projects while this member leads.
 pub async fn run(app: App, cfg: Config) {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let report = |state: &str, error: String| ProjectionReport {
+        state: state.into(),
+        namespace: cfg.namespace.clone(),
+        error,
+        ..ProjectionReport::default()
+    };
+    // The term of the last leadership that projected: after a failure in the same
+    // term, the projector starts over with a full reconcile, not from the checkpoint.
+    let mut last_term = None;
     loop {
         while !app.leading().0 {
-            app.set_projection(format!(
-                "standby: projects into namespace {} while this member leads",
-                cfg.namespace
-            ));
+            app.set_projection(report("standby", String::new()));
             tokio::time::sleep(STEP).await;
         }
-        match client(&cfg).await {
-            Ok(c) => {
-                let mut p = Projector::new(c, cfg.clone());
-                if let Err(e) = p.lead(&app).await {
-                    tracing::warn!(error = %format!("{e:#}"), "projecting into Kubernetes failed; will try again");
-                    app.set_projection(format!("failing, will try again: {e:#}"));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "no Kubernetes client; will try again");
-                app.set_projection(format!("no Kubernetes client, will try again: {e:#}"));
-            }
+        let term = app.leading().1;
+        let fresh = last_term != Some(term);
+        last_term = Some(term);
+        let failed = match client(&cfg).await {
+            Ok(c) => Projector::new(c, cfg.clone())
+                .lead(&app, fresh)
+                .await
+                .err()
+                .map(|e| format!("{e:#}")),
+            Err(e) => Some(format!("no Kubernetes client: {e:#}")),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "projecting into Kubernetes failed; will try again");
+            app.set_projection(report("failing", e));
         }
         tokio::time::sleep(BACKOFF).await;
     }
@@ -118,15 +143,28 @@ struct Projector {
     /// What was applied: (kind, name) → the sequence it reflects.
     applied: BTreeMap<(Kind, String), u64>,
     intake: Intake,
+    /// Whether every CRD was applied since this member began to lead (a new build's
+    /// CRDs replace an old one's).
+    crds_applied: bool,
+    report: ProjectionReport,
+    /// When it last recorded a checkpoint in the log.
+    checkpointed: Instant,
 }
 
 impl Projector {
     fn new(client: Client, cfg: Config) -> Self {
         Self {
             client,
-            cfg,
             applied: BTreeMap::new(),
             intake: Intake::default(),
+            crds_applied: false,
+            checkpointed: Instant::now(),
+            report: ProjectionReport {
+                state: "leading".into(),
+                namespace: cfg.namespace.clone(),
+                ..ProjectionReport::default()
+            },
+            cfg,
         }
     }
 
@@ -134,37 +172,37 @@ impl Projector {
         api(&self.client, &self.cfg.namespace, kind)
     }
 
-    /// Projects until this member stops leading (Ok) or Kubernetes fails (Err).
-    async fn lead(&mut self, app: &App) -> anyhow::Result<()> {
-        let mut seen = 0;
-        let mut resynced = None::<Instant>;
-        let mut scanned = None::<Instant>;
+    /// Projects until this member stops leading (Ok) or Kubernetes fails (Err); `fresh`:
+    /// the first try of this leadership, which resumes from the log's checkpoint unless
+    /// the CRDs are missing (an api-server that lost its data).
+    async fn lead(&mut self, app: &App, fresh: bool) -> anyhow::Result<()> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         // A deletion seen by a watch calls for a full reconcile at once.
         let lost = Arc::new(AtomicBool::new(false));
         let watches = self.watch_deletions(&lost);
         let _stop = AbortOnDrop(watches);
+        let (checkpoint, mut resyncs) = app.with_state(|s| {
+            let p = s.projection(NAME);
+            (p.checkpoint, p.resyncs)
+        });
+        let created = self.install().await?;
+        let mut seen = match fresh && !created {
+            true => self.resume(app, checkpoint).await?,
+            false => self.full_reconcile(app).await?,
+        };
+        // The next full reconcile comes a period later.
+        let mut resynced = Instant::now();
+        let mut scanned = None::<Instant>;
         loop {
             if !app.leading().0 {
                 return Ok(());
             }
             let deleted = lost.swap(false, Ordering::Relaxed);
-            if deleted || resynced.is_none_or(|t| t.elapsed() >= self.cfg.resync) {
-                // The state and its sequence read together: the steps after this
-                // reconcile start from it instead of projecting everything again.
-                let (desired, at) = app
-                    .with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
-                let started = Instant::now();
-                let (applied, deleted) = self.reconcile(desired).await?;
-                tracing::info!(
-                    objects = self.applied.len(),
-                    applied,
-                    deleted,
-                    ms = started.elapsed().as_millis() as u64,
-                    "Kubernetes reconciled with the log"
-                );
-                resynced = Some(Instant::now());
-                seen = at;
+            let asked = app.with_state(|s| s.projection(NAME).resyncs);
+            if deleted || asked != resyncs || resynced.elapsed() >= self.cfg.resync {
+                resyncs = asked;
+                seen = self.full_reconcile(app).await?;
+                resynced = Instant::now();
             }
             if scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
                 let (client, ns) = (self.client.clone(), self.cfg.namespace.clone());
@@ -173,20 +211,138 @@ impl Projector {
                     .await?;
                 scanned = Some(Instant::now());
             }
-            let last = app.with_state(|s| s.last_sequence());
-            if last != seen {
-                let desired = app.with_state(|s| project::objects(s, &self.cfg.namespace));
-                self.step(desired).await?;
+            if app.with_state(|s| s.last_sequence()) != seen {
+                // The state and its sequence read together.
+                let (desired, last) = app
+                    .with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
+                self.step(app, desired, last).await?;
                 seen = last;
             }
-            app.set_projection(format!(
-                "leading: {} objects in namespace {}, projected through sequence {seen}; last full reconcile {} s ago",
-                self.applied.len(),
-                self.cfg.namespace,
-                resynced.map_or(0, |t| t.elapsed().as_secs()),
-            ));
+            self.progress(app, seen).await;
             tokio::time::sleep(STEP).await;
         }
+    }
+
+    /// Begin to lead where the log's checkpoint says the last leader got: apply every
+    /// object changed after it, and delete what is gone from the kinds where something
+    /// may be. Returns the sequence projected through.
+    async fn resume(&mut self, app: &App, checkpoint: u64) -> anyhow::Result<u64> {
+        let (desired, at, kinds) = app.with_state(|s| {
+            (
+                project::objects(s, &self.cfg.namespace),
+                s.last_sequence(),
+                project::kinds_to_list_since(s, checkpoint),
+            )
+        });
+        let started = Instant::now();
+        let (listed, rest): (Vec<Object>, Vec<Object>) =
+            desired.into_iter().partition(|o| kinds.contains(&o.kind));
+        let (changed, current): (Vec<Object>, Vec<Object>) =
+            rest.into_iter().partition(|o| o.seq > checkpoint);
+        self.applied = current
+            .into_iter()
+            .map(|o| ((o.kind, o.name), o.seq))
+            .collect();
+        let changed_count = changed.len();
+        // Deletions first: a checkpoint taken while the rest is applied must not pass
+        // an entity whose object is still to go.
+        let (applied, deleted) = self.reconcile_kinds(&kinds, listed).await?;
+        self.report.resumed_from = checkpoint;
+        self.apply_in_order(app, changed, at).await?;
+        tracing::info!(
+            checkpoint,
+            through = at,
+            applied = changed_count + applied,
+            deleted,
+            listed = ?kinds,
+            ms = started.elapsed().as_millis() as u64,
+            "resumed the Kubernetes projection from the log's checkpoint"
+        );
+        Ok(at)
+    }
+
+    /// Compare everything Kubernetes holds with the log and repair it. Returns the
+    /// sequence projected through.
+    async fn full_reconcile(&mut self, app: &App) -> anyhow::Result<u64> {
+        let (desired, at) =
+            app.with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
+        let started = Instant::now();
+        self.install().await?;
+        let (applied, deleted) = self.reconcile_kinds(&Kind::ALL.into(), desired).await?;
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            objects = self.applied.len(),
+            applied,
+            deleted,
+            ms,
+            "Kubernetes reconciled with the log"
+        );
+        self.report.reconciles += 1;
+        self.report.last_reconcile_ms = now_ms();
+        self.report.last_reconcile = format!(
+            "{} objects compared in {ms} ms: {applied} applied (missing or stale), {deleted} deleted",
+            self.applied.len()
+        );
+        Ok(at)
+    }
+
+    /// Say how far the projection got, and every [`CHECKPOINT_EVERY`] record it in the
+    /// log, unless nothing but the projection's own events came since the last record.
+    /// A failure to record is only logged: the next one records it.
+    async fn progress(&mut self, app: &App, seen: u64) {
+        self.publish(app, seen);
+        if self.checkpointed.elapsed() < CHECKPOINT_EVERY {
+            return;
+        }
+        self.checkpointed = Instant::now();
+        let (current, own) = app.with_state(|s| {
+            let key = EntityKey::new(projection::KIND, NAME);
+            (
+                s.projection(NAME).checkpoint,
+                s.entity(&key).map_or(0, |e| e.sequence),
+            )
+        });
+        if seen <= current || seen <= own {
+            return;
+        }
+        let body = CommandBody::Projection(ProjectionCommand::Checkpoint {
+            name: NAME.into(),
+            sequence: seen,
+        });
+        if let Err(e) = app.propose_as(ACTOR, body).await {
+            tracing::debug!(error = %e, "could not checkpoint the projection");
+        }
+    }
+
+    /// What this member's status says about the projection.
+    fn publish(&mut self, app: &App, seen: u64) {
+        let (last, checkpoint) =
+            app.with_state(|s| (s.last_sequence(), s.projection(NAME).checkpoint));
+        let oldest = match last > seen {
+            true => app
+                .list_events(
+                    &Filter {
+                        after_sequence: seen,
+                        ..Filter::default()
+                    },
+                    1,
+                    last,
+                )
+                .ok()
+                .and_then(|(events, _)| events.first().map(|e| e.timestamp_ms)),
+            false => None,
+        };
+        let mut objects: BTreeMap<String, u64> = BTreeMap::new();
+        for (kind, _) in self.applied.keys() {
+            *objects.entry(kind.name().to_string()).or_default() += 1;
+        }
+        let r = &mut self.report;
+        r.projected_through = seen;
+        r.last_sequence = last;
+        r.checkpoint = checkpoint;
+        r.lag_ms = oldest.map_or(0, |t| now_ms().saturating_sub(t).max(0) as u64);
+        r.objects = objects;
+        app.set_projection(r.clone());
     }
 
     /// Watches every kind's managed objects (and the CRDs) and raises `lost` when one is
@@ -223,7 +379,7 @@ impl Projector {
     }
 
     /// Applies what changed since the last step and deletes what is gone.
-    async fn step(&mut self, desired: Vec<Object>) -> anyhow::Result<()> {
+    async fn step(&mut self, app: &App, desired: Vec<Object>, last: u64) -> anyhow::Result<()> {
         let keys: BTreeSet<(Kind, String)> =
             desired.iter().map(|o| (o.kind, o.name.clone())).collect();
         let changed: Vec<Object> = desired
@@ -236,19 +392,42 @@ impl Projector {
             .filter(|k| !keys.contains(*k))
             .cloned()
             .collect();
-        self.apply_all(changed, false).await?;
-        self.delete_all(gone).await
+        // Deletions first (see `resume`).
+        self.delete_all(gone).await?;
+        self.apply_in_order(app, changed, last).await
     }
 
-    /// Makes Kubernetes hold exactly `desired`, whatever it holds now: the CRDs and the
-    /// namespace first, then every object. Returns (applied, deleted).
-    async fn reconcile(&mut self, desired: Vec<Object>) -> anyhow::Result<(usize, usize)> {
-        self.install().await?;
+    /// Applies `objects` in log order, a chunk at a time, saying after each how far the
+    /// projection got: every event before the first object still to apply, or `last`.
+    async fn apply_in_order(
+        &mut self,
+        app: &App,
+        mut objects: Vec<Object>,
+        last: u64,
+    ) -> anyhow::Result<()> {
+        objects.sort_by_key(|o| o.seq);
+        let mut rest = objects.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Object> = rest.by_ref().take(CHUNK).collect();
+            self.apply_all(chunk, false).await?;
+            let through = rest.peek().map_or(last, |o| o.seq.saturating_sub(1));
+            self.progress(app, through).await;
+        }
+        Ok(())
+    }
+
+    /// Makes the objects of `kinds` in Kubernetes exactly `desired` (of those kinds),
+    /// whatever it holds now. Returns (applied, deleted).
+    async fn reconcile_kinds(
+        &mut self,
+        kinds: &BTreeSet<Kind>,
+        desired: Vec<Object>,
+    ) -> anyhow::Result<(usize, usize)> {
         // Every object, users' too: a user's object is never deleted here, but it is
         // stamped, and restored whole when it is missing.
         let mut held: BTreeMap<(Kind, String), u64> = BTreeMap::new();
         let mut managed: BTreeSet<(Kind, String)> = BTreeSet::new();
-        for kind in Kind::ALL {
+        for &kind in kinds {
             let list = self
                 .api(kind)
                 .list(&ListParams::default())
@@ -288,16 +467,19 @@ impl Projector {
         let extra: Vec<(Kind, String)> =
             managed.into_iter().filter(|k| !keys.contains(k)).collect();
         let counts = (missing.len() + stale.len(), extra.len());
-        // What Kubernetes holds is what was applied.
-        self.applied = held;
+        // What Kubernetes holds of these kinds is what was applied.
+        self.applied.retain(|(k, _), _| !kinds.contains(k));
+        self.applied.extend(held);
         self.apply_all(missing, true).await?;
         self.apply_all(stale, false).await?;
         self.delete_all(extra).await?;
         Ok(counts)
     }
 
-    /// The CRDs (waiting until Established) and the namespace.
-    async fn install(&self) -> anyhow::Result<()> {
+    /// The CRDs (waiting until Established) and the namespace. Returns whether a CRD
+    /// had to be created.
+    async fn install(&mut self) -> anyhow::Result<bool> {
+        let mut created = false;
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let want = crate::crd::all();
@@ -312,9 +494,16 @@ impl Projector {
         for crd in &want {
             let name = crd.metadata.name.clone().unwrap_or_default();
             if have.contains(&name) {
+                // Once a leadership, this build's CRD replaces what is there.
+                if !self.crds_applied {
+                    crds.patch(&name, &pp, &Patch::Apply(crd))
+                        .await
+                        .with_context(|| format!("updating CRD {name}"))?;
+                }
                 continue;
             }
             tracing::info!(crd = %name, "installing a CRD");
+            created = true;
             crds.patch(&name, &pp, &Patch::Apply(crd))
                 .await
                 .with_context(|| format!("installing CRD {name}"))?;
@@ -334,7 +523,8 @@ impl Projector {
             .patch(&self.cfg.namespace, &pp, &Patch::Apply(&ns))
             .await
             .with_context(|| format!("creating namespace {}", self.cfg.namespace))?;
-        Ok(())
+        self.crds_applied = true;
+        Ok(created)
     }
 
     /// Applies `objects`; `whole`: they are missing, so users' objects get their spec
@@ -353,6 +543,7 @@ impl Projector {
                     api.patch(&o.name, &pp, &Patch::Apply(&body))
                         .await
                         .with_context(|| format!("applying {} {}", o.kind.name(), o.name))?;
+                    // Only users' kinds have a status apart (see `Kind::status_subresource`).
                     if let Some(status) = &o.status {
                         api.patch_status(&o.name, &pp, &Patch::Apply(status))
                             .await

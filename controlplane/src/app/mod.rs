@@ -41,7 +41,7 @@ pub use liveness::{EndpointLoad, Heartbeat, Heartbeats};
 pub use membership::MembershipChange;
 pub use proposer::{now_ms, BatchLimits, Proposer, ORPHAN_GRACE};
 pub use read::{Consistency, ReadPoint, Route};
-pub use status::{rss_bytes, ClusterStatus, MemberReport, MemberStatus};
+pub use status::{rss_bytes, ClusterStatus, MemberReport, MemberStatus, ProjectionReport};
 pub use submit::Applied;
 
 use crate::raft::Raft;
@@ -83,7 +83,7 @@ struct Inner {
     /// Requests this member has numbered (for correlation ids).
     requests: AtomicU64,
     /// What the Kubernetes projector says it does (empty: there is none).
-    projection: Mutex<String>,
+    projection: Mutex<ProjectionReport>,
 }
 
 impl App {
@@ -108,13 +108,13 @@ impl App {
                 read_rounds: Mutex::new(read::Rounds::default()),
                 heartbeats: Heartbeats::default(),
                 requests: AtomicU64::new(0),
-                projection: Mutex::new(String::new()),
+                projection: Mutex::new(ProjectionReport::default()),
             }),
         }
     }
 
     /// The Kubernetes projector's account of itself, for the member's status.
-    pub fn set_projection(&self, status: String) {
+    pub fn set_projection(&self, status: ProjectionReport) {
         *self
             .inner
             .projection
@@ -123,17 +123,17 @@ impl App {
     }
 
     /// The Kubernetes projector's last account of itself (`off`: none runs here).
-    pub fn projection(&self) -> String {
-        let s = self
+    pub fn projection(&self) -> ProjectionReport {
+        let mut r = self
             .inner
             .projection
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if s.is_empty() {
-            "off".into()
-        } else {
-            s.clone()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if r.state.is_empty() {
+            r.state = "off".into();
         }
+        r
     }
 
     /// This member's id.

@@ -20,9 +20,55 @@ pub struct MemberReport {
     pub last_log_index: u64,
     pub last_sequence: u64,
     pub rss_bytes: u64,
-    /// The Kubernetes projection on this member (`off`, standby, or what it did last).
-    #[serde(default)]
-    pub kubernetes: String,
+    /// The Kubernetes projection on this member.
+    pub kubernetes: ProjectionReport,
+}
+
+/// The Kubernetes projector's account of itself on one member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionReport {
+    /// `off`, `standby`, `leading` or `failing`.
+    pub state: String,
+    pub namespace: String,
+    /// Every event through this sequence is in Kubernetes.
+    pub projected_through: u64,
+    pub last_sequence: u64,
+    /// The checkpoint in the log, and the one this member resumed from.
+    pub checkpoint: u64,
+    pub resumed_from: u64,
+    /// How long the oldest event not yet projected has waited (ms; 0: caught up).
+    pub lag_ms: u64,
+    /// Objects per kind.
+    pub objects: BTreeMap<String, u64>,
+    /// When the last full reconcile ended (Unix ms; 0: none yet), and what it did.
+    pub last_reconcile_ms: i64,
+    pub last_reconcile: String,
+    /// Full reconciles since this member began to lead.
+    pub reconciles: u64,
+    /// What failed, while failing.
+    pub error: String,
+}
+
+impl ProjectionReport {
+    /// The report in one line, for `cairn cluster status`.
+    pub fn summary(&self) -> String {
+        match self.state.as_str() {
+            "" | "off" => "off".into(),
+            "standby" => format!(
+                "standby: projects into namespace {} while this member leads",
+                self.namespace
+            ),
+            "failing" => format!("failing, will try again: {}", self.error),
+            _ => format!(
+                "{}: {} objects in namespace {}, projected through sequence {} of {}",
+                self.state,
+                self.objects.values().sum::<u64>(),
+                self.namespace,
+                self.projected_through,
+                self.last_sequence,
+            ),
+        }
+    }
 }
 
 /// One member in the cluster's status: its address, and its report or why none came.

@@ -139,11 +139,9 @@ impl FromPb for Command {
                     sequence: x.sequence,
                 })
             }
-            Some(Body::ResyncProjection(x)) => {
-                CommandBody::Projection(ProjectionCommand::Resync {
-                    name: x.name.clone(),
-                })
-            }
+            Some(Body::ResyncProjection(x)) => CommandBody::Projection(ProjectionCommand::Resync {
+                name: x.name.clone(),
+            }),
             // jobs
             Some(Body::SubmitJob(x)) => CommandBody::Job(JobCommand::Submit {
                 doc: submitted(&x.spec_json)?,

@@ -20,8 +20,8 @@ use cairn_domain::namespace::{NamespaceCommand, NamespaceEvent};
 use cairn_domain::node::{
     GpuHealth, GpuInfo, GpuLink, NodeCommand, NodeEvent, NodeInventory, PcieLevel,
 };
-use cairn_domain::queue::{QueueCommand, QueueEvent};
 use cairn_domain::projection::{ProjectionCommand, ProjectionEvent};
+use cairn_domain::queue::{QueueCommand, QueueEvent};
 use cairn_domain::token::{TokenCommand, TokenEvent};
 use cairn_domain::{Command, CommandBody, EntityKey, Event, EventPayload};
 use cairn_proto as pb;

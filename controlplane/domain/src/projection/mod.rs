@@ -41,9 +41,7 @@ pub enum ProjectionEvent {
 impl ProjectionCommand {
     pub fn target(&self) -> &str {
         match self {
-            ProjectionCommand::Checkpoint { name, .. } | ProjectionCommand::Resync { name } => {
-                name
-            }
+            ProjectionCommand::Checkpoint { name, .. } | ProjectionCommand::Resync { name } => name,
         }
     }
 

@@ -339,7 +339,8 @@ impl pb::cairn_server::Cairn for CairnService {
                         s.last_log_index = r.last_log_index;
                         s.last_sequence = r.last_sequence;
                         s.rss_bytes = r.rss_bytes;
-                        s.kubernetes = r.kubernetes;
+                        s.kubernetes = r.kubernetes.summary();
+                        s.kubernetes_projection = Some(projection_to_pb(r.kubernetes));
                     }
                     Err(e) => {
                         s.role = "unreachable".into();
@@ -636,5 +637,22 @@ impl pb::cairn_server::Cairn for CairnService {
             holders,
             read: Some(read),
         }))
+    }
+}
+
+fn projection_to_pb(r: crate::app::ProjectionReport) -> pb::KubernetesProjection {
+    pb::KubernetesProjection {
+        state: r.state,
+        namespace: r.namespace,
+        projected_through: r.projected_through,
+        last_sequence: r.last_sequence,
+        checkpoint: r.checkpoint,
+        resumed_from: r.resumed_from,
+        lag_ms: r.lag_ms,
+        objects: r.objects.into_iter().collect(),
+        last_reconcile_ms: r.last_reconcile_ms,
+        last_reconcile: r.last_reconcile,
+        reconciles: r.reconciles,
+        error: r.error,
     }
 }

@@ -32,6 +32,8 @@ pub struct Settings {
     /// Mutual TLS: member `i` uses `member-<i>.crt` and `.key` of this directory, as
     /// `cairn certs init` writes them.
     pub tls_dir: Option<std::path::PathBuf>,
+    /// More TOML tables for every member's configuration (e.g. `[kubernetes]`).
+    pub extra_toml: String,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             mlflow: false,
             metrics: false,
             tls_dir: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -110,6 +113,7 @@ impl TestCluster {
                 .tls_dir
                 .as_ref()
                 .map(|d| cairn_proto::tls::TlsFiles::in_dir(d, &format!("member-{id}"))),
+            extra_toml: s.extra_toml.clone(),
             ..ServerSpec::new(bin("cairn-server"), id, addr, dir)
         };
         self.nodes.push(Server::start_new(spec).await?);

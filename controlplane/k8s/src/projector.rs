@@ -50,8 +50,9 @@ const STEP: Duration = Duration::from_millis(200);
 const BACKOFF: Duration = Duration::from_secs(1);
 /// How long CRDs may take to become Established.
 const ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
-/// How often objects users applied are looked for.
-const INTAKE_EVERY: Duration = Duration::from_secs(1);
+/// How often every object users applied is listed, besides when a watch sees one
+/// change.
+const INTAKE_EVERY: Duration = Duration::from_secs(10);
 /// How often the projector records in the log how far it got.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// Objects applied between two accounts of progress (in log order).
@@ -177,9 +178,11 @@ impl Projector {
     /// the CRDs are missing (an api-server that lost its data).
     async fn lead(&mut self, app: &App, fresh: bool) -> anyhow::Result<()> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        // A deletion seen by a watch calls for a full reconcile at once.
+        // A deletion seen by a watch calls for a full reconcile at once; a user's object
+        // applied, changed or deleted, for the intake.
         let lost = Arc::new(AtomicBool::new(false));
-        let watches = self.watch_deletions(&lost);
+        let users = Arc::new(AtomicBool::new(false));
+        let watches = self.watch(&lost, &users);
         let _stop = AbortOnDrop(watches);
         let (checkpoint, mut resyncs) = app.with_state(|s| {
             let p = s.projection(NAME);
@@ -204,7 +207,8 @@ impl Projector {
                 seen = self.full_reconcile(app).await?;
                 resynced = Instant::now();
             }
-            if scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
+            let touched = users.swap(false, Ordering::Relaxed);
+            if touched || scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
                 let (client, ns) = (self.client.clone(), self.cfg.namespace.clone());
                 self.intake
                     .scan(app, |k| api(&client, &ns, k), &crds)
@@ -346,10 +350,37 @@ impl Projector {
     }
 
     /// Watches every kind's managed objects (and the CRDs) and raises `lost` when one is
-    /// deleted: the next step of the loop repairs it.
-    fn watch_deletions(&self, lost: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    /// deleted: the next step of the loop repairs it. Watches the objects of the kinds
+    /// users write, those without Cairn's label, and raises `users` when one is added,
+    /// changed or deleted: the next step takes it in.
+    fn watch(
+        &self,
+        lost: &Arc<AtomicBool>,
+        users: &Arc<AtomicBool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let mut tasks = Vec::new();
+        for kind in crate::intake::KINDS {
+            let api = self.api(kind);
+            let config = watcher::Config::default().labels(&format!("!{}", MANAGED_BY.0));
+            let users = Arc::clone(users);
+            tasks.push(tokio::spawn(async move {
+                let mut events = watcher(api, config).default_backoff().boxed();
+                while let Some(e) = events.next().await {
+                    match e {
+                        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                            users.store(true, Ordering::Relaxed)
+                        }
+                        Ok(
+                            watcher::Event::Init
+                            | watcher::Event::InitApply(_)
+                            | watcher::Event::InitDone,
+                        )
+                        | Err(_) => {}
+                    }
+                }
+            }));
+        }
         for kind in Kind::ALL {
             let api = self.api(kind);
             let (lost, config) = (Arc::clone(lost), watcher::Config::default().labels(&labels));

@@ -101,6 +101,8 @@ pub struct KubernetesSettings {
     pub namespace: String,
     /// How often everything Kubernetes holds is compared with the log, in seconds.
     pub resync_seconds: u64,
+    /// The Gateway (in `namespace`) that deployments' HTTPRoutes attach to.
+    pub gateway: String,
 }
 
 impl Default for KubernetesSettings {
@@ -109,6 +111,7 @@ impl Default for KubernetesSettings {
             kubeconfig: None,
             namespace: "cairn".into(),
             resync_seconds: 10,
+            gateway: "cairn".into(),
         }
     }
 }

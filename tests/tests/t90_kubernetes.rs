@@ -16,6 +16,8 @@ use kube::api::{
 };
 use serde_json::json;
 
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/serving");
+
 const KINDS: [(&str, &str, bool); 7] = [
     ("TrainingJob", "trainingjobs", true),
     ("TrainingCron", "trainingcrons", true),
@@ -85,6 +87,7 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut k = KubeApiServer::start(&dir.path().join("kube"))?;
+    install_httproute_crd(&k).await?;
     let addr = format!("127.0.0.1:{}", free_port());
     let mut spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().join("dev"));
     spec.port_range = Some((27000, 27999));
@@ -224,6 +227,113 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
         asked.elapsed()
     );
 
+    // --- serving in Kubernetes terms: a Service per revision without a selector, an
+    // EndpointSlice of its ready replicas, an HTTPRoute with the revisions' weights.
+    let source = format!("{EXAMPLES}/models/linear-v1.json");
+    cli_json(
+        &endpoints,
+        &[
+            "model", "register", "linear", "--source", &source, "--create",
+        ],
+    )?;
+    let deployment = json!({
+        "apiVersion": "cairn.dev/v1", "kind": "ModelDeployment",
+        "metadata": {"name": "linear"},
+        "spec": {
+            "model": {"name": "linear", "version": 1},
+            "replicas": 2,
+            "template": {"command": ["python3", format!("{EXAMPLES}/model_server.py")], "gpus": 1},
+            "readinessProbe": {"httpGet": {"path": "/healthz"}, "periodSeconds": 1}
+        }
+    });
+    let file = dir.path().join("linear.json");
+    std::fs::write(&file, deployment.to_string())?;
+    cli_json(
+        &endpoints,
+        &["deploy", "apply", "-f", &file.display().to_string()],
+    )?;
+    let ready_ports = eventually(Duration::from_secs(90), "2 ready replicas", || {
+        let endpoints = endpoints.clone();
+        async move {
+            let d = cli_json(&endpoints, &["deploy", "get", "linear"]).ok()?;
+            let mut ports: Vec<u64> = d["revisions"][0]["replicas"]
+                .as_array()?
+                .iter()
+                .filter(|x| x["phase"] == "Ready")
+                .filter_map(|x| x["port"].as_u64())
+                .collect();
+            ports.sort();
+            (ports.len() == 2 && d["traffic"] == json!({"1": 100})).then_some(ports)
+        }
+    })
+    .await?;
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "cairn");
+    let slices = api_in(
+        &client,
+        "discovery.k8s.io",
+        "v1beta1",
+        "EndpointSlice",
+        "endpointslices",
+    );
+    let routes = api_in(
+        &client,
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+        "httproutes",
+    );
+    let (service, route) = eventually(Duration::from_secs(30), "the serving objects", || {
+        let (services, slices, routes) = (services.clone(), slices.clone(), routes.clone());
+        let ready_ports = ready_ports.clone();
+        async move {
+            let service = services.get_opt("linear-r1").await.ok()??;
+            let listed = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=linear-r1"))
+                .await
+                .ok()?;
+            let mut ports: Vec<u64> = Vec::new();
+            for s in &listed.items {
+                let endpoints = s.data["endpoints"].as_array()?;
+                let ready = endpoints.iter().all(|e| {
+                    e["conditions"]["ready"] == true && e["addresses"] == json!(["127.0.0.1"])
+                });
+                if !ready || s.data["addressType"] != "IPv4" {
+                    return None;
+                }
+                ports.extend(
+                    s.data["ports"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|p| p["port"].as_u64()),
+                );
+            }
+            ports.sort();
+            let route = routes.get_opt("linear").await.ok()??;
+            let routed = route.data["spec"]["rules"][0]["backendRefs"] != json!([]);
+            (ports == ready_ports && routed).then_some((service, route))
+        }
+    })
+    .await?;
+    let spec = service.spec.unwrap_or_default();
+    assert!(spec.selector.is_none(), "a selector-less Service: {spec:?}");
+    assert_eq!(
+        spec.ports
+            .unwrap_or_default()
+            .iter()
+            .map(|p| (p.name.clone(), p.port))
+            .collect::<Vec<_>>(),
+        [(Some("http".to_string()), 80)]
+    );
+    // The route, shaped as Gateway API v1 has it.
+    assert_eq!(route.data["spec"]["parentRefs"], json!([{"name": "cairn"}]));
+    assert_eq!(
+        route.data["spec"]["rules"],
+        json!([{"backendRefs": [{"name": "linear-r1", "port": 80, "weight": 100}]}])
+    );
+    let k8s = cli_json(&endpoints, &["k8s", "status"])?;
+    assert_eq!(k8s["unserved"], json!([]), "{k8s}");
+
     // --- intake: TrainingJobs applied in Kubernetes
     let jobs = api(&client, "TrainingJob", "trainingjobs", true);
     let user_job = |name: &str,
@@ -354,6 +464,56 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
         "restored after an empty etcd"
     );
     Ok(())
+}
+
+/// The objects of a kind of any group.
+fn api_in(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    Api::namespaced_with(client.clone(), "cairn", &ar)
+}
+
+/// The `HTTPRoute` resource of the Gateway API, which a Gateway implementation installs
+/// in a real cluster: here a CRD without a schema stands in for it, so the test checks
+/// the shape of the routes Cairn writes itself.
+async fn install_httproute_crd(k: &KubeApiServer) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(k.client().await?);
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "httproutes.gateway.networking.k8s.io",
+            // The group is one of Kubernetes' own: the api-server asks for this.
+            "annotations": {"api-approved.kubernetes.io": "unapproved, a stand-in for the Gateway API's CRD"}
+        },
+        "spec": {
+            "group": "gateway.networking.k8s.io", "scope": "Namespaced",
+            "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    eventually(Duration::from_secs(30), "HTTPRoute established", || {
+        let crds = crds.clone();
+        async move {
+            let c = crds
+                .get("httproutes.gateway.networking.k8s.io")
+                .await
+                .ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await
 }
 
 fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)> {

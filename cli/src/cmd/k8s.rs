@@ -69,6 +69,9 @@ pub async fn run(ctx: &mut Ctx, c: K8sCmd) -> anyhow::Result<()> {
                         ),
                     ),
                 ];
+                if !p.unserved.is_empty() {
+                    rows.push(("not projected", p.unserved.join(", ")));
+                }
                 if !p.error.is_empty() {
                     rows.push(("error", p.error.clone()));
                 }

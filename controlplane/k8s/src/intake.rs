@@ -76,9 +76,13 @@ fn command(kind: Kind, o: &DynamicObject) -> Result<CommandBody, Vec<String>> {
         Kind::ModelDeployment => CommandBody::Deployment(DeploymentCommand::Apply {
             doc: Box::new(cairn_domain::deployment::parse(&json)?),
         }),
-        Kind::GpuNode | Kind::PortLease | Kind::Model | Kind::ModelVersion => {
-            return Err(vec![format!("{} is written by Cairn only", kind.name())])
-        }
+        Kind::GpuNode
+        | Kind::PortLease
+        | Kind::Model
+        | Kind::ModelVersion
+        | Kind::Service
+        | Kind::EndpointSlice
+        | Kind::HttpRoute => return Err(vec![format!("{} is written by Cairn only", kind.name())]),
     })
 }
 
@@ -99,7 +103,13 @@ fn undo(app: &App, kind: Kind, name: &str) -> Option<CommandBody> {
             .deployment(name)
             .filter(|d| !d.deleted)
             .map(|_| CommandBody::Deployment(DeploymentCommand::Delete { name: name.into() })),
-        Kind::GpuNode | Kind::PortLease | Kind::Model | Kind::ModelVersion => None,
+        Kind::GpuNode
+        | Kind::PortLease
+        | Kind::Model
+        | Kind::ModelVersion
+        | Kind::Service
+        | Kind::EndpointSlice
+        | Kind::HttpRoute => None,
     })
 }
 

@@ -21,6 +21,9 @@ pub const SEQ: &str = "cairn.dev/seq";
 pub const REVISION: &str = "cairn.dev/revision";
 /// The annotation with the entity's name in Cairn, where the object's name differs.
 pub const CAIRN_NAME: &str = "cairn.dev/name";
+/// The label with the name of the object a derived object belongs to (a deployment's
+/// Services, EndpointSlices and HTTPRoute).
+pub const OWNER: &str = "cairn.dev/owner";
 
 /// A projected kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,10 +35,16 @@ pub enum Kind {
     Model,
     ModelVersion,
     ModelDeployment,
+    /// A deployment's revision, as a Service without a selector.
+    Service,
+    /// The ready replicas of a revision's Service.
+    EndpointSlice,
+    /// A deployment's split of requests between its revisions (Gateway API).
+    HttpRoute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::TrainingJob,
         Kind::TrainingCron,
         Kind::GpuNode,
@@ -43,7 +52,50 @@ impl Kind {
         Kind::Model,
         Kind::ModelVersion,
         Kind::ModelDeployment,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::HttpRoute,
     ];
+
+    /// Its API group (empty: the core group).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::TrainingJob
+            | Kind::TrainingCron
+            | Kind::GpuNode
+            | Kind::PortLease
+            | Kind::Model
+            | Kind::ModelVersion
+            | Kind::ModelDeployment => "cairn.dev",
+            Kind::Service => "",
+            Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::HttpRoute => "gateway.networking.k8s.io",
+        }
+    }
+
+    /// The versions Cairn can write, preferred first: an api-server serves one of them,
+    /// or the kind is not projected there (the Gateway API is installed apart).
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::EndpointSlice | Kind::HttpRoute => &["v1", "v1beta1"],
+            Kind::TrainingJob
+            | Kind::TrainingCron
+            | Kind::GpuNode
+            | Kind::PortLease
+            | Kind::Model
+            | Kind::ModelVersion
+            | Kind::ModelDeployment
+            | Kind::Service => &["v1"],
+        }
+    }
+
+    /// `apiVersion` of its objects in `version`.
+    pub fn api_version(self, version: &str) -> String {
+        match self.group() {
+            "" => version.to_string(),
+            g => format!("{g}/{version}"),
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +106,9 @@ impl Kind {
             Kind::Model => "Model",
             Kind::ModelVersion => "ModelVersion",
             Kind::ModelDeployment => "ModelDeployment",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::HttpRoute => "HTTPRoute",
         }
     }
 
@@ -66,6 +121,9 @@ impl Kind {
             Kind::Model => "models",
             Kind::ModelVersion => "modelversions",
             Kind::ModelDeployment => "modeldeployments",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::HttpRoute => "httproutes",
         }
     }
 
@@ -75,17 +133,21 @@ impl Kind {
         !crd::STATUS_IN_OBJECT.contains(&self.name())
     }
 
-    /// The kinds an entity of `entity_kind` is projected as: its own, and the kind of
-    /// the objects it owns (a node's port leases, a model's versions).
-    pub fn of_entity(entity_kind: &str) -> (Option<Kind>, Option<Kind>) {
+    /// The kinds an entity of `entity_kind` is projected as: its own, and the kinds of
+    /// the objects it owns (a node's port leases, a model's versions, a deployment's
+    /// Services, EndpointSlices and HTTPRoute).
+    pub fn of_entity(entity_kind: &str) -> (Option<Kind>, &'static [Kind]) {
         use cairn_domain::{cron, deployment, job, model, node};
         match entity_kind {
-            job::KIND => (Some(Kind::TrainingJob), None),
-            cron::KIND => (Some(Kind::TrainingCron), None),
-            node::KIND => (Some(Kind::GpuNode), Some(Kind::PortLease)),
-            model::KIND => (Some(Kind::Model), Some(Kind::ModelVersion)),
-            deployment::KIND => (Some(Kind::ModelDeployment), None),
-            _ => (None, None),
+            job::KIND => (Some(Kind::TrainingJob), &[]),
+            cron::KIND => (Some(Kind::TrainingCron), &[]),
+            node::KIND => (Some(Kind::GpuNode), &[Kind::PortLease]),
+            model::KIND => (Some(Kind::Model), &[Kind::ModelVersion]),
+            deployment::KIND => (
+                Some(Kind::ModelDeployment),
+                &[Kind::Service, Kind::EndpointSlice, Kind::HttpRoute],
+            ),
+            _ => (None, &[]),
         }
     }
 
@@ -97,7 +159,10 @@ impl Kind {
             | Kind::PortLease
             | Kind::Model
             | Kind::ModelVersion
-            | Kind::ModelDeployment => true,
+            | Kind::ModelDeployment
+            | Kind::Service
+            | Kind::EndpointSlice
+            | Kind::HttpRoute => true,
         }
     }
 }
@@ -222,7 +287,7 @@ fn body(
         metadata["namespace"] = json!(namespace);
     }
     json!({
-        "apiVersion": "cairn.dev/v1",
+        "apiVersion": kind.api_version(kind.versions()[0]),
         "kind": kind.name(),
         "metadata": metadata,
         "spec": spec,
@@ -272,8 +337,9 @@ fn object(
     }
 }
 
-/// Every object Kubernetes should hold for `state`, namespaced ones in `namespace`.
-pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
+/// Every object Kubernetes should hold for `state`, namespaced ones in `namespace`;
+/// deployments' HTTPRoutes attach to the Gateway `gateway` there.
+pub fn objects(state: &State, namespace: &str, gateway: &str) -> Vec<Object> {
     let mut out = Vec::new();
     let jobs = views::jobs(state, "", "");
     let ended: std::collections::BTreeSet<&str> = jobs
@@ -388,6 +454,7 @@ pub fn objects(state: &State, namespace: &str) -> Vec<Object> {
             },
             intake: None,
         };
+        out.extend(serving_objects(state, &d, namespace, gateway));
         let key = EntityKey::new(cairn_domain::deployment::KIND, &d.name);
         let st = status(Kind::ModelDeployment, &name, namespace, st);
         out.push(object(
@@ -428,10 +495,139 @@ pub fn kinds_to_list_since(state: &State, checkpoint: u64) -> std::collections::
             if e.deleted {
                 kinds.extend(own);
             }
-            kinds.extend(owned);
+            kinds.extend(owned.iter().copied());
         }
     }
     kinds
+}
+
+/// The port a revision's Service exposes; its EndpointSlices map it, by name, to each
+/// replica's own port.
+pub const SERVICE_PORT: u16 = 80;
+
+/// The Service of a deployment's revision: a DNS label (at most 63 characters, a
+/// letter first), so a long or unusual deployment name gets a shortened form with a
+/// hash of it.
+pub fn service_name(deployment: &str, revision: u32) -> String {
+    let suffix = format!("-r{revision}");
+    let plain = format!("{deployment}{suffix}");
+    let valid = plain.len() <= 63
+        && plain.starts_with(|c: char| c.is_ascii_lowercase())
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        return plain;
+    }
+    let mut short = object_name(deployment).replace('.', "-");
+    short.truncate(40);
+    let hash = deployment.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("d-{}-{:08x}{suffix}", short.trim_matches('-'), hash as u32)
+}
+
+/// The kind of address Kubernetes is to take `address` for.
+fn address_type(address: &str) -> &'static str {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => "IPv4",
+        Ok(std::net::IpAddr::V6(_)) => "IPv6",
+        Err(_) => "FQDN",
+    }
+}
+
+/// A deployment in Kubernetes' serving terms: per revision a Service without a
+/// selector, with an EndpointSlice of its ready replicas per address type and port (a
+/// slice's endpoints share both), and an HTTPRoute that splits requests between the
+/// revisions' Services by their weights, attached to the Gateway `gateway`.
+fn serving_objects(
+    state: &State,
+    d: &pb::DeploymentView,
+    namespace: &str,
+    gateway: &str,
+) -> Vec<Object> {
+    let key = EntityKey::new(cairn_domain::deployment::KIND, &d.name);
+    let stamps = stamps(state, &key);
+    let owner = object_name(&d.name);
+    let object = |kind: Kind, name: String, spec: Value| Object {
+        kind,
+        seq: stamps.0,
+        body: {
+            let mut b = body(kind, &name, &name, namespace, stamps, spec, false);
+            b["metadata"]["labels"][OWNER] = json!(owner);
+            b
+        },
+        status: None,
+        user: false,
+        name,
+    };
+    let mut out = Vec::new();
+    for r in &d.revisions {
+        let service = service_name(&d.name, r.revision);
+        out.push(object(
+            Kind::Service,
+            service.clone(),
+            json!({"ports": [{"name": "http", "port": SERVICE_PORT, "protocol": "TCP"}]}),
+        ));
+        let mut slices: BTreeMap<(&str, u32), Vec<String>> = BTreeMap::new();
+        for x in r.replicas.iter().filter(|x| x.phase == "Ready") {
+            let address = state
+                .node(&x.node)
+                .map(|n| n.inventory.address.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| x.node.clone());
+            slices
+                .entry((address_type(&address), x.port))
+                .or_default()
+                .push(address);
+        }
+        for ((address_type, port), mut addresses) in slices {
+            addresses.sort();
+            addresses.dedup();
+            let name = format!("{service}-{}-{port}", address_type.to_ascii_lowercase());
+            let mut o = object(Kind::EndpointSlice, name, Value::Null);
+            // An EndpointSlice has no spec: its fields are at the top.
+            if let Some(b) = o.body.as_object_mut() {
+                b.remove("spec");
+                b.insert("addressType".into(), json!(address_type));
+                b.insert(
+                    "endpoints".into(),
+                    addresses
+                        .iter()
+                        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
+                        .collect(),
+                );
+                b.insert(
+                    "ports".into(),
+                    json!([{"name": "http", "port": port, "protocol": "TCP"}]),
+                );
+            }
+            o.body["metadata"]["labels"]["kubernetes.io/service-name"] = json!(service);
+            o.body["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] =
+                json!("cairn.dev");
+            out.push(o);
+        }
+    }
+    let backends: Vec<Value> = d
+        .weights
+        .iter()
+        .map(|(revision, weight)| {
+            json!({
+                "name": service_name(&d.name, *revision),
+                "port": SERVICE_PORT,
+                "weight": weight,
+            })
+        })
+        .collect();
+    out.push(object(
+        Kind::HttpRoute,
+        owner.clone(),
+        json!({
+            "parentRefs": [{"name": gateway}],
+            "rules": [{"backendRefs": backends}],
+        }),
+    ));
+    out
 }
 
 fn node_objects(state: &State, n: &pb::NodeView, namespace: &str) -> Vec<Object> {
@@ -618,5 +814,33 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(object_name("My Model"), a, "stable");
         assert!(object_name("___").starts_with("x-"));
+    }
+
+    #[test]
+    fn service_names_are_dns_labels_and_never_collide() {
+        assert_eq!(service_name("linear", 3), "linear-r3");
+        let label = |n: &str| {
+            n.len() <= 63
+                && n.starts_with(|c: char| c.is_ascii_lowercase())
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        let long = "a".repeat(80);
+        let names = [
+            service_name("fraud.v2", 1),
+            service_name("Fraud", 1),
+            service_name("fraud", 1),
+            service_name("7-up", 1),
+            service_name(&long, 1),
+            service_name(&long, 2),
+        ];
+        for n in &names {
+            assert!(label(n), "{n}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert_eq!(address_type("10.0.0.7"), "IPv4");
+        assert_eq!(address_type("fd00::7"), "IPv6");
+        assert_eq!(address_type("gpu-7.example"), "FQDN");
     }
 }

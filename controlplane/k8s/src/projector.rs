@@ -71,6 +71,8 @@ pub struct Config {
     pub namespace: String,
     /// How often to compare everything Kubernetes holds with the log.
     pub resync: Duration,
+    /// The Gateway deployments' HTTPRoutes attach to.
+    pub gateway: String,
 }
 
 async fn client(cfg: &Config) -> anyhow::Result<Client> {
@@ -87,19 +89,20 @@ async fn client(cfg: &Config) -> anyhow::Result<Client> {
 
 /// The objects of `kind` (in `namespace` when it is namespaced).
 fn api(client: &Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
-    let ar = resource(kind);
+    api_in(client, namespace, kind, kind.versions()[0])
+}
+
+/// The objects of `kind` in `version`.
+fn api_in(client: &Client, namespace: &str, kind: Kind, version: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(kind.group(), version, kind.name()),
+        kind.plural(),
+    );
     if kind.namespaced() {
         Api::namespaced_with(client.clone(), namespace, &ar)
     } else {
         Api::all_with(client.clone(), &ar)
     }
-}
-
-fn resource(kind: Kind) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("cairn.dev", "v1", kind.name()),
-        kind.plural(),
-    )
 }
 
 /// Runs for as long as the server runs; projects while this member leads.
@@ -147,6 +150,8 @@ struct Projector {
     /// Whether every CRD was applied since this member began to lead (a new build's
     /// CRDs replace an old one's).
     crds_applied: bool,
+    /// The version each kind is served in; kinds not served are not projected.
+    served: BTreeMap<Kind, &'static str>,
     report: ProjectionReport,
     /// When it last recorded a checkpoint in the log.
     checkpointed: Instant,
@@ -159,6 +164,7 @@ impl Projector {
             applied: BTreeMap::new(),
             intake: Intake::default(),
             crds_applied: false,
+            served: BTreeMap::new(),
             checkpointed: Instant::now(),
             report: ProjectionReport {
                 state: "leading".into(),
@@ -170,7 +176,59 @@ impl Projector {
     }
 
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        api(&self.client, &self.cfg.namespace, kind)
+        let version = self.served.get(&kind).copied();
+        api_in(
+            &self.client,
+            &self.cfg.namespace,
+            kind,
+            version.unwrap_or(kind.versions()[0]),
+        )
+    }
+
+    /// The kinds this api-server serves (in the version it serves them), and in a word
+    /// those it does not: Cairn's CRDs are installed by Cairn, the rest are not.
+    async fn discover(&mut self) {
+        let mut unserved = Vec::new();
+        for kind in Kind::ALL {
+            if kind.group() == "cairn.dev" || kind.group().is_empty() {
+                self.served.insert(kind, kind.versions()[0]);
+                continue;
+            }
+            let mut found = None;
+            for v in kind.versions() {
+                let gvk = GroupVersionKind::gvk(kind.group(), v, kind.name());
+                if kube::discovery::pinned_kind(&self.client, &gvk)
+                    .await
+                    .is_ok()
+                {
+                    found = Some(*v);
+                    break;
+                }
+            }
+            match found {
+                Some(v) => {
+                    self.served.insert(kind, v);
+                }
+                None => {
+                    self.served.remove(&kind);
+                    unserved.push(format!(
+                        "{} ({} {} not served)",
+                        kind.name(),
+                        kind.group(),
+                        kind.versions().join(" or ")
+                    ));
+                }
+            }
+        }
+        self.report.unserved = unserved;
+    }
+
+    /// `desired` without the kinds this api-server does not serve.
+    fn servable(&self, desired: Vec<Object>) -> Vec<Object> {
+        desired
+            .into_iter()
+            .filter(|o| self.served.contains_key(&o.kind))
+            .collect()
     }
 
     /// Projects until this member stops leading (Ok) or Kubernetes fails (Err); `fresh`:
@@ -180,15 +238,16 @@ impl Projector {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         // A deletion seen by a watch calls for a full reconcile at once; a user's object
         // applied, changed or deleted, for the intake.
-        let lost = Arc::new(AtomicBool::new(false));
-        let users = Arc::new(AtomicBool::new(false));
-        let watches = self.watch(&lost, &users);
-        let _stop = AbortOnDrop(watches);
         let (checkpoint, mut resyncs) = app.with_state(|s| {
             let p = s.projection(NAME);
             (p.checkpoint, p.resyncs)
         });
         let created = self.install().await?;
+        self.discover().await;
+        let lost = Arc::new(AtomicBool::new(false));
+        let users = Arc::new(AtomicBool::new(false));
+        let watches = self.watch(&lost, &users);
+        let _stop = AbortOnDrop(watches);
         let mut seen = match fresh && !created {
             true => self.resume(app, checkpoint).await?,
             false => self.full_reconcile(app).await?,
@@ -217,8 +276,13 @@ impl Projector {
             }
             if app.with_state(|s| s.last_sequence()) != seen {
                 // The state and its sequence read together.
-                let (desired, last) = app
-                    .with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
+                let (desired, last) = app.with_state(|s| {
+                    (
+                        project::objects(s, &self.cfg.namespace, &self.cfg.gateway),
+                        s.last_sequence(),
+                    )
+                });
+                let desired = self.servable(desired);
                 self.step(app, desired, last).await?;
                 seen = last;
             }
@@ -233,12 +297,17 @@ impl Projector {
     async fn resume(&mut self, app: &App, checkpoint: u64) -> anyhow::Result<u64> {
         let (desired, at, kinds) = app.with_state(|s| {
             (
-                project::objects(s, &self.cfg.namespace),
+                project::objects(s, &self.cfg.namespace, &self.cfg.gateway),
                 s.last_sequence(),
                 project::kinds_to_list_since(s, checkpoint),
             )
         });
         let started = Instant::now();
+        let kinds: BTreeSet<Kind> = kinds
+            .into_iter()
+            .filter(|k| self.served.contains_key(k))
+            .collect();
+        let desired = self.servable(desired);
         let (listed, rest): (Vec<Object>, Vec<Object>) =
             desired.into_iter().partition(|o| kinds.contains(&o.kind));
         let (changed, current): (Vec<Object>, Vec<Object>) =
@@ -268,11 +337,19 @@ impl Projector {
     /// Compare everything Kubernetes holds with the log and repair it. Returns the
     /// sequence projected through.
     async fn full_reconcile(&mut self, app: &App) -> anyhow::Result<u64> {
-        let (desired, at) =
-            app.with_state(|s| (project::objects(s, &self.cfg.namespace), s.last_sequence()));
+        let (desired, at) = app.with_state(|s| {
+            (
+                project::objects(s, &self.cfg.namespace, &self.cfg.gateway),
+                s.last_sequence(),
+            )
+        });
         let started = Instant::now();
         self.install().await?;
-        let (applied, deleted) = self.reconcile_kinds(&Kind::ALL.into(), desired).await?;
+        // A Gateway API installed since the last time is projected from now on.
+        self.discover().await;
+        let desired = self.servable(desired);
+        let served: BTreeSet<Kind> = self.served.keys().copied().collect();
+        let (applied, deleted) = self.reconcile_kinds(&served, desired).await?;
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             objects = self.applied.len(),
@@ -381,7 +458,7 @@ impl Projector {
                 }
             }));
         }
-        for kind in Kind::ALL {
+        for &kind in self.served.keys() {
             let api = self.api(kind);
             let (lost, config) = (Arc::clone(lost), watcher::Config::default().labels(&labels));
             tasks.push(tokio::spawn(async move {
@@ -454,14 +531,20 @@ impl Projector {
         kinds: &BTreeSet<Kind>,
         desired: Vec<Object>,
     ) -> anyhow::Result<(usize, usize)> {
-        // Every object, users' too: a user's object is never deleted here, but it is
-        // stamped, and restored whole when it is missing.
+        // Every object of Cairn's kinds, users' too: a user's object is never deleted
+        // here, but it is stamped, and restored whole when it is missing. Of the other
+        // kinds (Services, ...), only Cairn's.
         let mut held: BTreeMap<(Kind, String), u64> = BTreeMap::new();
         let mut managed: BTreeSet<(Kind, String)> = BTreeSet::new();
+        let ours_only = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
         for &kind in kinds {
+            let params = match kind.group() {
+                "cairn.dev" => ListParams::default(),
+                _ => ours_only.clone(),
+            };
             let list = self
                 .api(kind)
-                .list(&ListParams::default())
+                .list(&params)
                 .await
                 .with_context(|| format!("listing {}", kind.plural()))?;
             for o in list.items {
@@ -564,13 +647,19 @@ impl Projector {
         let done: Vec<(Kind, String, u64)> = futures::stream::iter(objects)
             .map(|o| {
                 let api = self.api(o.kind);
+                let version = self
+                    .served
+                    .get(&o.kind)
+                    .copied()
+                    .unwrap_or(o.kind.versions()[0]);
                 async move {
                     let pp = PatchParams::apply(FIELD_MANAGER).force();
-                    let body = if whole {
+                    let mut body = if whole {
                         o.body.clone()
                     } else {
                         o.update_body()
                     };
+                    body["apiVersion"] = serde_json::json!(o.kind.api_version(version));
                     api.patch(&o.name, &pp, &Patch::Apply(&body))
                         .await
                         .with_context(|| format!("applying {} {}", o.kind.name(), o.name))?;

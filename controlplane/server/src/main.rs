@@ -253,6 +253,7 @@ async fn run() -> anyhow::Result<()> {
             kubeconfig: k.kubeconfig,
             namespace: k.namespace,
             resync: std::time::Duration::from_secs(k.resync_seconds.max(1)),
+            gateway: k.gateway,
         });
     let started = move |app| {
         if let Some(cfg) = projection {

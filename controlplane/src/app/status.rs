@@ -47,6 +47,9 @@ pub struct ProjectionReport {
     pub reconciles: u64,
     /// What failed, while failing.
     pub error: String,
+    /// Kinds this api-server does not serve, so not projected (e.g. HTTPRoute without
+    /// the Gateway API).
+    pub unserved: Vec<String>,
 }
 
 impl ProjectionReport {

@@ -654,5 +654,6 @@ fn projection_to_pb(r: crate::app::ProjectionReport) -> pb::KubernetesProjection
         last_reconcile: r.last_reconcile,
         reconciles: r.reconciles,
         error: r.error,
+        unserved: r.unserved,
     }
 }

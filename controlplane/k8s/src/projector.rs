@@ -44,8 +44,11 @@ use crate::project::{self, Kind, Object, MANAGED_BY, SEQ};
 pub const FIELD_MANAGER: &str = "cairn";
 /// Objects applied at once.
 const PARALLEL: usize = 8;
-/// How often the projector looks for new events.
+/// The longest the projector waits between two steps (a watch's news waits this long).
 const STEP: Duration = Duration::from_millis(200);
+/// The shortest: a step starts as soon as new events are applied, but no sooner than
+/// this after the last one, so that events arriving together are projected together.
+const MIN_STEP: Duration = Duration::from_millis(50);
 /// How long to wait after an error before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 /// How long CRDs may take to become Established.
@@ -255,16 +258,36 @@ impl Projector {
         // The next full reconcile comes a period later.
         let mut resynced = Instant::now();
         let mut scanned = None::<Instant>;
+        let mut applied = app.shared().applied();
+        let mut listing = None::<(Instant, AbortOnDrop<anyhow::Result<Held>>)>;
         loop {
             if !app.leading().0 {
                 return Ok(());
             }
-            let deleted = lost.swap(false, Ordering::Relaxed);
+            // A full reconcile lists in the background while steps go on, so new
+            // events do not wait for a listing of everything.
             let asked = app.with_state(|s| s.projection(NAME).resyncs);
-            if deleted || asked != resyncs || resynced.elapsed() >= self.cfg.resync {
+            let due = lost.load(Ordering::Relaxed)
+                || asked != resyncs
+                || resynced.elapsed() >= self.cfg.resync;
+            if listing.is_none() && due {
+                lost.store(false, Ordering::Relaxed);
                 resyncs = asked;
-                seen = self.full_reconcile(app).await?;
-                resynced = Instant::now();
+                let apis = self.prepare_reconcile().await?;
+                listing = Some((Instant::now(), AbortOnDrop(vec![tokio::spawn(list(apis))])));
+            }
+            if listing
+                .as_ref()
+                .is_some_and(|(_, t)| t.0.iter().all(|t| t.is_finished()))
+            {
+                if let Some((started, mut task)) = listing.take() {
+                    let held = match task.0.pop() {
+                        Some(t) => t.await.context("listing for a full reconcile")??,
+                        None => continue,
+                    };
+                    seen = self.finish_reconcile(app, started, held).await?;
+                    resynced = Instant::now();
+                }
             }
             let touched = users.swap(false, Ordering::Relaxed);
             if touched || scanned.is_none_or(|t| t.elapsed() >= INTAKE_EVERY) {
@@ -287,7 +310,8 @@ impl Projector {
                 seen = last;
             }
             self.progress(app, seen).await;
-            tokio::time::sleep(STEP).await;
+            tokio::time::sleep(MIN_STEP).await;
+            let _ = tokio::time::timeout(STEP - MIN_STEP, applied.changed()).await;
         }
     }
 
@@ -337,19 +361,38 @@ impl Projector {
     /// Compare everything Kubernetes holds with the log and repair it. Returns the
     /// sequence projected through.
     async fn full_reconcile(&mut self, app: &App) -> anyhow::Result<u64> {
+        let started = Instant::now();
+        let apis = self.prepare_reconcile().await?;
+        let held = list(apis).await?;
+        self.finish_reconcile(app, started, held).await
+    }
+
+    /// What a full reconcile does before it lists: the CRDs and namespace installed, the
+    /// kinds served found again (a Gateway API installed since the last time is
+    /// projected from now on). Returns the APIs of the kinds to list.
+    async fn prepare_reconcile(&mut self) -> anyhow::Result<Vec<(Kind, Api<DynamicObject>)>> {
+        self.install().await?;
+        self.discover().await;
+        Ok(self.served.keys().map(|&k| (k, self.api(k))).collect())
+    }
+
+    /// What a full reconcile does with what Kubernetes held when it listed: compare it
+    /// with the state now, and repair the difference. Returns the sequence projected
+    /// through.
+    async fn finish_reconcile(
+        &mut self,
+        app: &App,
+        started: Instant,
+        held: Held,
+    ) -> anyhow::Result<u64> {
         let (desired, at) = app.with_state(|s| {
             (
                 project::objects(s, &self.cfg.namespace, &self.cfg.gateway),
                 s.last_sequence(),
             )
         });
-        let started = Instant::now();
-        self.install().await?;
-        // A Gateway API installed since the last time is projected from now on.
-        self.discover().await;
         let desired = self.servable(desired);
-        let served: BTreeSet<Kind> = self.served.keys().copied().collect();
-        let (applied, deleted) = self.reconcile_kinds(&served, desired).await?;
+        let (applied, deleted) = self.repair(held, desired).await?;
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             objects = self.applied.len(),
@@ -531,42 +574,24 @@ impl Projector {
         kinds: &BTreeSet<Kind>,
         desired: Vec<Object>,
     ) -> anyhow::Result<(usize, usize)> {
-        // Every object of Cairn's kinds, users' too: a user's object is never deleted
-        // here, but it is stamped, and restored whole when it is missing. Of the other
-        // kinds (Services, ...), only Cairn's.
-        let mut held: BTreeMap<(Kind, String), u64> = BTreeMap::new();
-        let mut managed: BTreeSet<(Kind, String)> = BTreeSet::new();
-        let ours_only = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-        for &kind in kinds {
-            let params = match kind.group() {
-                "cairn.dev" => ListParams::default(),
-                _ => ours_only.clone(),
-            };
-            let list = self
-                .api(kind)
-                .list(&params)
-                .await
-                .with_context(|| format!("listing {}", kind.plural()))?;
-            for o in list.items {
-                let ours =
-                    o.metadata.labels.as_ref().is_some_and(|l| {
-                        l.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
-                    });
-                let seq = o
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(SEQ))
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                if let Some(name) = o.metadata.name {
-                    if ours {
-                        managed.insert((kind, name.clone()));
-                    }
-                    held.insert((kind, name), seq);
-                }
-            }
-        }
+        let held = list(kinds.iter().map(|&k| (k, self.api(k))).collect()).await?;
+        self.repair(held, desired).await
+    }
+
+    /// Makes the objects of the kinds `held` lists exactly those of `desired` (of those
+    /// kinds). What was held may be older than `desired`: what changed since is applied
+    /// again (a write that changes nothing), and nothing is lost. Returns (applied,
+    /// deleted).
+    async fn repair(&mut self, held: Held, desired: Vec<Object>) -> anyhow::Result<(usize, usize)> {
+        let Held {
+            kinds,
+            stamps: held,
+            managed,
+        } = held;
+        let desired: Vec<Object> = desired
+            .into_iter()
+            .filter(|o| kinds.contains(&o.kind))
+            .collect();
         let keys: BTreeSet<(Kind, String)> =
             desired.iter().map(|o| (o.kind, o.name.clone())).collect();
         let mut missing = Vec::new();
@@ -698,10 +723,63 @@ impl Projector {
     }
 }
 
-/// Aborts the watch tasks when the projector stops leading.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+/// What Kubernetes held of some kinds when they were listed.
+struct Held {
+    kinds: BTreeSet<Kind>,
+    /// (kind, name) → the stamp (`cairn.dev/seq`; 0 without one).
+    stamps: BTreeMap<(Kind, String), u64>,
+    /// Those Cairn wrote (labelled `app.kubernetes.io/managed-by=cairn`).
+    managed: BTreeSet<(Kind, String)>,
+}
 
-impl Drop for AbortOnDrop {
+/// Lists the objects of each kind: of Cairn's kinds every object (users' too: a user's
+/// object is never deleted by a reconcile, but it is stamped, and restored whole when
+/// it is missing); of the others (Services, ...), only Cairn's. Names, labels and
+/// annotations are all a reconcile compares.
+async fn list(apis: Vec<(Kind, Api<DynamicObject>)>) -> anyhow::Result<Held> {
+    let ours_only = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let mut held = Held {
+        kinds: apis.iter().map(|(k, _)| *k).collect(),
+        stamps: BTreeMap::new(),
+        managed: BTreeSet::new(),
+    };
+    for (kind, api) in apis {
+        let params = match kind.group() {
+            "cairn.dev" => ListParams::default(),
+            _ => ours_only.clone(),
+        };
+        let list = api
+            .list_metadata(&params)
+            .await
+            .with_context(|| format!("listing {}", kind.plural()))?;
+        for o in list.items {
+            let ours = o
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1));
+            let seq = o
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SEQ))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if let Some(name) = o.metadata.name {
+                if ours {
+                    held.managed.insert((kind, name.clone()));
+                }
+                held.stamps.insert((kind, name), seq);
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Aborts its tasks when the projector stops leading.
+struct AbortOnDrop<T = ()>(Vec<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         for t in &self.0 {
             t.abort();

@@ -603,12 +603,21 @@ impl Projector {
                 Some(_) => {}
             }
         }
-        let extra: Vec<(Kind, String)> =
-            managed.into_iter().filter(|k| !keys.contains(k)).collect();
+        let extra: Vec<(Kind, String)> = managed
+            .iter()
+            .filter(|k| !keys.contains(*k))
+            .cloned()
+            .collect();
+        let managed_keys = managed;
         let counts = (missing.len() + stale.len(), extra.len());
-        // What Kubernetes holds of these kinds is what was applied.
+        // What Kubernetes holds of these kinds is what was applied; except a user's
+        // object Cairn has no entity for (one the intake refused): Cairn never wrote
+        // it, so it is never Cairn's to delete.
         self.applied.retain(|(k, _), _| !kinds.contains(k));
-        self.applied.extend(held);
+        self.applied.extend(
+            held.into_iter()
+                .filter(|(k, _)| keys.contains(k) || managed_keys.contains(k)),
+        );
         self.apply_all(missing, true).await?;
         self.apply_all(stale, false).await?;
         self.delete_all(extra).await?;

@@ -15,7 +15,8 @@
 //! - [`commands`]: commands the tests submit.
 //! - [`http`]: JSON over HTTP/1.1 (the MLflow-compatible API).
 //! - [`wait`]: [`eventually`], waiting for a condition with a deadline.
-//! - [`process`]: where the binaries are; a child process with its log and signals.
+//! - [`process`]: where the binaries are (and the example jobs); a child process with
+//!   its log and signals.
 //! - [`ports`]: loopback ports nothing else takes.
 
 pub mod agent;
@@ -41,7 +42,7 @@ pub use commands::{create_ns, note, note_text};
 pub use http::{http_json, http_text, Scrape};
 pub use kube::KubeApiServer;
 pub use ports::free_port;
-pub use process::bin;
+pub use process::{bin, example_jobs};
 pub use relay::Relay;
 pub use server::{Server, ServerSpec};
 pub use wait::eventually;

@@ -103,3 +103,15 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// The example training jobs in `deploy/examples/` (one YAML file each), sorted.
+pub fn example_jobs() -> std::io::Result<Vec<PathBuf>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

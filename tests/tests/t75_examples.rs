@@ -1,7 +1,6 @@
 //! Every example job in `deploy/examples/` runs to Succeeded on `cairn-server dev` as it
 //! is: the embedded agent with simulated GPUs runs its replicas.
 
-use std::path::Path;
 use std::time::Duration;
 
 use cairn_proto as pb;
@@ -14,15 +13,9 @@ async fn every_example_job_succeeds_on_the_embedded_default() -> anyhow::Result<
     let spec = ServerSpec::dev(bin("cairn-server"), addr.clone(), dir.path().to_path_buf());
     let _server = Server::start_new(spec).await?;
     let endpoints = [addr.clone()];
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
     let mut names = Vec::new();
     cairn_tests::wait_nodes(&endpoints, 1, Duration::from_secs(20)).await?;
-    let mut files: Vec<_> = std::fs::read_dir(&examples)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    let files = cairn_tests::example_jobs()?;
     assert!(files.len() >= 7, "an example per framework: {files:?}");
     for f in &files {
         let out = cli(&endpoints)

@@ -414,15 +414,8 @@ async fn the_log_is_projected_and_restored_after_the_api_server_loses_everything
 
     // Every TrainingJob example, applied in Kubernetes as it is, is taken in and runs
     // to Succeeded.
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
-    let mut files: Vec<_> = std::fs::read_dir(&examples)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
     let mut names = Vec::new();
-    for f in &files {
+    for f in &cairn_tests::example_jobs()? {
         let mut o: DynamicObject = serde_yaml_ng::from_str(&std::fs::read_to_string(f)?)?;
         assert_eq!(
             o.types.as_ref().map(|t| t.kind.as_str()),

@@ -30,7 +30,8 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta,
+    Patch, PatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
@@ -95,8 +96,11 @@ fn api(client: &Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
     api_in(client, namespace, kind, kind.versions()[0])
 }
 
-/// The objects of `kind` in `version`.
-fn api_in(client: &Client, namespace: &str, kind: Kind, version: &str) -> Api<DynamicObject> {
+/// The objects of `kind` in `version` (whole, or their metadata only).
+fn api_in<K>(client: &Client, namespace: &str, kind: Kind, version: &str) -> Api<K>
+where
+    K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+{
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(kind.group(), version, kind.name()),
         kind.plural(),
@@ -179,13 +183,21 @@ impl Projector {
     }
 
     fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        let version = self.served.get(&kind).copied();
-        api_in(
-            &self.client,
-            &self.cfg.namespace,
-            kind,
-            version.unwrap_or(kind.versions()[0]),
-        )
+        api_in(&self.client, &self.cfg.namespace, kind, self.version(kind))
+    }
+
+    /// The objects of `kind`, their metadata only (watches that only need to know that
+    /// something happened: the api-server sends less).
+    fn metadata_api(&self, kind: Kind) -> Api<PartialObjectMeta<DynamicObject>> {
+        api_in(&self.client, &self.cfg.namespace, kind, self.version(kind))
+    }
+
+    /// The version `kind` is served in (its first, before discovery).
+    fn version(&self, kind: Kind) -> &'static str {
+        self.served
+            .get(&kind)
+            .copied()
+            .unwrap_or(kind.versions()[0])
     }
 
     /// The kinds this api-server serves (in the version it serves them), and in a word
@@ -239,14 +251,14 @@ impl Projector {
     /// the CRDs are missing (an api-server that lost its data).
     async fn lead(&mut self, app: &App, fresh: bool) -> anyhow::Result<()> {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        // A deletion seen by a watch calls for a full reconcile at once; a user's object
-        // applied, changed or deleted, for the intake.
         let (checkpoint, mut resyncs) = app.with_state(|s| {
             let p = s.projection(NAME);
             (p.checkpoint, p.resyncs)
         });
         let created = self.install().await?;
         self.discover().await;
+        // A deletion seen by a watch calls for a full reconcile at once; a user's object
+        // applied, changed or deleted, for the intake.
         let lost = Arc::new(AtomicBool::new(false));
         let users = Arc::new(AtomicBool::new(false));
         let watches = self.watch(&lost, &users);
@@ -481,10 +493,12 @@ impl Projector {
         let labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let mut tasks = Vec::new();
         for kind in crate::intake::KINDS {
-            let api = self.api(kind);
+            let api = self.metadata_api(kind);
             let config = watcher::Config::default().labels(&format!("!{}", MANAGED_BY.0));
             let users = Arc::clone(users);
             tasks.push(tokio::spawn(async move {
+                // Only that something happened matters: metadata is enough, and costs
+                // the api-server less to send.
                 let mut events = watcher(api, config).default_backoff().boxed();
                 while let Some(e) = events.next().await {
                     match e {
@@ -502,7 +516,7 @@ impl Projector {
             }));
         }
         for &kind in self.served.keys() {
-            let api = self.api(kind);
+            let api = self.metadata_api(kind);
             let (lost, config) = (Arc::clone(lost), watcher::Config::default().labels(&labels));
             tasks.push(tokio::spawn(async move {
                 let mut events = watcher(api, config).default_backoff().boxed();
@@ -681,11 +695,7 @@ impl Projector {
         let done: Vec<(Kind, String, u64)> = futures::stream::iter(objects)
             .map(|o| {
                 let api = self.api(o.kind);
-                let version = self
-                    .served
-                    .get(&o.kind)
-                    .copied()
-                    .unwrap_or(o.kind.versions()[0]);
+                let version = self.version(o.kind);
                 async move {
                     let pp = PatchParams::apply(FIELD_MANAGER).force();
                     let mut body = if whole {

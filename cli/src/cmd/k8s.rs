@@ -72,6 +72,9 @@ pub async fn run(ctx: &mut Ctx, c: K8sCmd) -> anyhow::Result<()> {
                 if !p.unserved.is_empty() {
                     rows.push(("not projected", p.unserved.join(", ")));
                 }
+                for why in &p.refused {
+                    rows.push(("refused", why.clone()));
+                }
                 if !p.error.is_empty() {
                     rows.push(("error", p.error.clone()));
                 }

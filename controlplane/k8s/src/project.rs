@@ -547,7 +547,8 @@ fn serving_objects(
     gateway: &str,
 ) -> Vec<Object> {
     let key = EntityKey::new(cairn_domain::deployment::KIND, &d.name);
-    let stamps = stamps(state, &key);
+    let stamps_of = stamps;
+    let stamps = stamps_of(state, &key);
     let owner = object_name(&d.name);
     let object = |kind: Kind, name: String, spec: Value| Object {
         kind,
@@ -569,23 +570,29 @@ fn serving_objects(
             service.clone(),
             json!({"ports": [{"name": "http", "port": SERVICE_PORT, "protocol": "TCP"}]}),
         ));
-        let mut slices: BTreeMap<(&str, u32), Vec<String>> = BTreeMap::new();
+        // (address type, port) → the addresses, and the latest sequence among the
+        // deployment and the nodes they come from: a node's new address is news too.
+        let mut slices: BTreeMap<(&str, u32), (Vec<String>, u64)> = BTreeMap::new();
         for x in r.replicas.iter().filter(|x| x.phase == "Ready") {
             let address = state
                 .node(&x.node)
                 .map(|n| n.inventory.address.clone())
                 .filter(|a| !a.is_empty())
                 .unwrap_or_else(|| x.node.clone());
-            slices
+            let node_seq = stamps_of(state, &EntityKey::new(cairn_domain::node::KIND, &x.node)).0;
+            let slice = slices
                 .entry((address_type(&address), x.port))
-                .or_default()
-                .push(address);
+                .or_insert_with(|| (Vec::new(), stamps.0));
+            slice.0.push(address);
+            slice.1 = slice.1.max(node_seq);
         }
-        for ((address_type, port), mut addresses) in slices {
+        for ((address_type, port), (mut addresses, seq)) in slices {
             addresses.sort();
             addresses.dedup();
             let name = format!("{service}-{}-{port}", address_type.to_ascii_lowercase());
             let mut o = object(Kind::EndpointSlice, name, Value::Null);
+            o.seq = seq;
+            o.body["metadata"]["annotations"][SEQ] = json!(seq.to_string());
             // An EndpointSlice has no spec: its fields are at the top.
             if let Some(b) = o.body.as_object_mut() {
                 b.remove("spec");

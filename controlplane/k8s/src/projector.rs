@@ -59,6 +59,8 @@ const ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
 const INTAKE_EVERY: Duration = Duration::from_secs(10);
 /// How often the projector records in the log how far it got.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Refusals `cairn k8s status` shows (the latest).
+const MAX_REFUSED: usize = 10;
 /// Objects applied between two accounts of progress (in log order).
 const CHUNK: usize = 256;
 /// The projection's name in the log (`projection/kubernetes`).
@@ -162,6 +164,9 @@ struct Projector {
     report: ProjectionReport,
     /// When it last recorded a checkpoint in the log.
     checkpointed: Instant,
+    /// While a full reconcile lists in the background: the objects steps applied or
+    /// deleted since it began, which its listing may not show as they are now.
+    touched: Option<BTreeSet<(Kind, String)>>,
 }
 
 impl Projector {
@@ -173,6 +178,7 @@ impl Projector {
             crds_applied: false,
             served: BTreeMap::new(),
             checkpointed: Instant::now(),
+            touched: None,
             report: ProjectionReport {
                 state: "leading".into(),
                 namespace: cfg.namespace.clone(),
@@ -201,7 +207,10 @@ impl Projector {
     }
 
     /// The kinds this api-server serves (in the version it serves them), and in a word
-    /// those it does not: Cairn's CRDs are installed by Cairn, the rest are not.
+    /// those it does not: Cairn's CRDs are installed by Cairn, the rest are not. Only an
+    /// answer that a kind is not there counts: after any other failure the kind stays
+    /// as it was (the next reconcile asks again), so that a passing error never looks
+    /// like a kind gone.
     async fn discover(&mut self) {
         let mut unserved = Vec::new();
         for kind in Kind::ALL {
@@ -212,12 +221,18 @@ impl Projector {
             let mut found = None;
             for v in kind.versions() {
                 let gvk = GroupVersionKind::gvk(kind.group(), v, kind.name());
-                if kube::discovery::pinned_kind(&self.client, &gvk)
-                    .await
-                    .is_ok()
-                {
-                    found = Some(*v);
-                    break;
+                match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                    Ok(_) => {
+                        found = Some(*v);
+                        break;
+                    }
+                    Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                    Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(_))) => {}
+                    Err(e) => {
+                        tracing::warn!(kind = kind.name(), error = %e, "discovery failed; the kind stays as it was");
+                        found = self.served.get(&kind).copied();
+                        break;
+                    }
                 }
             }
             match found {
@@ -225,7 +240,9 @@ impl Projector {
                     self.served.insert(kind, v);
                 }
                 None => {
+                    // Not projected any more: forgotten, not deleted.
                     self.served.remove(&kind);
+                    self.applied.retain(|(k, _), _| *k != kind);
                     unserved.push(format!(
                         "{} ({} {} not served)",
                         kind.name(),
@@ -286,6 +303,7 @@ impl Projector {
                 lost.store(false, Ordering::Relaxed);
                 resyncs = asked;
                 let apis = self.prepare_reconcile().await?;
+                self.touched = Some(BTreeSet::new());
                 listing = Some((Instant::now(), AbortOnDrop(vec![tokio::spawn(list(apis))])));
             }
             if listing
@@ -297,8 +315,10 @@ impl Projector {
                         Some(t) => t.await.context("listing for a full reconcile")??,
                         None => continue,
                     };
-                    seen = self.finish_reconcile(app, started, held).await?;
+                    // What steps did meanwhile stands; the next step looks again.
+                    self.finish_reconcile(app, started, held).await?;
                     resynced = Instant::now();
+                    seen = 0;
                 }
             }
             let touched = users.swap(false, Ordering::Relaxed);
@@ -339,8 +359,11 @@ impl Projector {
             )
         });
         let started = Instant::now();
+        // Also every kind not Cairn's own (only Cairn's objects of them are listed): one
+        // the api-server serves since the checkpoint may hold none yet.
         let kinds: BTreeSet<Kind> = kinds
             .into_iter()
+            .chain(Kind::ALL.into_iter().filter(|k| k.group() != "cairn.dev"))
             .filter(|k| self.served.contains_key(k))
             .collect();
         let desired = self.servable(desired);
@@ -599,12 +622,16 @@ impl Projector {
     async fn repair(&mut self, held: Held, desired: Vec<Object>) -> anyhow::Result<(usize, usize)> {
         let Held {
             kinds,
-            stamps: held,
-            managed,
+            stamps: mut held,
+            mut managed,
         } = held;
+        // What steps applied or deleted since the listing began is as they left it.
+        let touched = self.touched.take().unwrap_or_default();
+        held.retain(|k, _| !touched.contains(k));
+        managed.retain(|k| !touched.contains(k));
         let desired: Vec<Object> = desired
             .into_iter()
-            .filter(|o| kinds.contains(&o.kind))
+            .filter(|o| kinds.contains(&o.kind) && !touched.contains(&(o.kind, o.name.clone())))
             .collect();
         let keys: BTreeSet<(Kind, String)> =
             desired.iter().map(|o| (o.kind, o.name.clone())).collect();
@@ -627,7 +654,8 @@ impl Projector {
         // What Kubernetes holds of these kinds is what was applied; except a user's
         // object Cairn has no entity for (one the intake refused): Cairn never wrote
         // it, so it is never Cairn's to delete.
-        self.applied.retain(|(k, _), _| !kinds.contains(k));
+        self.applied
+            .retain(|key, _| !kinds.contains(&key.0) || touched.contains(key));
         self.applied.extend(
             held.into_iter()
                 .filter(|(k, _)| keys.contains(k) || managed_keys.contains(k)),
@@ -691,8 +719,12 @@ impl Projector {
 
     /// Applies `objects`; `whole`: they are missing, so users' objects get their spec
     /// back too.
+    ///
+    /// An object the api-server refuses as invalid (a node address it does not take
+    /// as a host name, say) is reported and counted as applied at its stamp: it is tried
+    /// again when it changes or at the next full reconcile, and the rest goes on.
     async fn apply_all(&mut self, objects: Vec<Object>, whole: bool) -> anyhow::Result<()> {
-        let done: Vec<(Kind, String, u64)> = futures::stream::iter(objects)
+        let done: Vec<(Kind, String, u64, Option<String>)> = futures::stream::iter(objects)
             .map(|o| {
                 let api = self.api(o.kind);
                 let version = self.version(o.kind);
@@ -704,9 +736,17 @@ impl Projector {
                         o.update_body()
                     };
                     body["apiVersion"] = serde_json::json!(o.kind.api_version(version));
-                    api.patch(&o.name, &pp, &Patch::Apply(&body))
-                        .await
-                        .with_context(|| format!("applying {} {}", o.kind.name(), o.name))?;
+                    match api.patch(&o.name, &pp, &Patch::Apply(&body)).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 422) => {
+                            let why = format!("{} {}: {}", o.kind.name(), o.name, s.message);
+                            return anyhow::Ok((o.kind, o.name, o.seq, Some(why)));
+                        }
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("applying {} {}", o.kind.name(), o.name))
+                        }
+                    }
                     // Only users' kinds have a status apart (see `Kind::status_subresource`).
                     if let Some(status) = &o.status {
                         api.patch_status(&o.name, &pp, &Patch::Apply(status))
@@ -715,13 +755,25 @@ impl Projector {
                                 format!("applying the status of {} {}", o.kind.name(), o.name)
                             })?;
                     }
-                    anyhow::Ok((o.kind, o.name, o.seq))
+                    anyhow::Ok((o.kind, o.name, o.seq, None))
                 }
             })
             .buffer_unordered(PARALLEL)
             .try_collect()
             .await?;
-        for (kind, name, seq) in done {
+        for (kind, name, seq, refused) in done {
+            if let Some(why) = refused {
+                tracing::warn!(refused = %why, "the api-server refused an object");
+                let r = &mut self.report.refused;
+                r.retain(|w| !w.starts_with(&format!("{} {}:", kind.name(), name)));
+                r.push(why);
+                if r.len() > MAX_REFUSED {
+                    r.remove(0);
+                }
+            }
+            if let Some(t) = &mut self.touched {
+                t.insert((kind, name.clone()));
+            }
             self.applied.insert((kind, name), seq);
         }
         Ok(())
@@ -735,6 +787,9 @@ impl Projector {
                 Err(e) => {
                     return Err(e).with_context(|| format!("deleting {} {name}", kind.name()))
                 }
+            }
+            if let Some(t) = &mut self.touched {
+                t.insert((kind, name.clone()));
             }
             self.applied.remove(&(kind, name));
         }

@@ -50,6 +50,8 @@ pub struct ProjectionReport {
     /// Kinds this api-server does not serve, so not projected (e.g. HTTPRoute without
     /// the Gateway API).
     pub unserved: Vec<String>,
+    /// Objects the api-server refused as invalid, the latest last (kind, name: why).
+    pub refused: Vec<String>,
 }
 
 impl ProjectionReport {

@@ -88,13 +88,16 @@ pub(crate) async fn learn_token(app: &App, digest: &[u8]) {
     }
 }
 
-/// The digest of the token a request presents, its own or one a member forwards.
+/// The digest of the token a request presents. (A token a member forwards is not
+/// looked for: the member knew it, and the leader it forwards to applies first.)
 fn presented_token(headers: &http::HeaderMap) -> Option<Vec<u8>> {
-    if let Some(v) = headers.get(pb::AUTHORIZATION) {
-        let secret = v.to_str().ok()?.strip_prefix("Bearer ")?.trim();
-        return Some(digest(secret.as_bytes()));
-    }
-    unhex(headers.get(pb::ON_BEHALF_OF_TOKEN)?.to_str().ok()?)
+    let secret = headers
+        .get(pb::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    Some(digest(secret.as_bytes()))
 }
 
 /// The client service, with [`learn_token`] before its interceptor judges a token.

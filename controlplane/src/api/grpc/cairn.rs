@@ -655,5 +655,6 @@ fn projection_to_pb(r: crate::app::ProjectionReport) -> pb::KubernetesProjection
         reconciles: r.reconciles,
         error: r.error,
         unserved: r.unserved,
+        refused: r.refused,
     }
 }

@@ -76,17 +76,15 @@ impl Kind {
     /// The versions Cairn can write, preferred first: an api-server serves one of them,
     /// or the kind is not projected there (the Gateway API is installed apart).
     pub fn versions(self) -> &'static [&'static str] {
-        match self {
-            Kind::EndpointSlice | Kind::HttpRoute => &["v1", "v1beta1"],
-            Kind::TrainingJob
-            | Kind::TrainingCron
-            | Kind::GpuNode
-            | Kind::PortLease
-            | Kind::Model
-            | Kind::ModelVersion
-            | Kind::ModelDeployment
-            | Kind::Service => &["v1"],
+        match self.is_cairns() || self.group().is_empty() {
+            true => &["v1"],
+            false => &["v1", "v1beta1"],
         }
+    }
+
+    /// One of Cairn's own kinds (its CRDs, which Cairn installs).
+    pub fn is_cairns(self) -> bool {
+        self.group() == "cairn.dev"
     }
 
     /// `apiVersion` of its objects in `version`.

@@ -214,7 +214,8 @@ impl Projector {
     async fn discover(&mut self) {
         let mut unserved = Vec::new();
         for kind in Kind::ALL {
-            if kind.group() == "cairn.dev" || kind.group().is_empty() {
+            // Cairn installs its own kinds; the core group is always there.
+            if kind.is_cairns() || kind.group().is_empty() {
                 self.served.insert(kind, kind.versions()[0]);
                 continue;
             }
@@ -363,7 +364,7 @@ impl Projector {
         // the api-server serves since the checkpoint may hold none yet.
         let kinds: BTreeSet<Kind> = kinds
             .into_iter()
-            .chain(Kind::ALL.into_iter().filter(|k| k.group() != "cairn.dev"))
+            .chain(Kind::ALL.into_iter().filter(|k| !k.is_cairns()))
             .filter(|k| self.served.contains_key(k))
             .collect();
         let desired = self.servable(desired);
@@ -818,9 +819,9 @@ async fn list(apis: Vec<(Kind, Api<DynamicObject>)>) -> anyhow::Result<Held> {
         managed: BTreeSet::new(),
     };
     for (kind, api) in apis {
-        let params = match kind.group() {
-            "cairn.dev" => ListParams::default(),
-            _ => ours_only.clone(),
+        let params = match kind.is_cairns() {
+            true => ListParams::default(),
+            false => ours_only.clone(),
         };
         let list = api
             .list_metadata(&params)

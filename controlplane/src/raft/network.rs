@@ -87,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client,
             channels: self.channels.clone(),
+            replication: Replication::NotOpen,
         }
     }
 }
@@ -97,6 +98,70 @@ pub struct Connection {
     addr: String,
     client: Result<RaftTransportClient<Channel>, String>,
     channels: Channels,
+    replication: Replication,
+}
+
+/// How this connection sends AppendEntries.
+enum Replication {
+    /// Over a stream, opened with the next append.
+    NotOpen,
+    /// Over this stream: each request's answer is read before the next is sent.
+    Open {
+        requests: tokio::sync::mpsc::Sender<RaftMessage>,
+        answers: Box<tonic::Streaming<RaftMessage>>,
+    },
+    /// One unary call each: the peer does not serve the stream (an older member).
+    Unary,
+}
+
+/// Send one AppendEntries over the replication stream, opening it first when there is
+/// none. The stream is put back only once its answer has arrived, so a call abandoned
+/// midway (a timeout) leaves no answer behind for the next one to read: the next call
+/// opens a new stream.
+async fn append_over_stream(
+    client: &mut RaftTransportClient<Channel>,
+    replication: &mut Replication,
+    msg: RaftMessage,
+) -> Result<RaftMessage, tonic::Status> {
+    let (requests, mut answers) = match std::mem::replace(replication, Replication::NotOpen) {
+        Replication::Open { requests, answers } => {
+            requests
+                .send(msg)
+                .await
+                .map_err(|_| tonic::Status::unavailable("the replication stream closed"))?;
+            (requests, answers)
+        }
+        Replication::NotOpen => {
+            let (requests, rx) = tokio::sync::mpsc::channel(1);
+            let answers = match client
+                .append_entries_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            {
+                Ok(answers) => Box::new(answers.into_inner()),
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    *replication = Replication::Unary;
+                    return Ok(client.append_entries(msg).await?.into_inner());
+                }
+                Err(status) => return Err(status),
+            };
+            requests
+                .send(msg)
+                .await
+                .map_err(|_| tonic::Status::unavailable("the replication stream closed"))?;
+            (requests, answers)
+        }
+        Replication::Unary => {
+            *replication = Replication::Unary;
+            return Ok(client.append_entries(msg).await?.into_inner());
+        }
+    };
+    match answers.message().await? {
+        Some(answer) => {
+            *replication = Replication::Open { requests, answers };
+            Ok(answer)
+        }
+        None => Err(tonic::Status::unavailable("the replication stream ended")),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,11 +218,15 @@ impl Connection {
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage { data };
         let ttl = option.hard_ttl();
+        let replication = &mut self.replication;
         let fut = async {
             match action {
-                RPCTypes::Vote => client.vote(msg).await,
-                RPCTypes::AppendEntries => client.append_entries(msg).await,
-                RPCTypes::InstallSnapshot => client.install_snapshot(msg).await,
+                RPCTypes::Vote => client.vote(msg).await.map(tonic::Response::into_inner),
+                RPCTypes::AppendEntries => append_over_stream(client, replication, msg).await,
+                RPCTypes::InstallSnapshot => client
+                    .install_snapshot(msg)
+                    .await
+                    .map(tonic::Response::into_inner),
             }
         };
         let reply = match tokio::time::timeout(ttl, fut).await {
@@ -178,7 +247,7 @@ impl Connection {
                     _ => RPCError::Network(NetworkError::new(&e)),
                 });
             }
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Ok(r)) => r,
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -227,5 +296,185 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.call(RPCTypes::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cairn_proto::raft_transport_server::{RaftTransport, RaftTransportServer};
+    use cairn_proto::RaftMessage;
+    use openraft::error::{RPCError, RaftError};
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+    use openraft::Vote;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::Network;
+    use crate::raft::{encode, Node, NodeId, TypeConfig};
+
+    /// A follower's transport that answers every append with success and counts how
+    /// they came; `streams: false` answers the stream as a member without it does.
+    #[derive(Clone, Default)]
+    struct Follower {
+        streams: bool,
+        /// Appends over a stream wait this long before answering (the first only).
+        stall_first: Option<Duration>,
+        unary: Arc<AtomicUsize>,
+        opened: Arc<AtomicUsize>,
+        streamed: Arc<AtomicUsize>,
+    }
+
+    fn success() -> RaftMessage {
+        let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            Ok(AppendEntriesResponse::Success);
+        RaftMessage {
+            data: encode(&answer).expect("encode"),
+        }
+    }
+
+    type Answers =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl RaftTransport for Follower {
+        async fn append_entries(
+            &self,
+            _req: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            self.unary.fetch_add(1, Ordering::SeqCst);
+            Ok(Response::new(success()))
+        }
+
+        type AppendEntriesStreamStream = Answers;
+
+        async fn append_entries_stream(
+            &self,
+            req: Request<Streaming<RaftMessage>>,
+        ) -> Result<Response<Answers>, Status> {
+            if !self.streams {
+                return Err(Status::unimplemented("not served here"));
+            }
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let this = self.clone();
+            let answers = futures::stream::unfold(req.into_inner(), move |mut input| {
+                let this = this.clone();
+                async move {
+                    input.message().await.ok()??;
+                    let n = this.streamed.fetch_add(1, Ordering::SeqCst);
+                    if let (0, Some(stall)) = (n, this.stall_first) {
+                        tokio::time::sleep(stall).await;
+                    }
+                    Some((Ok(success()), input))
+                }
+            });
+            Ok(Response::new(Box::pin(answers)))
+        }
+
+        async fn vote(&self, _r: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("vote"))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _r: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("install_snapshot"))
+        }
+
+        async fn member_status(
+            &self,
+            _r: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("member_status"))
+        }
+
+        async fn read_index(
+            &self,
+            _r: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("read_index"))
+        }
+    }
+
+    async fn serve(follower: Follower) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftTransportServer::new(follower))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
+    fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        }
+    }
+
+    async fn connect(addr: &str) -> super::Connection {
+        Network::new(1, 4 << 20, None)
+            .new_client(2, &Node { addr: addr.into() })
+            .await
+    }
+
+    #[tokio::test]
+    async fn appends_share_one_stream_and_a_timed_out_one_opens_another() {
+        let follower = Follower {
+            streams: true,
+            stall_first: Some(Duration::from_millis(500)),
+            ..Follower::default()
+        };
+        let addr = serve(follower.clone()).await;
+        let mut conn = connect(&addr).await;
+
+        // The first answer stalls past the deadline: the call times out, and its late
+        // answer must not be taken as the next call's.
+        let short = RPCOption::new(Duration::from_millis(100));
+        let timed_out = conn.append_entries(heartbeat(), short).await;
+        assert!(
+            matches!(timed_out, Err(RPCError::Timeout(_))),
+            "{timed_out:?}"
+        );
+
+        let option = RPCOption::new(Duration::from_secs(5));
+        for _ in 0..5 {
+            let answer = conn
+                .append_entries(heartbeat(), option.clone())
+                .await
+                .expect("append");
+            assert_eq!(answer, AppendEntriesResponse::Success);
+        }
+        // One stream for the abandoned call, one for the five after it.
+        assert_eq!(follower.opened.load(Ordering::SeqCst), 2);
+        assert_eq!(follower.streamed.load(Ordering::SeqCst), 6);
+        assert_eq!(follower.unary.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_member_without_the_stream_is_sent_unary_calls() {
+        let follower = Follower::default();
+        let addr = serve(follower.clone()).await;
+        let mut conn = connect(&addr).await;
+        let option = RPCOption::new(Duration::from_secs(5));
+        for _ in 0..3 {
+            let answer = conn
+                .append_entries(heartbeat(), option.clone())
+                .await
+                .expect("append");
+            assert_eq!(answer, AppendEntriesResponse::Success);
+        }
+        assert_eq!(follower.unary.load(Ordering::SeqCst), 3);
+        assert_eq!(follower.opened.load(Ordering::SeqCst), 0);
     }
 }

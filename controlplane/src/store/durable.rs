@@ -1,9 +1,10 @@
 //! Making sled's writes durable.
 //!
-//! `sled::Db::flush` writes its buffers with `sync_file_range`, which neither flushes the
-//! drive's cache nor the file's metadata, and sled never syncs the blob files it writes
-//! for large values. So a flush here is: `sled::Db::flush`, then `fdatasync` of sled's
-//! log file, and `fdatasync` of any new blob file plus an `fsync` of the blob directory.
+//! `sled::Db::flush` writes its log buffers and `fdatasync`s them (a change of the
+//! vendored sled: upstream's `sync_file_range` reached neither the drive's cache nor the
+//! file's size), but sled never syncs the blob files it writes for large values. So a
+//! flush here is: `sled::Db::flush`, then `fdatasync` of any new blob file and an
+//! `fsync` of the blob directory.
 //!
 //! All requests go to one flusher thread, which coalesces every request that arrived
 //! while it was busy into a single flush (group commit at the storage level) and answers
@@ -68,14 +69,12 @@ fn clone_err(e: &std::io::Error) -> std::io::Error {
 /// The files of one sled database that a flush must sync.
 struct SledFiles {
     db: sled::Db,
-    log: File,
     blobs: PathBuf,
     synced_blobs: HashSet<std::ffi::OsString>,
 }
 
 impl SledFiles {
     fn open(db: sled::Db, dir: &Path) -> std::io::Result<Self> {
-        let log = File::open(dir.join("db"))?;
         // The database's files were just created: make their directory entries durable.
         File::open(dir)?.sync_all()?;
         if let Some(parent) = dir.parent() {
@@ -83,7 +82,6 @@ impl SledFiles {
         }
         Ok(Self {
             db,
-            log,
             blobs: dir.join("blobs"),
             synced_blobs: HashSet::new(),
         })
@@ -92,7 +90,6 @@ impl SledFiles {
     fn sync(&mut self) -> std::io::Result<()> {
         let start = std::time::Instant::now();
         let bytes = self.db.flush().map_err(std::io::Error::other)?;
-        self.log.sync_data()?;
         self.sync_new_blobs()?;
         let m = crate::metrics::get();
         m.fsync_seconds.observe(start.elapsed().as_secs_f64());

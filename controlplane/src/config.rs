@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub initial_members: BTreeMap<u64, String>,
     /// Largest client request, in bytes (a larger one is refused, nothing changes).
     pub max_request_bytes: usize,
+    /// sled's page cache, in MiB: the largest part of a member's memory once it has
+    /// written more than that.
+    pub cache_mib: u64,
     /// Address the MLflow-compatible REST facade binds (none: not served).
     pub mlflow_listen: Option<String>,
     /// Address `/metrics` (Prometheus's text format, plain HTTP) binds (none: not
@@ -167,6 +170,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from(".cairn"),
             initial_members: BTreeMap::new(),
             max_request_bytes: 4 * 1024 * 1024,
+            cache_mib: DEFAULT_CACHE_MIB,
             mlflow_listen: None,
             metrics_listen: None,
             kubernetes: None,
@@ -230,6 +234,9 @@ fn is_host_port(a: &str) -> bool {
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
+/// sled's page cache unless configured (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_MIB: u64 = 128;
+
 /// Settings given on the command line or in `CAIRN_*` variables, over the file's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -240,6 +247,7 @@ pub struct Overrides {
     /// The first voters, `1=host:port,2=host:port,...`.
     pub initial_members: Option<String>,
     pub max_request_bytes: Option<usize>,
+    pub cache_mib: Option<u64>,
     /// The MLflow facade's address (empty or `off`: not served).
     pub mlflow_listen: Option<String>,
     /// The metrics endpoint's address (empty or `off`: not served).
@@ -312,6 +320,7 @@ impl ServerConfig {
             data_dir,
             initial_members,
             max_request_bytes,
+            cache_mib,
             mlflow_listen,
             metrics_listen,
             tls_ca,
@@ -329,6 +338,7 @@ impl ServerConfig {
             cfg.initial_members = parse_members(&m)?;
         }
         cfg.max_request_bytes = max_request_bytes.unwrap_or(cfg.max_request_bytes);
+        cfg.cache_mib = cache_mib.unwrap_or(cfg.cache_mib);
         if let Some(m) = mlflow_listen {
             cfg.mlflow_listen = (!m.is_empty() && m != "off").then_some(m);
         }
@@ -464,6 +474,9 @@ impl ServerConfig {
         if self.max_request_bytes < 1024 {
             p.push("max_request_bytes: must be at least 1024".into());
         }
+        if !(8..=1 << 20).contains(&self.cache_mib) {
+            p.push("cache_mib: must be between 8 and 1048576".into());
+        }
         let r = &self.raft;
         if r.heartbeat_ms == 0 {
             p.push("raft.heartbeat_ms: must be > 0".into());
@@ -525,6 +538,7 @@ mod tests {
         let text = r#"
             node_id = 0
             listen = "nowhere"
+            cache_mib = 4
             [initial_members]
             1 = "127.0.0.1"
             [raft]
@@ -549,7 +563,8 @@ mod tests {
                 .any(|s| s.starts_with("raft.election_timeout_min_ms")),
             "{p:?}"
         );
-        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p.iter().any(|s| s.starts_with("cache_mib")), "{p:?}");
+        assert_eq!(p.len(), 6, "{p:?}");
     }
 
     #[test]

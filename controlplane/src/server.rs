@@ -41,7 +41,7 @@ pub async fn run_with(
         anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
     }
     let id = config.node_id;
-    let (log, sm) = crate::store::open(&config.data_dir, id)?;
+    let (log, sm) = crate::store::open(&config.data_dir, id, config.cache_mib << 20)?;
     // Entries a crash left below the purge point.
     log.collect_purged();
     let shared = sm.shared();

@@ -11,7 +11,7 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
-        let (log, sm) = cairn_controlplane::store::open(dir.path(), 1)
+        let (log, sm) = cairn_controlplane::store::open(dir.path(), 1, 64 << 20)
             .map_err(|e| StorageIOError::write(&std::io::Error::other(format!("{e:#}"))))?;
         Ok((dir, log, sm))
     }

@@ -74,16 +74,17 @@ for round in $(seq "$ROUNDS"); do
       flag=(--tls)
       creds=(--ca "$CAIRN_TLS_DIR/ca.crt" --cert "$CAIRN_TLS_DIR/user-admin.crt" --key "$CAIRN_TLS_DIR/user-admin.key")
     fi
-    echo "== round $round of $ROUNDS ($mode): cairn (3 members)"
-    rm -rf "$CAIRN_LOCAL_DIR"/node*
-    "$ROOT/deploy/local/cluster.sh" start "${flag[@]}" >/dev/null
     # Both write APIs: one Submit call per append (as etcd's Put), and one SubmitStream
-    # per client with each append answered before the next is sent.
+    # per client with each append answered before the next is sent. Each starts on
+    # fresh members, as etcd does, so neither's memory holds the other's writes.
     for api in unary stream; do
+      echo "== round $round of $ROUNDS ($mode): cairn $api (3 members)"
+      rm -rf "$CAIRN_LOCAL_DIR"/node*
+      "$ROOT/deploy/local/cluster.sh" start "${flag[@]}" >/dev/null
       bench "$round-$mode-cairn-$api" --endpoints 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 \
         "${creds[@]}" bench append --api "$api" --metrics "$METRICS"
+      "$ROOT/deploy/local/cluster.sh" stop >/dev/null
     done
-    "$ROOT/deploy/local/cluster.sh" stop >/dev/null
 
     rm -rf "$CAIRN_BENCH_DIR/etcd"
     "$ROOT/deploy/bench/etcd-cluster.sh" start "${flag[@]}" >/dev/null

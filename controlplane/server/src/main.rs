@@ -108,6 +108,9 @@ struct RunArgs {
     /// Largest client request in bytes.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
+    /// sled's page cache in MiB (default 128).
+    #[arg(long, env = "CAIRN_CACHE_MIB")]
+    cache_mib: Option<u64>,
     /// Serve the MLflow-compatible registry API on this address (`off`: not at all).
     #[arg(long, env = "CAIRN_MLFLOW_LISTEN")]
     mlflow_listen: Option<String>,
@@ -144,6 +147,7 @@ impl RunArgs {
             data_dir: self.data_dir,
             initial_members: self.initial_members,
             max_request_bytes: self.max_request_bytes,
+            cache_mib: self.cache_mib,
             mlflow_listen: self.mlflow_listen,
             metrics_listen: self.metrics_listen,
             tls_ca: self.tls_ca,

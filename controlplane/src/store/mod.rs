@@ -19,22 +19,24 @@ use state_machine::StateMachine;
 
 use log::LogStore;
 
-/// sled's page cache (its default is 1 GiB).
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
-
 /// sled's log segment size (its default is 512 KiB). A page over a quarter of a segment
 /// is written to a blob file of its own, which costs a file, its fsync and a directory
 /// fsync; with 512 KiB segments the Raft log's pages (a few group-committed batches)
 /// crossed that line at every split.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Open (or create) the storage of member `member` in `data_dir`.
-pub fn open(data_dir: &Path, member: u64) -> anyhow::Result<(LogStore, StateMachine)> {
+/// Open (or create) the storage of member `member` in `data_dir`, with a page cache of
+/// `cache_bytes`.
+pub fn open(
+    data_dir: &Path,
+    member: u64,
+    cache_bytes: u64,
+) -> anyhow::Result<(LogStore, StateMachine)> {
     use anyhow::Context;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let db_dir = data_dir.join("db");
-    let db = open_db(&db_dir)
+    let db = open_db(&db_dir, cache_bytes)
         .with_context(|| format!("opening the sled database in {}", db_dir.display()))?;
     let flusher = Flusher::start(db.clone(), &db_dir).context("starting the flusher")?;
     let log = LogStore::open(&db, flusher.clone()).context("opening the Raft log")?;
@@ -43,7 +45,7 @@ pub fn open(data_dir: &Path, member: u64) -> anyhow::Result<(LogStore, StateMach
     Ok((log, sm))
 }
 
-fn open_db(db_dir: &Path) -> sled::Result<sled::Db> {
+fn open_db(db_dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let segment_size = segment_size_of(db_dir).unwrap_or(SEGMENT_BYTES);
     if segment_size != SEGMENT_BYTES {
         tracing::info!(
@@ -54,7 +56,7 @@ fn open_db(db_dir: &Path) -> sled::Result<sled::Db> {
     sled::Config::new()
         .path(db_dir)
         .mode(sled::Mode::HighThroughput)
-        .cache_capacity(CACHE_BYTES)
+        .cache_capacity(cache_bytes)
         .segment_size(segment_size)
         .open()
 }
@@ -88,7 +90,7 @@ mod tests {
         let path = dir.path().join("db");
         const N: u32 = 16_000;
         {
-            let db = open_db(&path).expect("open");
+            let db = open_db(&path, 128 << 20).expect("open");
             let tree = db.open_tree("t").expect("tree");
             for i in 0..N {
                 tree.insert(i.to_be_bytes(), value(i)).expect("insert");
@@ -105,7 +107,7 @@ mod tests {
                 "many segments"
             );
         }
-        let db = open_db(&path).expect("reopen");
+        let db = open_db(&path, 128 << 20).expect("reopen");
         let tree = db.open_tree("t").expect("tree");
         let mut seen = 0;
         for i in 0..N {
@@ -136,13 +138,13 @@ mod tests {
             db.flush().expect("flush");
         }
         assert_eq!(super::segment_size_of(&old), Some(512 * 1024));
-        let db = open_db(&old).expect("an old database opens");
+        let db = open_db(&old, 128 << 20).expect("an old database opens");
         assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
         drop(db);
 
         let new = dir.path().join("new");
         assert_eq!(super::segment_size_of(&new), None);
-        drop(open_db(&new).expect("a new database"));
+        drop(open_db(&new, 128 << 20).expect("a new database"));
         assert_eq!(super::segment_size_of(&new), Some(super::SEGMENT_BYTES));
     }
 }

@@ -238,6 +238,72 @@ pub fn identity_and_role_of<T>(req: &Request<T>) -> Result<(Identity, Option<Str
     let leaf = certs
         .first()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let id = identity_in(leaf).map_err(Status::unauthenticated)?;
-    Ok((id, role_in(leaf)))
+    named_by(leaf).map_err(Status::unauthenticated)
+}
+
+/// The most certificates [`named_by`] remembers; it forgets them all when full.
+const NAMED_CERTIFICATES: usize = 4096;
+
+/// What a certificate names (identity and role), parsed once per certificate: every
+/// request on a connection presents the same one. A pure function of the bytes, so
+/// remembering it is always right; the handshake has already judged its validity.
+fn named_by(der: &[u8]) -> Result<(Identity, Option<String>), String> {
+    type Named = std::collections::HashMap<Vec<u8>, Result<(Identity, Option<String>), String>>;
+    static NAMED: std::sync::LazyLock<Mutex<Named>> = std::sync::LazyLock::new(Default::default);
+    if let Some(known) = NAMED.lock().unwrap_or_else(|p| p.into_inner()).get(der) {
+        return known.clone();
+    }
+    let named = identity_in(der).map(|id| (id, role_in(der)));
+    let mut all = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+    if all.len() >= NAMED_CERTIFICATES {
+        all.clear();
+    }
+    all.insert(der.to_vec(), named.clone());
+    named
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    use super::{identity_in, named_by, role_in, ROLE_PREFIX};
+    use crate::tls::Identity;
+
+    fn certificate(urn: Option<&str>, role: Option<&str>) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        if let Some(role) = role {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, format!("{ROLE_PREFIX}{role}"));
+        }
+        if let Some(urn) = urn {
+            params.subject_alt_names = vec![SanType::URI(urn.try_into().expect("uri"))];
+        }
+        let key = KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("sign").der().to_vec()
+    }
+
+    /// Each certificate is answered with what it names, asked once or again, in any
+    /// order, and a certificate that names nobody stays refused.
+    #[test]
+    fn a_remembered_certificate_names_what_it_names() {
+        let alice = certificate(Some("urn:cairn:user:alice"), Some("viewer"));
+        let bob = certificate(Some("urn:cairn:user:bob"), Some("admin"));
+        let agent = certificate(Some("urn:cairn:agent:n1"), None);
+        let nobody = certificate(None, Some("admin"));
+        for _ in 0..3 {
+            for (der, expected) in [
+                (
+                    &alice,
+                    (Identity::User("alice".into()), Some("viewer".into())),
+                ),
+                (&bob, (Identity::User("bob".into()), Some("admin".into()))),
+                (&agent, (Identity::Agent("n1".into()), None)),
+            ] {
+                assert_eq!(named_by(der), Ok(expected.clone()));
+                assert_eq!(identity_in(der).map(|id| (id, role_in(der))), Ok(expected));
+            }
+            assert!(named_by(&nobody).is_err());
+        }
+    }
 }

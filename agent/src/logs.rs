@@ -1,7 +1,8 @@
 //! The agent's own gRPC service: the logs of the replicas it ran, which stay on the node.
 //! `cairn job logs` finds the node from the job's placement and reads from here.
 //!
-//! Read-only and unauthenticated for now (mutual TLS comes with the security work).
+//! Read-only. Under TLS only users and members may read (the agent's interceptor, in
+//! `agent.rs`); without TLS it listens on loopback unless started `--insecure`.
 
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -192,6 +192,8 @@ impl Connection {
             {
                 channels.remove(&self.target);
             }
+            // The member may come back upgraded: ask it for the stream again.
+            self.replication = Replication::NotOpen;
         }
         result
     }
@@ -400,17 +402,51 @@ mod tests {
         }
     }
 
-    async fn serve(follower: Follower) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(
-            tonic::transport::Server::builder()
+    /// A follower's server on a runtime of its own; dropping it is the process exiting.
+    struct Served(Option<tokio::runtime::Runtime>);
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            if let Some(rt) = self.0.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+
+    async fn serve(follower: Follower) -> (String, Served) {
+        serve_at("127.0.0.1:0", follower).await
+    }
+
+    /// Serve `follower` at `addr`, on a runtime of its own: dropping it drops the
+    /// listener and every connection.
+    async fn serve_at(addr: &str, follower: Follower) -> (String, Served) {
+        // A runtime just shut down may not have closed its listener yet.
+        let mut tries = 0;
+        let std_listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr").to_string();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            let _ = tonic::transport::Server::builder()
                 .add_service(RaftTransportServer::new(follower))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
-        addr
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await;
+        });
+        (addr, Served(Some(rt)))
     }
 
     fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
@@ -432,15 +468,15 @@ mod tests {
     async fn appends_share_one_stream_and_a_timed_out_one_opens_another() {
         let follower = Follower {
             streams: true,
-            stall_first: Some(Duration::from_millis(500)),
+            stall_first: Some(Duration::from_millis(1500)),
             ..Follower::default()
         };
-        let addr = serve(follower.clone()).await;
+        let (addr, _server) = serve(follower.clone()).await;
         let mut conn = connect(&addr).await;
 
         // The first answer stalls past the deadline: the call times out, and its late
         // answer must not be taken as the next call's.
-        let short = RPCOption::new(Duration::from_millis(100));
+        let short = RPCOption::new(Duration::from_millis(300));
         let timed_out = conn.append_entries(heartbeat(), short).await;
         assert!(
             matches!(timed_out, Err(RPCError::Timeout(_))),
@@ -464,7 +500,7 @@ mod tests {
     #[tokio::test]
     async fn a_member_without_the_stream_is_sent_unary_calls() {
         let follower = Follower::default();
-        let addr = serve(follower.clone()).await;
+        let (addr, _server) = serve(follower.clone()).await;
         let mut conn = connect(&addr).await;
         let option = RPCOption::new(Duration::from_secs(5));
         for _ in 0..3 {
@@ -476,5 +512,49 @@ mod tests {
         }
         assert_eq!(follower.unary.load(Ordering::SeqCst), 3);
         assert_eq!(follower.opened.load(Ordering::SeqCst), 0);
+    }
+
+    /// A member that goes away and comes back upgraded (it now serves the stream) is
+    /// asked for the stream again.
+    #[tokio::test]
+    async fn a_member_that_comes_back_upgraded_is_streamed_to() {
+        let old = Follower::default();
+        let (addr, server) = serve_at("127.0.0.1:0", old.clone()).await;
+        let mut conn = connect(&addr).await;
+        let option = RPCOption::new(Duration::from_secs(2));
+        conn.append_entries(heartbeat(), option.clone())
+            .await
+            .expect("append");
+        assert_eq!(old.unary.load(Ordering::SeqCst), 1);
+
+        drop(server);
+        // While it is away, appends fail (as the leader's heartbeats would).
+        assert!(conn
+            .append_entries(heartbeat(), option.clone())
+            .await
+            .is_err());
+        let new = Follower {
+            streams: true,
+            ..Follower::default()
+        };
+        let (_, _server) = serve_at(&addr, new.clone()).await;
+        let mut answered = 0;
+        for _ in 0..20 {
+            if conn
+                .append_entries(heartbeat(), option.clone())
+                .await
+                .is_ok()
+            {
+                answered += 1;
+                if answered == 3 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(answered, 3);
+        assert_eq!(new.opened.load(Ordering::SeqCst), 1);
+        assert_eq!(new.streamed.load(Ordering::SeqCst), 3);
+        assert_eq!(new.unary.load(Ordering::SeqCst), 0);
     }
 }

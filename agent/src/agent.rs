@@ -212,7 +212,7 @@ pub async fn run(
         provider = %inventory.provider,
         "cairn-agent starting"
     );
-    // The log service: replicas' logs stay here, the CLI reads them through it.
+    // The log service: replicas' logs stay here; members read them through it.
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding the agent service on {}", cfg.listen))?;

@@ -1,5 +1,6 @@
 //! The agent's own gRPC service: the logs of the replicas it ran, which stay on the node.
-//! `cairn job logs` finds the node from the job's placement and reads from here.
+//! For `cairn job logs`, a member finds the node from the job's placement and reads from
+//! here (`Cairn.ReadReplicaLog`).
 //!
 //! Read-only. Under TLS only users and members may read (the agent's interceptor, in
 //! `agent.rs`); without TLS it listens on loopback unless started `--insecure`.

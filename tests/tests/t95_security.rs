@@ -439,6 +439,78 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         .expect("events");
     assert_eq!(events_by(&events, "node/n1")[0], "agent/n1");
 
+    // --- a replica's log, read through a member: a viewer with only a bearer token
+    // reads what the TLS agent's replica printed; an agent may not read logs there.
+    let job = serde_json::json!({
+        "apiVersion": "cairn.dev/v1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "says-hello"},
+        "spec": {"framework": "pytorch", "roles": {"worker": {
+            "replicas": 1, "command": ["python3", "-c", "print('hello from n1')"]}}},
+    });
+    tls_client(&endpoints[0], &alice)
+        .submit(pb::SubmitRequest {
+            command: Some(pb::Command {
+                body: Some(pb::command::Body::SubmitJob(pb::SubmitJob {
+                    spec_json: job.to_string(),
+                })),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("a job");
+    let start = Instant::now();
+    loop {
+        let jobs = tls_client(&endpoints[0], &alice)
+            .list_jobs(pb::ListJobsRequest {
+                name: "says-hello".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().jobs)
+            .unwrap_or_default();
+        if jobs.iter().any(|j| j.phase == "Succeeded") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job never succeeded: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let viewer_secret = admin_cli(&[
+        "token",
+        "create",
+        "dana-logs",
+        "--user",
+        "dana",
+        "--role",
+        "viewer",
+    ]);
+    let out = cli(&endpoints[2..])
+        .args(["--ca", alice.ca.to_str().expect("utf-8")])
+        .args(["--token", &viewer_secret])
+        .args(["job", "logs", "says-hello", "--role", "worker"])
+        .args(["--state-dir", "/nonexistent"])
+        .output()
+        .expect("cairn");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("hello from n1"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = tls_client(&endpoints[0], &agent_files)
+        .read_replica_log(pb::ReadLogRequest {
+            job: "says-hello".into(),
+            role: "worker".into(),
+            index: 0,
+            follow: false,
+        })
+        .await
+        .expect_err("an agent reading logs through a member");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+
     // --- silent, garbage and plaintext connections leave the member answering, and a
     // silent one is closed after the handshake deadline.
     let mut silent = tokio::net::TcpStream::connect(&endpoints[0])

@@ -259,8 +259,8 @@ async fn list(
     })
 }
 
-/// A replica's log from its node's agent or, when that is out of reach, from this
-/// machine's agent directory.
+/// A replica's log from its node's agent (through a member) or, when that is out of
+/// reach, from this machine's agent directory.
 async fn logs(
     ctx: &mut Ctx,
     name: &str,
@@ -272,7 +272,7 @@ async fn logs(
     match remote_logs(&mut ctx.cluster, name, role, index, follow).await {
         Ok(()) => Ok(()),
         Err(remote) => {
-            // The node's agent is out of reach: this machine may be the node.
+            // The node's agent is out of reach of the members: this machine may be the node.
             let path = state_dir
                 .join("replicas")
                 .join("logs")
@@ -373,7 +373,7 @@ async fn watch(cluster: &mut Cluster, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// A replica's log from the agent of the node that ran it.
+/// A replica's log, which a member reads from the agent of the node that ran it.
 async fn remote_logs(
     cluster: &mut Cluster,
     name: &str,
@@ -382,46 +382,18 @@ async fn remote_logs(
     follow: bool,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let found = jobs(cluster, name, &ReadArgs::default()).await?;
-    let Some(j) = found.first() else {
-        bail!("job/{name} not found");
+    let req = pb::ReadLogRequest {
+        job: name.to_string(),
+        role: role.to_string(),
+        index,
+        follow,
     };
-    let Some(p) = j
-        .placements
-        .iter()
-        .find(|p| p.role == role && p.index == index)
-    else {
-        bail!("job/{name} has no replica {role}-{index} placed (it may have been requeued)");
-    };
-    let node = p.node.clone();
-    let req = pb::ListNodesRequest {
-        name: node.clone(),
-        consistency: pb::ReadConsistency::Stale as i32,
-    };
-    let nodes = cluster
+    let mut stream = cluster
         .call(|mut c| {
             let req = req.clone();
-            async move { c.list_nodes(req).await }
+            async move { c.read_replica_log(req).await }
         })
         .await?;
-    let endpoint = nodes
-        .nodes
-        .first()
-        .and_then(|n| n.inventory.as_ref())
-        .map(|i| i.agent_endpoint.clone())
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("node/{node}'s agent publishes no log service"))?;
-    let mut agent = pb::node_agent_client::NodeAgentClient::new(cluster.channel(&endpoint)?);
-    let mut stream = agent
-        .read_log(pb::ReadLogRequest {
-            job: name.to_string(),
-            role: role.to_string(),
-            index,
-            follow,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("node/{node}'s agent at {endpoint}: {}", s.message()))?
-        .into_inner();
     while let Some(chunk) = stream.message().await? {
         std::io::stdout().write_all(&chunk.data)?;
     }

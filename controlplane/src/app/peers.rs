@@ -1,5 +1,5 @@
-//! Connections to the other members: one lazily connected channel per address, shared
-//! by forwarded requests and status probes.
+//! Connections to the other members, and to agents' log services: one lazily connected
+//! channel per address, shared by forwarded requests, status probes and log reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +8,7 @@ use std::time::Duration;
 use cairn_proto as pb;
 use cairn_proto::tls::TlsFiles;
 use pb::cairn_client::CairnClient;
+use pb::node_agent_client::NodeAgentClient;
 use pb::raft_transport_client::RaftTransportClient;
 use tonic::transport::Channel;
 
@@ -39,7 +40,7 @@ impl Peers {
             return Ok(c.clone());
         }
         let c = network::channel(addr, self.tls.clone())
-            .map_err(|e| AppError::Internal(format!("bad member address {addr:?}: {e}")))?;
+            .map_err(|e| AppError::Internal(format!("bad address {addr:?}: {e}")))?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -52,6 +53,11 @@ impl App {
         Ok(CairnClient::new(peers.channel(addr)?)
             .max_decoding_message_size(peers.max_message_bytes)
             .max_encoding_message_size(peers.max_message_bytes))
+    }
+
+    /// A client of the agent at `endpoint` (its log service), as this member.
+    pub fn agent_client(&self, endpoint: &str) -> Result<NodeAgentClient<Channel>> {
+        Ok(NodeAgentClient::new(self.inner.peers.channel(endpoint)?))
     }
 
     /// The read index of the leader at `addr` (see [`App::catch_up`]).

@@ -31,6 +31,7 @@ use crate::views;
 pub const MAX_PAGE: u32 = 10_000;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
 type SubmitStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitStreamResponse, Status>> + Send>>;
 
 /// The `Cairn` service of one member.
@@ -290,6 +291,85 @@ impl pb::cairn_server::Cairn for CairnService {
             answer.next_after_sequence = next;
         }
         Ok(Response::new(answer))
+    }
+
+    type ReadReplicaLogStream = LogStream;
+
+    /// Read from this member's state where the replica ran, then proxy the agent's log
+    /// service, as this member (agents take members' certificates).
+    #[tracing::instrument(name = "ReadReplicaLog", skip_all, fields(member = self.app.id()))]
+    async fn read_replica_log(
+        &self,
+        req: Request<pb::ReadLogRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        if let Some(auth::Caller {
+            identity: cairn_proto::tls::Identity::Agent(a),
+            ..
+        }) = auth::caller(&req)
+        {
+            return Err(Status::permission_denied(format!(
+                "agent/{a} may not read replica logs"
+            )));
+        }
+        let place = self.stream_place(&req)?;
+        let r = req.into_inner();
+        let mut problems = Vec::new();
+        for (field, value) in [("job", &r.job), ("role", &r.role)] {
+            if value.is_empty() {
+                problems.push(format!("{field}: required"));
+            } else if let Err(AppError::Invalid(p)) = optional_name(field, value, false) {
+                problems.extend(p);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(AppError::Invalid(problems).into());
+        }
+        let (node, endpoint) = self.app.with_state(|s| {
+            let job = views::jobs(s, &r.job, "")
+                .into_iter()
+                .next()
+                .ok_or_else(|| not_found(format!("job/{}", r.job)))?;
+            let node = job
+                .placements
+                .iter()
+                .find(|p| p.role == r.role && p.index == r.index)
+                .map(|p| p.node.clone())
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "job/{} has no replica {}-{} placed (it may have been requeued)",
+                        r.job, r.role, r.index
+                    ))
+                })?;
+            let endpoint = views::nodes(s, &node)
+                .into_iter()
+                .next()
+                .and_then(|n| n.inventory)
+                .map(|i| i.agent_endpoint)
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| {
+                    AppError::Unavailable(format!("node/{node}'s agent publishes no log service"))
+                })?;
+            Ok::<_, AppError>((node, endpoint))
+        })?;
+        let chunks = self
+            .app
+            .agent_client(&endpoint)?
+            .read_log(r)
+            .await
+            .map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!("node/{node}'s agent at {endpoint}: {}", s.message()),
+                )
+            })?
+            .into_inner();
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            chunks,
+            move |c| {
+                let _held = &place;
+                c
+            },
+        ))))
     }
 
     type WatchEventsStream = EventStream;

@@ -14,7 +14,7 @@ use cairn_proto as pb;
 use cairn_proto::tls::TlsFiles;
 use cairn_tests::client::tls_client;
 use cairn_tests::process::bin;
-use cairn_tests::{certs, cli, create_ns, free_port, Settings, TestAgent, TestCluster};
+use cairn_tests::{certs, cli, create_ns, eventually, free_port, Settings, TestAgent, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -398,22 +398,21 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         &tls_args,
     )
     .expect("an agent");
-    let start = Instant::now();
-    loop {
-        let nodes = tls_client(&endpoints[0], &alice)
-            .list_nodes(pb::ListNodesRequest::default())
-            .await
-            .map(|r| r.into_inner().nodes)
-            .unwrap_or_default();
-        if nodes.iter().any(|n| n.name == "n1") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the TLS agent never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the TLS agent registers",
+        || async {
+            let nodes = tls_client(&endpoints[0], &alice)
+                .list_nodes(pb::ListNodesRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .nodes;
+            nodes.iter().any(|n| n.name == "n1").then_some(())
+        },
+    )
+    .await
+    .expect("the TLS agent registers");
     let forged = pb::SubmitRequest {
         command: Some(pb::Command {
             actor: "agent/n2".into(),
@@ -459,25 +458,24 @@ async fn mutual_tls_names_every_caller_and_refuses_the_rest() {
         })
         .await
         .expect("a job");
-    let start = Instant::now();
-    loop {
-        let jobs = tls_client(&endpoints[0], &alice)
-            .list_jobs(pb::ListJobsRequest {
-                name: "says-hello".into(),
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner().jobs)
-            .unwrap_or_default();
-        if jobs.iter().any(|j| j.phase == "Succeeded") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the job never succeeded: {jobs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "job/says-hello succeeds",
+        || async {
+            let jobs = tls_client(&endpoints[0], &alice)
+                .list_jobs(pb::ListJobsRequest {
+                    name: "says-hello".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .jobs;
+            jobs.iter().any(|j| j.phase == "Succeeded").then_some(())
+        },
+    )
+    .await
+    .expect("job/says-hello succeeds");
     let viewer_secret = admin_cli(&[
         "token",
         "create",

@@ -15,6 +15,7 @@ use crate::engine::handler::following_handler::FollowingHandler;
 use crate::engine::handler::leader_handler::LeaderHandler;
 use crate::engine::handler::log_handler::LogHandler;
 use crate::engine::handler::replication_handler::ReplicationHandler;
+use crate::engine::handler::replication_handler::SendNone;
 use crate::engine::handler::server_state_handler::ServerStateHandler;
 use crate::engine::handler::snapshot_handler::SnapshotHandler;
 use crate::engine::handler::vote_handler::VoteHandler;
@@ -162,12 +163,29 @@ where
                 .is_voter(&self.config.id)
         );
 
-        // Cairn: a member that led before it stopped does not resume leading in the same
-        // term (upstream restored it as leader at once). The leader replicates entries
-        // before its own flush (PATCHES.md, 1), so a crash may have lost entries that its
-        // followers hold; leading again in the same term would append new entries at
-        // their indexes under the same log ids, and the logs would differ. It starts as
-        // a follower, and the next leader is elected in a new term.
+        // Cairn: a member that led before it stopped resumes leading in the same term
+        // only when it is the only voter (upstream: always). The leader replicates
+        // entries before its own flush (PATCHES.md, 1), so a crash may have lost entries
+        // that its followers hold; leading again in the same term would append new
+        // entries at their indexes under the same log ids, and the logs would differ.
+        // With followers it starts as a follower, and the next leader is elected in a
+        // new term. Alone, it has no follower that could hold what it lost.
+        let alone = {
+            let mut voters = self.state.membership_state.effective().voter_ids();
+            voters.next() == Some(self.config.id.clone()) && voters.next().is_none()
+        };
+        if alone && self.state.is_leader(&self.config.id) {
+            self.vote_handler().update_internal_server_state();
+
+            let mut rh = self.replication_handler();
+
+            // Restore the progress about the local log
+            rh.update_local_progress(rh.state.last_log_id().cloned());
+
+            rh.initiate_replication(SendNone::False);
+
+            return;
+        }
 
         let server_state = if self
             .state

@@ -1,8 +1,8 @@
 //! The client side of the Raft transport: openraft's RPCs over tonic gRPC.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_proto::raft_transport_client::RaftTransportClient;
 use cairn_proto::tls::TlsFiles;
@@ -10,11 +10,14 @@ use cairn_proto::RaftMessage;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{
+    AppendPipe, PipeAnswer, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory,
+};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use super::{decode, encode, Node, NodeId, TypeConfig};
@@ -60,7 +63,7 @@ impl Network {
 
     /// The shared channel to `target` at `addr`, dialling (lazily) when there is none.
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = lock(&self.channels);
         if let Some((at, c)) = channels.get(&target) {
             if at == addr {
                 return Ok(c.clone());
@@ -87,7 +90,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client,
             channels: self.channels.clone(),
-            replication: Replication::NotOpen,
+            replication: Replication::Stream,
         }
     }
 }
@@ -103,70 +106,39 @@ pub struct Connection {
 
 /// How this connection sends AppendEntries.
 enum Replication {
-    /// Over a stream, opened with the next append.
-    NotOpen,
-    /// Over this stream: each request's answer is read before the next is sent.
-    Open {
-        requests: tokio::sync::mpsc::Sender<RaftMessage>,
-        answers: Box<tonic::Streaming<RaftMessage>>,
-    },
+    /// Down a replication stream ([`RaftNetwork::append_pipe`]).
+    Stream,
     /// One unary call each: the peer does not serve the stream (an older member).
     Unary,
-}
-
-/// Send one AppendEntries over the replication stream, opening it first when there is
-/// none. The stream is put back only once its answer has arrived, so a call abandoned
-/// midway (a timeout) leaves no answer behind for the next one to read: the next call
-/// opens a new stream.
-async fn append_over_stream(
-    client: &mut RaftTransportClient<Channel>,
-    replication: &mut Replication,
-    msg: RaftMessage,
-) -> Result<RaftMessage, tonic::Status> {
-    let (requests, mut answers) = match std::mem::replace(replication, Replication::NotOpen) {
-        Replication::Open { requests, answers } => {
-            requests
-                .send(msg)
-                .await
-                .map_err(|_| tonic::Status::unavailable("the replication stream closed"))?;
-            (requests, answers)
-        }
-        Replication::NotOpen => {
-            let (requests, rx) = tokio::sync::mpsc::channel(1);
-            let answers = match client
-                .append_entries_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-            {
-                Ok(answers) => Box::new(answers.into_inner()),
-                Err(status) if status.code() == tonic::Code::Unimplemented => {
-                    *replication = Replication::Unary;
-                    return Ok(client.append_entries(msg).await?.into_inner());
-                }
-                Err(status) => return Err(status),
-            };
-            requests
-                .send(msg)
-                .await
-                .map_err(|_| tonic::Status::unavailable("the replication stream closed"))?;
-            (requests, answers)
-        }
-        Replication::Unary => {
-            *replication = Replication::Unary;
-            return Ok(client.append_entries(msg).await?.into_inner());
-        }
-    };
-    match answers.message().await? {
-        Some(answer) => {
-            *replication = Replication::Open { requests, answers };
-            Ok(answer)
-        }
-        None => Err(tonic::Status::unavailable("the replication stream ended")),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct TransportError(String);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Drop the shared channel to `target` if it is still the one dialled at `addr`.
+fn forget(channels: &Channels, target: NodeId, addr: &str) {
+    let mut channels = lock(channels);
+    if channels.get(&target).is_some_and(|(at, _)| at == addr) {
+        channels.remove(&target);
+    }
+}
+
+/// A failed call's status as openraft's error: unreachable when the member is gone
+/// (so replication backs off), else a network error.
+fn transport_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<NodeId, Node, E> {
+    let e = TransportError(format!("{}: {}", status.code(), status.message()));
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        _ => RPCError::Network(NetworkError::new(&e)),
+    }
+}
 
 impl Connection {
     /// Send one message and decode the remote `Result<Resp, RaftError<E>>`; after a
@@ -185,17 +157,16 @@ impl Connection {
         let result = self.send(action, req, option).await;
         if let Err(RPCError::Timeout(_) | RPCError::Unreachable(_) | RPCError::Network(_)) = &result
         {
-            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-            if channels
-                .get(&self.target)
-                .is_some_and(|(at, _)| *at == self.addr)
-            {
-                channels.remove(&self.target);
-            }
-            // The member may come back upgraded: ask it for the stream again.
-            self.replication = Replication::NotOpen;
+            self.forget_channel();
         }
         result
+    }
+
+    /// After a transport failure: the next connection dials anew, and the member (which
+    /// may come back upgraded) is asked for the replication stream again.
+    fn forget_channel(&mut self) {
+        forget(&self.channels, self.target, &self.addr);
+        self.replication = Replication::Stream;
     }
 
     async fn send<Req, Resp, E>(
@@ -220,11 +191,13 @@ impl Connection {
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage { data };
         let ttl = option.hard_ttl();
-        let replication = &mut self.replication;
         let fut = async {
             match action {
                 RPCTypes::Vote => client.vote(msg).await.map(tonic::Response::into_inner),
-                RPCTypes::AppendEntries => append_over_stream(client, replication, msg).await,
+                RPCTypes::AppendEntries => client
+                    .append_entries(msg)
+                    .await
+                    .map(tonic::Response::into_inner),
                 RPCTypes::InstallSnapshot => client
                     .install_snapshot(msg)
                     .await
@@ -240,15 +213,7 @@ impl Connection {
                     timeout: ttl,
                 }))
             }
-            Ok(Err(status)) => {
-                let e = TransportError(format!("{}: {}", status.code(), status.message()));
-                return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Cancelled => {
-                        RPCError::Unreachable(Unreachable::new(&e))
-                    }
-                    _ => RPCError::Network(NetworkError::new(&e)),
-                });
-            }
+            Ok(Err(status)) => return Err(transport_error(&status)),
             Ok(Ok(r)) => r,
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
@@ -274,6 +239,109 @@ impl RaftNetwork<TypeConfig> for Connection {
             crate::metrics::stage_since(crate::metrics::Stage::Replicate, start);
         }
         answer
+    }
+
+    /// A replication stream, for appends sent without waiting for each answer: requests
+    /// are encoded as the stream takes them, and a task reads the answers into the pipe.
+    /// A member that does not serve the stream (an older version) gets one unary call at
+    /// a time until a call to it fails.
+    // openraft's RPCError is large, and it is what a pipe answers.
+    #[allow(clippy::result_large_err)]
+    async fn append_pipe(
+        &mut self,
+        option: RPCOption,
+    ) -> Result<Option<AppendPipe<TypeConfig>>, RPCError<NodeId, Node>> {
+        if let Replication::Unary = self.replication {
+            return Ok(None);
+        }
+        let mut client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    e.clone(),
+                ))))
+            }
+        };
+        let (requests, taken) = tokio::sync::mpsc::unbounded_channel();
+        // When each request went out, and whether it carried entries (for the timeline).
+        let sending = Arc::new(Mutex::new(VecDeque::new()));
+        let outgoing = {
+            let sending = sending.clone();
+            tokio_stream::wrappers::UnboundedReceiverStream::new(taken).map_while(
+                move |rpc: AppendEntriesRequest<TypeConfig>| {
+                    if let Some(first) = rpc.entries.first() {
+                        crate::metrics::marks().sending(first.log_id.index);
+                    }
+                    let data = match encode(&rpc) {
+                        Ok(data) => data,
+                        Err(e) => {
+                            tracing::error!(error = %e, "encoding an append; closing the replication stream");
+                            return None;
+                        }
+                    };
+                    lock(&sending).push_back((Instant::now(), !rpc.entries.is_empty()));
+                    Some(RaftMessage { data })
+                },
+            )
+        };
+        let ttl = option.hard_ttl();
+        let opened = tokio::time::timeout(ttl, client.append_entries_stream(outgoing)).await;
+        let mut incoming = match opened {
+            Ok(Ok(answers)) => answers.into_inner(),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                self.replication = Replication::Unary;
+                return Ok(None);
+            }
+            Ok(Err(status)) => {
+                self.forget_channel();
+                return Err(transport_error(&status));
+            }
+            Err(_) => {
+                self.forget_channel();
+                return Err(RPCError::Timeout(Timeout {
+                    action: RPCTypes::AppendEntries,
+                    id: self.id,
+                    target: self.target,
+                    timeout: ttl,
+                }));
+            }
+        };
+        let (answered, answers) = tokio::sync::mpsc::unbounded_channel();
+        let (target, addr, channels) = (self.target, self.addr.clone(), self.channels.clone());
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = incoming.message() => next,
+                    () = answered.closed() => return,
+                };
+                let answer: PipeAnswer<TypeConfig> = match next {
+                    Ok(Some(reply)) => {
+                        if let Some((sent, true)) = lock(&sending).pop_front() {
+                            crate::metrics::stage_since(crate::metrics::Stage::Replicate, sent);
+                        }
+                        decode::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(
+                            &reply.data,
+                        )
+                        .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+                        .and_then(|r| {
+                            r.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+                        })
+                    }
+                    // The follower closed the stream: the pipe's end is its end.
+                    Ok(None) => return,
+                    Err(status) => {
+                        forget(&channels, target, &addr);
+                        let _ = answered.send(Err(transport_error(&status)));
+                        return;
+                    }
+                };
+                let failed = answer.is_err();
+                if answered.send(answer).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Some(AppendPipe { requests, answers }))
     }
 
     async fn install_snapshot(
@@ -309,10 +377,11 @@ mod tests {
 
     use cairn_proto::raft_transport_server::{RaftTransport, RaftTransportServer};
     use cairn_proto::RaftMessage;
-    use openraft::error::{RPCError, RaftError};
+    use openraft::error::RaftError;
     use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
     use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
     use openraft::Vote;
+    use tokio_stream::StreamExt;
     use tonic::{Request, Response, Status, Streaming};
 
     use super::Network;
@@ -323,11 +392,13 @@ mod tests {
     #[derive(Clone, Default)]
     struct Follower {
         streams: bool,
-        /// Appends over a stream wait this long before answering (the first only).
+        /// The first append over a stream waits this long before it is answered.
         stall_first: Option<Duration>,
         unary: Arc<AtomicUsize>,
         opened: Arc<AtomicUsize>,
         streamed: Arc<AtomicUsize>,
+        /// Appends taken from the stream when the first was answered.
+        taken_by_first_answer: Arc<AtomicUsize>,
     }
 
     fn success() -> RaftMessage {
@@ -361,18 +432,32 @@ mod tests {
                 return Err(Status::unimplemented("not served here"));
             }
             self.opened.fetch_add(1, Ordering::SeqCst);
-            let this = self.clone();
-            let answers = futures::stream::unfold(req.into_inner(), move |mut input| {
-                let this = this.clone();
-                async move {
-                    input.message().await.ok()??;
-                    let n = this.streamed.fetch_add(1, Ordering::SeqCst);
-                    if let (0, Some(stall)) = (n, this.stall_first) {
-                        tokio::time::sleep(stall).await;
+            // Requests are taken as they come; answers go out in order, the first after
+            // a stall (recording how many requests had arrived by then).
+            let (taken, numbers) = tokio::sync::mpsc::unbounded_channel();
+            let mut input = req.into_inner();
+            let streamed = self.streamed.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(_)) = input.message().await {
+                    let n = streamed.fetch_add(1, Ordering::SeqCst);
+                    if taken.send(n).is_err() {
+                        return;
                     }
-                    Some((Ok(success()), input))
                 }
             });
+            let this = self.clone();
+            let answers =
+                tokio_stream::wrappers::UnboundedReceiverStream::new(numbers).then(move |n| {
+                    let this = this.clone();
+                    async move {
+                        if let (0, Some(stall)) = (n, this.stall_first) {
+                            tokio::time::sleep(stall).await;
+                            let taken = this.streamed.load(Ordering::SeqCst);
+                            this.taken_by_first_answer.store(taken, Ordering::SeqCst);
+                        }
+                        Ok(success())
+                    }
+                });
             Ok(Response::new(Box::pin(answers)))
         }
 
@@ -464,37 +549,57 @@ mod tests {
             .await
     }
 
+    /// Open a pipe to `conn`'s member, send `n` heartbeats down it at once, and read
+    /// their answers.
+    async fn through_pipe(
+        conn: &mut super::Connection,
+        n: usize,
+    ) -> Vec<AppendEntriesResponse<NodeId>> {
+        let option = RPCOption::new(Duration::from_secs(5));
+        let mut pipe = conn
+            .append_pipe(option)
+            .await
+            .expect("open")
+            .expect("the member serves the stream");
+        for _ in 0..n {
+            pipe.requests.send(heartbeat()).expect("send");
+        }
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            let answer = tokio::time::timeout(Duration::from_secs(5), pipe.answers.recv())
+                .await
+                .expect("an answer in time")
+                .expect("the pipe is open")
+                .expect("success");
+            answers.push(answer);
+        }
+        answers
+    }
+
     #[tokio::test]
-    async fn appends_share_one_stream_and_a_timed_out_one_opens_another() {
+    async fn appends_go_down_one_stream_without_waiting_for_answers() {
         let follower = Follower {
             streams: true,
-            stall_first: Some(Duration::from_millis(1500)),
+            stall_first: Some(Duration::from_millis(300)),
             ..Follower::default()
         };
         let (addr, _server) = serve(follower.clone()).await;
         let mut conn = connect(&addr).await;
-
-        // The first answer stalls past the deadline: the call times out, and its late
-        // answer must not be taken as the next call's.
-        let short = RPCOption::new(Duration::from_millis(300));
-        let timed_out = conn.append_entries(heartbeat(), short).await;
-        assert!(
-            matches!(timed_out, Err(RPCError::Timeout(_))),
-            "{timed_out:?}"
-        );
-
-        let option = RPCOption::new(Duration::from_secs(5));
-        for _ in 0..5 {
-            let answer = conn
-                .append_entries(heartbeat(), option.clone())
-                .await
-                .expect("append");
-            assert_eq!(answer, AppendEntriesResponse::Success);
-        }
-        // One stream for the abandoned call, one for the five after it.
-        assert_eq!(follower.opened.load(Ordering::SeqCst), 2);
-        assert_eq!(follower.streamed.load(Ordering::SeqCst), 6);
+        let answers = through_pipe(&mut conn, 5).await;
+        assert_eq!(answers.len(), 5);
+        assert!(answers.iter().all(|a| *a == AppendEntriesResponse::Success));
+        // All five were sent before the first was answered.
+        assert_eq!(follower.taken_by_first_answer.load(Ordering::SeqCst), 5);
+        assert_eq!(follower.opened.load(Ordering::SeqCst), 1);
         assert_eq!(follower.unary.load(Ordering::SeqCst), 0);
+
+        // A pipe dropped with appends unanswered leaves nothing for the next one.
+        let option = RPCOption::new(Duration::from_secs(5));
+        let pipe = conn.append_pipe(option).await.expect("open").expect("pipe");
+        pipe.requests.send(heartbeat()).expect("send");
+        drop(pipe);
+        assert_eq!(through_pipe(&mut conn, 2).await.len(), 2);
+        assert_eq!(follower.opened.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
@@ -503,6 +608,8 @@ mod tests {
         let (addr, _server) = serve(follower.clone()).await;
         let mut conn = connect(&addr).await;
         let option = RPCOption::new(Duration::from_secs(5));
+        let pipe = conn.append_pipe(option.clone()).await.expect("asked");
+        assert!(pipe.is_none(), "a member without the stream offers no pipe");
         for _ in 0..3 {
             let answer = conn
                 .append_entries(heartbeat(), option.clone())
@@ -512,6 +619,8 @@ mod tests {
         }
         assert_eq!(follower.unary.load(Ordering::SeqCst), 3);
         assert_eq!(follower.opened.load(Ordering::SeqCst), 0);
+        // Not asked again while calls succeed.
+        assert!(conn.append_pipe(option).await.expect("asked").is_none());
     }
 
     /// A member that goes away and comes back upgraded (it now serves the stream) is
@@ -522,6 +631,11 @@ mod tests {
         let (addr, server) = serve_at("127.0.0.1:0", old.clone()).await;
         let mut conn = connect(&addr).await;
         let option = RPCOption::new(Duration::from_secs(2));
+        assert!(conn
+            .append_pipe(option.clone())
+            .await
+            .expect("asked")
+            .is_none());
         conn.append_entries(heartbeat(), option.clone())
             .await
             .expect("append");
@@ -538,22 +652,17 @@ mod tests {
             ..Follower::default()
         };
         let (_, _server) = serve_at(&addr, new.clone()).await;
-        let mut answered = 0;
+        let mut piped = false;
         for _ in 0..20 {
-            if conn
-                .append_entries(heartbeat(), option.clone())
-                .await
-                .is_ok()
-            {
-                answered += 1;
-                if answered == 3 {
-                    break;
-                }
+            if let Ok(Some(pipe)) = conn.append_pipe(option.clone()).await {
+                drop(pipe);
+                piped = true;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(answered, 3);
-        assert_eq!(new.opened.load(Ordering::SeqCst), 1);
+        assert!(piped, "the upgraded member is asked for the stream again");
+        assert_eq!(through_pipe(&mut conn, 3).await.len(), 3);
         assert_eq!(new.streamed.load(Ordering::SeqCst), 3);
         assert_eq!(new.unary.load(Ordering::SeqCst), 0);
     }

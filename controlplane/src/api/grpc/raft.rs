@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use cairn_proto::raft_transport_server::RaftTransport;
 use cairn_proto::RaftMessage;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -39,18 +39,41 @@ fn message<T: Serialize>(v: &T) -> Result<RaftMessage, Status> {
 
 /// Hand one AppendEntries request to the local Raft and encode its answer.
 async fn append(app: &App, req: RaftMessage) -> Result<RaftMessage, Status> {
-    let start = std::time::Instant::now();
-    let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> =
-        decode(&req.data).map_err(bad)?;
-    let carries_entries = !rpc.entries.is_empty();
-    let answer = message(&app.raft().append_entries(rpc).await);
-    if carries_entries {
-        crate::metrics::stage_since(crate::metrics::Stage::FollowerAppend, start);
-    }
-    answer
+    submit(app, req).await
 }
 
+/// Decode an AppendEntries request and hand it to the local Raft now (requests handed
+/// in one after another are handled in that order); the future is its encoded answer.
+fn submit(
+    app: &App,
+    req: RaftMessage,
+) -> impl std::future::Future<Output = Result<RaftMessage, Status>> + Send + 'static {
+    let start = std::time::Instant::now();
+    let rpc: Result<openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig>, _> =
+        decode(&req.data).map_err(bad);
+    let submitted = rpc.map(|rpc| {
+        (
+            !rpc.entries.is_empty(),
+            app.raft().append_entries_in_order(rpc),
+        )
+    });
+    async move {
+        let (carries_entries, answer) = submitted?;
+        let answer = message(&answer.await);
+        if carries_entries {
+            crate::metrics::stage_since(crate::metrics::Stage::FollowerAppend, start);
+        }
+        answer
+    }
+}
+
+/// Appends a leader may have sent down a replication stream that this member has taken
+/// and not yet answered.
+const STREAM_DEPTH: usize = 16;
+
 type Answers = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send>>;
+/// An append handed to Raft, until its answer.
+type Pending = Pin<Box<dyn std::future::Future<Output = Result<RaftMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
@@ -63,25 +86,39 @@ impl RaftTransport for RaftService {
 
     type AppendEntriesStreamStream = Answers;
 
-    /// Each request is answered before the next is read, on the task that sends the
-    /// answers (no task or channel of its own). The stream ends with the first error.
+    /// Requests are taken as they come (up to [`STREAM_DEPTH`] unanswered) and handed to
+    /// Raft in order, so the next append is queued while the one before it is written;
+    /// their answers go back in the same order. The stream ends with the first error.
     async fn append_entries_stream(
         &self,
         req: Request<Streaming<RaftMessage>>,
     ) -> Result<Response<Answers>, Status> {
-        let state = (req.into_inner(), self.app.clone(), false);
-        let answers = futures::stream::unfold(state, |(mut input, app, failed)| async move {
-            if failed {
-                return None;
+        let mut input = req.into_inner();
+        let app = self.app.clone();
+        let (taken, answers) = tokio::sync::mpsc::channel::<Pending>(STREAM_DEPTH);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = input.message() => next,
+                    () = taken.closed() => return,
+                };
+                let (pending, last): (Pending, bool) = match next {
+                    Ok(Some(req)) => (Box::pin(submit(&app, req)), false),
+                    Ok(None) => return,
+                    Err(status) => (Box::pin(std::future::ready(Err(status))), true),
+                };
+                if taken.send(pending).await.is_err() || last {
+                    return;
+                }
             }
-            let answer = match input.message().await {
-                Ok(Some(req)) => append(&app, req).await,
-                Ok(None) => return None,
-                Err(status) => Err(status),
-            };
-            let failed = answer.is_err();
-            Some((answer, (input, app, failed)))
         });
+        let answers = tokio_stream::wrappers::ReceiverStream::new(answers)
+            .then(|pending| pending)
+            .scan(false, |failed, answer| {
+                let out = (!*failed).then_some(answer);
+                *failed = out.as_ref().is_some_and(Result::is_err);
+                std::future::ready(out)
+            });
         Ok(Response::new(Box::pin(answers)))
     }
 

@@ -60,6 +60,12 @@ where
         log_id: LogId<C::NodeId>,
         result: Result<(), StorageError<C::NodeId>>,
     },
+
+    /// Cairn: a follower's appends numbered up to `seq` are on disk (or failed to be).
+    FollowerLogFlushed {
+        seq: u64,
+        result: Result<(), StorageError<C::NodeId>>,
+    },
 }
 
 impl<C> Notify<C>
@@ -114,6 +120,9 @@ where
                 result,
             } => {
                 format!("LocalLogFlushed: {} by {}: {:?}", log_id, vote, result)
+            }
+            Self::FollowerLogFlushed { seq, result } => {
+                format!("FollowerLogFlushed: up to append {}: {:?}", seq, result)
             }
         }
     }

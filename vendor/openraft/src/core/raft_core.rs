@@ -206,9 +206,38 @@ where
 
     pub(crate) command_state: CommandState,
 
+    /// Cairn: a follower's appends being flushed, and its answers waiting for them.
+    pub(crate) follower_appends: FollowerAppends<C>,
+
     pub(crate) span: Span,
 
     pub(crate) _p: PhantomData<SM>,
+}
+
+/// Cairn: a follower submits each append to the log store and goes on to the next
+/// message (the next append of the leader's pipe joins the same flush), instead of
+/// waiting for the flush. An answer to an AppendEntries waits until every append
+/// submitted before it is flushed, and the answers go out in order. If the member's vote
+/// has moved to another leader meanwhile, a success becomes `HigherVote`: the entries it
+/// answers for may have been truncated by the new leader since.
+pub(crate) struct FollowerAppends<C: RaftTypeConfig> {
+    /// Appends submitted, numbered from 1.
+    submitted: u64,
+    /// The highest of them known to be on disk (a flush covers all before it).
+    flushed: u64,
+    /// Answers waiting for the flush of the appends numbered up to theirs, with the
+    /// vote they were made under.
+    waiting: std::collections::VecDeque<(u64, Vote<C::NodeId>, Respond<C>)>,
+}
+
+impl<C: RaftTypeConfig> Default for FollowerAppends<C> {
+    fn default() -> Self {
+        Self {
+            submitted: 0,
+            flushed: 0,
+            waiting: Default::default(),
+        }
+    }
 }
 
 impl<C, N, LS, SM> RaftCore<C, N, LS, SM>
@@ -783,6 +812,63 @@ where
             });
         });
         Ok(())
+    }
+
+    /// Cairn: submit a follower's append; its flush is reported as
+    /// `Notify::FollowerLogFlushed` (see [`FollowerAppends`]).
+    pub(crate) async fn follower_append<I>(
+        &mut self,
+        entries: I,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let callback = LogFlushed::new(LogIOId::new(vote, Some(last_log_id)), tx);
+        self.log_store.append(entries, callback).await?;
+        self.follower_appends.submitted += 1;
+        let seq = self.follower_appends.submitted;
+        let tx_notify = self.tx_notify.clone();
+        let _ = C::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            };
+            let _ = tx_notify.send(Notify::FollowerLogFlushed { seq, result });
+        });
+        Ok(())
+    }
+
+    /// Cairn: the follower's appends up to `seq` are on disk: send the answers that
+    /// waited for them, in order.
+    fn follower_log_flushed(&mut self, seq: u64) {
+        let fa = &mut self.follower_appends;
+        fa.flushed = fa.flushed.max(seq);
+        while fa
+            .waiting
+            .front()
+            .is_some_and(|(upto, _, _)| *upto <= fa.flushed)
+        {
+            let Some((_, made_under, mut send)) = fa.waiting.pop_front() else {
+                break;
+            };
+            let now = self.engine.state.vote_ref();
+            if now.leader_id() != made_under.leader_id() {
+                if let Respond::AppendEntries(answer) = &mut send {
+                    if let Ok(
+                        AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_),
+                    ) = answer.value()
+                    {
+                        *answer.value_mut() = Ok(AppendEntriesResponse::HigherVote(now.clone()));
+                    }
+                }
+            }
+            send.send();
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -1383,6 +1469,12 @@ where
                 }
             }
 
+            Notify::FollowerLogFlushed { seq, result } => {
+                // A failed flush stops this node, as a failed append did.
+                result.map_err(Fatal::from)?;
+                self.follower_log_flushed(seq);
+            }
+
             Notify::LocalLogFlushed {
                 vote,
                 log_id,
@@ -1802,6 +1894,9 @@ where
                 if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
                     self.append_to_log_then_notify(entries, vote, last_log_id)
                         .await?;
+                } else if self.engine.leader.is_none() {
+                    // Cairn: a follower answers once flushed (`FollowerAppends`).
+                    self.follower_append(entries, vote, last_log_id).await?;
                 } else {
                     self.append_to_log(entries, vote, last_log_id.clone())
                         .await?;
@@ -1920,7 +2015,13 @@ where
                 })?;
             }
             Command::Respond { resp: send, .. } => {
-                send.send();
+                let fa = &mut self.follower_appends;
+                if matches!(send, Respond::AppendEntries(_)) && fa.flushed < fa.submitted {
+                    let vote = self.engine.state.vote_ref().clone();
+                    fa.waiting.push_back((fa.submitted, vote, send));
+                } else {
+                    send.send();
+                }
             }
         }
 

@@ -266,6 +266,22 @@ where
     tx: OneshotSenderOf<C, T>,
 }
 
+impl<C, T> ValueSender<C, T>
+where
+    T: Debug + PartialEq + Eq + OptionalSend,
+    C: RaftTypeConfig,
+{
+    /// Cairn: the value to be sent.
+    pub(crate) fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// Cairn: replace the value before it is sent.
+    pub(crate) fn value_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
 impl<C, T> PartialEq for ValueSender<C, T>
 where
     T: Debug + PartialEq + Eq + OptionalSend,

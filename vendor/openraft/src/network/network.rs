@@ -21,6 +21,24 @@ use crate::RaftTypeConfig;
 use crate::Snapshot;
 use crate::Vote;
 
+/// The answer to one request sent down an [`AppendPipe`].
+pub type PipeAnswer<C> = Result<
+    AppendEntriesResponse<<C as RaftTypeConfig>::NodeId>,
+    RPCError<
+        <C as RaftTypeConfig>::NodeId,
+        <C as RaftTypeConfig>::Node,
+        RaftError<<C as RaftTypeConfig>::NodeId>,
+    >,
+>;
+
+/// Cairn: AppendEntries requests to one target, sent in order without waiting for each
+/// answer (see [`RaftNetwork::append_pipe`]). The answers arrive in the order of the
+/// requests; after an error the pipe carries nothing more. Dropping either half closes it.
+pub struct AppendPipe<C: RaftTypeConfig> {
+    pub requests: tokio::sync::mpsc::UnboundedSender<AppendEntriesRequest<C>>,
+    pub answers: tokio::sync::mpsc::UnboundedReceiver<PipeAnswer<C>>,
+}
+
 /// A trait defining the interface for a Raft network between cluster members.
 ///
 /// See the [network chapter of the guide](crate::docs::getting_started#4-implement-raftnetwork)
@@ -44,6 +62,17 @@ where
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C::NodeId>, RPCError<C::NodeId, C::Node, RaftError<C::NodeId>>>;
+
+    /// Cairn: open a pipe for AppendEntries to the target: requests are sent without
+    /// waiting for the answers to earlier ones, and the answers come back in the order
+    /// the requests were sent. `Ok(None)`: the target does not serve one; replication
+    /// then sends one request at a time with [`append_entries`](Self::append_entries).
+    async fn append_pipe(
+        &mut self,
+        _option: RPCOption,
+    ) -> Result<Option<AppendPipe<C>>, RPCError<C::NodeId, C::Node>> {
+        Ok(None)
+    }
 
     /// Send an InstallSnapshot RPC to the target.
     #[cfg(feature = "generic-snapshot-data")]

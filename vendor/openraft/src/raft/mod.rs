@@ -301,6 +301,7 @@ where
             tx_server_metrics,
 
             command_state: CommandState::default(),
+            follower_appends: Default::default(),
             span: core_span,
 
             _p: Default::default(),
@@ -418,6 +419,29 @@ where
         self.inner
             .call_core(RaftMsg::AppendEntries { rpc, tx }, rx)
             .await
+    }
+
+    /// Cairn: hand an AppendEntries request to RaftCore now, and return the wait for its
+    /// answer. Requests handed in one after another are handled in that order, so a
+    /// follower can take the next request of a pipe while the one before it is still
+    /// being written.
+    pub fn append_entries_in_order(
+        &self,
+        rpc: AppendEntriesRequest<C>,
+    ) -> impl Future<Output = Result<AppendEntriesResponse<C::NodeId>, RaftError<C::NodeId>>> + 'static
+    {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let sent = self.inner.tx_api.send(RaftMsg::AppendEntries { rpc, tx });
+        let inner = self.inner.clone();
+        async move {
+            if let Err(e) = sent {
+                let fatal = inner
+                    .get_core_stopped_error("sending RaftMsg to RaftCore", Some(e.0.summary()))
+                    .await;
+                return Err(RaftError::Fatal(fatal));
+            }
+            inner.call_core_answer(rx).await
+        }
     }
 
     /// Submit a VoteRequest (RequestVote in the spec) RPC to this Raft node.

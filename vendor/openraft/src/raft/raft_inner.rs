@@ -124,7 +124,30 @@ where
         };
 
         self.send_msg(mes).await?;
+        self.call_core_answer_with(rx, sum).await
+    }
 
+    /// Cairn: the answer to a message already sent to RaftCore.
+    pub(crate) async fn call_core_answer<T, E>(
+        &self,
+        rx: <C::AsyncRuntime as AsyncRuntime>::OneshotReceiver<Result<T, E>>,
+    ) -> Result<T, RaftError<C::NodeId, E>>
+    where
+        E: Debug + OptionalSend,
+        T: OptionalSend,
+    {
+        self.call_core_answer_with(rx, None).await
+    }
+
+    async fn call_core_answer_with<T, E>(
+        &self,
+        rx: <C::AsyncRuntime as AsyncRuntime>::OneshotReceiver<Result<T, E>>,
+        sum: Option<String>,
+    ) -> Result<T, RaftError<C::NodeId, E>>
+    where
+        E: Debug + OptionalSend,
+        T: OptionalSend,
+    {
         let recv_res = rx.await;
         tracing::debug!(
             "call_core receives result is error: {:?}",

@@ -7,6 +7,7 @@ pub(crate) mod request;
 pub(crate) mod request_id;
 pub(crate) mod response;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use crate::error::ReplicationError;
 use crate::error::Timeout;
 use crate::log_id::LogIdOptionExt;
 use crate::log_id_range::LogIdRange;
+use crate::network::AppendPipe;
 use crate::network::Backoff;
 use crate::network::RPCOption;
 use crate::network::RPCTypes;
@@ -154,6 +156,14 @@ where
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
+
+    /// Cairn: the highest AppendEntries request id whose conflict or error this task has
+    /// reported; later continuations of it are dropped.
+    ended_request: Option<u64>,
+
+    /// Cairn: whether to ask the network for an [`AppendPipe`] before the next append:
+    /// not after it answered that the target serves none, until an RPC fails.
+    try_pipe: bool,
 }
 
 impl<C, N, LS> ReplicationCore<C, N, LS>
@@ -208,6 +218,8 @@ where
             next_action: None,
             commit_unsent_since: None,
             entries_hint: Default::default(),
+            ended_request: None,
+            try_pipe: true,
         };
 
         let join_handle = C::AsyncRuntime::spawn(this.main().instrument(span));
@@ -227,6 +239,33 @@ where
                 self.drain_events_with_backoff().await?;
                 continue;
             };
+
+            // Cairn: appends go down a pipe when the network offers one.
+            if self.try_pipe && matches!(d, Data::Logs(_) | Data::Heartbeat) {
+                let option = RPCOption::new(Duration::from_millis(self.config.heartbeat_interval));
+                match self.network.append_pipe(option).await {
+                    Ok(Some(pipe)) => {
+                        self.next_action = Some(d);
+                        match self.run_pipe(pipe).await? {
+                            PipeEnd::Closed => {
+                                self.drain_events_with_backoff().await?;
+                                continue;
+                            }
+                            PipeEnd::Stop => return Ok(()),
+                        }
+                    }
+                    Ok(None) => self.try_pipe = false,
+                    Err(err) => {
+                        tracing::warn!(error=%err, "opening an append pipe to target={}", self.target);
+                        if matches!(err, RPCError::Unreachable(_)) && self.backoff.is_none() {
+                            self.backoff = Some(self.network.backoff());
+                        }
+                        self.send_progress_error(d.request_id(), err);
+                        self.drain_events_with_backoff().await?;
+                        continue;
+                    }
+                }
+            }
 
             // Backup the log data for retrying.
             let mut log_data = None;
@@ -304,6 +343,8 @@ where
                         }
                         ReplicationError::RPCError(err) => {
                             tracing::error!(err = display(&err), "RPCError");
+                            // Cairn: the target may have restarted with a pipe.
+                            self.try_pipe = true;
 
                             let retry = match &err {
                                 RPCError::Timeout(_) => false,
@@ -400,68 +441,7 @@ where
             "send_log_entries",
         );
 
-        // Series of logs to send, and the last log id to send
-        let (logs, sending_range) = {
-            let rng = log_ids.data();
-
-            // The log index start and end to send.
-            let (start, end) = {
-                let start = rng.prev.next_index();
-                let end = rng.last.next_index();
-
-                if let Some(hint) = self.entries_hint.get() {
-                    let hint_end = start + hint;
-                    (start, std::cmp::min(end, hint_end))
-                } else {
-                    (start, end)
-                }
-            };
-
-            if start == end {
-                // Heartbeat RPC, no logs to send, last log id is the same as prev_log_id
-                let r = LogIdRange::new(rng.prev.clone(), rng.prev.clone());
-                (vec![], r)
-            } else {
-                // limited_get_log_entries will return logs smaller than the range [start, end).
-                let logs = self.log_reader.limited_get_log_entries(start, end).await?;
-
-                // Handle an empty result gracefully by treating it as a heartbeat.
-                // Returning nothing for a non-empty range violates the API contract, but a
-                // faulty store must not panic replication. Sleep briefly first: `log_id_range`
-                // does not advance when no logs are returned, so retrying at once would spin.
-                if logs.is_empty() {
-                    let sleep_duration = Duration::from_millis(10);
-                    tracing::warn!(
-                        "limited_get_log_entries({}, {}) returned empty; \
-                         this violates the API contract but is handled gracefully as a heartbeat. \
-                         Sleeping {:?} to avoid a tight loop.",
-                        start,
-                        end,
-                        sleep_duration
-                    );
-                    C::sleep(sleep_duration).await;
-
-                    let r = LogIdRange::new(rng.prev.clone(), rng.prev.clone());
-                    (vec![], r)
-                } else {
-                    let first = logs.first().map(|x| x.get_log_id().clone()).unwrap();
-                    let last = logs.last().map(|x| x.get_log_id().clone()).unwrap();
-
-                    debug_assert!(
-                        logs.len() <= (end - start) as usize,
-                        "expect logs ⊆ [{}..{}) but got {} entries, first: {}, last: {}",
-                        start,
-                        end,
-                        logs.len(),
-                        first,
-                        last
-                    );
-
-                    let r = LogIdRange::new(rng.prev.clone(), Some(last));
-                    (logs, r)
-                }
-            }
-        };
+        let (logs, sending_range) = self.read_range(log_ids.data()).await?;
 
         let leader_time = C::now();
 
@@ -545,9 +525,79 @@ where
         }
     }
 
+    /// The logs to send for `rng` (fewer when the hint or the store limits them), and the
+    /// range they cover.
+    #[allow(clippy::type_complexity)]
+    async fn read_range(
+        &mut self,
+        rng: &LogIdRange<C::NodeId>,
+    ) -> Result<(Vec<C::Entry>, LogIdRange<C::NodeId>), ReplicationError<C::NodeId, C::Node>> {
+        let r = {
+            // The log index start and end to send.
+            let (start, end) = {
+                let start = rng.prev.next_index();
+                let end = rng.last.next_index();
+
+                if let Some(hint) = self.entries_hint.get() {
+                    let hint_end = start + hint;
+                    (start, std::cmp::min(end, hint_end))
+                } else {
+                    (start, end)
+                }
+            };
+
+            if start == end {
+                // Heartbeat RPC, no logs to send, last log id is the same as prev_log_id
+                let r = LogIdRange::new(rng.prev.clone(), rng.prev.clone());
+                (vec![], r)
+            } else {
+                // limited_get_log_entries will return logs smaller than the range [start, end).
+                let logs = self.log_reader.limited_get_log_entries(start, end).await?;
+
+                // Handle an empty result gracefully by treating it as a heartbeat.
+                // Returning nothing for a non-empty range violates the API contract, but a
+                // faulty store must not panic replication. Sleep briefly first: `log_id_range`
+                // does not advance when no logs are returned, so retrying at once would spin.
+                if logs.is_empty() {
+                    let sleep_duration = Duration::from_millis(10);
+                    tracing::warn!(
+                        "limited_get_log_entries({}, {}) returned empty; \
+                         this violates the API contract but is handled gracefully as a heartbeat. \
+                         Sleeping {:?} to avoid a tight loop.",
+                        start,
+                        end,
+                        sleep_duration
+                    );
+                    C::sleep(sleep_duration).await;
+
+                    let r = LogIdRange::new(rng.prev.clone(), rng.prev.clone());
+                    (vec![], r)
+                } else {
+                    let first = logs.first().map(|x| x.get_log_id().clone()).unwrap();
+                    let last = logs.last().map(|x| x.get_log_id().clone()).unwrap();
+
+                    debug_assert!(
+                        logs.len() <= (end - start) as usize,
+                        "expect logs ⊆ [{}..{}) but got {} entries, first: {}, last: {}",
+                        start,
+                        end,
+                        logs.len(),
+                        first,
+                        last
+                    );
+
+                    let r = LogIdRange::new(rng.prev.clone(), Some(last));
+                    (logs, r)
+                }
+            }
+        };
+        Ok(r)
+    }
+
     /// Send the error result to RaftCore.
     /// RaftCore will then submit another replication command.
     fn send_progress_error(&mut self, request_id: RequestId, err: RPCError<C::NodeId, C::Node>) {
+        self.end_request(request_id);
         let _ = self.tx_raft_core.send(Notify::Network {
             response: Response::Progress {
                 target: self.target.clone(),
@@ -576,6 +626,7 @@ where
             }
             Err(_conflict) => {
                 // Conflict is not allowed to be less than the current matching.
+                self.end_request(request_id);
             }
         }
 
@@ -758,9 +809,30 @@ where
                     self.next_action = Some(Data::new_heartbeat());
                 }
             }
+            // Cairn: logs the leader appended while a request was in flight come as a
+            // continuation of it, with the same request id (`next_pipelined`). One that
+            // follows logs still to send joins them; one for a request this task has
+            // already ended (reported its conflict or error) is dropped: the leader has
+            // reset that request and will send the logs again under a new id.
+            Replicate::Data(Data::Logs(d)) => {
+                if let RequestId::AppendEntries { id } = d.request_id() {
+                    if self.ended_request.is_some_and(|ended| id <= ended) {
+                        tracing::debug!(
+                            data = display(d.data()),
+                            "drop a continuation of an ended request"
+                        );
+                        return;
+                    }
+                }
+                if let Some(Data::Logs(cur)) = &mut self.next_action {
+                    if cur.request_id() == d.request_id() && cur.data().last == d.data().prev {
+                        cur.data_mut().last = d.data().last.clone();
+                        return;
+                    }
+                }
+                self.next_action = Some(Data::Logs(d));
+            }
             Replicate::Data(d) => {
-                // TODO: Currently there is at most 1 in flight data. But in future RaftCore may send next data
-                //       actions without waiting for the previous to finish.
                 debug_assert!(
                     !self
                         .next_action
@@ -983,5 +1055,240 @@ where
             matching.index().display(),
             to_send.prev.index().display()
         );
+    }
+}
+
+/// Cairn: how many appends may be down a pipe unanswered.
+const PIPE_DEPTH: usize = 8;
+
+/// Why [`ReplicationCore::run_pipe`] returned.
+enum PipeEnd {
+    /// The pipe closed (its error is reported), or the next action is not an append:
+    /// go on in the main loop.
+    Closed,
+    /// A higher vote was seen (reported): replication ends.
+    Stop,
+}
+
+/// One request down a pipe, waiting for its answer.
+struct Sent<C: RaftTypeConfig> {
+    request_id: RequestId,
+    /// What it carries: the logs after `prev` up to `last` (none for a heartbeat).
+    range: LogIdRange<C::NodeId>,
+    leader_time: InstantOf<C>,
+}
+
+impl<C, N, LS> ReplicationCore<C, N, LS>
+where
+    C: RaftTypeConfig,
+    N: RaftNetworkFactory<C>,
+    LS: RaftLogStorage<C>,
+{
+    /// Cairn: remember that this request's conflict or error has been reported, so
+    /// that nothing more is reported or sent for it.
+    fn end_request(&mut self, request_id: RequestId) {
+        if let RequestId::AppendEntries { id } = request_id {
+            self.ended_request = Some(self.ended_request.map_or(id, |e| e.max(id)));
+        }
+    }
+
+    /// Cairn: replicate down `pipe`. Each append (and heartbeat) is sent as soon as it is
+    /// known, up to [`PIPE_DEPTH`] unanswered, and each answer is reported as it comes,
+    /// in order. The first conflict or error ends the pipe: it is reported for its
+    /// request, and any other request with appends still unanswered is reported failed,
+    /// so that the leader sends them again from the follower's matching log.
+    async fn run_pipe(&mut self, pipe: AppendPipe<C>) -> Result<PipeEnd, ReplicationClosed> {
+        let AppendPipe {
+            requests,
+            mut answers,
+        } = pipe;
+        let mut sent: VecDeque<Sent<C>> = VecDeque::new();
+        let timeout = Duration::from_millis(self.config.heartbeat_interval);
+        loop {
+            // Send what is due while the pipe has room.
+            while sent.len() < PIPE_DEPTH {
+                let Some(d) = self.next_action.take() else {
+                    break;
+                };
+                let part = match d {
+                    Data::Heartbeat => {
+                        // After the appends in flight: their logs precede it.
+                        let prev = sent
+                            .back()
+                            .map_or(self.matching.clone(), |s| s.range.last.clone());
+                        DataWithId::new(
+                            RequestId::new_heartbeat(),
+                            LogIdRange::new(prev.clone(), prev),
+                        )
+                    }
+                    Data::Logs(d) => {
+                        let other = sent.iter().any(|s| {
+                            s.request_id != RequestId::HeartBeat && s.request_id != d.request_id()
+                        });
+                        if other {
+                            // The leader started this request anew: what is in flight is moot.
+                            self.fail_pipe(&sent, None, "the leader restarted replication");
+                            self.next_action = Some(Data::Logs(d));
+                            return Ok(PipeEnd::Closed);
+                        }
+                        d
+                    }
+                    other => {
+                        // A snapshot: sent by the main loop. None is asked for while
+                        // appends are unanswered.
+                        self.next_action = Some(other);
+                        self.fail_pipe(&sent, None, "a snapshot follows");
+                        return Ok(PipeEnd::Closed);
+                    }
+                };
+                let (entries, range) = match self.read_range(part.data()).await {
+                    Ok(r) => r,
+                    Err(ReplicationError::StorageError(error)) => {
+                        let _ = self.tx_raft_core.send(Notify::Network {
+                            response: Response::StorageError { error },
+                        });
+                        return Ok(PipeEnd::Stop);
+                    }
+                    Err(ReplicationError::Closed(closed)) => return Err(closed),
+                    Err(other) => {
+                        self.fail_pipe(&sent, Some(part.request_id()), &other.to_string());
+                        return Ok(PipeEnd::Closed);
+                    }
+                };
+                // The store may return fewer logs than asked for: the rest goes next.
+                if range.last < part.data().last {
+                    let rest = LogIdRange::new(range.last.clone(), part.data().last.clone());
+                    self.next_action = Some(Data::new_logs(part.request_id(), rest));
+                }
+                let request = AppendEntriesRequest {
+                    vote: self.session_id.vote_ref().clone(),
+                    prev_log_id: range.prev.clone(),
+                    leader_commit: self.committed.clone(),
+                    entries,
+                };
+                self.commit_unsent_since = None;
+                sent.push_back(Sent {
+                    request_id: part.request_id(),
+                    range,
+                    leader_time: C::now(),
+                });
+                if requests.send(request).is_err() {
+                    self.fail_pipe(&sent, None, "the append pipe closed");
+                    return Ok(PipeEnd::Closed);
+                }
+            }
+
+            let oldest = sent.front().map(|s| s.leader_time + timeout);
+            let commit_due = match (&self.next_action, &self.commit_unsent_since) {
+                (None, Some(since)) => Some(since.clone() + COMMIT_HEARTBEAT_DELAY),
+                _ => None,
+            };
+            select! {
+                answer = answers.recv() => {
+                    let Some(s) = sent.pop_front() else {
+                        self.fail_pipe(&sent, None, "an answer to no request");
+                        return Ok(PipeEnd::Closed);
+                    };
+                    let answer = match answer.map(DecomposeResult::<C, _, _>::decompose_infallible) {
+                        Some(Ok(a)) => a,
+                        Some(Err(err)) => {
+                            if matches!(err, RPCError::Unreachable(_)) && self.backoff.is_none() {
+                                self.backoff = Some(self.network.backoff());
+                            }
+                            self.send_progress_error(s.request_id, err);
+                            self.fail_pipe(&sent, None, "an earlier append failed");
+                            return Ok(PipeEnd::Closed);
+                        }
+                        None => {
+                            sent.push_front(s);
+                            self.fail_pipe(&sent, None, "the append pipe closed");
+                            return Ok(PipeEnd::Closed);
+                        }
+                    };
+                    self.backoff = None;
+                    match answer {
+                        AppendEntriesResponse::Success => {
+                            let result = ReplicationResult::new(s.leader_time, Ok(s.range.last.clone()));
+                            self.send_progress(s.request_id, result);
+                        }
+                        AppendEntriesResponse::PartialSuccess(matching) => {
+                            Self::debug_assert_partial_success(&s.range, &matching);
+                            let partial = matching < s.range.last;
+                            self.send_progress(s.request_id, ReplicationResult::new(s.leader_time, Ok(matching)));
+                            if partial {
+                                // What follows in the pipe assumed all of it.
+                                sent.push_front(s);
+                                self.fail_pipe(&sent, None, "a partial success");
+                                return Ok(PipeEnd::Closed);
+                            }
+                        }
+                        AppendEntriesResponse::HigherVote(vote) => {
+                            let _ = self.tx_raft_core.send(Notify::Network {
+                                response: Response::HigherVote {
+                                    target: self.target.clone(),
+                                    higher: vote,
+                                    sender_vote: self.session_id.vote_ref().clone(),
+                                },
+                            });
+                            return Ok(PipeEnd::Stop);
+                        }
+                        AppendEntriesResponse::Conflict => {
+                            let Some(conflict) = s.range.prev.clone() else {
+                                // prev_log_id None never conflicts.
+                                self.fail_pipe(&sent, Some(s.request_id), "a conflict before the first log");
+                                return Ok(PipeEnd::Closed);
+                            };
+                            self.send_progress(s.request_id, ReplicationResult::new(s.leader_time, Err(conflict)));
+                            self.fail_pipe(&sent, None, "an earlier append conflicted");
+                            return Ok(PipeEnd::Closed);
+                        }
+                    }
+                }
+                event = self.rx_event.recv() => {
+                    let event = event.ok_or(ReplicationClosed::new("rx_repl is closed in run_pipe()"))?;
+                    self.process_event(event);
+                }
+                _ = C::sleep_until(oldest.clone().unwrap_or_else(C::now)), if oldest.is_some() => {
+                    let err = RPCError::Timeout(Timeout {
+                        action: RPCTypes::AppendEntries,
+                        id: self.session_id.vote_ref().leader_id().voted_for().unwrap(),
+                        target: self.target.clone(),
+                        timeout,
+                    });
+                    let s = sent.pop_front();
+                    if let Some(s) = s {
+                        self.send_progress_error(s.request_id, err);
+                    }
+                    self.fail_pipe(&sent, None, "an earlier append timed out");
+                    return Ok(PipeEnd::Closed);
+                }
+                _ = C::sleep_until(commit_due.clone().unwrap_or_else(C::now)), if commit_due.is_some() => {
+                    self.next_action = Some(Data::new_heartbeat());
+                }
+            }
+        }
+    }
+
+    /// Cairn: a pipe is closing with `sent` unanswered: report each request with
+    /// appends among them (and `also`, and the logs still to send) as failed, once, so
+    /// that the leader sends their logs again.
+    fn fail_pipe(&mut self, sent: &VecDeque<Sent<C>>, also: Option<RequestId>, why: &str) {
+        let mut ids: Vec<RequestId> = sent.iter().map(|s| s.request_id).collect();
+        ids.extend(also);
+        if let Some(Data::Logs(d)) = &self.next_action {
+            // Sent again under a new id once the leader has the failure.
+            ids.push(d.request_id());
+            self.next_action = None;
+        }
+        for id in ids {
+            let RequestId::AppendEntries { id: n } = id else {
+                continue;
+            };
+            if self.ended_request.is_some_and(|e| n <= e) {
+                continue;
+            }
+            let err = RPCError::Network(crate::error::NetworkError::new(&AnyError::error(why)));
+            self.send_progress_error(id, err);
+        }
     }
 }

@@ -214,6 +214,10 @@ impl<T> DataWithId<T> {
         &self.data
     }
 
+    pub(crate) fn data_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+
     pub(crate) fn into_data(self) -> T {
         self.data
     }

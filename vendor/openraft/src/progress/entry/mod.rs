@@ -258,6 +258,38 @@ impl<NID: NodeId> ProgressEntry<NID> {
         Ok(&self.inflight)
     }
 
+    /// Cairn: extend the logs in flight with the leader's newer logs, without waiting
+    /// for the answer to what is in flight, and return the extension to send: the same
+    /// request id, from the last log in flight on. Answers to the request's parts are
+    /// acknowledged in order (`update_matching`), so the in-flight range shrinks from
+    /// the front as they arrive. Only once the matching log is known: a request still
+    /// probing for it may conflict, and then everything after it would too.
+    pub(crate) fn next_pipelined(
+        &mut self,
+        log_state: &impl LogStateReader<NID>,
+        max_entries: u64,
+    ) -> Option<Inflight<NID>> {
+        if self.matching.next_index() != self.searching_end {
+            return None;
+        }
+        let Inflight::Logs { id, log_id_range } = &mut self.inflight else {
+            return None;
+        };
+        if log_state.last_log_id() <= log_id_range.last.as_ref() {
+            return None;
+        }
+        let start = log_id_range.last.next_index();
+        let end = std::cmp::min(start + max_entries, log_state.last_log_id().next_index());
+        // Never below the purge point: a range in flight is never purged.
+        if start < log_state.purge_upto().next_index() {
+            return None;
+        }
+        let prev = log_id_range.last.clone();
+        let last = log_state.prev_log_id(end);
+        log_id_range.last = last.clone();
+        Some(Inflight::logs(prev, last).with_id(*id))
+    }
+
     /// Return the index range(`[start,end]`) of the first log in the next AppendEntries.
     ///
     /// The returned range is left close and right close.

@@ -405,6 +405,14 @@ where
                 Ok(inflight) => {
                     Self::send_to_target(self.output, id, inflight);
                 }
+                // Cairn: logs are in flight; newer ones follow them at once.
+                Err(Inflight::Logs { .. }) => {
+                    if let Some(more) =
+                        prog_entry.next_pipelined(self.state, self.config.max_payload_entries)
+                    {
+                        Self::send_to_target(self.output, id, &more);
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(
                         "no data to replicate for node-{}: current inflight: {:?}, send_none: {:?}",

@@ -41,6 +41,17 @@ pub struct CairnService {
     streams: Arc<StreamLimits>,
 }
 
+/// `stream`, holding its caller's stream `place` for as long as the stream lasts.
+fn holding<S: futures::Stream>(
+    place: Option<StreamGuard>,
+    stream: S,
+) -> impl futures::Stream<Item = S::Item> {
+    futures::StreamExt::map(stream, move |item| {
+        let _held = &place;
+        item
+    })
+}
+
 impl CairnService {
     /// `streams`: how many streams each authenticated caller may hold open here.
     pub fn new(app: App, streams: Arc<StreamLimits>) -> Self {
@@ -182,14 +193,7 @@ impl pb::cairn_server::Cairn for CairnService {
         let (tx, rx) = tokio::sync::mpsc::channel(super::stream::WINDOW);
         tokio::spawn(super::stream::answer(self.app.clone(), input, stamp, tx));
         let answers = tokio_stream::wrappers::ReceiverStream::new(rx);
-        // The place is held as long as the answers are.
-        Ok(Response::new(Box::pin(futures::StreamExt::map(
-            answers,
-            move |a| {
-                let _held = &place;
-                a
-            },
-        ))))
+        Ok(Response::new(Box::pin(holding(place, answers))))
     }
 
     #[tracing::instrument(name = "GetEntity", skip_all, fields(member = self.app.id()))]
@@ -363,13 +367,7 @@ impl pb::cairn_server::Cairn for CairnService {
                 )
             })?
             .into_inner();
-        Ok(Response::new(Box::pin(futures::StreamExt::map(
-            chunks,
-            move |c| {
-                let _held = &place;
-                c
-            },
-        ))))
+        Ok(Response::new(Box::pin(holding(place, chunks))))
     }
 
     type WatchEventsStream = EventStream;
@@ -382,13 +380,8 @@ impl pb::cairn_server::Cairn for CairnService {
         let place = self.stream_place(&req)?;
         let filter = filter(req.into_inner().filter)?;
         let events = tokio_stream::wrappers::ReceiverStream::new(self.app.watch(filter));
-        Ok(Response::new(Box::pin(futures::StreamExt::map(
-            events,
-            move |e| {
-                let _held = &place;
-                e.map_err(Status::from)
-            },
-        ))))
+        let events = futures::StreamExt::map(events, |e| e.map_err(Status::from));
+        Ok(Response::new(Box::pin(holding(place, events))))
     }
 
     #[tracing::instrument(name = "ClusterStatus", skip_all, fields(member = self.app.id()))]

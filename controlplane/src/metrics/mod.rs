@@ -47,11 +47,12 @@ pub enum Stage {
     LogFlush,
     /// From the leader's append to sending the entries to a follower.
     ToFollower,
-    /// One round trip of entries from the leader to a follower (send, the follower's
-    /// append and flush, the answer).
+    /// From sending entries to a follower to its answer: the network, any wait behind
+    /// earlier appends in the replication pipe, the follower's append and flush.
     Replicate,
-    /// On a follower: from receiving entries to answering (its Raft's append and
-    /// flush); the rest of `replicate` is the network and the gRPC stacks.
+    /// On a follower: from receiving entries to answering (its Raft's append, and the
+    /// flush of these and every earlier append); the rest of `replicate` is the network
+    /// and the gRPC stacks.
     FollowerAppend,
     /// From this member's append to applying the entry: its flush, replication and
     /// commit, and the hand-over to the state machine.

@@ -1,5 +1,8 @@
 //! The client side of the Raft transport: openraft's RPCs over tonic gRPC.
 
+// openraft's RPCError is large, and it is what these calls must return.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -162,6 +165,28 @@ impl Connection {
         result
     }
 
+    /// The client of the target's channel; unreachable when its address was bad.
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<RaftTransportClient<Channel>, RPCError<NodeId, Node, E>> {
+        self.client
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e))))
+    }
+
+    fn timed_out<E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<NodeId, Node, E> {
+        RPCError::Timeout(Timeout {
+            action,
+            id: self.id,
+            target: self.target,
+            timeout: ttl,
+        })
+    }
+
     /// After a transport failure: the next connection dials anew, and the member (which
     /// may come back upgraded) is asked for the replication stream again.
     fn forget_channel(&mut self) {
@@ -180,14 +205,7 @@ impl Connection {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(c) => c,
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
-                    e.clone(),
-                ))))
-            }
-        };
+        let mut client = self.client()?;
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage { data };
         let ttl = option.hard_ttl();
@@ -205,14 +223,7 @@ impl Connection {
             }
         };
         let reply = match tokio::time::timeout(ttl, fut).await {
-            Err(_) => {
-                return Err(RPCError::Timeout(Timeout {
-                    action,
-                    id: self.id,
-                    target: self.target,
-                    timeout: ttl,
-                }))
-            }
+            Err(_) => return Err(self.timed_out(action, ttl)),
             Ok(Err(status)) => return Err(transport_error(&status)),
             Ok(Ok(r)) => r,
         };
@@ -245,8 +256,6 @@ impl RaftNetwork<TypeConfig> for Connection {
     /// are encoded as the stream takes them, and a task reads the answers into the pipe.
     /// A member that does not serve the stream (an older version) gets one unary call at
     /// a time until a call to it fails.
-    // openraft's RPCError is large, and it is what a pipe answers.
-    #[allow(clippy::result_large_err)]
     async fn append_pipe(
         &mut self,
         option: RPCOption,
@@ -254,14 +263,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         if let Replication::Unary = self.replication {
             return Ok(None);
         }
-        let mut client = match &self.client {
-            Ok(c) => c.clone(),
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
-                    e.clone(),
-                ))))
-            }
-        };
+        let mut client = self.client()?;
         let (requests, taken) = tokio::sync::mpsc::unbounded_channel();
         // When each request went out, and whether it carried entries (for the timeline).
         let sending = Arc::new(Mutex::new(VecDeque::new()));
@@ -298,12 +300,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             }
             Err(_) => {
                 self.forget_channel();
-                return Err(RPCError::Timeout(Timeout {
-                    action: RPCTypes::AppendEntries,
-                    id: self.id,
-                    target: self.target,
-                    timeout: ttl,
-                }));
+                return Err(self.timed_out(RPCTypes::AppendEntries, ttl));
             }
         };
         let (answered, answers) = tokio::sync::mpsc::unbounded_channel();

@@ -318,13 +318,8 @@ impl pb::cairn_server::Cairn for CairnService {
         let place = self.stream_place(&req)?;
         let r = req.into_inner();
         let mut problems = Vec::new();
-        for (field, value) in [("job", &r.job), ("role", &r.role)] {
-            if value.is_empty() {
-                problems.push(format!("{field}: required"));
-            } else if let Err(AppError::Invalid(p)) = optional_name(field, value, false) {
-                problems.extend(p);
-            }
-        }
+        cairn_domain::validate::name_problems("job", &r.job, &mut problems);
+        cairn_domain::validate::name_problems("role", &r.role, &mut problems);
         if !problems.is_empty() {
             return Err(AppError::Invalid(problems).into());
         }

@@ -37,11 +37,6 @@ fn message<T: Serialize>(v: &T) -> Result<RaftMessage, Status> {
     Ok(RaftMessage { data })
 }
 
-/// Hand one AppendEntries request to the local Raft and encode its answer.
-async fn append(app: &App, req: RaftMessage) -> Result<RaftMessage, Status> {
-    submit(app, req).await
-}
-
 /// Decode an AppendEntries request and hand it to the local Raft now (requests handed
 /// in one after another are handled in that order); the future is its encoded answer.
 fn submit(
@@ -81,7 +76,7 @@ impl RaftTransport for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        append(&self.app, req.into_inner()).await.map(Response::new)
+        submit(&self.app, req.into_inner()).await.map(Response::new)
     }
 
     type AppendEntriesStreamStream = Answers;

@@ -782,45 +782,16 @@ where
         Ok(())
     }
 
-    /// Cairn: submit the leader's append, and notify RaftCore once it is flushed
-    /// instead of waiting for that here.
-    pub(crate) async fn append_to_log_then_notify<I>(
+    /// Cairn: submit an append, and tell RaftCore once it is flushed (`flushed` makes
+    /// the notification from the outcome) instead of waiting for the flush here: the
+    /// leader's own append (`Notify::LocalLogFlushed`) and a follower's
+    /// ([`FollowerAppends`]).
+    pub(crate) async fn append_then_notify<I>(
         &mut self,
         entries: I,
         vote: Vote<C::NodeId>,
         last_log_id: LogId<C::NodeId>,
-    ) -> Result<(), StorageError<C::NodeId>>
-    where
-        I: IntoIterator<Item = C::Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let (tx, rx) = C::AsyncRuntime::oneshot();
-        let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id.clone()));
-        let callback = LogFlushed::new(log_io_id, tx);
-        self.log_store.append(entries, callback).await?;
-        let tx_notify = self.tx_notify.clone();
-        let _ = C::spawn(async move {
-            let result = match rx.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
-            };
-            let _ = tx_notify.send(Notify::LocalLogFlushed {
-                vote,
-                log_id: last_log_id,
-                result,
-            });
-        });
-        Ok(())
-    }
-
-    /// Cairn: submit a follower's append; its flush is reported as
-    /// `Notify::FollowerLogFlushed` (see [`FollowerAppends`]).
-    pub(crate) async fn follower_append<I>(
-        &mut self,
-        entries: I,
-        vote: Vote<C::NodeId>,
-        last_log_id: LogId<C::NodeId>,
+        flushed: impl FnOnce(Result<(), StorageError<C::NodeId>>) -> Notify<C> + OptionalSend + 'static,
     ) -> Result<(), StorageError<C::NodeId>>
     where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
@@ -829,8 +800,6 @@ where
         let (tx, rx) = C::AsyncRuntime::oneshot();
         let callback = LogFlushed::new(LogIOId::new(vote, Some(last_log_id)), tx);
         self.log_store.append(entries, callback).await?;
-        self.follower_appends.submitted += 1;
-        let seq = self.follower_appends.submitted;
         let tx_notify = self.tx_notify.clone();
         let _ = C::spawn(async move {
             let result = match rx.await {
@@ -838,7 +807,7 @@ where
                 Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
                 Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
             };
-            let _ = tx_notify.send(Notify::FollowerLogFlushed { seq, result });
+            let _ = tx_notify.send(flushed(result));
         });
         Ok(())
     }
@@ -1892,11 +1861,23 @@ where
                 // followers received nothing until the leader's fsync had finished.
                 // A follower still answers only once its append is on disk.
                 if self.engine.leader.as_ref().is_some_and(|l| l.vote == vote) {
-                    self.append_to_log_then_notify(entries, vote, last_log_id)
-                        .await?;
+                    let (v, log_id) = (vote.clone(), last_log_id.clone());
+                    self.append_then_notify(entries, vote, last_log_id, move |result| {
+                        Notify::LocalLogFlushed {
+                            vote: v,
+                            log_id,
+                            result,
+                        }
+                    })
+                    .await?;
                 } else if self.engine.leader.is_none() {
                     // Cairn: a follower answers once flushed (`FollowerAppends`).
-                    self.follower_append(entries, vote, last_log_id).await?;
+                    self.follower_appends.submitted += 1;
+                    let seq = self.follower_appends.submitted;
+                    self.append_then_notify(entries, vote, last_log_id, move |result| {
+                        Notify::FollowerLogFlushed { seq, result }
+                    })
+                    .await?;
                 } else {
                     self.append_to_log(entries, vote, last_log_id.clone())
                         .await?;

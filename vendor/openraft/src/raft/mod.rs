@@ -440,7 +440,7 @@ where
                     .await;
                 return Err(RaftError::Fatal(fatal));
             }
-            inner.call_core_answer(rx).await
+            inner.call_core_answer(rx, None).await
         }
     }
 

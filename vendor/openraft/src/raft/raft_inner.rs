@@ -124,22 +124,12 @@ where
         };
 
         self.send_msg(mes).await?;
-        self.call_core_answer_with(rx, sum).await
+        self.call_core_answer(rx, sum).await
     }
 
-    /// Cairn: the answer to a message already sent to RaftCore.
+    /// Cairn: the answer to a message already sent to RaftCore (`sum`: its summary,
+    /// for the error if RaftCore stopped).
     pub(crate) async fn call_core_answer<T, E>(
-        &self,
-        rx: <C::AsyncRuntime as AsyncRuntime>::OneshotReceiver<Result<T, E>>,
-    ) -> Result<T, RaftError<C::NodeId, E>>
-    where
-        E: Debug + OptionalSend,
-        T: OptionalSend,
-    {
-        self.call_core_answer_with(rx, None).await
-    }
-
-    async fn call_core_answer_with<T, E>(
         &self,
         rx: <C::AsyncRuntime as AsyncRuntime>::OneshotReceiver<Result<T, E>>,
         sum: Option<String>,

@@ -257,8 +257,8 @@ where
                     Ok(None) => self.try_pipe = false,
                     Err(err) => {
                         tracing::warn!(error=%err, "opening an append pipe to target={}", self.target);
-                        if matches!(err, RPCError::Unreachable(_)) && self.backoff.is_none() {
-                            self.backoff = Some(self.network.backoff());
+                        if matches!(err, RPCError::Unreachable(_)) {
+                            self.start_backoff();
                         }
                         self.send_progress_error(d.request_id(), err);
                         self.drain_events_with_backoff().await?;
@@ -352,9 +352,7 @@ where
                                     // If there is an [`Unreachable`] error, we will backoff for a
                                     // period of time. Backoff will be reset if there is a
                                     // successful RPC is sent.
-                                    if self.backoff.is_none() {
-                                        self.backoff = Some(self.network.backoff());
-                                    }
+                                    self.start_backoff();
                                     false
                                 }
                                 RPCError::PayloadTooLarge(too_large) => {
@@ -467,15 +465,7 @@ where
 
         tracing::debug!("append_entries res: {:?}", res);
 
-        let append_res = res.map_err(|_e| {
-            let to = Timeout {
-                action: RPCTypes::AppendEntries,
-                id: self.session_id.vote_ref().leader_id().voted_for().unwrap(),
-                target: self.target.clone(),
-                timeout: the_timeout,
-            };
-            RPCError::Timeout(to)
-        })?; // return Timeout error
+        let append_res = res.map_err(|_e| self.append_timeout(the_timeout))?; // return Timeout error
 
         let append_resp = DecomposeResult::<C, _, _>::decompose_infallible(append_res)?;
 
@@ -1084,6 +1074,27 @@ where
     N: RaftNetworkFactory<C>,
     LS: RaftLogStorage<C>,
 {
+    /// Back off from an unreachable target, unless already backing off. Backoff is
+    /// reset once an RPC succeeds.
+    fn start_backoff(&mut self) {
+        if self.backoff.is_none() {
+            self.backoff = Some(self.network.backoff());
+        }
+    }
+
+    /// An AppendEntries to the target got no answer within `timeout`.
+    fn append_timeout<E: std::error::Error>(
+        &self,
+        timeout: Duration,
+    ) -> RPCError<C::NodeId, C::Node, E> {
+        RPCError::Timeout(Timeout {
+            action: RPCTypes::AppendEntries,
+            id: self.session_id.vote_ref().leader_id().voted_for().unwrap(),
+            target: self.target.clone(),
+            timeout,
+        })
+    }
+
     /// Cairn: remember that this request's conflict or error has been reported, so
     /// that nothing more is reported or sent for it.
     fn end_request(&mut self, request_id: RequestId) {
@@ -1192,8 +1203,8 @@ where
                     let answer = match answer.map(DecomposeResult::<C, _, _>::decompose_infallible) {
                         Some(Ok(a)) => a,
                         Some(Err(err)) => {
-                            if matches!(err, RPCError::Unreachable(_)) && self.backoff.is_none() {
-                                self.backoff = Some(self.network.backoff());
+                            if matches!(err, RPCError::Unreachable(_)) {
+                                self.start_backoff();
                             }
                             self.send_progress_error(s.request_id, err);
                             self.fail_pipe(&sent, None, "an earlier append failed");
@@ -1249,12 +1260,7 @@ where
                     self.process_event(event);
                 }
                 _ = C::sleep_until(oldest.clone().unwrap_or_else(C::now)), if oldest.is_some() => {
-                    let err = RPCError::Timeout(Timeout {
-                        action: RPCTypes::AppendEntries,
-                        id: self.session_id.vote_ref().leader_id().voted_for().unwrap(),
-                        target: self.target.clone(),
-                        timeout,
-                    });
+                    let err = self.append_timeout(timeout);
                     let s = sent.pop_front();
                     if let Some(s) = s {
                         self.send_progress_error(s.request_id, err);

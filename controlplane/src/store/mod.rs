@@ -75,6 +75,25 @@ fn segment_size_of(db_dir: &Path) -> Option<usize> {
 mod tests {
     use super::open_db;
 
+    /// Opens a database that was just dropped. sled's background threads may still hold
+    /// the previous instance's file lock for a moment after the drop, so a lock refusal
+    /// is retried for up to five seconds; any other error is returned at once.
+    fn reopen(path: &std::path::Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match open_db(path, 128 << 20) {
+                Ok(db) => return db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
+
     fn value(i: u32) -> Vec<u8> {
         let len = 200 + (i as usize * 37) % 6000;
         (0..len).map(|j| (i as usize + j) as u8).collect()
@@ -107,7 +126,7 @@ mod tests {
                 "many segments"
             );
         }
-        let db = open_db(&path, 128 << 20).expect("reopen");
+        let db = reopen(&path);
         let tree = db.open_tree("t").expect("tree");
         let mut seen = 0;
         for i in 0..N {
@@ -138,7 +157,7 @@ mod tests {
             db.flush().expect("flush");
         }
         assert_eq!(super::segment_size_of(&old), Some(512 * 1024));
-        let db = open_db(&old, 128 << 20).expect("an old database opens");
+        let db = reopen(&old);
         assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
         drop(db);
 

@@ -80,7 +80,7 @@ impl CairnService {
     ) -> Result<Response<R>, Status>
     where
         Fwd: FnOnce(CairnClient<Channel>, Request<Q>) -> Fut,
-        Fut: Future<Output = Result<Response<R>, Status>>,
+        Fut: Future<Output = Result<Response<R>, Status>> + Send,
     {
         let c = consistency(consistency_field)?;
         if let Route::Leader(addr) = self.app.read_barrier(c, is_forwarded(&req)).await? {

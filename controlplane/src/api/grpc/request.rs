@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cairn_domain::kinds;
 use cairn_proto as pb;
+use futures::future::BoxFuture;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -178,31 +179,40 @@ pub fn optional_name(field: &str, name: &str, node: bool) -> Result<(), AppError
     }
 }
 
+/// A forwarded call, on the heap: a client call's future is several kilobytes, and a
+/// handler that held it inline would move that much with every request it serves, most
+/// of which are never forwarded.
+pub type Forwarded<'a, T> = BoxFuture<'a, Result<Response<T>, Status>>;
+
 /// Forward a write to the leader. A leader that does not answer in time (it may be cut
 /// off from its quorum) leaves the write indeterminate.
-pub async fn forward_write<T>(
-    call: impl Future<Output = Result<Response<T>, Status>>,
-) -> Result<Response<T>, Status> {
-    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
-        Ok(r) => forwarded_write(r),
-        Err(_) => Err(AppError::Indeterminate(format!(
-            "the leader did not answer the forwarded request within {FORWARD_TIMEOUT:?}"
-        ))
-        .into()),
-    }
+pub fn forward_write<'a, T: 'a>(
+    call: impl Future<Output = Result<Response<T>, Status>> + Send + 'a,
+) -> Forwarded<'a, T> {
+    Box::pin(async move {
+        match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+            Ok(r) => forwarded_write(r),
+            Err(_) => Err(AppError::Indeterminate(format!(
+                "the leader did not answer the forwarded request within {FORWARD_TIMEOUT:?}"
+            ))
+            .into()),
+        }
+    })
 }
 
 /// Forward a read to the leader; a leader that does not answer in time is unavailable.
-pub async fn forward_read<T>(
-    call: impl Future<Output = Result<Response<T>, Status>>,
-) -> Result<Response<T>, Status> {
-    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
-        Ok(r) => r,
-        Err(_) => Err(AppError::Unavailable(format!(
-            "the leader did not answer the forwarded read within {FORWARD_TIMEOUT:?}"
-        ))
-        .into()),
-    }
+pub fn forward_read<'a, T: 'a>(
+    call: impl Future<Output = Result<Response<T>, Status>> + Send + 'a,
+) -> Forwarded<'a, T> {
+    Box::pin(async move {
+        match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => Err(AppError::Unavailable(format!(
+                "the leader did not answer the forwarded read within {FORWARD_TIMEOUT:?}"
+            ))
+            .into()),
+        }
+    })
 }
 
 /// The answer to a forwarded write: a failure that does not say "not applied" may hide

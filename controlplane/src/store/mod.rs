@@ -142,6 +142,57 @@ mod tests {
         assert_eq!(tree.len(), seen);
     }
 
+    /// The file is written a segment ahead of the log (vendor/sled/PATCHES.md, change
+    /// 6): once the log is past its first segment, the file ends where the segment after
+    /// the log's ends, a whole number of segments; without the fill it ends wherever
+    /// the last write did.
+    #[test]
+    fn the_file_is_written_a_segment_ahead_of_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let db = open_db(&path, 128 << 20).expect("open");
+        let tree = db.open_tree("t").expect("tree");
+        let seg = super::SEGMENT_BYTES as u64;
+        let (mut i, mut written) = (0u32, 0u64);
+        while written < seg + seg / 2 {
+            let v = value(i);
+            written += v.len() as u64;
+            tree.insert(i.to_be_bytes(), v).expect("insert");
+            i += 1;
+            if i.is_multiple_of(100) {
+                db.flush().expect("flush");
+            }
+        }
+        db.flush().expect("flush");
+        let file = path.join("db");
+        // The next segment's fill runs in the background.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let len = loop {
+            let len = std::fs::metadata(&file).expect("metadata").len();
+            if (len >= 3 * seg && len.is_multiple_of(seg)) || std::time::Instant::now() > deadline {
+                break len;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(
+            len >= 3 * seg && len.is_multiple_of(seg),
+            "the file is {len} bytes: not whole segments past the log's"
+        );
+        drop(tree);
+        drop(db);
+        let db = reopen(&path);
+        let tree = db.open_tree("t").expect("tree");
+        assert_eq!(
+            tree.len(),
+            i as usize,
+            "every write is read back after a reopen"
+        );
+        for k in [0, i / 2, i - 1] {
+            let got = tree.get(k.to_be_bytes()).expect("get");
+            assert_eq!(got.as_deref(), Some(&value(k)[..]), "key {k}");
+        }
+    }
+
     /// A database created with sled's default segment size (as Cairn's were before it
     /// set its own) opens with that size and keeps its data; a new one gets ours.
     #[test]

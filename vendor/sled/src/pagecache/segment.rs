@@ -96,6 +96,8 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    // Cairn: the fills of segments beyond the tip (see `fill_ahead`).
+    fills: BTreeMap<LogOffset, OneShot<Result<()>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -478,6 +480,7 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
+            fills: BTreeMap::default(),
         };
 
         ret.initialize_from_snapshot(snapshot)?;
@@ -976,7 +979,31 @@ impl SegmentAccountant {
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
+        self.fill_ahead(lid)?;
+
         Ok(lid)
+    }
+
+    /// Cairn: the file is written out to the end of the segment at `lid` before the log
+    /// writes into it, and the next segment is written in the background. A log write
+    /// then lands on blocks the file already has, and the `fdatasync` that makes it
+    /// durable has no file size or block allocation to commit (on ext4, a journal
+    /// commit per flush otherwise, which also serializes the flushes of every file on
+    /// the filesystem). Only the part beyond the file's end is written, with the bytes
+    /// sled writes over free segments at startup; nothing at or past the tip holds
+    /// anything sled reads.
+    fn fill_ahead(&mut self, lid: LogOffset) -> Result<()> {
+        match self.fills.remove(&lid) {
+            Some(fill) => fill.wait().expect("threadpool should not crash")?,
+            None => fill_segment(&self.config, lid)?,
+        }
+        let next = lid + self.config.segment_size as LogOffset;
+        if !self.fills.contains_key(&next) {
+            let config = self.config.clone();
+            let fill = threadpool::spawn(move || fill_segment(&config, next))?;
+            self.fills.insert(next, fill);
+        }
+        Ok(())
     }
 
     /// Returns the next offset to write a new segment in.
@@ -1106,4 +1133,21 @@ impl SegmentAccountant {
 
         idx
     }
+}
+
+/// Cairn: write the segment at `lid` where it lies beyond the file's end, and make the
+/// file's new length durable (see `SegmentAccountant::fill_ahead`).
+fn fill_segment(config: &RunningConfig, lid: LogOffset) -> Result<()> {
+    let end = lid + config.segment_size as LogOffset;
+    let len = config.file.metadata()?.len();
+    if len >= end {
+        return Ok(());
+    }
+    let from = std::cmp::max(len, lid);
+    let fill = vec![MessageKind::Corrupted.into(); usize::try_from(end - from).unwrap()];
+    pwrite_all(&config.file, &fill, from)?;
+    if !config.temporary {
+        config.file.sync_data()?;
+    }
+    Ok(())
 }

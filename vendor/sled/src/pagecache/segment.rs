@@ -991,16 +991,25 @@ impl SegmentAccountant {
     /// commit per flush otherwise, which also serializes the flushes of every file on
     /// the filesystem). Only the part beyond the file's end is written, with the bytes
     /// sled writes over free segments at startup; nothing at or past the tip holds
-    /// anything sled reads.
+    /// anything sled reads. The file is at most one segment longer than the log needs.
     fn fill_ahead(&mut self, lid: LogOffset) -> Result<()> {
         match self.fills.remove(&lid) {
-            Some(fill) => fill.wait().expect("threadpool should not crash")?,
+            Some(fill) => fill.wait().unwrap_or_else(|| {
+                Err(Error::ReportableBug(
+                    "a segment's fill ended without an answer".into(),
+                ))
+            })?,
             None => fill_segment(&self.config, lid)?,
         }
         let next = lid + self.config.segment_size as LogOffset;
         if !self.fills.contains_key(&next) {
+            // A thread of its own, not the IO pool: the wait above holds the
+            // accountant's lock, which the pool's log writes take when they finish.
+            let (filler, fill) = OneShot::pair();
             let config = self.config.clone();
-            let fill = threadpool::spawn(move || fill_segment(&config, next))?;
+            std::thread::Builder::new()
+                .name("sled-fill".into())
+                .spawn(move || filler.fill(fill_segment(&config, next)))?;
             self.fills.insert(next, fill);
         }
         Ok(())

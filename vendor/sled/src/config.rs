@@ -247,7 +247,7 @@ impl Inner {
         self.get_path().join("blobs").join(format!("{}", id))
     }
 
-    fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.get_path().join("db")
     }
 

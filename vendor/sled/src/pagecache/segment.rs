@@ -97,7 +97,7 @@ pub(crate) struct SegmentAccountant {
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
     // Cairn: the fills of segments beyond the tip (see `fill_ahead`).
-    fills: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    fills: BTreeMap<LogOffset, OneShot<std::io::Result<()>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -979,7 +979,7 @@ impl SegmentAccountant {
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
-        self.fill_ahead(lid)?;
+        self.fill_ahead(lid);
 
         Ok(lid)
     }
@@ -992,27 +992,37 @@ impl SegmentAccountant {
     /// the filesystem). Only the part beyond the file's end is written, with the bytes
     /// sled writes over free segments at startup; nothing at or past the tip holds
     /// anything sled reads. The file is at most one segment longer than the log needs.
-    fn fill_ahead(&mut self, lid: LogOffset) -> Result<()> {
-        match self.fills.remove(&lid) {
-            Some(fill) => fill.wait().unwrap_or_else(|| {
-                Err(Error::ReportableBug(
-                    "a segment's fill ended without an answer".into(),
-                ))
-            })?,
-            None => fill_segment(&self.config, lid)?,
+    ///
+    /// A fill that fails (a full disk) is only a warning: the log then grows the file
+    /// as it did without fills, and meets the same error itself if the disk is full.
+    fn fill_ahead(&mut self, lid: LogOffset) {
+        let filled = match self.fills.remove(&lid) {
+            Some(fill) => matches!(fill.wait(), Some(Ok(()))),
+            None => false,
+        };
+        if !filled {
+            // Never started, or failed then: the disk may have room now.
+            if let Err(e) = fill_segment(&self.config, lid) {
+                warn!("could not write segment {} ahead of the log: {:?}", lid, e);
+            }
         }
         let next = lid + self.config.segment_size as LogOffset;
-        if !self.fills.contains_key(&next) {
-            // A thread of its own, not the IO pool: the wait above holds the
-            // accountant's lock, which the pool's log writes take when they finish.
-            let (filler, fill) = OneShot::pair();
-            let config = self.config.clone();
-            std::thread::Builder::new()
-                .name("sled-fill".into())
-                .spawn(move || filler.fill(fill_segment(&config, next)))?;
-            self.fills.insert(next, fill);
+        if self.fills.contains_key(&next) {
+            return;
         }
-        Ok(())
+        // A thread of its own, not the IO pool: the wait above holds the accountant's
+        // lock, which the pool's log writes take when they finish.
+        let (filler, fill) = OneShot::pair();
+        let config = self.config.clone();
+        match std::thread::Builder::new()
+            .name("sled-fill".into())
+            .spawn(move || filler.fill(fill_segment(&config, next)))
+        {
+            Ok(_) => {
+                self.fills.insert(next, fill);
+            }
+            Err(e) => warn!("could not start the fill of segment {}: {:?}", next, e),
+        }
     }
 
     /// Returns the next offset to write a new segment in.
@@ -1145,18 +1155,24 @@ impl SegmentAccountant {
 }
 
 /// Cairn: write the segment at `lid` where it lies beyond the file's end, and make the
-/// file's new length durable (see `SegmentAccountant::fill_ahead`).
-fn fill_segment(config: &RunningConfig, lid: LogOffset) -> Result<()> {
+/// file's new length durable (see `SegmentAccountant::fill_ahead`). Through a descriptor
+/// of its own: an `fdatasync` reports a writeback error once to each open file, so a
+/// sync through the log's descriptor could take, and the fill then drop, an error the
+/// log's own flush must see.
+fn fill_segment(config: &RunningConfig, lid: LogOffset) -> std::io::Result<()> {
+    if config.temporary {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(config.db_path())?;
     let end = lid + config.segment_size as LogOffset;
-    let len = config.file.metadata()?.len();
+    let len = file.metadata()?.len();
     if len >= end {
         return Ok(());
     }
     let from = std::cmp::max(len, lid);
     let fill = vec![MessageKind::Corrupted.into(); usize::try_from(end - from).unwrap()];
-    pwrite_all(&config.file, &fill, from)?;
-    if !config.temporary {
-        config.file.sync_data()?;
-    }
-    Ok(())
+    pwrite_all(&file, &fill, from)?;
+    file.sync_data()
 }

@@ -995,15 +995,18 @@ impl SegmentAccountant {
     ///
     /// A fill that fails (a full disk) is only a warning: the log then grows the file
     /// as it did without fills, and meets the same error itself if the disk is full.
+    /// The next segment is filled only once this one is whole, so fills take the disk
+    /// in the order the log will use it, and never room this segment still needs.
     fn fill_ahead(&mut self, lid: LogOffset) {
-        let filled = match self.fills.remove(&lid) {
-            Some(fill) => matches!(fill.wait(), Some(Ok(()))),
-            None => false,
-        };
-        if !filled {
+        let filled_ahead = matches!(
+            self.fills.remove(&lid).map(|f| f.wait()),
+            Some(Some(Ok(())))
+        );
+        if !filled_ahead {
             // Never started, or failed then: the disk may have room now.
             if let Err(e) = fill_segment(&self.config, lid) {
                 warn!("could not write segment {} ahead of the log: {:?}", lid, e);
+                return;
             }
         }
         let next = lid + self.config.segment_size as LogOffset;

@@ -619,10 +619,10 @@ impl SegmentAccountant {
         for segment_base in to_free {
             self.free_segment(segment_base)?;
             io_fail!(self.config, "zero garbage segment SA");
-            pwrite_all(
+            write_corrupted(
                 &self.config.file,
-                &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
                 segment_base,
+                segment_base + self.config.segment_size as LogOffset,
             )?;
         }
 
@@ -1174,8 +1174,23 @@ fn fill_segment(config: &RunningConfig, lid: LogOffset) -> std::io::Result<()> {
     if len >= end {
         return Ok(());
     }
-    let from = std::cmp::max(len, lid);
-    let fill = vec![MessageKind::Corrupted.into(); usize::try_from(end - from).unwrap()];
-    pwrite_all(&file, &fill, from)?;
+    write_corrupted(&file, std::cmp::max(len, lid), end)?;
     file.sync_data()
+}
+
+/// `MessageKind::Corrupted` bytes, a chunk at a time. All zeros, so the chunk is never
+/// written and the kernel backs it with its shared zero page: filling or freeing a
+/// segment costs no memory of its own.
+static CORRUPTED: [u8; 1 << 20] = [0; 1 << 20];
+const _: () = assert!(MessageKind::Corrupted as u8 == 0);
+
+/// Cairn: write `MessageKind::Corrupted` bytes over `from..end` of `file`.
+fn write_corrupted(file: &std::fs::File, from: LogOffset, end: LogOffset) -> std::io::Result<()> {
+    let mut at = from;
+    while at < end {
+        let n = std::cmp::min(CORRUPTED.len() as LogOffset, end - at);
+        pwrite_all(file, &CORRUPTED[..usize::try_from(n).unwrap()], at)?;
+        at += n;
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `cairn-server`: parse flags, load the configuration, start tracing, run.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use cairn_agent::agent::AgentConfig;
@@ -167,6 +168,7 @@ fn init_tracing(format: &str) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

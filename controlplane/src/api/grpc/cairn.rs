@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_domain::model::{Held, Stage};
+use cairn_domain::Command;
 use cairn_domain::{kinds, EntityKey, Rejection};
 use cairn_proto as pb;
 use futures::Stream;
 use pb::cairn_client::CairnClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
+use tracing::Instrument;
 
 use super::request::{
     command, consistency, filter, forward_read, forward_write, forwarded, is_forwarded,
@@ -137,13 +138,25 @@ impl CairnService {
             return Err(AppError::Invalid(vec!["command: required".into()]).into());
         };
         let cmd = self.app.accept(command(cmd, &Stamp::of(&req))?)?;
-        let span = tracing::Span::current();
-        span.record("term", self.app.leading().1);
-        span.record("correlation_id", cmd.correlation_id.as_str());
-        if let Some(t) = cmd.body.target() {
-            span.record("entity", tracing::field::display(t));
-        }
+        // The span is made once its fields are known: the log formats a span's fields
+        // when it is made and again at each field recorded later.
+        let span = tracing::info_span!(
+            "Submit",
+            member = self.app.id(),
+            term = self.app.leading().1,
+            entity = cmd.body.target().map(tracing::field::display),
+            correlation_id = cmd.correlation_id.as_str(),
+        );
         metrics::stage_since(metrics::Stage::Edge, start);
+        self.propose_or_forward(req, cmd).instrument(span).await
+    }
+
+    /// Propose `cmd` if this member leads, else forward `req` to the leader.
+    async fn propose_or_forward(
+        &self,
+        req: Request<pb::SubmitRequest>,
+        cmd: Command,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let forwarded_here = is_forwarded(&req);
         let forward = |req: Request<pb::SubmitRequest>, addr: String| async move {
             let sent = Instant::now();
@@ -168,7 +181,6 @@ impl CairnService {
 
 #[tonic::async_trait]
 impl pb::cairn_server::Cairn for CairnService {
-    #[tracing::instrument(name = "Submit", skip_all, fields(member = self.app.id(), term = Empty, entity = Empty, correlation_id = Empty))]
     async fn submit(
         &self,
         req: Request<pb::SubmitRequest>,

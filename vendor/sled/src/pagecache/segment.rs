@@ -1178,10 +1178,10 @@ fn fill_segment(config: &RunningConfig, lid: LogOffset) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// `MessageKind::Corrupted` bytes, a chunk at a time. All zeros, so the chunk is never
-/// written and the kernel backs it with its shared zero page: filling or freeing a
-/// segment costs no memory of its own.
-static CORRUPTED: [u8; 1 << 20] = [0; 1 << 20];
+/// `MessageKind::Corrupted` bytes, written a chunk at a time from this read-only chunk
+/// (part of the program's image, shared, never copied): filling or freeing a segment
+/// allocates nothing.
+static CORRUPTED: [u8; 256 * 1024] = [0; 256 * 1024];
 const _: () = assert!(MessageKind::Corrupted as u8 == 0);
 
 /// Cairn: write `MessageKind::Corrupted` bytes over `from..end` of `file`.

@@ -178,30 +178,34 @@ fn init_tracing(format: &str) {
 }
 
 /// The variable with which an operator sets the number of async worker threads (tokio's
-/// own).
+/// own name for it).
 const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
 
-/// Async worker threads: half the CPUs this process may use, at least one, unless the
-/// operator set [`WORKER_THREADS_VAR`]. The rest is left to the threads a write also
-/// needs (the storage flusher, sled's IO pool) and to the kernel's network and disk work.
-/// A worker that wakes an idle one hands it a task at the cost of a context switch; with
-/// fewer workers a single client's write took 7 switches on the leader instead of 16
-/// (decision 0071).
-fn worker_threads() -> Option<usize> {
-    if std::env::var_os(WORKER_THREADS_VAR).is_some() {
-        return None; // tokio reads it
+/// Async worker threads: [`WORKER_THREADS_VAR`] if the operator set it, else half of
+/// `cpus` (the CPUs this process may use), at least one. The rest is left to the threads
+/// a write also needs (the storage flusher, sled's IO pool) and to the kernel's network
+/// and disk work. A worker that wakes an idle one hands it a task at the cost of a
+/// context switch; with fewer workers a single client's write took 7 switches on the
+/// leader instead of 16 (decision 0071). A value that is not a whole number above zero
+/// is refused at start, where tokio would panic on it.
+fn worker_threads(set: Option<std::ffi::OsString>, cpus: usize) -> anyhow::Result<usize> {
+    let Some(set) = set else {
+        return Ok((cpus / 2).max(1));
+    };
+    match set.to_str().map(|v| v.trim().parse::<usize>()) {
+        Some(Ok(n)) if n > 0 => Ok(n),
+        _ => anyhow::bail!("{WORKER_THREADS_VAR}: must be a whole number above 0, not {set:?}"),
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Some((cpus / 2).max(1))
 }
 
 fn main() -> anyhow::Result<()> {
     apply_allocator_settings();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads() {
-        runtime.worker_threads(n);
-    }
-    runtime.enable_all().build()?.block_on(run())
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads(std::env::var_os(WORKER_THREADS_VAR), cpus)?)
+        .enable_all()
+        .build()?
+        .block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -293,4 +297,24 @@ async fn run() -> anyhow::Result<()> {
         Vec::new()
     };
     cairn_controlplane::server::run_with(config, shutdown, started, collectors).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_threads;
+
+    #[test]
+    fn half_the_cpus_run_async_workers_unless_the_operator_says_otherwise() {
+        assert_eq!(worker_threads(None, 1).unwrap(), 1);
+        assert_eq!(worker_threads(None, 2).unwrap(), 1);
+        assert_eq!(worker_threads(None, 16).unwrap(), 8);
+        assert_eq!(worker_threads(Some("3".into()), 16).unwrap(), 3);
+        assert_eq!(worker_threads(Some(" 2 ".into()), 16).unwrap(), 2);
+        for bad in ["0", "-1", "two", ""] {
+            let err = worker_threads(Some(bad.into()), 16)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("TOKIO_WORKER_THREADS"), "{bad:?}: {err}");
+        }
+    }
 }
